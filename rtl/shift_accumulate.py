@@ -1,0 +1,110 @@
+"""Shift-accumulate: combines the bit-plane readouts of a RUN into the accumulators.
+
+Implements section 2 of ``docs/ARCHITECTURE.md`` (golden model:
+``models/macro.py: shift_accumulate``). The tile sum is a register formed Horner-style,
+most significant plane first; the accumulator update and its saturation are
+combinational, so the controller writes ``acc`` back in the cycle after the last plane.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from models.params import MacroParams
+
+from .compute_array import add_same_width, sign_extend
+
+__all__ = ["ShiftAccumulate"]
+
+
+class ShiftAccumulate(wiring.Component):
+    """Horner tile register and saturating accumulator update for ``P`` lanes.
+
+    Per lane ``i``:
+
+    * ``tile`` register, ``signed(W + B)``, reset 0: ``clear`` loads 0; otherwise
+      ``step`` loads ``2 * tile + readout`` (``clear`` wins when both are high). Within a
+      RUN (at most B steps after a clear) the tile never overflows; a longer sequence
+      wraps modulo ``2^(W+B)``.
+    * ``acc = clamp((acc_prev if accumulate else 0) + tile, -2^(A-1), 2^(A-1) - 1)``,
+      combinational, and ``saturated[i]`` is 1 when the clamp changed the value.
+
+    Parameters
+    ----------
+    p : MacroParams
+        Macro parameters: ``cols_per_cycle`` P, ``readout_bits`` W, ``input_bits`` B,
+        ``acc_bits`` A.
+
+    Members
+    -------
+    readout : In(ArrayLayout(signed(W), P))
+        The compute array's readout of the current plane.
+    clear : In(1)
+        Tile := 0 on the next clock edge.
+    step : In(1)
+        Tile := 2 * tile + readout on the next clock edge (unless ``clear``).
+    acc_prev : In(ArrayLayout(signed(A), P))
+        Accumulator before the command.
+    accumulate : In(1)
+        The command's ACCUMULATE bit: add the tile to ``acc_prev`` instead of to 0.
+    tile : Out(ArrayLayout(signed(W + B), P))
+        The tile register.
+    acc : Out(ArrayLayout(signed(A), P))
+        The saturated accumulator update.
+    saturated : Out(unsigned(P))
+        Bit ``i``: the clamp changed lane ``i``'s value.
+    """
+
+    def __init__(self, p):
+        if not isinstance(p, MacroParams):
+            raise TypeError(f"p must be a MacroParams, not {p!r}")
+        self._p = p
+        P, W, A = p.cols_per_cycle, p.readout_bits, p.acc_bits
+        super().__init__({
+            "readout": In(data.ArrayLayout(signed(W), P)),
+            "clear": In(1),
+            "step": In(1),
+            "acc_prev": In(data.ArrayLayout(signed(A), P)),
+            "accumulate": In(1),
+            "tile": Out(data.ArrayLayout(signed(p.tile_bits), P)),
+            "acc": Out(data.ArrayLayout(signed(A), P)),
+            "saturated": Out(unsigned(P)),
+        })
+
+    @property
+    def params(self):
+        """The :class:`MacroParams` this block was built from."""
+        return self._p
+
+    def elaborate(self, platform):
+        p = self._p
+        P, T, A = p.cols_per_cycle, p.tile_bits, p.acc_bits
+        acc_min, acc_max = -(1 << (A - 1)), (1 << (A - 1)) - 1
+        m = Module()
+
+        saturated = []
+        for i in range(P):
+            tile = self.tile[i]
+            # 2 * tile modulo 2^T, as a shift that drops the MSB.
+            doubled = Cat(Const(0, 1), tile[:-1]).as_signed()
+            readout = sign_extend(m, self.readout[i], T, f"readout_ext_{i}")
+            with m.If(self.clear):
+                m.d.sync += tile.eq(0)
+            with m.Elif(self.step):
+                m.d.sync += tile.eq(add_same_width(doubled, readout))
+
+            # The sum in A + 1 bits holds every (acc_prev + tile): out of the A-bit range
+            # exactly when its two top bits differ.
+            prev = Mux(self.accumulate, self.acc_prev[i], Const(0, signed(A)))
+            total = add_same_width(
+                sign_extend(m, prev, A + 1, f"prev_ext_{i}"),
+                sign_extend(m, tile, A + 1, f"tile_ext_{i}"))
+            overflow = total[A] ^ total[A - 1]
+            saturated.append(overflow)
+            m.d.comb += self.acc[i].eq(
+                Mux(overflow,
+                    Mux(total[A], Const(acc_min, signed(A)), Const(acc_max, signed(A))),
+                    total[:A].as_signed()))
+
+        m.d.comb += self.saturated.eq(Cat(*saturated))
+        return m
