@@ -11,10 +11,10 @@ gen: setup
 	@echo "output: $(CURDIR)/build/ ($$(ls build | tr '\n' ' '))"
 
 test: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q
 
 test-all: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "slow or not slow"
 
 bench: setup
 	$(PY) -m bench.gen_speed
