@@ -9,13 +9,16 @@ import sys
 import zlib
 from pathlib import Path
 
-import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
+# OpenBLAS threads spin against each other on the 2-core machines; one thread is faster here.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402  (after the thread setting)
+import pytest  # noqa: E402
 
 
 def pytest_addoption(parser):

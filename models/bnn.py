@@ -1,0 +1,562 @@
+"""Binarized MLP for the CiM macro, trained in numpy: STE, batch norm, Adam, DVA, chip-in-the-loop.
+
+The network is the one of Zhang and Verma (JETCAS 2019): fully connected layers whose
+weights are +1/-1 (one SRAM column per neuron), unsigned multi-bit inputs to the first
+layer, binary activations between layers, batch norm before every binarization, and a
+last layer whose raw accumulator gives the class scores.
+
+Every pre-activation is kept in **hardware units**: ``z = acc``, the integer the macro's
+accumulator holds for ideal hardware,
+
+* first layer: ``acc[n, c] = sum_r x[n, r] * wb[r, c]`` with ``x`` in ``0 .. 2^B - 1``;
+* later layers: ``acc[n, c] = sum_r y[n, r] * wb[r, c]`` with ``y`` in ``{0, 1}``, the
+  previous layer's output bit (the macro's input plane 0), ``y = (a + 1) / 2`` for the
+  usual BNN activation ``a = sign(h)`` in ``{-1, +1}``.
+
+The textbook ``±1`` sum is ``sum_r a_r wb_r = 2 acc - sum_r wb_r``: an affine map of
+``acc`` that is constant over a batch, so batch norm of either gives the same normalised
+value (up to ``eps``) and the same gradients; keeping ``acc`` makes folding batch norm
+into the macro's threshold direct and lets a chip model return its own ``acc``.
+
+Hidden layer: ``h = gamma * ((z - mean) / sqrt(var + eps)) + beta`` (:func:`bn_affine`),
+``a = +1 if h >= 0 else -1`` (ties go to +1, as the macro's ``acc >= THRESH`` does),
+``y = (a + 1) / 2``.
+
+Last layer: ``o = exp(log_scale) * z + out_bias`` with one positive scale and one bias
+shared by all classes. A per-class affine would move the argmax, and the macro's last
+layer reports ``acc`` raw, so the prediction ``argmax_c o = argmax_c acc`` (lowest index
+on ties) is exactly what the hardware computes. The loss is the squared hinge
+``mean_{n,c} max(0, 1 - t o)^2`` with ``t = +1`` for the true class and ``-1`` otherwise.
+
+Gradients: straight-through estimators. ``wb = sign(W)`` (``W >= 0 -> +1``) passes the
+gradient where ``|W| <= 1`` and the latent weights ``W`` are clipped to ``[-1, 1]``
+after every Adam step; ``a = sign(h)`` passes the gradient where ``|h| <= 1``.
+
+DVA (device-variation-aware training, Long et al., DATE 2019): with ``dva_sigma > 0``
+every mini-batch multiplies the binary weights used in the forward pass element-wise by
+fresh noise ``N(dva_mean, dva_sigma)``: ``w_eff = wb * eps``. The backward pass uses
+``w_eff`` (exact chain rule through the noise).
+
+Chip in the loop (JETCAS 2019): a *forward hook* ``hook(layer, inputs, weight_bits, acc)
+-> acc'`` replaces each layer's pre-activation by what a chip computes (e.g. the analog
+model of a sampled chip, or the bit-true macro model with injected offsets; see
+:func:`models.export.macro_hook`). ``inputs`` is the hardware encoding (``uint8``,
+``x`` or ``y``), ``weight_bits`` the stored bits (``uint8``, 1 = +1), ``acc`` the ideal
+(or DVA-noisy) value. Batch norm and everything after see the chip's values; the
+gradient follows the straight-through estimator of the ideal path
+(``d acc / d wb = inputs``, ``d acc / d inputs = wb``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+__all__ = [
+    "BNN", "TrainConfig", "Adam", "train", "accuracy", "bn_affine", "squared_hinge",
+    "binarize_weights", "binarize_activations", "weight_bits", "FORMAT_NAME", "RECIPES",
+    "recipe",
+]
+
+FORMAT_NAME = "cim-bnn-float"
+FORMAT_VERSION = 1
+
+#: ``hook(layer, inputs, weight_bits, acc) -> acc'``, see the module docstring.
+ForwardHook = Callable[[int, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def binarize_weights(w: np.ndarray) -> np.ndarray:
+    """``+1`` where ``w >= 0`` else ``-1``, in ``w``'s dtype (bit 1 = +1 in the macro)."""
+    return np.where(w >= 0, 1, -1).astype(w.dtype)
+
+
+def binarize_activations(h: np.ndarray) -> np.ndarray:
+    """``+1`` where ``h >= 0`` else ``-1`` (ties to +1 as the macro's ``acc >= THRESH``)."""
+    return np.where(h >= 0, 1, -1).astype(h.dtype)
+
+
+def weight_bits(w: np.ndarray) -> np.ndarray:
+    """Stored bits of latent weights ``w``: ``uint8``, 1 where ``w >= 0`` (weight +1)."""
+    return (np.asarray(w) >= 0).astype(np.uint8)
+
+
+def bn_affine(z, gamma, beta, mean, var, eps):
+    """Inference batch norm ``gamma * ((z - mean) / sqrt(var + eps)) + beta``.
+
+    The one expression the float model and the threshold folding both evaluate (in
+    float64), so the folded decision can be checked against it bit for bit.
+    """
+    return gamma * ((z - mean) / np.sqrt(var + eps)) + beta
+
+
+def squared_hinge(scores: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    """Loss ``mean max(0, 1 - t * scores)^2`` and its gradient with respect to ``scores``."""
+    n, c = scores.shape
+    t = -np.ones_like(scores)
+    t[np.arange(n), labels] = 1
+    margin = np.maximum(0, 1 - t * scores)
+    return float((margin ** 2).mean()), (-2.0 / (n * c)) * t * margin
+
+
+def accuracy(predictions, labels) -> float:
+    return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
+
+
+def _check_int(name, value, lo, hi=None):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in {lo}..{hi}"
+        raise ValueError(f"{name} must be {rng}, not {value}")
+
+
+class BNN:
+    """Binary-weight MLP whose pre-activations are the macro's accumulator values.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths, input first: ``(100, 96, 96, 10)`` for MNIST 10x10,
+        ``(64, 96, 96, 10)`` for the 8x8 digits. At least two entries.
+    input_bits : int
+        B: first-layer inputs are integers in ``0 .. 2^B - 1``.
+    seed : int
+        Seed of the weight initialisation.
+    bn_eps : float
+        Batch-norm epsilon, in squared accumulator units.
+    init_scale : float
+        Latent weights start uniform in ``[-init_scale, init_scale]``; small values let
+        signs flip early in training (0.1 measured better than 1 on MNIST 10x10).
+
+    Members
+    -------
+    params : dict of str -> ndarray (float32)
+        ``W{l}`` latent weights ``(n_in, n_out)``; ``gamma{l}``, ``beta{l}`` batch-norm
+        scale and shift of hidden layer ``l``; ``log_scale``, ``out_bias`` (shape
+        ``(1,)``) of the last layer.
+    buffers : dict of str -> ndarray (float32)
+        ``mean{l}``, ``var{l}``: batch-norm inference statistics of hidden layer ``l``.
+    layers : int
+        Number of weight layers (``len(sizes) - 1``).
+    """
+
+    def __init__(self, sizes=(100, 96, 96, 10), *, input_bits: int = 5, seed: int = 0,
+                 bn_eps: float = 1e-4, init_scale: float = 0.1):
+        sizes = tuple(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes must list at least the input and output widths, not {sizes}")
+        for i, s in enumerate(sizes):
+            _check_int(f"sizes[{i}]", s, 1)
+        _check_int("input_bits", input_bits, 1, 8)
+        if not bn_eps > 0:
+            raise ValueError(f"bn_eps must be positive, not {bn_eps}")
+        if not 0 < init_scale <= 1:
+            raise ValueError(f"init_scale must be in (0, 1], not {init_scale}")
+        self.sizes = tuple(int(s) for s in sizes)
+        self.input_bits = int(input_bits)
+        self.bn_eps = float(bn_eps)
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        self.params: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            self.params[f"W{l}"] = rng.uniform(-init_scale, init_scale, (n_in, n_out)).astype(np.float32)
+            if l < self.layers - 1:
+                self.params[f"gamma{l}"] = np.ones(n_out, np.float32)
+                self.params[f"beta{l}"] = np.zeros(n_out, np.float32)
+                self.buffers[f"mean{l}"] = np.zeros(n_out, np.float32)
+                self.buffers[f"var{l}"] = np.ones(n_out, np.float32)
+        # Start the last layer's scores near unit spread: E[input^2] is M^2/3 for
+        # uniform B-bit pixels and 1/2 for random bits.
+        m = (1 << self.input_bits) - 1
+        second_moment = m * m / 3 if self.layers == 1 else 0.5
+        self.params["log_scale"] = np.array([-0.5 * np.log(self.sizes[-2] * second_moment)], np.float32)
+        self.params["out_bias"] = np.zeros(1, np.float32)
+
+    @property
+    def layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def is_hidden(self, layer: int) -> bool:
+        """True when ``layer`` has batch norm and a binary output (every layer but the last)."""
+        return layer < self.layers - 1
+
+    def weight_bits(self, layer: int) -> np.ndarray:
+        """Stored bits ``(n_in, n_out) uint8`` of ``layer`` (1 = +1)."""
+        return weight_bits(self.params[f"W{layer}"])
+
+    def bn(self, layer: int) -> dict:
+        """Float64 inference batch-norm parameters of hidden ``layer``."""
+        return dict(gamma=self.params[f"gamma{layer}"].astype(np.float64),
+                    beta=self.params[f"beta{layer}"].astype(np.float64),
+                    mean=self.buffers[f"mean{layer}"].astype(np.float64),
+                    var=self.buffers[f"var{layer}"].astype(np.float64),
+                    eps=self.bn_eps)
+
+    # --- forward / backward ----------------------------------------------------------
+
+    def _check_x(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+            raise ValueError(f"x must have shape (N, {self.sizes[0]}), not {x.shape}")
+        if x.size and (x.min() < 0 or x.max() > (1 << self.input_bits) - 1):
+            raise ValueError(f"x must hold integers in 0..{(1 << self.input_bits) - 1}, "
+                             f"not values in {x.min()}..{x.max()}")
+        return x
+
+    def forward(self, x, *, train: bool = False, noise_rng: np.random.Generator | None = None,
+                dva_sigma: float = 0.0, dva_mean: float = 1.0, hook: ForwardHook | None = None,
+                momentum: float = 0.1, dtype=None):
+        """Scores ``(N, classes)`` and the cache for :meth:`backward`.
+
+        Parameters
+        ----------
+        x : ndarray (N, sizes[0])
+            Integers in ``0 .. 2^B - 1``.
+        train : bool
+            Batch statistics in batch norm (and update the running ones with
+            ``momentum``); otherwise the stored inference statistics.
+        noise_rng, dva_sigma, dva_mean
+            DVA: with ``dva_sigma > 0`` the forward weights are ``wb * N(dva_mean,
+            dva_sigma)``, drawn from ``noise_rng`` (one draw per call = per batch).
+        hook : callable or None
+            Chip-in-the-loop forward hook (module docstring).
+        dtype
+            float32 by default when training, float64 otherwise (float64 makes every
+            ideal ``acc`` exact and matches the folded integer pipeline bit for bit).
+        """
+        x = self._check_x(x)
+        if dtype is None:
+            dtype = np.float32 if train else np.float64
+        if dva_sigma < 0:
+            raise ValueError(f"dva_sigma must be >= 0, not {dva_sigma}")
+        if dva_sigma > 0 and noise_rng is None:
+            raise ValueError("dva_sigma > 0 needs a noise_rng")
+        cache = dict(train=train, layers=[])
+        hw_in = x.astype(np.uint8)
+        inp = x.astype(dtype)
+        for l in range(self.layers):
+            w = self.params[f"W{l}"]
+            wb = binarize_weights(w.astype(dtype))
+            noise = None
+            if dva_sigma > 0:
+                noise = noise_rng.normal(dva_mean, dva_sigma, wb.shape).astype(dtype)
+                w_eff = wb * noise
+            else:
+                w_eff = wb
+            z = inp @ w_eff
+            if hook is not None:
+                chip = np.asarray(hook(l, hw_in, weight_bits(w), z))
+                if chip.shape != z.shape:
+                    raise ValueError(f"forward hook of layer {l} returned shape {chip.shape}, "
+                                     f"expected {z.shape}")
+                z = chip.astype(dtype)
+            lc = dict(inp=inp, w_eff=w_eff, noise=noise, z=z)
+            cache["layers"].append(lc)
+            if not self.is_hidden(l):
+                break
+            gamma = self.params[f"gamma{l}"].astype(dtype)
+            beta = self.params[f"beta{l}"].astype(dtype)
+            if train:
+                mean = z.mean(axis=0)
+                var = z.var(axis=0)
+                m = self.buffers[f"mean{l}"]
+                v = self.buffers[f"var{l}"]
+                m += momentum * (mean.astype(np.float32) - m)
+                v += momentum * (var.astype(np.float32) - v)
+                inv_std = 1 / np.sqrt(var + dtype(self.bn_eps))
+                zhat = (z - mean) * inv_std
+                h = gamma * zhat + beta
+            else:
+                mean = self.buffers[f"mean{l}"].astype(dtype)
+                var = self.buffers[f"var{l}"].astype(dtype)
+                inv_std = 1 / np.sqrt(var + dtype(self.bn_eps))
+                zhat = (z - mean) * inv_std
+                h = bn_affine(z, gamma, beta, mean, var, dtype(self.bn_eps))
+            a = binarize_activations(h)
+            y = (a + 1) / 2
+            lc.update(zhat=zhat, inv_std=inv_std, h=h, gamma=gamma)
+            inp = y
+            hw_in = (h >= 0).astype(np.uint8)
+        scale = np.exp(self.params["log_scale"].astype(dtype))
+        out = scale * z + self.params["out_bias"].astype(dtype)
+        cache["scale"] = scale
+        return out, cache
+
+    def backward(self, cache, dout) -> dict[str, np.ndarray]:
+        """Straight-through gradients of every parameter given ``dL/dscores``."""
+        grads: dict[str, np.ndarray] = {}
+        lcs = cache["layers"]
+        last = lcs[-1]
+        scale = cache["scale"]
+        grads["log_scale"] = np.array([np.sum(dout * last["z"]) * scale[0]])
+        grads["out_bias"] = np.array([np.sum(dout)])
+        dz = dout * scale
+        for l in range(len(lcs) - 1, -1, -1):
+            lc = lcs[l]
+            if self.is_hidden(l):
+                dh = lc["dh"]
+                zhat = lc["zhat"]
+                grads[f"gamma{l}"] = np.sum(dh * zhat, axis=0)
+                grads[f"beta{l}"] = np.sum(dh, axis=0)
+                dzhat = dh * lc["gamma"]
+                if cache["train"]:
+                    n = dzhat.shape[0]
+                    dz = (lc["inv_std"] / n) * (n * dzhat - dzhat.sum(axis=0)
+                                                - zhat * np.sum(dzhat * zhat, axis=0))
+                else:
+                    dz = dzhat * lc["inv_std"]
+            d_weff = lc["inp"].T @ dz
+            dwb = d_weff * lc["noise"] if lc["noise"] is not None else d_weff
+            w = self.params[f"W{l}"]
+            grads[f"W{l}"] = dwb * (np.abs(w) <= 1)
+            if l > 0:
+                dy = dz @ lc["w_eff"].T
+                prev = lcs[l - 1]
+                # y = (a + 1) / 2, a = sign(h): dy/da = 1/2, STE da/dh = 1 where |h| <= 1.
+                prev["dh"] = 0.5 * dy * (np.abs(prev["h"]) <= 1)
+        return {k: v.astype(np.float32) for k, v in grads.items()}
+
+    def loss_and_grads(self, x, labels, **forward_kw):
+        """Squared-hinge loss, gradients and scores of one (training) batch."""
+        out, cache = self.forward(x, **forward_kw)
+        loss, dout = squared_hinge(out, np.asarray(labels))
+        return loss, self.backward(cache, dout), out
+
+    # --- inference -------------------------------------------------------------------
+
+    def scores(self, x, *, hook: ForwardHook | None = None, batch: int = 4096) -> np.ndarray:
+        """Float64 inference scores ``(N, classes)`` (stored batch-norm statistics)."""
+        x = self._check_x(x)
+        outs = [self.forward(x[i:i + batch], hook=hook)[0] for i in range(0, len(x), batch)]
+        return np.concatenate(outs) if outs else np.zeros((0, self.sizes[-1]))
+
+    def predict(self, x, *, hook: ForwardHook | None = None) -> np.ndarray:
+        """Class per input: argmax of the scores, lowest index on ties."""
+        return np.argmax(self.scores(x, hook=hook), axis=1)
+
+    def trace(self, x, *, hook: ForwardHook | None = None) -> list[dict]:
+        """Per layer, in float64 inference: ``acc`` (N, n_out) and, for hidden layers,
+        the output bits ``y`` (N, n_out) uint8."""
+        _, cache = self.forward(x, hook=hook)
+        out = []
+        for l, lc in enumerate(cache["layers"]):
+            d = dict(acc=lc["z"])
+            if self.is_hidden(l):
+                d["y"] = (lc["h"] >= 0).astype(np.uint8)
+            out.append(d)
+        return out
+
+    def recompute_bn_stats(self, x, *, hook: ForwardHook | None = None) -> None:
+        """Set every layer's inference statistics to the exact population mean and
+        (biased) variance of its pre-activation over ``x``, layer by layer, each layer
+        seeing the previous layers in inference mode with their new statistics."""
+        x = self._check_x(x)
+        inp = x.astype(np.float64)
+        hw_in = x.astype(np.uint8)
+        for l in range(self.layers - 1):
+            w = self.params[f"W{l}"]
+            z = inp @ binarize_weights(w.astype(np.float64))
+            if hook is not None:
+                z = np.asarray(hook(l, hw_in, weight_bits(w), z), dtype=np.float64)
+            self.buffers[f"mean{l}"] = z.mean(axis=0).astype(np.float32)
+            self.buffers[f"var{l}"] = z.var(axis=0).astype(np.float32)
+            h = bn_affine(z, **self.bn(l))
+            hw_in = (h >= 0).astype(np.uint8)
+            inp = hw_in.astype(np.float64)
+
+    # --- persistence -----------------------------------------------------------------
+
+    def save(self, path) -> None:
+        """Write the float model (latent weights, batch norm) to ``path`` (.npz)."""
+        meta = dict(format=FORMAT_NAME, version=FORMAT_VERSION, sizes=list(self.sizes),
+                    input_bits=self.input_bits, bn_eps=self.bn_eps)
+        arrays = {f"param_{k}": v for k, v in self.params.items()}
+        arrays.update({f"buffer_{k}": v for k, v in self.buffers.items()})
+        np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+    @classmethod
+    def load(cls, path) -> "BNN":
+        """Read a model written by :meth:`save`; one-line ValueError on a bad file."""
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"{path}: no such file")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+            meta = json.loads(str(data.pop("meta")))
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path}: not a float BNN model ({exc})") from None
+        if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}, "
+                             f"expected {FORMAT_NAME!r} version {FORMAT_VERSION}")
+        model = cls(meta["sizes"], input_bits=meta["input_bits"], bn_eps=meta["bn_eps"])
+        for store, prefix in ((model.params, "param_"), (model.buffers, "buffer_")):
+            for k, v in store.items():
+                arr = data.get(prefix + k)
+                if arr is None or arr.shape != v.shape:
+                    raise ValueError(f"{path}: array {prefix + k} missing or of shape "
+                                     f"{None if arr is None else arr.shape}, expected {v.shape}")
+                store[k] = arr.astype(np.float32)
+        return model
+
+
+class Adam:
+    """Adam (Kingma and Ba) over a dict of float32 arrays, updated in place."""
+
+    def __init__(self, params: dict, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+        self.params = params
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.t = 0
+
+    def step(self, grads: dict, lr: float) -> None:
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        corr = np.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        for k, g in grads.items():
+            m, v = self.m[k], self.v[k]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            self.params[k] -= (lr * corr) * m / (np.sqrt(v) + self.eps)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Hyper-parameters of :func:`train` (all JSON-ready, written into exported models).
+
+    Members
+    -------
+    epochs, batch_size : int
+    lr, lr_final : float
+        Adam step size, decayed geometrically per epoch from ``lr`` to ``lr_final``.
+    dva_sigma, dva_mean : float
+        DVA noise on the forward weights (0 disables).
+    momentum : float
+        Batch-norm running-statistics momentum.
+    recompute_bn : bool
+        After training, replace the running statistics by the exact population
+        statistics of the training set (:meth:`BNN.recompute_bn_stats`).
+    seed : int
+        Seed of shuffling and DVA noise.
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-2
+    lr_final: float = 3e-5
+    dva_sigma: float = 0.0
+    dva_mean: float = 1.0
+    momentum: float = 0.1
+    recompute_bn: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_int("epochs", self.epochs, 0)
+        _check_int("batch_size", self.batch_size, 1)
+        if not (self.lr > 0 and self.lr_final > 0):
+            raise ValueError(f"lr and lr_final must be positive, not {self.lr}, {self.lr_final}")
+        if self.dva_sigma < 0:
+            raise ValueError(f"dva_sigma must be >= 0, not {self.dva_sigma}")
+        if not 0 < self.momentum <= 1:
+            raise ValueError(f"momentum must be in (0, 1], not {self.momentum}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def lr_at(self, epoch: int) -> float:
+        if self.epochs <= 1:
+            return self.lr
+        return self.lr * (self.lr_final / self.lr) ** (epoch / (self.epochs - 1))
+
+
+def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_val=None,
+          hook: ForwardHook | None = None,
+          progress: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train ``model`` in place with mini-batch Adam on the squared hinge loss.
+
+    Parameters
+    ----------
+    model : BNN
+    x, y : ndarray
+        Training inputs ``(N, sizes[0])`` in ``0 .. 2^B - 1`` and labels ``(N,)``.
+    config : TrainConfig
+    x_val, y_val : ndarray or None
+        When given, the float-model validation accuracy is measured every epoch.
+    hook : callable or None
+        Chip-in-the-loop forward hook, used in training and in the validation pass.
+    progress : callable or None
+        Called after every epoch with that epoch's history entry.
+
+    Returns
+    -------
+    list of dict
+        Per epoch: ``epoch`` (1-based), ``epochs``, ``lr``, ``loss`` (mean over the
+        batches), ``train_acc`` (on the training batches, training mode), ``val_acc``
+        (or None), ``seconds`` since the start.
+    """
+    config = config or TrainConfig()
+    x = model._check_x(x)
+    y = np.asarray(y)
+    if y.shape != (len(x),):
+        raise ValueError(f"y must have shape ({len(x)},), not {y.shape}")
+    if y.size and (y.min() < 0 or y.max() >= model.sizes[-1]):
+        raise ValueError(f"labels must be in 0..{model.sizes[-1] - 1}")
+    if (x_val is None) != (y_val is None):
+        raise ValueError("give both x_val and y_val or neither")
+    rng = np.random.default_rng(config.seed)
+    adam = Adam(model.params)
+    weight_keys = [f"W{l}" for l in range(model.layers)]
+    history = []
+    start = time.perf_counter()
+    n = len(x)
+    for epoch in range(config.epochs):
+        lr = config.lr_at(epoch)
+        order = rng.permutation(n)
+        loss_sum, correct = 0.0, 0
+        for i in range(0, n, config.batch_size):
+            idx = order[i:i + config.batch_size]
+            if len(idx) < 2:       # batch norm needs two samples
+                continue
+            loss, grads, out = model.loss_and_grads(
+                x[idx], y[idx], train=True, noise_rng=rng, dva_sigma=config.dva_sigma,
+                dva_mean=config.dva_mean, hook=hook, momentum=config.momentum)
+            adam.step(grads, lr)
+            for k in weight_keys:
+                np.clip(model.params[k], -1, 1, out=model.params[k])
+            loss_sum += loss * len(idx)
+            correct += int(np.sum(np.argmax(out, axis=1) == y[idx]))
+        val_acc = accuracy(model.predict(x_val, hook=hook), y_val) if x_val is not None else None
+        entry = dict(epoch=epoch + 1, epochs=config.epochs, lr=lr, loss=loss_sum / max(n, 1),
+                     train_acc=correct / max(n, 1), val_acc=val_acc,
+                     seconds=time.perf_counter() - start)
+        history.append(entry)
+        if progress is not None:
+            progress(entry)
+    if config.recompute_bn:
+        model.recompute_bn_stats(x, hook=hook)
+    return history
+
+
+#: Measured defaults per data set (see docs/MODEL_FORMAT.md for the figures).
+RECIPES = {
+    "digits": dict(sizes=(64, 96, 96, 10), config=dict(epochs=30)),
+    "mnist": dict(sizes=(100, 96, 96, 10), config=dict(epochs=150)),
+}
+
+
+def recipe(dataset: str, **overrides) -> tuple[tuple, TrainConfig]:
+    """Layer sizes and :class:`TrainConfig` of the default recipe for ``dataset``
+    ("digits" or "mnist"); ``overrides`` replace TrainConfig fields."""
+    if dataset not in RECIPES:
+        raise ValueError(f"dataset must be one of {', '.join(RECIPES)}, not {dataset!r}")
+    r = RECIPES[dataset]
+    return r["sizes"], TrainConfig(**{**r["config"], **overrides})
