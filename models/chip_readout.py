@@ -1,0 +1,297 @@
+"""Sampled chips as the readout of a folded network: chip-in-the-loop inference.
+
+:func:`models.export.infer_folded` takes a ``readout(layer, row_tile, col_tile, plane,
+plane_bits, weight_bits)`` callback (:data:`models.export.Readout`). :class:`ChipReadout`
+is that callback for a **stack of N chip instances** evaluated at once: the caller
+repeats the images once per chip (``np.tile(x, (N, 1))``, chip-major), the callback
+reshapes every plane to ``(N, M, R)``, evaluates all chips in one vectorised call and
+flattens the answer back. :func:`predict_chips` does the repeating, splits large stacks
+into chunks (memory) and returns ``(N, M)`` predictions.
+
+Physical mapping
+----------------
+Every tile of the folded network (layer ``l``, row tile ``t``, column tile ``j``) is its
+own ``R x C`` array with its own columns, comparators and compensation rows, as when the
+whole network is resident on chip. One *chip instance* ``s`` is therefore one sample of
+every tile: tile ``(l, t, j)`` of instance ``s`` is ``models.chip.sample_chip(config,
+(s, l, t, j), R, C, K)``. Its seed never depends on the other tiles or on N, so instance
+``s`` is the same silicon in every experiment, and (common random numbers, see
+``models/chip.py``) the same instance at a doubled spread has every deviation doubled.
+
+Backends
+--------
+``"macro"`` (SRAM, default): the bit-true golden model :func:`models.macro.readout`, with
+each instance mapped onto the RTL's injectable registers by
+:func:`models.chip.chip_to_rtl` (OFFSET = the offset rounded half up, GAIN, TABLE,
+STUCK, SAT, QSHIFT): exactly what the generated RTL computes for that instance.
+Calibration is :func:`models.macro.calibrate` (docs/ARCHITECTURE.md section 4).
+
+``"analog"`` (SRAM or ReRAM): the statistical device models of :mod:`models.devices`
+(per-cell currents, float offsets, read noise drawn at every read, bit-line curve).
+SRAM calibration runs the same search (:func:`models.macro.calibration_moves`) on the
+analog readout with all data rows off. ReRAM tiles hold the binary weights as
+``+1/-1`` on the chip's cells (:func:`models.devices.rram_mac`); the readout is the
+estimate rounded half up to an integer (an ideal ADC); there are no compensation rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import macro
+from .chip import ChipConfig, chip_to_rtl, sample_chips
+from .devices import rram_mac, sram_readout
+from .export import FoldedNet, infer_folded
+from .params import NONIDEALITIES, MacroParams
+
+__all__ = ["BACKENDS", "ChipReadout", "predict_chips", "macro_params_for"]
+
+BACKENDS = ("macro", "analog")
+
+
+def macro_params_for(net: FoldedNet, comp_rows: int = 8) -> MacroParams:
+    """The macro a folded net runs on: its R x C, B input bits, ``comp_rows`` K, every
+    non-ideality built, and an accumulator wide enough for the net (A = max(default,
+    net.min_acc_bits))."""
+    p = MacroParams(rows=net.rows, cols=net.cols, input_bits=net.input_bits,
+                    comp_rows=comp_rows, nonideal=frozenset(NONIDEALITIES))
+    if p.acc_bits < net.min_acc_bits:
+        p = MacroParams(rows=net.rows, cols=net.cols, input_bits=net.input_bits,
+                        comp_rows=comp_rows, nonideal=frozenset(NONIDEALITIES),
+                        acc_bits=net.min_acc_bits)
+    return p
+
+
+def _check_seeds(seeds) -> list[int]:
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must hold at least one chip seed")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+            raise ValueError(f"chip seeds must be non-negative integers, not {s!r}")
+    return [int(s) for s in seeds]
+
+
+class ChipReadout:
+    """The :data:`models.export.Readout` of a stack of N sampled chip instances.
+
+    Parameters
+    ----------
+    net : FoldedNet
+        The mapped network (fixes R, C, B and the tiles).
+    config : ChipConfig
+        Spreads of the instances.
+    seeds : sequence of int
+        One chip instance per seed (module docstring: tile seeds are ``(s, l, t, j)``).
+    comp_rows : int
+        K, compensation rows per column (SRAM).
+    backend : {"macro", "analog"}
+        Bit-true golden model with the chip mapped onto the RTL, or the analog model.
+    calibrate : bool
+        Run the calibration search on every column of every tile first (SRAM only);
+        otherwise the compensation stays balanced (n = K/2, comp = 0).
+    trim : bool
+        After calibration (if any), read every column once with all inputs 0 and
+        subtract that readout ``r`` from every later readout (SRAM only). A host does
+        the same by adding ``r (2^P - 1)`` per row tile to THRESH and subtracting it from
+        the last layer's scores; both are exact as long as no readout saturates.
+    rng : numpy.random.Generator or None
+        Per-read noise of the analog model (required when ``config.read_noise > 0``).
+
+    Members
+    -------
+    n : int
+        Number of chip instances N.
+    params : MacroParams
+        The macro (widths W, A) the readouts obey.
+    comp : dict of (l, t, j) -> ndarray (N, C) int64
+        Compensation value ``2n - K`` of every column (SRAM).
+    calflags : dict of (l, t, j) -> ndarray (N, C) uint8
+        Out-of-range flags of the calibration (SRAM, after ``calibrate``).
+    residual : dict of (l, t, j) -> ndarray (N, C) int64
+        Zero-input readout subtracted by ``trim`` (SRAM, after ``trim``).
+    """
+
+    def __init__(self, net: FoldedNet, config: ChipConfig, seeds, *, comp_rows: int = 8,
+                 backend: str = "macro", calibrate: bool = False, trim: bool = False,
+                 rng=None):
+        if not isinstance(config, ChipConfig):
+            raise TypeError(f"config must be a ChipConfig, not {type(config).__name__}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        rram = config.technology == "rram"
+        if rram and backend == "macro":
+            raise ValueError("ReRAM chips need backend='analog' (the RTL models an SRAM array)")
+        if rram and (calibrate or trim):
+            raise ValueError("calibration and trim need SRAM columns with offsets and "
+                             "compensation rows; ReRAM chips have neither")
+        if rram and config.weight_bits != 1:
+            raise ValueError(f"a BNN stores binary weights: the ReRAM config needs weight_bits=1, "
+                             f"not {config.weight_bits}")
+        self.net, self.config, self.backend, self.rng = net, config, backend, rng
+        self._shared_input = False
+        self.seeds = _check_seeds(seeds)
+        self.n = len(self.seeds)
+        self.params = macro_params_for(net, comp_rows)
+        p = self.params
+        K = p.comp_rows
+        self.chips, self.regs, self.comp, self.calflags, self.residual = {}, {}, {}, {}, {}
+        for l, layer in enumerate(net.layers):
+            for t in range(layer.row_tiles):
+                for j in range(layer.col_tiles):
+                    key = (l, t, j)
+                    chips = sample_chips(config, [(s, l, t, j) for s in self.seeds],
+                                         p.rows, p.cols, K)
+                    self.chips[key] = chips
+                    if rram:
+                        continue
+                    if backend == "macro":
+                        self.regs[key] = self._registers(chips)
+                    comp = np.zeros((self.n, p.cols), np.int64)
+                    if calibrate:
+                        comp, flags = self._calibrate(key, layer.weights[t, j])
+                        self.calflags[key] = flags
+                    self.comp[key] = comp
+                    if trim:
+                        zeros = np.zeros((self.n, 1, p.rows), np.uint8)
+                        self.residual[key] = self._read(key, zeros, layer.weights[t, j])[:, 0]
+
+    # --- macro backend ---------------------------------------------------------------
+
+    def _registers(self, chips) -> dict:
+        """Stack chip_to_rtl of every instance; drop registers at their reset value."""
+        p = self.params
+        maps = [chip_to_rtl(chips[i], p) for i in range(self.n)]
+        W = p.readout_bits
+        identity = np.arange(1 << W)
+        identity = np.where(identity < (1 << (W - 1)), identity, identity - (1 << W))
+        regs = {}
+        offset = np.stack([m["offset"] for m in maps])
+        if np.any(offset):
+            regs["offset"] = offset
+        gain = np.stack([m["gain"] for m in maps])
+        if np.any(gain != 64):
+            regs["gain"] = gain
+        table = np.stack([m["table"] for m in maps])
+        if not np.all(table == identity):
+            regs["table"] = table
+        mask = np.stack([m["stuck_mask"] for m in maps])
+        if np.any(mask):
+            regs["stuck_mask"] = mask
+            regs["stuck_value"] = np.stack([m["stuck_value"] for m in maps])
+        sat = np.array([m["sat"] for m in maps])
+        if np.any(sat != p.readout_max):
+            regs["sat"] = sat
+        qshift = np.array([m["qshift"] for m in maps])
+        if np.any(qshift):
+            regs["qshift"] = qshift
+        return regs
+
+    def _macro_kwargs(self, key, with_images: bool) -> dict:
+        """Registers shaped for a readout of (N, M, ...) (``with_images``) or (N, ...)."""
+        out = {}
+        for name, a in self.regs[key].items():
+            if name in ("offset", "gain", "table"):
+                out[name] = a[:, None] if with_images else a
+            elif name in ("stuck_mask", "stuck_value"):
+                out[name] = a[:, None]
+            else:                                    # sat, qshift: one per macro
+                out[name] = a[:, None] if with_images else a
+        return out
+
+    # --- calibration -----------------------------------------------------------------
+
+    def _calibrate(self, key, weight_bits):
+        p = self.params
+        K = p.comp_rows
+        if self.backend == "macro":
+            kw = self._macro_kwargs(key, with_images=False)
+            kw.pop("stuck_mask", None)
+            kw.pop("stuck_value", None)            # data rows are off: stuck cells add nothing
+            kw.setdefault("qshift", 0)
+            n, flags, _ = macro.calibrate(p, **kw)
+            n = np.broadcast_to(n, (self.n, p.cols))
+            return 2 * n - K, np.broadcast_to(flags, (self.n, p.cols)).astype(np.uint8)
+        # Analog: the same search on the analog readout, every read with fresh noise.
+        chips = self.chips[key]
+        zeros = np.zeros((self.n, 1, p.rows), np.uint8)
+        n = np.full((self.n, p.cols), K // 2, np.int64)
+        for d in macro.calibration_moves(p):
+            v = sram_readout(zeros, weight_bits, chips, 2 * n - K, readout_bits=p.readout_bits,
+                             rng=self.rng)[:, 0]
+            n = np.where(v >= 0, n - d, n + d)
+        v = sram_readout(zeros, weight_bits, chips, 2 * n - K, readout_bits=p.readout_bits,
+                         rng=self.rng)[:, 0]
+        flags = ((n == 0) & (v >= 0)) | ((n == K) & (v < 0))
+        return 2 * n - K, flags.astype(np.uint8)
+
+    # --- the Readout callback --------------------------------------------------------
+
+    def __call__(self, layer, row_tile, col_tile, plane, plane_bits, weight_bits):
+        key = (layer, row_tile, col_tile)
+        total, rows = plane_bits.shape
+        if total % self.n:
+            raise ValueError(f"{total} inputs do not split into {self.n} chips; "
+                             "repeat the images once per chip (predict_chips does)")
+        x = plane_bits.reshape(self.n, total // self.n, rows)
+        if layer == 0 and self._shared_input:
+            # predict() repeats the same images for every chip: one shared (M, R) plane
+            # lets the analog model use one large product for all chips.
+            x = x[0]
+        v = self._read(key, x, weight_bits)
+        if v.ndim == 2:
+            v = v[None]
+        if key in self.residual:
+            v = v - self.residual[key][:, None]
+        return v.reshape(total, -1)
+
+    def _read(self, key, x, weight_bits):
+        """Readouts (N, M, C) int64 of planes ``x`` (N, M, R) on tile ``key``."""
+        chips = self.chips[key]
+        if self.config.technology == "rram":
+            q = 2 * weight_bits.astype(np.int64) - 1
+            est = rram_mac(x.astype(np.float32), q, chips, rng=self.rng)
+            v = np.floor(est.astype(np.float64) + 0.5).astype(np.int64)
+        elif self.backend == "analog":
+            v = sram_readout(x, weight_bits, chips, self.comp[key],
+                             readout_bits=self.params.readout_bits, rng=self.rng)
+        else:
+            v = macro.readout(self.params, x, weight_bits, self.comp[key][:, None],
+                              **self._macro_kwargs(key, with_images=True))
+        return v.astype(np.int64)
+
+    def predict(self, x) -> np.ndarray:
+        """Predictions ``(N, M)`` of every instance for the images ``x`` (M, inputs)."""
+        x = np.asarray(x)
+        rep = np.tile(x, (self.n, 1))
+        acc_bits = self.params.acc_bits
+        self._shared_input = True
+        try:
+            pred = infer_folded(self.net, rep, readout=self, acc_bits=acc_bits)
+        finally:
+            self._shared_input = False
+        return pred.reshape(self.n, len(x))
+
+    def calibration_range_errors(self) -> int:
+        """Columns (over all tiles and instances) whose offset the calibration could not reach."""
+        return int(sum(int(f.sum()) for f in self.calflags.values()))
+
+
+def predict_chips(net: FoldedNet, config: ChipConfig, seeds, x, *, comp_rows: int = 8,
+                  backend: str = "macro", calibrate: bool = False, trim: bool = False,
+                  rng=None, max_rows: int = 40000, progress=None) -> np.ndarray:
+    """Predictions ``(len(seeds), M)`` of ``net`` on every chip instance, in chunks of at
+    most ``max_rows`` (instances x images) rows; ``progress(k)`` is called with the number
+    of instances finished after every chunk."""
+    seeds = _check_seeds(seeds)
+    x = np.asarray(x)
+    per = max(1, int(max_rows) // max(1, len(x)))
+    out = []
+    for i in range(0, len(seeds), per):
+        chunk = seeds[i:i + per]
+        cr = ChipReadout(net, config, chunk, comp_rows=comp_rows, backend=backend,
+                         calibrate=calibrate, trim=trim, rng=rng)
+        out.append(cr.predict(x))
+        if progress is not None:
+            progress(len(chunk))
+    return np.concatenate(out)

@@ -1,0 +1,408 @@
+"""Accuracy-versus-variation experiments: SRAM offsets and calibration, ReRAM DFP and DVA.
+
+Two experiments, each a sweep of one spread over N chip instances, returning rows
+``dict(experiment, method, sigma, chip_seed, accuracy)`` that :func:`write_csv` and
+:func:`plot_sweep` turn into ``sweep.csv`` and one PNG per experiment. The command line
+is ``python -m models sweep`` (:mod:`models.cli`); ``docs/EXPERIMENTS.md`` lists every
+measured figure with its command.
+
+``offset`` (Zhang and Verma, JETCAS 2019)
+    A trained BNN, folded onto an ``R x C`` macro, runs on chips whose every column
+    (every tile of every layer is its own array, see :mod:`models.chip_readout`) has a
+    comparator offset ``N(0, sigma)`` cell units, through the bit-true golden model
+    (:func:`models.macro.readout`, offsets rounded half up into OFFSET). Methods:
+
+    * ``none``: compensation balanced (n = K/2), no calibration;
+    * ``calibrated``: the calibration search of docs/ARCHITECTURE.md section 4
+      (:func:`models.macro.calibrate`) sets every column's compensation cells; the
+      residual is ``o + 2n - K`` in ``[-2, 1]`` per bit-plane readout;
+    * ``calibrated+trim``: after the search, one RUN with all inputs 0 reads every
+      column's residual ``r`` (the readout is a signed integer, not just a sign), and
+      the host folds it into the thresholds: ``THRESH += r (2^P - 1)`` per row tile
+      (and subtracts it from the last layer's scores). That is exactly the same as
+      subtracting ``r`` from every plane readout, which is how it is computed here.
+
+    One compensation *step* (one cell flipped) moves the column by 2 cell units, so
+    ``sigma = 4`` cell units is a spread of two compensation steps.
+
+``rram`` (Long, She, Mukhopadhyay, DATE 2019)
+    A float MLP with multi-bit weights (default 8-bit symmetric fixed point, bit-sliced
+    onto 2-bit ReRAM cells, differential mapping, on/off ratio 10) runs on ReRAM chips
+    with log-normal conductance variation ``sigma`` (:func:`models.devices.rram_mac`;
+    layer ``l`` of instance ``s`` is ``sample_chip(config, (s, l), n_in, n_out)``).
+    Inputs are the 5-bit pixels applied bit-serially (linear, so the shift-added
+    bit-plane currents equal ``rram_mac`` of the integer input); activations (ReLU) and
+    biases are digital and exact. Methods:
+
+    * ``fixed``: one radix point for the whole network (:func:`models.dfp.fixed_frac`);
+    * ``dva``: the same, for an MLP trained with DVA (every mini-batch multiplies the
+      weights element-wise by fresh ``N(1, dva_sigma)`` noise);
+    * ``dfp``: each layer its own radix point (:func:`models.dfp.dfp_frac`);
+    * ``dfp+dva``: both.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .bnn import BNN, accuracy, recipe, train
+from .chip import ChipConfig, sample_chips
+from .chip_readout import predict_chips
+from .datasets import Dataset
+from .devices import rram_mac
+from .dfp import dfp_frac, fixed_frac, to_fixed
+from .export import FoldedNet, infer_folded
+
+__all__ = [
+    "CSV_COLUMNS", "OFFSET_METHODS", "RRAM_METHODS", "DEFAULT_OFFSET_SIGMAS",
+    "DEFAULT_RRAM_SIGMAS", "MLP", "train_mlp", "mlp_accuracy", "RramSetup",
+    "offset_experiment", "rram_experiment", "summarize", "write_csv", "read_csv",
+    "plot_sweep", "atomic_write_bytes", "train_bnn",
+]
+
+CSV_COLUMNS = ("experiment", "method", "sigma", "chip_seed", "accuracy")
+OFFSET_METHODS = ("none", "calibrated", "calibrated+trim")
+RRAM_METHODS = ("fixed", "dva", "dfp", "dfp+dva")
+DEFAULT_OFFSET_SIGMAS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+DEFAULT_RRAM_SIGMAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+
+
+# --- BNN training -------------------------------------------------------------------
+
+def train_bnn(data: Dataset, *, seed: int = 0, epochs: int | None = None, dva: float = 0.0,
+              hook=None, progress=None) -> tuple[BNN, list]:
+    """Train the default recipe of ``data.name`` (``models.bnn.recipe``); returns the
+    model and the per-epoch history."""
+    overrides = dict(seed=seed, dva_sigma=dva)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    sizes, config = recipe(data.name, **overrides)
+    sizes = (data.features,) + tuple(sizes[1:])
+    model = BNN(sizes, input_bits=data.input_bits, seed=seed)
+    history = train(model, data.x_train, data.y_train, config=config, hook=hook,
+                    progress=progress)
+    return model, history
+
+
+# --- SRAM offsets and calibration ----------------------------------------------------
+
+def offset_experiment(net: FoldedNet, x, y, *, sigmas=DEFAULT_OFFSET_SIGMAS, chips: int = 20,
+                      comp_rows: int = 8, methods=OFFSET_METHODS, progress=None) -> list[dict]:
+    """Accuracy of ``net`` on chips with comparator offsets ``N(0, sigma)`` cell units.
+
+    Returns one row per (method, sigma, chip instance), plus the ideal-hardware
+    accuracy as method ``ideal`` (sigma 0, ``chip_seed`` -1). ``progress(k)`` is called
+    with the number of chip instances evaluated after every chunk.
+    """
+    for m in methods:
+        if m not in OFFSET_METHODS:
+            raise ValueError(f"method must be one of {', '.join(OFFSET_METHODS)}, not {m!r}")
+    y = np.asarray(y)
+    rows = [dict(experiment="offset", method="ideal", sigma=0.0, chip_seed=-1,
+                 accuracy=accuracy(infer_folded(net, x), y))]
+    seeds = list(range(chips))
+    for sigma in sigmas:
+        config = ChipConfig(offset_sigma=float(sigma))
+        for method in methods:
+            pred = predict_chips(net, config, seeds, x, comp_rows=comp_rows, backend="macro",
+                                 calibrate=method != "none", trim=method == "calibrated+trim",
+                                 progress=progress)
+            for s, p in zip(seeds, pred):
+                rows.append(dict(experiment="offset", method=method, sigma=float(sigma),
+                                 chip_seed=s, accuracy=accuracy(p, y)))
+    return rows
+
+
+# --- ReRAM: a multi-bit-weight float MLP, DFP and DVA -----------------------------------
+
+@dataclasses.dataclass
+class MLP:
+    """Float MLP ``z_l = a_{l-1} W_l + b_l``, ReLU between layers, softmax output.
+
+    Members
+    -------
+    sizes : tuple of int
+        Widths, input first.
+    params : dict of str -> ndarray (float32)
+        ``W{l}`` (n_in, n_out) and ``b{l}`` (n_out,).
+    """
+
+    sizes: tuple
+    params: dict
+
+    @property
+    def layers(self) -> int:
+        return len(self.sizes) - 1
+
+    def weights(self) -> list:
+        return [self.params[f"W{l}"] for l in range(self.layers)]
+
+
+def train_mlp(x, y, sizes, *, epochs: int = 30, dva_sigma: float = 0.0, seed: int = 0,
+              lr: float = 3e-3, lr_final: float = 1.5e-4, batch_size: int = 64) -> MLP:
+    """Train an :class:`MLP` with Adam on softmax cross-entropy.
+
+    ``x`` are the raw unsigned pixels (what the crossbar's rows receive). DVA (DATE
+    2019): with ``dva_sigma > 0`` every mini-batch multiplies the weights element-wise
+    by fresh ``N(1, dva_sigma)`` noise in the forward pass; the backward pass goes
+    through the noisy weights (exact chain rule). He initialisation scaled by the
+    input's RMS keeps the first layer's pre-activations near unit spread.
+    """
+    rng = np.random.default_rng(seed)
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y)
+    sizes = tuple(int(s) for s in sizes)
+    rms = float(np.sqrt(np.mean(x * x))) or 1.0
+    params = {}
+    for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        scale = np.sqrt(2.0 / n_in) / (rms if l == 0 else 1.0)
+        params[f"W{l}"] = (rng.standard_normal((n_in, n_out)) * scale).astype(np.float32)
+        params[f"b{l}"] = np.zeros(n_out, np.float32)
+    m1 = {k: np.zeros_like(v) for k, v in params.items()}
+    m2 = {k: np.zeros_like(v) for k, v in params.items()}
+    layers = len(sizes) - 1
+    step = 0
+    for epoch in range(epochs):
+        lr_e = lr * (lr_final / lr) ** (epoch / max(1, epochs - 1))
+        order = rng.permutation(len(x))
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            acts, w_eff, noise = [x[idx]], [], []
+            a = acts[0]
+            for l in range(layers):
+                w = params[f"W{l}"]
+                if dva_sigma > 0:
+                    noise.append(rng.normal(1.0, dva_sigma, w.shape).astype(np.float32))
+                    w = w * noise[l]
+                w_eff.append(w)
+                z = a @ w + params[f"b{l}"]
+                a = np.maximum(z, 0) if l < layers - 1 else z
+                acts.append(a)
+            z = acts[-1] - acts[-1].max(axis=1, keepdims=True)
+            g = np.exp(z)
+            g /= g.sum(axis=1, keepdims=True)
+            g[np.arange(len(idx)), y[idx]] -= 1
+            g /= len(idx)
+            grads = {}
+            for l in range(layers - 1, -1, -1):
+                gw = acts[l].T @ g
+                if dva_sigma > 0:
+                    gw *= noise[l]
+                grads[f"W{l}"] = gw
+                grads[f"b{l}"] = g.sum(axis=0)
+                if l:
+                    g = (g @ w_eff[l].T) * (acts[l] > 0)
+            step += 1
+            c1, c2 = 1 - 0.9 ** step, 1 - 0.999 ** step
+            for k, gk in grads.items():
+                m1[k] = 0.9 * m1[k] + 0.1 * gk
+                m2[k] = 0.999 * m2[k] + 0.001 * gk * gk
+                params[k] -= lr_e * (m1[k] / c1) / (np.sqrt(m2[k] / c2) + 1e-8)
+    return MLP(sizes, params)
+
+
+@dataclasses.dataclass(frozen=True)
+class RramSetup:
+    """ReRAM array and weight format of the DFP/DVA experiment.
+
+    Members
+    -------
+    weight_bits : int
+        Width of the symmetric fixed-point weights (sign included).
+    cell_bits : int
+        Bits per ReRAM cell (1 or 2).
+    on_off_ratio : float
+        ``G_LRS / G_HRS``.
+    mapping : str
+        ``"differential"`` or ``"offset"`` (:func:`models.dfp.slice_weights`).
+    """
+
+    weight_bits: int = 8
+    cell_bits: int = 2
+    on_off_ratio: float = 10.0
+    mapping: str = "differential"
+
+    def config(self, sigma: float) -> ChipConfig:
+        return ChipConfig(technology="rram", cell_sigma=float(sigma), cell_dist="lognormal",
+                          on_off_ratio=self.on_off_ratio, cell_bits=self.cell_bits,
+                          weight_bits=self.weight_bits, mapping=self.mapping)
+
+
+def mlp_fracs(model: MLP, bits: int, dfp: bool) -> list[int]:
+    """Fractional lengths per layer: each its own (DFP) or one for all (fixed point)."""
+    ws = model.weights()
+    if dfp:
+        return [dfp_frac(w, bits) for w in ws]
+    return [fixed_frac(ws, bits)] * len(ws)
+
+
+def mlp_accuracy(model: MLP, x, y, fracs, setup: RramSetup, sigma: float, seeds) -> np.ndarray:
+    """Accuracy ``(len(seeds),)`` of the quantised MLP on ReRAM chip instances ``seeds``
+    (one instance = one array per layer, ``sample_chip(config, (s, l), ...)``).
+    ``sigma == 0`` evaluates the quantised weights exactly (no chip drawn)."""
+    y = np.asarray(y)
+    seeds = list(seeds)
+    a = np.asarray(x, dtype=np.float32)
+    config = setup.config(sigma)
+    for l in range(model.layers):
+        w = model.params[f"W{l}"]
+        q = to_fixed(w, setup.weight_bits, fracs[l])
+        if config.is_ideal:
+            z = np.matmul(a.astype(np.float64), q.astype(np.float64))
+            if z.ndim == 2:
+                z = np.broadcast_to(z, (len(seeds),) + z.shape)
+        else:
+            chips = sample_chips(config, [(s, l) for s in seeds], w.shape[0], w.shape[1])
+            z = rram_mac(a, q, chips).astype(np.float64)
+        z = np.ldexp(z, -fracs[l]) + model.params[f"b{l}"]
+        a = np.maximum(z, 0).astype(np.float32) if l < model.layers - 1 else z
+    return np.mean(np.argmax(a, axis=-1) == y[None], axis=1)
+
+
+def rram_experiment(data: Dataset, *, sigmas=DEFAULT_RRAM_SIGMAS, chips: int = 20,
+                    setup: RramSetup = RramSetup(), dva_sigma: float = 0.3, epochs: int = 30,
+                    hidden=(96, 96), seed: int = 0, progress=None) -> tuple[list[dict], dict]:
+    """DFP and DVA against ReRAM conductance variation (module docstring).
+
+    Returns the rows and an info dict (float accuracies, fractional lengths per method).
+    ``progress(k)`` is called after every (method, sigma) with ``k = chips``.
+    """
+    sizes = (data.features,) + tuple(hidden) + (data.classes,)
+    models = {0.0: train_mlp(data.x_train, data.y_train, sizes, epochs=epochs, seed=seed)}
+    models[dva_sigma] = train_mlp(data.x_train, data.y_train, sizes, epochs=epochs,
+                                  dva_sigma=dva_sigma, seed=seed)
+    xv = data.x_val.astype(np.float32)
+    info = dict(float_accuracy={}, fracs={}, sizes=list(sizes), dva_sigma=dva_sigma,
+                setup=dataclasses.asdict(setup))
+    rows = []
+    seeds = list(range(chips))
+    for method in RRAM_METHODS:
+        model = models[dva_sigma if "dva" in method else 0.0]
+        fracs = mlp_fracs(model, setup.weight_bits, dfp=method.startswith("dfp"))
+        info["fracs"][method] = fracs
+        z = xv
+        for l in range(model.layers):
+            z = z @ model.params[f"W{l}"] + model.params[f"b{l}"]
+            z = np.maximum(z, 0) if l < model.layers - 1 else z
+        info["float_accuracy"][method] = accuracy(np.argmax(z, axis=1), data.y_val)
+        for sigma in sigmas:
+            acc = mlp_accuracy(model, xv, data.y_val, fracs, setup, float(sigma), seeds)
+            for s, a in zip(seeds, acc):
+                rows.append(dict(experiment="rram", method=method, sigma=float(sigma),
+                                 chip_seed=s, accuracy=float(a)))
+            if progress is not None:
+                progress(chips)
+    return rows, info
+
+
+# --- results: summary, CSV, plots ---------------------------------------------------
+
+def summarize(rows) -> list[dict]:
+    """Mean and standard deviation over chip instances per (experiment, method, sigma),
+    in first-seen order: dicts with ``experiment, method, sigma, n, mean, std, min``."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["experiment"], r["method"], float(r["sigma"])), []).append(
+            float(r["accuracy"]))
+    out = []
+    for (exp, method, sigma), accs in groups.items():
+        a = np.array(accs)
+        out.append(dict(experiment=exp, method=method, sigma=sigma, n=len(a), mean=float(a.mean()),
+                        std=float(a.std()), min=float(a.min())))
+    return out
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a
+    rename, so that ``path`` is either absent, its old content, or complete."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def csv_bytes(rows) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{r[k]:.6f}" if k == "accuracy" else r[k]) for k in CSV_COLUMNS})
+    return buf.getvalue().encode()
+
+
+def write_csv(rows, path) -> None:
+    """``path``: columns :data:`CSV_COLUMNS`, one row per chip instance (atomic write)."""
+    atomic_write_bytes(path, csv_bytes(rows))
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [dict(experiment=r["experiment"], method=r["method"], sigma=float(r["sigma"]),
+                     chip_seed=int(r["chip_seed"]), accuracy=float(r["accuracy"]))
+                for r in csv.DictReader(f)]
+
+
+_LABELS = {
+    "offset": ("comparator offset sigma (cell units; 1 compensation step = 2 units)",
+               "SRAM comparator offsets: accuracy vs offset spread"),
+    "rram": ("ReRAM conductance variation sigma (std of ln G)",
+             "ReRAM variation: fixed point vs DFP / DVA"),
+}
+
+
+def png_bytes(rows, experiment: str, title: str | None = None) -> bytes:
+    """A PNG of accuracy (%) versus sigma, one line per method with a mean ± std band
+    over chip instances; an ``ideal`` method is drawn as a horizontal dashed line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = [s for s in summarize(rows) if s["experiment"] == experiment]
+    if not summary:
+        raise ValueError(f"no rows of experiment {experiment!r} to plot")
+    xlabel, default_title = _LABELS.get(experiment, ("sigma", experiment))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    methods = list(dict.fromkeys(s["method"] for s in summary))
+    for i, method in enumerate(methods):
+        pts = sorted((s["sigma"], s["mean"], s["std"]) for s in summary if s["method"] == method)
+        if method == "ideal":
+            ax.axhline(100 * pts[0][1], color="k", ls="--", lw=1,
+                       label=f"ideal hardware ({100 * pts[0][1]:.1f} %)")
+            continue
+        sig, mean, std = (np.array(v) for v in zip(*pts))
+        color = f"C{i}"
+        ax.plot(sig, 100 * mean, "o-", color=color, label=method, ms=4)
+        ax.fill_between(sig, 100 * (mean - std), 100 * (mean + std), color=color, alpha=0.2)
+    n = max(s["n"] for s in summary if s["method"] != "ideal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"accuracy (%), mean ± std over {n} chips")
+    ax.set_title(title or default_title)
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower left", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_sweep(rows, experiment: str, path, title: str | None = None) -> None:
+    """Write :func:`png_bytes` to ``path`` atomically."""
+    atomic_write_bytes(path, png_bytes(rows, experiment, title))
