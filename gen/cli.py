@@ -1,0 +1,277 @@
+"""The command line ``python -m gen``: validate parameters, emit ``NAME.v`` and ``NAME.json``.
+
+Every bad invocation ends with exit status 2 and exactly one line on stderr,
+``gen: error: argument --OPTION: <what is wrong>``, naming the parameter, the bad value
+and what is allowed, and writes nothing: all parameters and the output folder are checked
+before the Verilog is generated, and both files are written to temporary names and
+renamed only after the conversion succeeded (see :func:`gen.emit.write_outputs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from models.params import (CONTRACT_VERSION, DEFAULT_NONIDEALITIES, MAX_ACC_BITS, MAX_COLS,
+                           MAX_COMP_ROWS, MAX_INPUT_BITS, MAX_READOUT_BITS, MAX_ROWS,
+                           NONIDEALITIES, MacroParams)
+
+from . import __version__
+
+__all__ = ["OPTIONS", "UsageError", "build_parser", "params_from_args", "check_output",
+           "summary_line", "main"]
+
+PROG = "gen"
+#: Longest module name accepted: NAME.json must stay a legal file name everywhere.
+MAX_NAME_LENGTH = 128
+
+#: Option string of every MacroParams field, used to name the option in error messages.
+OPTIONS = {
+    "rows": "--rows", "cols": "--cols", "input_bits": "--input-bits",
+    "comp_rows": "--comp-rows", "readout_bits": "--readout-bits", "acc_bits": "--acc-bits",
+    "cols_per_cycle": "--cols-per-cycle", "nonideal": "--nonideal", "name": "--name",
+}
+
+#: What each integer option allows, in words (help text and "not an integer" errors).
+ALLOWED = {
+    "rows": f"1..32, or a multiple of 32 up to {MAX_ROWS}",
+    "cols": f"1..{MAX_COLS}",
+    "input_bits": f"1..{MAX_INPUT_BITS}",
+    "comp_rows": f"a power of two in [2, {MAX_COMP_ROWS}]",
+    "readout_bits": f"smallest width holding ±(rows + comp_rows) .. {MAX_READOUT_BITS}",
+    "acc_bits": f"readout_bits + input_bits .. {MAX_ACC_BITS}",
+    "cols_per_cycle": "a divisor of cols",
+}
+
+# Verilog-2005 and SystemVerilog-2017 reserved words: a module named like one would not
+# parse, so --name rejects them although they match the identifier pattern.
+VERILOG_KEYWORDS = frozenset("""
+accept_on alias always always_comb always_ff always_latch and assert assign assume automatic
+before begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez cell chandle
+checker class clocking cmos config const constraint context continue cover covergroup
+coverpoint cross deassign default defparam design disable dist do edge else end endcase
+endchecker endclass endclocking endconfig endfunction endgenerate endgroup endinterface
+endmodule endpackage endprimitive endprogram endproperty endspecify endsequence endtable
+endtask enum event eventually expect export extends extern final first_match for force
+foreach forever fork forkjoin function generate genvar global highz0 highz1 if iff ifnone
+ignore_bins illegal_bins implements implies import incdir include initial inout input inside
+instance int integer interconnect interface intersect join join_any join_none large let
+liblist library local localparam logic longint macromodule matches medium modport module
+nand negedge nettype new nexttime nmos nor noshowcancelled not notif0 notif1 null or output
+package packed parameter pmos posedge primitive priority program property protected pull0
+pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent pure rand randc randcase
+randsequence rcmos real realtime ref reg reject_on release repeat restrict return rnmos
+rpmos rtran rtranif0 rtranif1 s_always s_eventually s_nexttime s_until s_until_with
+scalared sequence shortint shortreal showcancelled signed small soft solve specify
+specparam static string strong strong0 strong1 struct super supply0 supply1 sync_accept_on
+sync_reject_on table tagged task this throughout time timeprecision timeunit tran tranif0
+tranif1 tri tri0 tri1 triand trior trireg type typedef union unique unique0 unsigned until
+until_with untyped use uwire var vectored virtual void wait wait_order wand weak weak0 weak1
+while wildcard wire with within wor xnor xor
+""".split())
+
+
+class UsageError(Exception):
+    """A bad invocation: ``option`` names the parameter, the message says the rest."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"argument {option}: {message}")
+        self.option = option
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line ``gen: error: ...`` and exit status 2, no usage."""
+
+    def error(self, message):
+        message = _one_line(message)
+        if message.startswith(("unrecognized arguments", "the following arguments are required")):
+            message += " (python -m gen --help lists every option)"
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _int_type(field: str):
+    def parse(text: str) -> int:
+        try:
+            return int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{field} must be an integer ({ALLOWED[field]}), not {text!r}") from None
+    parse.__name__ = field  # argparse names the type in some messages
+    return parse
+
+
+def _nonideal_type(text: str) -> frozenset:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["none"]:
+        return frozenset()
+    # Unknown names are left to MacroParams, which words the error like every other one.
+    return frozenset(names)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m gen`` (its ``--help`` is the option reference)."""
+    default_nonideal = ",".join(n for n in NONIDEALITIES if n in DEFAULT_NONIDEALITIES)
+    parser = _Parser(
+        prog="python -m gen",
+        allow_abbrev=False,  # a new option must never change what an old command line means
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Generate one in-memory-computing BNN macro: writes OUT/NAME.v (Verilog of the\n"
+            "top module NAME, a Wishbone B4 slave) and OUT/NAME.json (manifest: every\n"
+            "parameter and width, the ports, the register map with addresses, cycle counts,\n"
+            "versions and the Verilog's sha256). The same options give the same bytes on\n"
+            "every machine. Semantics: docs/ARCHITECTURE.md; this command: docs/GEN.md."),
+        epilog=(
+            "examples:\n"
+            "  python -m gen --rows 32 --cols 96                  # the paper's layer, build/\n"
+            "  python -m gen --rows 64 --cols 10 --cols-per-cycle 5 --ideal -o out --name l3\n"
+            "  python -m gen --rows 32 --cols 96 --nonideal offset,gain,readout\n"
+            "\n"
+            "Bad input exits with status 2 and one line on stderr; nothing is written."),
+    )
+    size = parser.add_argument_group("array size")
+    size.add_argument("--rows", type=_int_type("rows"), required=True, metavar="R",
+                      help=f"data word lines R (inputs per column): {ALLOWED['rows']}; required")
+    size.add_argument("--cols", type=_int_type("cols"), required=True, metavar="C",
+                      help=f"columns C (neurons): {ALLOWED['cols']}; required")
+    size.add_argument("--input-bits", type=_int_type("input_bits"), default=5, metavar="B",
+                      help=f"bit-planes B of an unsigned input: {ALLOWED['input_bits']} (default 5)")
+    size.add_argument("--comp-rows", type=_int_type("comp_rows"), default=8, metavar="K",
+                      help=f"compensation rows K per column: {ALLOWED['comp_rows']} (default 8)")
+    size.add_argument("--cols-per-cycle", type=_int_type("cols_per_cycle"), default=None,
+                      metavar="P",
+                      help="columns computed in parallel P (folding: C/P groups run one after "
+                           "another): a divisor of C (default C, no folding)")
+    readout = parser.add_argument_group("readout and accumulator")
+    readout.add_argument("--readout-bits", type=_int_type("readout_bits"), default=None,
+                         metavar="W",
+                         help="signed readout (ADC) width W: from the smallest width holding "
+                              f"±(R+K) up to {MAX_READOUT_BITS} (default the smallest)")
+    readout.add_argument("--acc-bits", type=_int_type("acc_bits"), default=None, metavar="A",
+                         help=f"signed accumulator width A: W+B .. {MAX_ACC_BITS} "
+                              f"(default W+B+4, room for 16 row tiles)")
+    noise = parser.add_argument_group("non-idealities built into the array model")
+    which = noise.add_mutually_exclusive_group()
+    which.add_argument("--nonideal", type=_nonideal_type, default=None, metavar="LIST",
+                       help="comma-separated subset of " + ",".join(NONIDEALITIES) +
+                            " (offset: per-column offset; gain: per-column gain; readout: "
+                            "saturation and quantisation; table: transfer curve; stuck: "
+                            "stuck-at cells), or 'none' (default " + default_nonideal + ")")
+    which.add_argument("--ideal", dest="nonideal", action="store_const", const=frozenset(),
+                       help="build no non-ideality (same as --nonideal none)")
+    which.add_argument("--all-nonidealities", dest="nonideal", action="store_const",
+                       const=frozenset(NONIDEALITIES), help="build all five non-idealities")
+    out = parser.add_argument_group("output")
+    out.add_argument("-o", "--out", default="build/", metavar="DIR",
+                     help="output folder, created if missing (default build/)")
+    out.add_argument("--name", default="cim_macro",
+                     help="name of the top module and of both files: a Verilog identifier "
+                          f"([A-Za-z_][A-Za-z0-9_]*, at most {MAX_NAME_LENGTH} characters, "
+                          "not a keyword) (default cim_macro)")
+    parser.add_argument("--version", action="version",
+                        version=f"gen {__version__} (contract {CONTRACT_VERSION[0]}.{CONTRACT_VERSION[1]})")
+    return parser
+
+
+def params_from_args(args: argparse.Namespace) -> MacroParams:
+    """MacroParams of the parsed options; a bad value raises :class:`UsageError`."""
+    kwargs = dict(rows=args.rows, cols=args.cols, input_bits=args.input_bits,
+                  comp_rows=args.comp_rows, readout_bits=args.readout_bits,
+                  acc_bits=args.acc_bits, cols_per_cycle=args.cols_per_cycle, name=args.name)
+    if args.nonideal is not None:
+        kwargs["nonideal"] = args.nonideal
+    try:
+        p = MacroParams(**kwargs)
+    except (ValueError, TypeError) as err:
+        message = _one_line(err)
+        # MacroParams messages start with the field they are about.
+        field = message.split(" ", 1)[0]
+        raise UsageError(OPTIONS.get(field, "parameters"), message) from None
+    if len(p.name) > MAX_NAME_LENGTH:
+        raise UsageError("--name", f"name must be at most {MAX_NAME_LENGTH} characters, "
+                                   f"not {len(p.name)} ({p.name[:20]!r}...)")
+    if p.name in VERILOG_KEYWORDS:
+        raise UsageError("--name", f"name must not be a Verilog keyword, not {p.name!r}")
+    return p
+
+
+def check_output(out: str, file_names: list[str]) -> Path:
+    """Check that ``out`` is, or can be created as, a folder where ``file_names`` can go.
+
+    Nothing is created here. Raises :class:`UsageError` naming ``-o/--out``.
+    """
+    option = "-o/--out"
+    if out == "":
+        raise UsageError(option, "the output folder must not be empty")
+    path = Path(out)
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(option, f"{out!r} is an existing file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(option, f"{out!r} is a folder that is not writable")
+        for name in file_names:
+            target = path / name
+            if target.is_dir():
+                raise UsageError(option, f"{str(target)!r} is a folder, cannot write the file {name}")
+        return path
+    ancestor = path.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(option, f"cannot create folder {out!r}: {str(ancestor)!r} is a file, "
+                                 "not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(option, f"cannot create folder {out!r}: {str(ancestor)!r} is not writable")
+    return path
+
+
+def summary_line(p: MacroParams, verilog_path, verilog_lines: int, manifest_path) -> str:
+    """The one line printed after a successful build."""
+    nonideal = ",".join(n for n in NONIDEALITIES if p.has(n)) or "none"
+    return (f"{p.name}: {p.rows}x{p.cols}, B={p.input_bits}, K={p.comp_rows}, "
+            f"W={p.readout_bits}, A={p.acc_bits}, P={p.cols_per_cycle}, nonideal={nonideal} "
+            f"-> {verilog_path} ({verilog_lines} lines), {manifest_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 done, 2 bad input)."""
+    # Before Amaranth is imported anywhere: the pinned builtin Yosys makes the output
+    # independent of any Yosys on PATH.
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    args = build_parser().parse_args(argv)
+    try:
+        p = params_from_args(args)
+        files = [f"{p.name}.v", f"{p.name}.json"]
+        check_output(args.out, files)
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+
+    from .emit import generate, write_outputs
+    try:
+        # An exception here is a bug (MacroParams accepted the parameters, so the RTL must
+        # build them): it propagates with its traceback, exit status 1.
+        built = generate(p)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted, nothing written", file=sys.stderr)
+        return 130
+    try:
+        write_outputs(args.out, {files[0]: built.verilog, files[1]: built.manifest_text})
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted while writing to {args.out!r}", file=sys.stderr)
+        return 130
+    except OSError as err:
+        # What check_output cannot foresee: a file system refusing new folders, a full disk.
+        reason = _one_line(err.strerror or err)
+        print(f"{PROG}: error: argument -o/--out: cannot write to {args.out!r}: {reason}",
+              file=sys.stderr)
+        return 2
+    print(summary_line(p, os.path.join(args.out, files[0]), built.verilog.count("\n"),
+                       os.path.join(args.out, files[1])))
+    return 0

