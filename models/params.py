@@ -181,7 +181,7 @@ class MacroParams:
     name: str = "cim_macro"
 
     def __post_init__(self):
-        _check_int("rows", self.rows, 1, MAX_ROWS)
+        _check_int("rows", self.rows, 1, MAX_ROWS, f"1..32 or a multiple of 32 up to {MAX_ROWS}")
         if self.rows > 32 and self.rows % 32:
             raise ValueError(f"rows must be 1..32 or a multiple of 32 up to {MAX_ROWS}, not {self.rows}")
         _check_int("cols", self.cols, 1, MAX_COLS)
