@@ -250,7 +250,8 @@ class ComputeArray(wiring.Component):
         comp_lo, comp_hi = -(1 << (p.comp_bits - 1)), (1 << (p.comp_bits - 1)) - 1
         off_lo, off_hi = (-(1 << (W - 1)), M) if p.has("offset") else (0, 0)
         a_lo, a_hi = -R + comp_lo + off_lo, R + comp_hi + off_hi
-        a_bits = _bits_for_range(a_lo, a_hi)
+        # at least one bit wider than the popcount, so sign_extend(s) always widens
+        a_bits = max(_bits_for_range(a_lo, a_hi), count_bits + 1)
         gain_max = (1 << GAIN_BITS) - 1
         if p.has("gain"):
             product_bits = a_bits + GAIN_BITS + 1

@@ -1,0 +1,674 @@
+"""Top of the generated macro: Wishbone register file, column memories and command sequencer.
+
+Implements sections 5 and 6 of ``docs/ARCHITECTURE.md`` and wires the blocks of
+section 7 together. The golden model is ``models/macro.py: MacroModel``.
+
+Storage
+    Per-column data lives in one :class:`~rtl.column_memory.ColumnMemory` per region,
+    one word per column group holding the P lanes of the group (WEIGHT and STUCK_*:
+    P x R bits, COMP: P x K, OFFSET: P x W, GAIN: P x 8, THRESH and ACC: P x A). Each
+    has exactly one synchronous read port and one write port, shared by the bus (while
+    idle) and the sequencer (while busy), so that it maps onto FPGA block RAM. Bus writes
+    use the write port's granularity: one bus word updates one row chunk (WEIGHT,
+    STUCK_*) or one lane (the others) of one column. INPUT, FLIP, OUT and CALFLAG are
+    registers, and TABLE lives inside the compute array.
+
+Bus timing
+    An access (``cyc & stb``) in cycle t is decoded and, for a write, performed in cycle
+    t; ``ack`` and the read data follow in cycle t+1. Register reads are captured in
+    cycle t; memory reads present the address in cycle t and select the lane from the
+    read port's data in cycle t+1.
+
+Sequencing (section 5)
+    A command accepted in cycle t raises BUSY from cycle t+1. Per column group:
+    RUN: a read cycle (group address presented, tile cleared), p plane cycles (MSB plane
+    first) and a write-back cycle (ACC, OUT, acc_sat); CALIBRATE: a read cycle (search
+    started), S search reads, the verification read (COMP and CALFLAG written, as the
+    FSM's results are valid only then) and the write-back slot; CLEAR: one cycle writing
+    ACC and OUT of the group to 0.
+
+Verilator ``-Wall`` cleanliness
+    Amaranth's RTLIL backend trims zero and sign extensions off arithmetic and comparison
+    operands, which Verilator reports as WIDTH warnings. So this module compares with
+    constants only through bitwise logic (:func:`_eq_const`, :func:`_lt_const`), adds
+    only equal-width operands or 1-bit ones, and selects words with ``Switch`` tables
+    that always have a ``Default`` (a ``case`` without one is CASEINCOMPLETE).
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from models.params import (
+    BUS_DATA_BITS, CSR, GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS, ErrCode,
+    MacroParams, Region, Status,
+)
+
+from . import wishbone
+from .batchnorm_binarize import BatchnormBinarize
+from .calibration_fsm import CalibrationFSM
+from .column_memory import ColumnMemory
+from .compute_array import ComputeArray
+from .shift_accumulate import ShiftAccumulate
+
+__all__ = ["Phase", "CimMacro"]
+
+# CMD fields (section 6, "CMD format").
+_CMD_ACCUMULATE_BIT = 4
+_CMD_NPLANES = slice(8, 12)
+
+
+class Phase(enum.Enum, shape=3):
+    """Step of the command sequencer within one column group.
+
+    Members
+    -------
+    IDLE
+        Not busy.
+    READ
+        RUN or CALIBRATE: the group's address is on every memory read port.
+    PLANES
+        RUN: one bit-plane per cycle, most significant first.
+    SEARCH
+        CALIBRATE: the S search reads, then the verification read.
+    WRITE
+        Write-back: RUN stores ACC and OUT; CALIBRATE has stored its results already.
+    CLEAR
+        CLEAR: ACC and OUT of the group to 0.
+    """
+    IDLE = 0
+    READ = 1
+    PLANES = 2
+    SEARCH = 3
+    WRITE = 4
+    CLEAR = 5
+
+
+def _clog2(n):
+    return max(0, (n - 1).bit_length())
+
+
+def _eq_const(value, const):
+    """``value == const`` as bitwise logic (no width-mismatched comparison operands)."""
+    if len(value) == 0:
+        return Const(1, 1)
+    if const >> len(value):
+        return Const(0, 1)
+    return ~(value ^ Const(const, len(value))).any()
+
+
+def _lt_const(value, bound):
+    """``value < bound`` for an unsigned ``value`` and a constant ``bound``, bitwise.
+
+    ``value < bound`` exactly when, at some bit i where ``bound`` has a 1, ``value`` has a
+    0 and agrees with ``bound`` on every bit above i.
+    """
+    width = len(value)
+    if bound >= 1 << width:
+        return Const(1, 1)
+    terms = [~value[i] & _eq_const(value[i + 1:], bound >> (i + 1))
+             for i in range(width) if bound >> i & 1]
+    return Cat(*terms).any() if terms else Const(0, 1)
+
+
+def _onehot(m, value, count, name):
+    """A ``count``-bit signal with bit ``value`` set (none when ``value >= count``)."""
+    onehot = Signal(count, name=name)
+    if len(value) == 0:
+        m.d.comb += onehot.eq(Const(1, count))
+    else:
+        m.d.comb += onehot.eq((Const(1, 1) << value)[:count])
+    return onehot
+
+
+def _select(m, index, items, width, name):
+    """``items[index]`` (a dict or list of values of ``width`` bits), 0 for other indices.
+
+    A ``Switch`` with a ``Default`` rather than a shift by ``index * width``: Verilator
+    sees full-width constants and a complete ``case``, and the mux is what synthesis
+    would build anyway.
+    """
+    if not isinstance(items, dict):
+        items = dict(enumerate(items))
+    result = Signal(width, name=name)
+    if len(index) == 0:
+        m.d.comb += result.eq(items.get(0, Const(0, width)))
+        return result
+    with m.Switch(index):
+        for key, value in items.items():
+            with m.Case(key):
+                m.d.comb += result.eq(value)
+        with m.Default():
+            m.d.comb += result.eq(Const(0, width))
+    return result
+
+
+def _popcount_pow2(bits):
+    """Number of ones in ``bits`` (a power-of-two count), as a balanced adder tree.
+
+    Every adder takes two operands of one width and yields one bit more, the form
+    Verilator accepts without WIDTH warnings.
+    """
+    terms = [bits[i] for i in range(len(bits))]
+    while len(terms) > 1:
+        terms = [terms[j] + terms[j + 1] for j in range(0, len(terms), 2)]
+    return terms[0]
+
+
+class CimMacro(wiring.Component):
+    """One generated CiM macro: a Wishbone B4 classic slave around the compute blocks.
+
+    Parameters
+    ----------
+    p : MacroParams
+        Every width, the register map and the non-idealities to build.
+
+    Members
+    -------
+    wb : In(wishbone.Signature(p.addr_bits))
+        Host bus (slave side). Every access is acknowledged one cycle after
+        ``cyc & stb``; faults are reported in STATUS, ERRCODE and ERRADDR.
+    busy : Out(1)
+        STATUS.busy: a command is executing.
+    done : Out(1)
+        STATUS.done: a command has finished since DONE was last cleared.
+    error : Out(1)
+        STATUS.error: a faulty access has happened since ERROR was last cleared.
+    """
+
+    def __init__(self, p):
+        if not isinstance(p, MacroParams):
+            raise TypeError(f"p must be a MacroParams, not {p!r}")
+        self._p = p
+        super().__init__({
+            "wb": In(wishbone.Signature(p.addr_bits)),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+        })
+
+    @property
+    def params(self):
+        """The :class:`MacroParams` this macro was built from."""
+        return self._p
+
+    def elaborate(self, platform):
+        p = self._p
+        R, C, B, K = p.rows, p.cols, p.input_bits, p.comp_rows
+        W, A, P, G, S = p.readout_bits, p.acc_bits, p.cols_per_cycle, p.groups, p.comp_steps
+        chunk_rows, chunks = p.chunk_rows, p.chunks
+        words = p.packed_words
+        rs = p.region_shift
+        gb, sb, cb = p.group_addr_bits, p.slot_addr_bits, p.chunk_addr_bits
+        wb = self.wb
+
+        m = Module()
+        m.submodules.array = array = ComputeArray(p)
+        m.submodules.shift_acc = shift_acc = ShiftAccumulate(p)
+        m.submodules.binarize = binarize = BatchnormBinarize(p)
+        m.submodules.calibration = calibration = CalibrationFSM(p)
+
+        # --- control and status registers ---------------------------------------------
+        busy = Signal()
+        done = Signal()
+        error = Signal()
+        cal_range = Signal()
+        acc_sat = Signal()
+        errcode = Signal(3)
+        erraddr = Signal(p.addr_bits)
+        # An accepted command has no bit set above NPLANES, so CMD keeps only bits 11:0.
+        cmd = Signal(_CMD_NPLANES.stop)
+        cycle_bits = max(p.run_cycles(B), p.calibrate_cycles(), p.clear_cycles()).bit_length()
+        cycles = Signal(cycle_bits)
+        if p.has("readout"):
+            sat = Signal(W - 1, init=p.readout_max)
+            qshift = Signal(QSHIFT_BITS)
+            m.d.comb += [array.sat.eq(sat), array.qshift.eq(qshift)]
+        m.d.comb += [self.busy.eq(busy), self.done.eq(done), self.error.eq(error)]
+
+        # --- register-file state: inputs and one bit per column ------------------------
+        # One signal per bus word (or group) written as a unit: slices of one wide signal
+        # would make Amaranth build a full-width assignment per slice, which is quadratic
+        # in the macro size and dominated elaboration time at 256 x 256.
+        input_regs = [[Signal(chunk_rows, name=f"input_{b}_{c}") for c in range(chunks)]
+                      for b in range(B)]
+        # Plane b is bits [b*R, (b+1)*R) of inputs.
+        inputs = Cat(*(reg for plane_regs in input_regs for reg in plane_regs))
+        flip_regs = [Signal(min(C, BUS_DATA_BITS * (j + 1)) - BUS_DATA_BITS * j, name=f"flip_{j}")
+                     for j in range(words)]
+        flip = Cat(*flip_regs)
+        out_regs = [Signal(P, name=f"out_{g}") for g in range(G)]
+        out = Cat(*out_regs)
+        calflag_regs = [Signal(P, name=f"calflag_{g}") for g in range(G)]
+        calflag = Cat(*calflag_regs)
+
+        # --- column memories: one word per group, P lanes ----------------------------
+        def column_memory(name, lane_bits, lane_init=0, granularity=None):
+            memory = ColumnMemory(lane_bits, P, G, granularity=granularity, lane_init=lane_init)
+            m.submodules[name] = memory
+            return memory
+
+        row_mems = {Region.WEIGHT: column_memory("weight_mem", R, granularity=chunk_rows)}
+        if p.has("stuck"):
+            for number, name in ((Region.STUCK_MASK, "stuck_mask_mem"),
+                                 (Region.STUCK_VALUE, "stuck_value_mem")):
+                row_mems[number] = column_memory(name, R, granularity=chunk_rows)
+        # COMP resets balanced (n = K/2), so that a fresh macro computes s exactly.
+        lane_mems = {Region.COMP: column_memory("comp_mem", K, (1 << K // 2) - 1, granularity=K),
+                     Region.THRESH: column_memory("thresh_mem", A, granularity=A)}
+        if p.has("offset"):
+            lane_mems[Region.OFFSET] = column_memory("offset_mem", W, granularity=W)
+        if p.has("gain"):
+            lane_mems[Region.GAIN] = column_memory("gain_mem", GAIN_BITS, 1 << GAIN_FRAC_BITS,
+                                                   granularity=GAIN_BITS)
+        # ACC is written only by the sequencer, a whole group at a time.
+        acc_mem = column_memory("acc_mem", A)
+        lane_bits = {Region.COMP: K, Region.THRESH: A, Region.OFFSET: W, Region.GAIN: GAIN_BITS,
+                     Region.ACC: A}
+
+        # --- bus decode (cycle t) ------------------------------------------------------
+        access = Signal()
+        m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack)
+        m.d.sync += wb.ack.eq(access)
+
+        region = wb.adr[rs:]
+        offset = wb.adr[:rs]
+        region_hit = _onehot(m, region, 1 << len(region), "region_hit")
+        sizes = dict(reg=32, group=G, slot=P, chunk=chunks, plane=B, word=words, index=1 << W)
+
+        def decode(layout):
+            """Fields of ``offset`` in ``layout`` and whether they address a word."""
+            fields, pos, valid = {}, 0, []
+            for field, width in reversed(layout):
+                fields[field] = offset[pos:pos + width]
+                valid.append(_lt_const(fields[field], sizes[field]))
+                pos += width
+            if pos < rs:
+                valid.append(~offset[pos:].any())
+            return fields, Cat(*valid).all()
+
+        reg = offset[:5]
+        reg_hit = _onehot(m, reg, 32, "reg_hit")
+        csr_list = p.csrs()
+        csr_valid = Cat(*(reg_hit[c["offset"]] for c in csr_list)).any()
+        csr_ro = Cat(*(reg_hit[c["offset"]] for c in csr_list if c["access"] == "ro")).any()
+
+        hit, fields_of = {}, {}
+        for r in p.regions():
+            fields, valid = decode(r["fields"])
+            if r["region"] == Region.CSR:
+                valid = valid & csr_valid
+            hit[r["region"]] = Signal(name=f"hit_{r['name'].lower()}")
+            m.d.comb += hit[r["region"]].eq(region_hit[r["region"]] & valid)
+            fields_of[r["region"]] = fields
+        mapped = Cat(*hit.values()).any()
+        memory_region = Cat(*(h for n, h in hit.items() if n != Region.CSR)).any()
+        row_fields = fields_of[Region.WEIGHT]     # group, slot, chunk
+        lane_fields = fields_of[Region.COMP]      # group, slot
+
+        dat_w = wb.dat_w
+
+        def sign_extends(width):
+            """``dat_w`` is the 32-bit sign extension of a ``width``-bit value."""
+            if width >= BUS_DATA_BITS:
+                return Const(1, 1)
+            top = dat_w[width - 1:]
+            return top.all() | ~top.any()
+
+        # CMD check (BAD_COMMAND).
+        opcode = dat_w[:3]
+        is_run_opcode = _eq_const(opcode, 1)
+        nplanes_field = dat_w[_CMD_NPLANES]
+        reserved = Cat(dat_w[3], dat_w[5:8], dat_w[12:]).any()
+        cmd_ok = Signal()
+        m.d.comb += cmd_ok.eq(
+            (opcode[0] | opcode[1]) & ~opcode[2] & ~reserved
+            & Mux(is_run_opcode, _lt_const(nplanes_field, B + 1),
+                  ~dat_w[_CMD_ACCUMULATE_BIT] & ~nplanes_field.any()))
+
+        bad_value_terms = [hit[Region.THRESH] & ~sign_extends(A)]
+        if p.has("offset"):
+            bad_value_terms.append(hit[Region.OFFSET] & ~sign_extends(W))
+        if p.has("gain"):
+            bad_value_terms.append(hit[Region.GAIN] & dat_w[GAIN_BITS:].any())
+        if p.has("table"):
+            bad_value_terms.append(hit[Region.TABLE] & ~sign_extends(W))
+        if p.has("readout"):
+            # SAT <= M = 2^(W-1) - 1 and QSHIFT <= 15 are both "no bit above the field".
+            bad_value_terms += [hit[Region.CSR] & reg_hit[CSR.SAT] & dat_w[W - 1:].any(),
+                                hit[Region.CSR] & reg_hit[CSR.QSHIFT] & dat_w[QSHIFT_BITS:].any()]
+        bad_value = Cat(*bad_value_terms).any()
+
+        busy_csr_write = reg_hit[CSR.CMD]
+        if p.has("readout"):
+            busy_csr_write = busy_csr_write | reg_hit[CSR.SAT] | reg_hit[CSR.QSHIFT]
+        read_only = (hit[Region.ACC] | hit[Region.OUT] | hit[Region.CALFLAG]
+                     | (hit[Region.CSR] & csr_ro))
+
+        # Check order of section 6: BAD_SEL, BAD_ADDRESS, READ_ONLY, BUSY, BAD_COMMAND/VALUE.
+        fault = Signal()
+        code = Signal(3)
+        with m.If(wb.we & ~wb.sel.all()):
+            m.d.comb += [fault.eq(1), code.eq(ErrCode.BAD_SEL)]
+        with m.Elif(~mapped):
+            m.d.comb += [fault.eq(1), code.eq(ErrCode.BAD_ADDRESS)]
+        with m.Elif(wb.we & read_only):
+            m.d.comb += [fault.eq(1), code.eq(ErrCode.READ_ONLY)]
+        with m.Elif(busy & (memory_region | (wb.we & hit[Region.CSR] & busy_csr_write))):
+            m.d.comb += [fault.eq(1), code.eq(ErrCode.BUSY)]
+        with m.Elif(wb.we & hit[Region.CSR] & reg_hit[CSR.CMD] & ~cmd_ok):
+            m.d.comb += [fault.eq(1), code.eq(ErrCode.BAD_COMMAND)]
+        with m.Elif(wb.we & bad_value):
+            m.d.comb += [fault.eq(1), code.eq(ErrCode.BAD_VALUE)]
+
+        write = Signal()
+        read = Signal()
+        m.d.comb += [write.eq(access & ~fault & wb.we), read.eq(access & ~fault & ~wb.we)]
+        csr_write = {c["offset"]: write & hit[Region.CSR] & reg_hit[c["offset"]]
+                     for c in csr_list if c["access"] == "rw"}
+
+        # --- bus writes -----------------------------------------------------------------
+        with m.If(access & fault & ~error):
+            m.d.sync += [error.eq(1), errcode.eq(code), erraddr.eq(wb.adr)]
+        with m.If(csr_write[CSR.STATUS]):
+            with m.If(dat_w[Status.DONE]):
+                m.d.sync += done.eq(0)
+            with m.If(dat_w[Status.ERROR]):
+                m.d.sync += [error.eq(0), errcode.eq(0), erraddr.eq(0)]
+            with m.If(dat_w[Status.ACC_SAT]):
+                m.d.sync += acc_sat.eq(0)
+        if p.has("readout"):
+            with m.If(csr_write[CSR.SAT]):
+                m.d.sync += sat.eq(dat_w)
+            with m.If(csr_write[CSR.QSHIFT]):
+                m.d.sync += qshift.eq(dat_w)
+
+        # INPUT word (plane, chunk) and the packed FLIP words.
+        input_fields = fields_of[Region.INPUT]
+        input_plane = input_fields["plane"]
+        input_chunk = input_fields["chunk"]
+        input_plane_hit = _onehot(m, input_plane, B, "input_plane_hit")
+        input_chunk_hit = _onehot(m, input_chunk, chunks, "input_chunk_hit")
+        for b in range(B):
+            for c in range(chunks):
+                with m.If(write & hit[Region.INPUT] & input_plane_hit[b] & input_chunk_hit[c]):
+                    m.d.sync += input_regs[b][c].eq(dat_w[:chunk_rows])
+        flip_word_hit = _onehot(m, fields_of[Region.FLIP]["word"], words, "flip_word_hit")
+        for j in range(words):
+            with m.If(write & hit[Region.FLIP] & flip_word_hit[j]):
+                m.d.sync += flip_regs[j].eq(dat_w[:len(flip_regs[j])])
+
+        # Memory writes from the bus: one chunk (row memories) or lane (lane memories).
+        row_slot_hit = _onehot(m, row_fields["slot"], P, "row_slot_hit")
+        row_chunk_hit = _onehot(m, row_fields["chunk"], chunks, "row_chunk_hit")
+        row_en = Cat(*(row_slot_hit[s] & row_chunk_hit[c] for s in range(P) for c in range(chunks)))
+        lane_slot_hit = _onehot(m, lane_fields["slot"], P, "lane_slot_hit")
+        lane_en = Cat(*(lane_slot_hit[s] for s in range(P)))
+
+        # --- sequencer state --------------------------------------------------------------
+        phase = Signal(Phase)
+        in_phase = {}
+        for ph in Phase:
+            in_phase[ph] = Signal(name=f"in_{ph.name.lower()}")
+            m.d.comb += in_phase[ph].eq(_eq_const(phase.as_value(), ph.value))
+        # 1-bit minimum: Yosys writes a zero-width register as [-1:0] (ASCRANGE).
+        group_reg = Signal(max(1, gb), name="group")
+        group = group_reg[:gb]
+        plane_bits = max(1, _clog2(B))
+        plane = Signal(plane_bits)                 # index of the current bit-plane
+        search_bits = max(1, S.bit_length())
+        search_left = Signal(search_bits)          # reads left after this one
+        busy_count = Signal(cycle_bits)
+        cmd_run = Signal()
+        cmd_calibrate = Signal()
+        # Accepted commands have opcode 1, 2 or 3.
+        m.d.comb += [cmd_run.eq(cmd[0] & ~cmd[1]), cmd_calibrate.eq(~cmd[0] & cmd[1])]
+
+        # Memory read ports: the bus's address while idle, the group's while busy.
+        def group_address(bus_group):
+            if gb == 0:
+                return Const(0, 0)
+            return Mux(busy, group, bus_group)
+
+        for mem in row_mems.values():
+            m.d.comb += mem.read_addr.eq(group_address(row_fields["group"]))
+        for mem in lane_mems.values():
+            m.d.comb += mem.read_addr.eq(group_address(lane_fields["group"]))
+        m.d.comb += acc_mem.read_addr.eq(group_address(lane_fields["group"]))
+
+        for number, mem in row_mems.items():
+            m.d.comb += [
+                mem.write_addr.eq(row_fields["group"]),
+                mem.write_data.eq(dat_w[:chunk_rows].replicate(P * chunks)),
+                mem.write_en.eq(Mux(write & hit[number], row_en, Const(0, P * chunks))),
+            ]
+        for number, mem in lane_mems.items():
+            if number == Region.COMP:
+                continue        # shared with CALIBRATE below
+            width = lane_bits[number]
+            m.d.comb += [
+                mem.write_addr.eq(lane_fields["group"]),
+                mem.write_data.eq(dat_w[:width].replicate(P)),
+                mem.write_en.eq(Mux(write & hit[number], lane_en, Const(0, P))),
+            ]
+
+        # --- datapath ---------------------------------------------------------------------
+        comp_mem = lane_mems[Region.COMP]
+        stored_comp = []
+        comp_shift = (-K) % (1 << p.comp_bits)     # 2n - K = 2n + (-K mod 2^comp_bits)
+        for lane in range(P):
+            ones = _popcount_pow2(comp_mem.read_data[lane * K:(lane + 1) * K])
+            value = Signal(signed(p.comp_bits), name=f"stored_comp_{lane}")
+            m.d.comb += value.eq((Cat(Const(0, 1), ones) + Const(comp_shift, p.comp_bits))
+                                 [:p.comp_bits])
+            stored_comp.append(value)
+
+        # The array sees the current plane only in plane cycles: 0 (rows off) otherwise,
+        # which is what CALIBRATE needs.
+        plane_value = Signal(R)
+        input_plane_value = _select(m, plane, [inputs[b * R:(b + 1) * R] for b in range(B)], R,
+                                    "input_plane_value")
+        m.d.comb += plane_value.eq(Mux(in_phase[Phase.PLANES], input_plane_value, Const(0, R)))
+        m.d.comb += [
+            array.plane.eq(plane_value),
+            array.weights.eq(row_mems[Region.WEIGHT].read_data),
+            array.comp.eq(Mux(cmd_calibrate, calibration.comp.as_value(), Cat(*stored_comp))),
+            calibration.readout.eq(array.readout),
+            shift_acc.readout.eq(array.readout),
+            shift_acc.acc_prev.eq(acc_mem.read_data),
+            shift_acc.accumulate.eq(cmd[_CMD_ACCUMULATE_BIT]),
+            binarize.acc.eq(shift_acc.acc),
+            binarize.theta.eq(lane_mems[Region.THRESH].read_data),
+            binarize.flip.eq(_select(m, group, [flip[g * P:(g + 1) * P] for g in range(G)],
+                                     P, "group_flip")),
+        ]
+        if p.has("stuck"):
+            m.d.comb += [array.stuck_mask.eq(row_mems[Region.STUCK_MASK].read_data),
+                         array.stuck_value.eq(row_mems[Region.STUCK_VALUE].read_data)]
+        if p.has("offset"):
+            m.d.comb += array.offset.eq(lane_mems[Region.OFFSET].read_data)
+        if p.has("gain"):
+            m.d.comb += array.gain.eq(lane_mems[Region.GAIN].read_data)
+        if p.has("table"):
+            m.d.comb += [
+                array.table_addr.eq(fields_of[Region.TABLE]["index"]),
+                array.table_wdata.eq(dat_w[:W]),
+                array.table_we.eq(write & hit[Region.TABLE]),
+            ]
+
+        # --- sequencer ---------------------------------------------------------------------
+        group_hit = _onehot(m, group, G, "group_hit")
+        all_lanes = Const((1 << P) - 1, P)
+        last_group = _eq_const(group, G - 1)
+        group_out_we = Signal()         # OUT bits of the group <- group_out
+        group_out = Signal(P)
+        calibrated = Signal()           # the verification read: COMP, CALFLAG <- results
+        m.d.comb += [
+            acc_mem.write_addr.eq(group),
+            comp_mem.write_addr.eq(group_address(lane_fields["group"])),
+            comp_mem.write_data.eq(Mux(busy, calibration.therm.as_value(), dat_w[:K].replicate(P))),
+            comp_mem.write_en.eq(Mux(busy, calibrated.replicate(P),
+                                 Mux(write & hit[Region.COMP], lane_en, Const(0, P)))),
+        ]
+
+        def next_group(same_phase):
+            with m.If(last_group):
+                m.d.sync += [busy.eq(0), done.eq(1), phase.eq(Phase.IDLE),
+                             cycles.eq((busy_count + 1)[:cycle_bits])]
+            with m.Else():
+                m.d.sync += [group_reg.eq((group + 1)[:gb]), phase.eq(same_phase)]
+
+        with m.If(busy):
+            m.d.sync += busy_count.eq((busy_count + 1)[:cycle_bits])
+
+        # If chains on decoded phases rather than a Switch: Amaranth splits a Switch per
+        # assigned signal, and a signal assigned in some phases only would get a case
+        # statement without a default.
+        with m.If(in_phase[Phase.READ]):
+            with m.If(cmd_run):
+                m.d.comb += shift_acc.clear.eq(1)
+                with m.If(cmd[_CMD_NPLANES].any()):
+                    m.d.sync += plane.eq((cmd[_CMD_NPLANES] - 1)[:plane_bits])
+                with m.Else():
+                    m.d.sync += plane.eq(B - 1)
+                m.d.sync += phase.eq(Phase.PLANES)
+            with m.Else():
+                m.d.comb += calibration.start.eq(1)
+                m.d.sync += [search_left.eq(S), phase.eq(Phase.SEARCH)]
+        with m.Elif(in_phase[Phase.PLANES]):
+            m.d.comb += shift_acc.step.eq(1)
+            with m.If(plane.any()):
+                m.d.sync += plane.eq((plane - 1)[:plane_bits])
+            with m.Else():
+                m.d.sync += phase.eq(Phase.WRITE)
+        with m.Elif(in_phase[Phase.SEARCH]):
+            with m.If(search_left.any()):
+                m.d.sync += search_left.eq((search_left - 1)[:search_bits])
+            with m.Else():
+                m.d.comb += [calibrated.eq(1), group_out.eq(calibration.flags)]
+                with m.If(calibration.flags.any()):
+                    m.d.sync += cal_range.eq(1)
+                m.d.sync += phase.eq(Phase.WRITE)
+        with m.Elif(in_phase[Phase.WRITE]):
+            with m.If(cmd_run):
+                m.d.comb += [acc_mem.write_data.eq(shift_acc.acc), acc_mem.write_en.eq(all_lanes),
+                             group_out_we.eq(1), group_out.eq(binarize.y)]
+                with m.If(shift_acc.saturated.any()):
+                    m.d.sync += acc_sat.eq(1)
+            next_group(Phase.READ)
+        with m.Elif(in_phase[Phase.CLEAR]):
+            # acc_mem.write_data and group_out stay 0.
+            m.d.comb += [acc_mem.write_en.eq(all_lanes), group_out_we.eq(1)]
+            next_group(Phase.CLEAR)
+
+        for g in range(G):
+            with m.If(group_out_we & group_hit[g]):
+                m.d.sync += out_regs[g].eq(group_out)
+            with m.If(calibrated & group_hit[g]):
+                m.d.sync += calflag_regs[g].eq(group_out)
+
+        # Command acceptance (only while idle: a CMD write while busy is a BUSY error).
+        with m.If(csr_write[CSR.CMD]):
+            m.d.sync += [cmd.eq(dat_w[:_CMD_NPLANES.stop]), busy.eq(1), done.eq(0),
+                         busy_count.eq(0), group_reg.eq(0)]
+            with m.If(_eq_const(opcode, 3)):
+                m.d.sync += phase.eq(Phase.CLEAR)
+            with m.Else():
+                m.d.sync += phase.eq(Phase.READ)
+            with m.If(_eq_const(opcode, 2)):
+                m.d.sync += cal_range.eq(0)
+
+        # --- bus reads ------------------------------------------------------------------------
+        # Registers and packed words: captured in cycle t.
+        csr_values = {
+            CSR.CMD: cmd,
+            CSR.STATUS: Cat(busy, done, error, cal_range, acc_sat),
+            CSR.ERRCODE: errcode,
+            CSR.ERRADDR: erraddr,
+            CSR.CYCLES: cycles,
+        }
+        for c in csr_list:
+            if c["access"] == "ro" and c["offset"] not in csr_values:
+                csr_values[c["offset"]] = Const(c["reset"], 32)
+        if p.has("readout"):
+            csr_values[CSR.SAT] = sat
+            csr_values[CSR.QSHIFT] = qshift
+
+        def packed(bits):
+            padded = Cat(bits, Const(0, words * BUS_DATA_BITS - C))
+            return [padded[BUS_DATA_BITS * j:BUS_DATA_BITS * (j + 1)] for j in range(words)]
+
+        input_words = {b << cb | c: inputs[b * R + c * chunk_rows:b * R + (c + 1) * chunk_rows]
+                       for b in range(B) for c in range(chunks)}
+        register_words = [
+            (Region.CSR, _select(m, reg, csr_values, BUS_DATA_BITS, "csr_word")),
+            (Region.FLIP, _select(m, fields_of[Region.FLIP]["word"], packed(flip), BUS_DATA_BITS,
+                                  "flip_word")),
+            (Region.OUT, _select(m, fields_of[Region.OUT]["word"], packed(out), BUS_DATA_BITS,
+                                 "out_word")),
+            (Region.CALFLAG, _select(m, fields_of[Region.CALFLAG]["word"], packed(calflag),
+                                     BUS_DATA_BITS, "calflag_word")),
+            (Region.INPUT, _select(m, Cat(input_chunk, input_plane), input_words, BUS_DATA_BITS,
+                                   "input_word")),
+        ]
+        register_rdata = Signal(BUS_DATA_BITS)
+        with m.If(read):
+            for number, value in register_words:
+                with m.If(hit[number]):
+                    m.d.sync += register_rdata.eq(value)
+        with m.Else():
+            m.d.sync += register_rdata.eq(0)
+
+        # Memory words: address presented in cycle t, lane selected in cycle t+1.
+        memory_reads = list(row_mems) + list(lane_mems) + [Region.ACC]
+        if p.has("table"):
+            memory_reads.append(Region.TABLE)
+        read_from = {n: Signal(name=f"read_from_{_region_name(n)}") for n in memory_reads}
+        row_slot_q = Signal(max(1, sb))
+        row_chunk_q = Signal(max(1, cb))
+        lane_slot_q = Signal(max(1, sb))
+        m.d.sync += [read_from[n].eq(read & hit[n]) for n in memory_reads]
+        m.d.sync += [row_slot_q.eq(row_fields["slot"]), row_chunk_q.eq(row_fields["chunk"]),
+                     lane_slot_q.eq(lane_fields["slot"])]
+
+        memory_words = []
+        for number, mem in row_mems.items():
+            name = _region_name(number)
+            column = _select(m, row_slot_q[:sb],
+                             [mem.read_data[s * R:(s + 1) * R] for s in range(P)], R,
+                             f"{name}_column")
+            word = _select(m, row_chunk_q[:cb],
+                           [column[c * chunk_rows:(c + 1) * chunk_rows] for c in range(chunks)],
+                           chunk_rows, f"{name}_word")
+            memory_words.append((number, word))
+        for number, mem in {**lane_mems, Region.ACC: acc_mem}.items():
+            width = lane_bits[number]
+            lane = _select(m, lane_slot_q[:sb],
+                           [mem.read_data[s * width:(s + 1) * width] for s in range(P)],
+                           width, f"{_region_name(number)}_lane")
+            if number in (Region.THRESH, Region.OFFSET, Region.ACC):
+                word = Signal(BUS_DATA_BITS, name=f"{_region_name(number)}_word")
+                m.d.comb += word.eq(lane.as_signed())
+                lane = word
+            memory_words.append((number, lane))
+        if p.has("table"):
+            table_word = Signal(BUS_DATA_BITS)
+            m.d.comb += table_word.eq(array.table_rdata)
+            memory_words.append((Region.TABLE, table_word))
+
+        with m.If(Cat(*(read_from[n] for n, _ in memory_words)).any()):
+            for number, word in memory_words:
+                with m.If(read_from[number]):
+                    m.d.comb += wb.dat_r.eq(word)
+        with m.Else():
+            m.d.comb += wb.dat_r.eq(register_rdata)
+
+        return m
+
+
+def _region_name(number):
+    """Lower-case name of a region number, for signal names."""
+    for name, value in vars(Region).items():
+        if value == number and name.isupper() and name != "BITS":
+            return name.lower()
+    raise ValueError(f"no region numbered {number}")
