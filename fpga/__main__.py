@@ -1,0 +1,171 @@
+"""``python -m fpga build ...`` and ``python -m fpga run ...``: bitstreams and inference on a board.
+
+build
+    Board top -> YoWASP Yosys/nextpnr -> bitstream and ``report.json``; prints one line.
+    Exit status 0 when timing is met at the design clock, 1 when it is not (the
+    bitstream and report are still written), 2 when the design does not fit or a tool
+    fails.
+
+run
+    Loads an exported network (docs/MODEL_FORMAT.md), reads images and labels from IDX
+    files, connects to the board's UARTBone bridge with the project's driver, calibrates
+    the macro (unless ``--no-calibrate``), runs the network and prints the accuracy.
+    ``--port model`` runs the same code against the golden model behind a byte-level
+    model of the bridge (a dry run without a board).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+import numpy as np
+
+from .boards import BOARDS
+from .serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
+
+
+def _parser():
+    ap = argparse.ArgumentParser(prog="python -m fpga", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build a bitstream and its report")
+    b.add_argument("--board", required=True, choices=sorted(BOARDS))
+    b.add_argument("--rows", type=int, required=True)
+    b.add_argument("--cols", type=int, required=True)
+    b.add_argument("--cols-per-cycle", type=int, default=None, metavar="P",
+                   help="columns computed per cycle (folding); default all")
+    b.add_argument("--input-bits", type=int, default=5)
+    b.add_argument("--nonideal", default=None,
+                   help="comma-separated non-idealities to build (default offset,readout)")
+    b.add_argument("--chip-seed", type=int, default=None, metavar="S",
+                   help="bake the sampled SRAM chip instance S into the reset state")
+    b.add_argument("--freq", type=float, default=None, metavar="MHZ",
+                   help="design clock from a PLL; default the board oscillator")
+    b.add_argument("--baud", type=int, default=DEFAULT_BAUD)
+    b.add_argument("--bridge-timeout", type=float, default=DEFAULT_BRIDGE_TIMEOUT, metavar="S",
+                   help="silence after which the bridge drops an unfinished frame")
+    b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    b.add_argument("--mapper", choices=("abc", "abc9"), default=None,
+                   help="Yosys LUT mapper (default abc9 on iCE40, abc on ECP5)")
+    b.add_argument("-o", "--out", default=None, metavar="DIR",
+                   help="output folder (default build/fpga/BOARD-RxC-pP)")
+
+    r = sub.add_parser("run", help="run a network on a board and print the accuracy")
+    r.add_argument("--port", required=True,
+                   help="serial device or pyserial URL of the board; 'model' for a dry run")
+    r.add_argument("--model", required=True, help="exported network (NAME, NAME.json or NAME.npz)")
+    r.add_argument("--images", required=True, help="IDX file of images")
+    r.add_argument("--labels", required=True, help="IDX file of labels")
+    r.add_argument("--baud", type=int, default=DEFAULT_BAUD)
+    r.add_argument("--bridge-timeout", type=float, default=DEFAULT_BRIDGE_TIMEOUT, metavar="S")
+    r.add_argument("--limit", type=int, default=None, metavar="N", help="first N images only")
+    r.add_argument("--no-calibrate", action="store_true", help="keep the macro's COMP as it is")
+    return ap
+
+
+def prepare_images(images: np.ndarray, net) -> np.ndarray:
+    """First-layer inputs ``(N, inputs)`` from IDX images, as the network was trained on.
+
+    Images already at the network's input size (``(N, inputs)`` or ``(N, h, w)`` with
+    ``h * w == inputs``) and within ``0 .. 2^planes - 1`` are taken as they are; larger
+    ``(N, H, W)`` images go through the model's recorded preprocessing
+    (``models.datasets.downsample`` and ``quantize``).
+    """
+    from models.datasets import downsample, quantize
+    first = net.layers[0]
+    x = np.asarray(images)
+    top = (1 << first.planes) - 1
+    if x.ndim >= 2 and int(np.prod(x.shape[1:])) == first.inputs:
+        flat = x.reshape(len(x), -1).astype(np.int64)
+        if flat.size and (flat.min() < 0 or flat.max() > top):
+            raise ValueError(f"images are {first.inputs} pixels but hold values up to "
+                             f"{flat.max()}, the network takes 0..{top}")
+        return flat
+    pre = (net.meta or {}).get("preprocessing") or {}
+    size = pre.get("downsample")
+    if x.ndim != 3 or not size:
+        raise ValueError(f"images of shape {x.shape} do not fit the network's {first.inputs} "
+                         f"inputs, and the model records no downsampling to apply")
+    small = downsample(x.astype(np.int64), int(size[0]), int(size[1]))
+    q = quantize(small, int(pre.get("input_bits", first.planes)),
+                 normalisation=pre.get("normalisation", "minmax"))
+    flat = q.reshape(len(q), -1).astype(np.int64)
+    if flat.shape[1] != first.inputs:
+        raise ValueError(f"preprocessed images have {flat.shape[1]} pixels, the network "
+                         f"takes {first.inputs}")
+    return flat
+
+
+async def _run(args) -> int:
+    from models.datasets import load_idx
+    from models.export import load_folded
+    from verif.driver import MacroDriver
+    from verif.network import run_network
+
+    from .serial_transport import SerialTransport
+
+    net = load_folded(args.model)
+    images = load_idx(args.images)
+    labels = np.asarray(load_idx(args.labels)).reshape(-1).astype(np.int64)
+    if len(labels) != len(images):
+        raise ValueError(f"{args.images} has {len(images)} images but {args.labels} "
+                         f"{len(labels)} labels")
+    if args.limit is not None:
+        images, labels = images[:args.limit], labels[:args.limit]
+    x = prepare_images(images, net)
+
+    if args.port == "model":
+        from models.macro import MacroModel
+        from models.params import MacroParams
+
+        from .bridge_model import BoardBus, FakeBridgePort
+        p = MacroParams(net.rows, net.cols, input_bits=max(net.input_bits, net.layers[0].planes))
+        if p.acc_bits < net.min_acc_bits:
+            p = MacroParams(net.rows, net.cols, input_bits=p.input_bits,
+                            acc_bits=net.min_acc_bits)
+        port = FakeBridgePort(BoardBus(MacroModel(p), p.addr_bits), baudrate=args.baud,
+                              bridge_timeout=args.bridge_timeout)
+    else:
+        port = args.port
+    transport = SerialTransport(port, baudrate=args.baud, bridge_timeout=args.bridge_timeout)
+    start = time.monotonic()
+    drv = await MacroDriver.connect(transport)
+    if not args.no_calibrate:
+        await drv.calibrate()
+    predictions = await run_network(drv, net, x)
+    seconds = time.monotonic() - start
+    correct = int(np.sum(predictions == labels))
+    print(f"accuracy {100.0 * correct / len(labels):.2f}% ({correct}/{len(labels)} images) "
+          f"on {transport.name}, macro {drv.p.rows}x{drv.p.cols} P={drv.p.cols_per_cycle}, "
+          f"{seconds:.1f} s, {transport.frames} frames, {transport.resyncs} resyncs")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "build":
+        from .build import BuildError, build, summary_line
+        nonideal = None if args.nonideal is None else [n for n in args.nonideal.split(",") if n]
+        try:
+            report = build(args.board, args.rows, args.cols, cols_per_cycle=args.cols_per_cycle,
+                           chip_seed=args.chip_seed, out_dir=args.out, freq_mhz=args.freq,
+                           baud=args.baud, bridge_timeout=args.bridge_timeout,
+                           nonideal=nonideal, input_bits=args.input_bits, seed=args.seed,
+                           mapper=args.mapper)
+        except (BuildError, ValueError, TypeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(summary_line(report))
+        return 0 if report["timing"]["met"] else 1
+    try:
+        return asyncio.run(_run(args))
+    except (OSError, ValueError, TypeError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
