@@ -7,7 +7,7 @@ and drives ``comp = 2n - K`` into the compute array, which answers combinational
 same cycle; only the sign of that answer steers the search.
 """
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -119,16 +119,15 @@ class CalibrationFSM(wiring.Component):
         # The emitted Verilog must pass `verilator -Wall` (see tests/test_lint.py), which
         # shapes this code in two ways:
         # * Amaranth emits constant operands of comparisons and arithmetic at their
-        #   minimal width (WIDTH warnings), so no constant is an operand here: decisions
-        #   on state, step and n are case tables, and comparisons with 0 or K are a
-        #   reduction or the top bit.
+        #   minimal width (WIDTH warnings), so no constant wider than one bit is an
+        #   operand here: decisions on state and step are case tables, comparisons of n
+        #   with 0 or K are a reduction or the top bit, and -move is ~move + 1.
         # * A signal's case statement is emitted without the trailing arms that leave it
         #   alone, so without `default` (CASEINCOMPLETE). Every case table below
         #   therefore assigns all of its signals in every arm, Default included, and the
         #   registers are updated under If/Else only.
         state = Signal(CalState, init=CalState.IDLE)
         step = Signal(unsigned(step_bits))
-        n = [Signal(unsigned(n_bits), name=f"n_{lane}", init=K // 2) for lane in range(lanes)]
 
         idle = Signal()
         searching = Signal()
@@ -177,38 +176,47 @@ class CalibrationFSM(wiring.Component):
         with m.Else():
             m.d.sync += state.eq(CalState.IDLE)
 
-        flag_bits = []
-        for lane in range(lanes):
-            negative = self.readout[lane][-1]
-            comp = Signal(signed(p.comp_bits), name=f"comp_{lane}")
-            therm = Signal(unsigned(K), name=f"therm_{lane}")
-            with m.Switch(n[lane]):
-                for v in range(K + 1):
-                    with m.Case(v):
-                        m.d.comb += [
-                            comp.eq(Const(2 * v - K, signed(p.comp_bits))),
-                            therm.eq(Const((1 << v) - 1, unsigned(K))),
-                        ]
-                with m.Default():
-                    # n > K is unreachable.
-                    m.d.comb += [comp.eq(Const(0, signed(p.comp_bits))),
-                                 therm.eq(Const(0, unsigned(K)))]
-            # Idle drives the balanced 0 rather than 2n - K, so that the n left over from
-            # the previous group never biases the array.
-            with m.If(idle):
-                m.d.comb += self.comp[lane].eq(Const(0, signed(p.comp_bits)))
-            with m.Else():
-                m.d.comb += self.comp[lane].eq(comp)
-            m.d.comb += self.therm[lane].eq(therm)
-            flag_bits.append((~n[lane].any() & ~negative) | (n[lane][-1] & negative))
-            with m.If(idle):
-                with m.If(self.start):
-                    m.d.sync += n[lane].eq(Const(K // 2, n_bits))
-            with m.Elif(searching):
-                # Against the sign: a non-negative readout means too many cells at 1.
-                with m.If(negative):
-                    m.d.sync += n[lane].eq((n[lane] + move)[:n_bits])
-                with m.Else():
-                    m.d.sync += n[lane].eq((n[lane] - move)[:n_bits])
-        m.d.comb += self.flags.eq(Cat(flag_bits))
+        # The lanes: one register holding every lane's n (lane-major, n_bits per lane),
+        # updated by one assignment, and each output formed for all lanes by one
+        # expression, so that the logic does not grow by a process per lane.
+        n = Signal(unsigned(n_bits * lanes), name="n",
+                   init=sum((K // 2) << (n_bits * lane) for lane in range(lanes)))
+        lane_n = [n[n_bits * lane:n_bits * (lane + 1)] for lane in range(lanes)]
+        # A signal, not an expression: each use of a slice of an expression copies it.
+        negative = Signal(lanes)
+        m.d.comb += negative.eq(Cat(*(self.readout[lane][-1] for lane in range(lanes))))
+        # -move modulo 2^n_bits, shared by the lanes that move down: ~move + 1.
+        minus_move = Signal(unsigned(n_bits))
+        m.d.comb += minus_move.eq(((~move).as_unsigned() + Const(1, 1))[:n_bits])
+        n_next = Cat(*((n_lane + Mux(negative[lane], move, minus_move))[:n_bits]
+                       for lane, n_lane in enumerate(lane_n)))
+        with m.If(idle):
+            # A start while busy never gets here, so it is ignored.
+            with m.If(self.start):
+                m.d.sync += n.eq(n.init)
+        with m.Elif(searching):
+            # Against the sign: a non-negative readout means too many cells at 1.
+            m.d.sync += n.eq(n_next)
+
+        # comp = 2n - K = 2 (n - K/2), bitwise: with n in [0, K] and K = 2^k, n - K/2 is
+        # n's low k-1 bits, then ~n[k-1], then the sign ~n[k-1] & ~n[k]. Idle drives the
+        # balanced 0 rather than 2n - K, so that the n left over from the previous group
+        # never biases the array.
+        k = n_bits - 1
+        below_half = Signal(lanes)      # n < K/2: ~n[k-1] & ~n[k]
+        half_bit = Signal(lanes)        # ~n[k-1]
+        m.d.comb += [
+            half_bit.eq(~Cat(*(n_lane[k - 1] for n_lane in lane_n))),
+            below_half.eq(half_bit & ~Cat(*(n_lane[k] for n_lane in lane_n))),
+        ]
+        comp = Cat(*(Cat(Const(0, 1), n_lane[:k - 1], half_bit[lane], below_half[lane])
+                     for lane, n_lane in enumerate(lane_n)))
+        m.d.comb += self.comp.eq(comp & self.busy.replicate(lanes * p.comp_bits))
+        # Thermometer code: bits 0..n-1 set, (1 << n) - 1 with the constant a 1-bit operand.
+        m.d.comb += self.therm.eq(Cat(*(((Const(1, 1) << n_lane) - Const(1, 1))[:K]
+                                        for n_lane in lane_n)))
+        # n == 0 is no bit set; n == K is the top bit.
+        zero = ~Cat(*(n_lane.any() for n_lane in lane_n))
+        top = Cat(*(n_lane[k] for n_lane in lane_n))
+        m.d.comb += self.flags.eq((zero & ~negative) | (top & negative))
         return m

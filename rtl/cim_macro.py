@@ -32,10 +32,18 @@ Verilator ``-Wall`` cleanliness
     operands, which Verilator reports as WIDTH warnings. So this module compares with
     constants only through bitwise logic (:func:`_eq_const`, :func:`_lt_const`), adds
     only equal-width operands or 1-bit ones, and selects words with ``Switch`` tables
-    that always have a ``Default`` (a ``case`` without one is CASEINCOMPLETE).
+    that always have a ``Default`` (a ``case`` without one is CASEINCOMPLETE) or with
+    trees of equal-width multiplexers (:func:`_select_packed`).
+
+Generation speed
+    Amaranth's conversion time grows with the signals, assignments, cells and bits it
+    handles, and it copies an unnamed expression at each use. So logic repeated per lane
+    or per memory slot is built from wide cells and one assignment for all lanes (the
+    stored COMP counts, the write enables, the bus's lane selection), and an expression
+    used more than once is a signal.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,7 +56,7 @@ from . import wishbone
 from .batchnorm_binarize import BatchnormBinarize
 from .calibration_fsm import CalibrationFSM
 from .column_memory import ColumnMemory
-from .compute_array import ComputeArray
+from .compute_array import ComputeArray, lane_popcount_planes
 from .shift_accumulate import ShiftAccumulate
 
 __all__ = ["Phase", "CimMacro"]
@@ -143,16 +151,33 @@ def _select(m, index, items, width, name):
     return result
 
 
-def _popcount_pow2(bits):
-    """Number of ones in ``bits`` (a power-of-two count), as a balanced adder tree.
+def _select_packed(m, index, value, count, width, name):
+    """Item ``index`` of ``count`` items of ``width`` bits packed in ``value`` (item i is
+    bits ``[i * width, (i + 1) * width)``); 0 for ``index >= count``.
 
-    Every adder takes two operands of one width and yields one bit more, the form
-    Verilator accepts without WIDTH warnings.
+    A tree of multiplexers, one wide multiplexer per index bit from the most significant
+    down, each choosing between the lower and the upper half of the remaining items
+    (padded with zeros): a handful of cells where a ``case`` statement would have an arm,
+    a comparison and an assignment per item.
     """
-    terms = [bits[i] for i in range(len(bits))]
-    while len(terms) > 1:
-        terms = [terms[j] + terms[j + 1] for j in range(0, len(terms), 2)]
-    return terms[0]
+    for bit in reversed(range(len(index))):
+        half = 1 << bit
+        low_count, high_count = min(count, half), max(0, count - half)
+        low = value[:low_count * width]
+        if low_count < half:
+            low = Cat(low, Const(0, (half - low_count) * width))
+        if high_count:
+            high = value[half * width:count * width]
+            if high_count < half:
+                high = Cat(high, Const(0, (half - high_count) * width))
+        else:
+            high = Const(0, half * width)
+        level = Signal(half * width, name=f"{name}_{bit}" if bit else name)
+        m.d.comb += level.eq(Mux(index[bit], high, low))
+        value, count = level, half
+    if count > 1 or not len(index):
+        return value[:width]
+    return value
 
 
 class CimMacro(wiring.Component):
@@ -401,9 +426,15 @@ class CimMacro(wiring.Component):
         # Memory writes from the bus: one chunk (row memories) or lane (lane memories).
         row_slot_hit = _onehot(m, row_fields["slot"], P, "row_slot_hit")
         row_chunk_hit = _onehot(m, row_fields["chunk"], chunks, "row_chunk_hit")
-        row_en = Cat(*(row_slot_hit[s] & row_chunk_hit[c] for s in range(P) for c in range(chunks)))
-        lane_slot_hit = _onehot(m, lane_fields["slot"], P, "lane_slot_hit")
-        lane_en = Cat(*(lane_slot_hit[s] for s in range(P)))
+        # Enable s * chunks + c: slot s and chunk c. One cell for all of them, and a signal
+        # (each use of an expression would copy it).
+        row_en = Signal(P * chunks, name="row_en")
+        if chunks == 1:
+            m.d.comb += row_en.eq(row_slot_hit)
+        else:
+            m.d.comb += row_en.eq(Cat(*(row_slot_hit[s].replicate(chunks) for s in range(P)))
+                                  & row_chunk_hit.replicate(P))
+        lane_en = _onehot(m, lane_fields["slot"], P, "lane_slot_hit")
 
         # --- sequencer state --------------------------------------------------------------
         phase = Signal(Phase)
@@ -436,10 +467,21 @@ class CimMacro(wiring.Component):
             m.d.comb += mem.read_addr.eq(group_address(lane_fields["group"]))
         m.d.comb += acc_mem.read_addr.eq(group_address(lane_fields["group"]))
 
+        # The low bits of the bus word, as signals: a write broadcasts them to every
+        # lane (or chunk), and copies of a signal cost nothing where copies of a slice
+        # of it each cost a node.
+        bus_fields = {}
+
+        def bus_field(width):
+            if width not in bus_fields:
+                bus_fields[width] = Signal(width, name=f"dat_w_{width}")
+                m.d.comb += bus_fields[width].eq(dat_w[:width])
+            return bus_fields[width]
+
         for number, mem in row_mems.items():
             m.d.comb += [
                 mem.write_addr.eq(row_fields["group"]),
-                mem.write_data.eq(dat_w[:chunk_rows].replicate(P * chunks)),
+                mem.write_data.eq(bus_field(chunk_rows).replicate(P * chunks)),
                 mem.write_en.eq(Mux(write & hit[number], row_en, Const(0, P * chunks))),
             ]
         for number, mem in lane_mems.items():
@@ -448,20 +490,26 @@ class CimMacro(wiring.Component):
             width = lane_bits[number]
             m.d.comb += [
                 mem.write_addr.eq(lane_fields["group"]),
-                mem.write_data.eq(dat_w[:width].replicate(P)),
+                mem.write_data.eq(bus_field(width).replicate(P)),
                 mem.write_en.eq(Mux(write & hit[number], lane_en, Const(0, P))),
             ]
 
         # --- datapath ---------------------------------------------------------------------
         comp_mem = lane_mems[Region.COMP]
-        stored_comp = []
-        comp_shift = (-K) % (1 << p.comp_bits)     # 2n - K = 2n + (-K mod 2^comp_bits)
-        for lane in range(P):
-            ones = _popcount_pow2(comp_mem.read_data[lane * K:(lane + 1) * K])
-            value = Signal(signed(p.comp_bits), name=f"stored_comp_{lane}")
-            m.d.comb += value.eq((Cat(Const(0, 1), ones) + Const(comp_shift, p.comp_bits))
-                                 [:p.comp_bits])
-            stored_comp.append(value)
+        # 2n - K for n = popcount of each lane's COMP bits, all lanes bit-sliced: n's bit
+        # planes (K is a power of two, so they are complete), then 2 (n - K/2), whose
+        # bits are 0, n's low k-1 bits, ~n[k-1] and ~(n[k] ^ n[k-1]) for K = 2^k (n - K/2
+        # is n + 3 * 2^(k-1) modulo 2^(k+1)).
+        n_planes, _ = lane_popcount_planes(m, comp_mem.read_data, P, K, "stored_ones")
+        k = len(n_planes) - 1
+        half_bit = Signal(P, name="stored_half_bit")
+        sign_bit = Signal(P, name="stored_sign_bit")
+        m.d.comb += [half_bit.eq(~n_planes[k - 1]),
+                     sign_bit.eq(~(n_planes[k] ^ n_planes[k - 1]))]
+        comp_planes = n_planes[:k - 1] + [half_bit, sign_bit]
+        stored_comp = Signal(P * p.comp_bits)
+        m.d.comb += stored_comp.eq(Cat(*(Cat(Const(0, 1), *(plane[i] for plane in comp_planes))
+                                         for i in range(P))))
 
         # The array sees the current plane only in plane cycles: 0 (rows off) otherwise,
         # which is what CALIBRATE needs.
@@ -472,7 +520,7 @@ class CimMacro(wiring.Component):
         m.d.comb += [
             array.plane.eq(plane_value),
             array.weights.eq(row_mems[Region.WEIGHT].read_data),
-            array.comp.eq(Mux(cmd_calibrate, calibration.comp.as_value(), Cat(*stored_comp))),
+            array.comp.eq(Mux(cmd_calibrate, calibration.comp.as_value(), stored_comp)),
             calibration.readout.eq(array.readout),
             shift_acc.readout.eq(array.readout),
             shift_acc.acc_prev.eq(acc_mem.read_data),
@@ -506,7 +554,8 @@ class CimMacro(wiring.Component):
         m.d.comb += [
             acc_mem.write_addr.eq(group),
             comp_mem.write_addr.eq(group_address(lane_fields["group"])),
-            comp_mem.write_data.eq(Mux(busy, calibration.therm.as_value(), dat_w[:K].replicate(P))),
+            comp_mem.write_data.eq(Mux(busy, calibration.therm.as_value(),
+                                       bus_field(K).replicate(P))),
             comp_mem.write_en.eq(Mux(busy, calibrated.replicate(P),
                                  Mux(write & hit[Region.COMP], lane_en, Const(0, P)))),
         ]
@@ -634,18 +683,14 @@ class CimMacro(wiring.Component):
         memory_words = []
         for number, mem in row_mems.items():
             name = _region_name(number)
-            column = _select(m, row_slot_q[:sb],
-                             [mem.read_data[s * R:(s + 1) * R] for s in range(P)], R,
-                             f"{name}_column")
-            word = _select(m, row_chunk_q[:cb],
-                           [column[c * chunk_rows:(c + 1) * chunk_rows] for c in range(chunks)],
-                           chunk_rows, f"{name}_word")
+            column = _select_packed(m, row_slot_q[:sb], mem.read_data, P, R, f"{name}_column")
+            word = _select_packed(m, row_chunk_q[:cb], column, chunks, chunk_rows,
+                                  f"{name}_word")
             memory_words.append((number, word))
         for number, mem in {**lane_mems, Region.ACC: acc_mem}.items():
             width = lane_bits[number]
-            lane = _select(m, lane_slot_q[:sb],
-                           [mem.read_data[s * width:(s + 1) * width] for s in range(P)],
-                           width, f"{_region_name(number)}_lane")
+            lane = _select_packed(m, lane_slot_q[:sb], mem.read_data, P, width,
+                                  f"{_region_name(number)}_lane")
             if number in (Region.THRESH, Region.OFFSET, Region.ACC):
                 word = Signal(BUS_DATA_BITS, name=f"{_region_name(number)}_word")
                 m.d.comb += word.eq(lane.as_signed())

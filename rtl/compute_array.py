@@ -7,14 +7,25 @@ saturation, transfer table, quantisation, stuck cells), read out as a signed W-b
 integer. The readout path is combinational; only the bus port of the transfer table is
 clocked.
 
+Generation speed
+    The P lanes make up most of a macro's logic, and Amaranth's conversion time grows
+    with the number of signals, assignments, cells and bits it handles (and copies an
+    unnamed expression at each use). So each step of the readout is one signal holding
+    every lane's result (lane-major), driven by one assignment whose per-lane parts are
+    plain expressions; whatever can be shared by all lanes is one wide cell (the first
+    levels of the popcount, see :func:`lane_popcounts`, and the sign extensions, see
+    :func:`lane_sign_fills`); values shared by all lanes (the popcount of the plane,
+    the clamp limits, the quantiser mask) are computed once.
+
 Verilator ``-Wall`` cleanliness
     Amaranth's RTLIL backend trims sign and zero extensions off the operands of
     arithmetic and comparison cells, and Verilator reports every operand narrower than
     its operator as a WIDTH warning. So every operator here gets operands of one width:
     sums are formed modulo ``2^N`` on equal-width unsigned views (exact, because each
     result is sized to hold its true range), sign extensions that feed an operator are
-    made by :func:`sign_extend` from a multiplexer the backend cannot trim, constants
-    are only ever 1-bit operands, and range checks against powers of two are bitwise.
+    made by :func:`sign_extend` or :func:`lane_sign_fills` from cells the backend cannot
+    trim, constants are only ever 1-bit operands, and range checks against powers of two
+    are bitwise.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
@@ -24,7 +35,8 @@ from amaranth.lib.wiring import In, Out
 
 from models.params import GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS, MacroParams
 
-__all__ = ["ComputeArray", "popcount", "sign_extend", "add_same_width"]
+__all__ = ["ComputeArray", "popcount", "sign_extend", "add_same_width", "lane_popcount_planes",
+           "lane_popcounts", "lane_sign_fills"]
 
 
 def _comb_signal(m, shape, name, value):
@@ -76,6 +88,131 @@ def sign_extend(m, value, width, name):
         return _comb_signal(m, signed(width), name, value)
     fill = Mux(value[-1], Const((1 << extra) - 1, extra), Const(0, extra))
     return _comb_signal(m, signed(width), name, Cat(value, fill))
+
+
+def lane_popcount_planes(m, value, lanes, count, name, *, max_terms=1):
+    """Bit-sliced partial popcounts of the ``count`` bits of each lane of ``value``.
+
+    ``value`` is lane-major: lane i is bits ``[i * count, (i + 1) * count)``. Each lane's
+    bits, padded with zeros to a power of two, are summed by the levels of a balanced
+    adder tree formed bit-sliced for every lane at once: a few wide cells per level
+    instead of an adder per pair of numbers and lane (cells and signals are what the
+    conversion spends its time on). Each lane is cut into ``2^L`` blocks; level 1 adds
+    bit j of the first half of the blocks to bit j of the second half (sum ``^``, carry
+    ``&``), and each further level adds the first half of the previous level's numbers
+    to the second half with a ripple of full adders, one cell per operation for all
+    lanes. The levels stop when every lane has at most ``max_terms`` numbers left.
+
+    Returns
+    -------
+    (list of Signal, int)
+        The planes (plane k holds bit k of every number, lane-major) and the count of
+        numbers left per lane, ``block``: number j of lane i is
+        ``Cat(plane[i * block + j] for plane in planes)``. For ``count == 1``, the value
+        itself and 1.
+    """
+    value = Value.cast(value)
+    if count == 1:
+        return [value], 1
+    padded = 1 << (count - 1).bit_length()
+    levels = 1
+    while padded >> levels > max_terms:
+        levels += 1
+    block = padded >> levels        # bits of a lane in one block; numbers left per lane
+
+    def gather(b):
+        """Block b of every lane, lane-major, padded with zeros beyond ``count``."""
+        lo, hi = b * block, min((b + 1) * block, count)
+        parts = []
+        for i in range(lanes):
+            if hi > lo:
+                parts.append(value[i * count + lo:i * count + hi])
+            if hi - lo < block:
+                parts.append(Const(0, block - max(0, hi - lo)))
+        return Cat(*parts)
+
+    serial = [0]
+
+    def net(hint, expr):
+        serial[0] += 1
+        expr = Value.cast(expr)
+        return _comb_signal(m, unsigned(len(expr)), f"{name}_{hint}{serial[0]}", expr)
+
+    # Level 1: the bits of blocks [0, half) against those of blocks [half, 2 half).
+    half = 1 << (levels - 1)
+    low = Cat(*(gather(b) for b in range(half)))
+    high = Cat(*(gather(b) for b in range(half, 2 * half)))
+    planes = [net("sum", low ^ high), net("carry", low & high)]
+    # Levels 2..L: a level adds the numbers of the first half of each plane to those of
+    # the second half.
+    for _ in range(levels - 1):
+        width = len(planes[0]) // 2
+        xs = [plane[:width] for plane in planes]
+        ys = [plane[width:] for plane in planes]
+        total = [net("sum", xs[0] ^ ys[0])]
+        carry = net("carry", xs[0] & ys[0])
+        for x, y in zip(xs[1:], ys[1:]):
+            t = net("half", x ^ y)
+            total.append(net("sum", t ^ carry))
+            carry = net("carry", (x & y) | (t & carry))
+        planes = total + [carry]
+    return planes, block
+
+
+def lane_popcounts(m, value, lanes, count, name, *, max_terms=8):
+    """Number of ones among the ``count`` bits of each lane of a lane-major ``value``.
+
+    The first levels of the adder tree are bit-sliced (see :func:`lane_popcount_planes`)
+    until a lane has at most ``max_terms`` numbers left; those are summed per lane by a
+    balanced tree of adders whose operands have one width.
+
+    Returns
+    -------
+    list of Value
+        Per lane, unsigned, ``log2(padded count) + 1`` bits (1 bit for ``count == 1``);
+        expressions, each meant for one use.
+    """
+    planes, block = lane_popcount_planes(m, value, lanes, count, name, max_terms=max_terms)
+    counts = []
+    for i in range(lanes):
+        terms = [Cat(*(plane[i * block + j] for plane in planes)) for j in range(block)]
+        while len(terms) > 1:
+            terms = [terms[j] + terms[j + 1] for j in range(0, len(terms), 2)]
+        counts.append(terms[0])
+    return counts
+
+
+def lane_sign_fills(m, lanes, terms, name):
+    """Sign-extension bits for lane-major values, for all of their lanes at once.
+
+    ``terms`` lists ``(value, width, extra)``: ``value`` holds ``lanes`` signed lanes of
+    ``width`` bits (lane i is bits ``[i * width, (i + 1) * width)``), each to be widened
+    by ``extra`` bits. The extension bits are ``extra`` copies of each lane's sign bit
+    out of one AND with all ones, rather than the sign bit itself, so that the RTLIL
+    backend does not trim them off an operator's operand (it trims repeated sign nets)
+    and Verilator sees operands of one width; one cell serves every lane and term.
+
+    Returns
+    -------
+    function
+        ``fill(t, i)``: the ``extra`` extension bits of lane ``i`` of term ``t``.
+    """
+    parts, offsets, pos = [], [], 0
+    for value, width, extra in terms:
+        if extra < 0:
+            raise ValueError(f"extra must be >= 0, not {extra}")
+        offsets.append(pos)
+        if extra:
+            parts += [value[(i + 1) * width - 1].replicate(extra) for i in range(lanes)]
+        pos += lanes * extra
+    if not pos:
+        return lambda t, i: Const(0, 0)
+    fills = _comb_signal(m, unsigned(pos), name, Cat(*parts) & Const((1 << pos) - 1, pos))
+
+    def fill(t, i):
+        extra = terms[t][2]
+        return fills[offsets[t] + i * extra:offsets[t] + (i + 1) * extra]
+    return fill
 
 
 def add_same_width(*terms):
@@ -247,11 +384,11 @@ class ComputeArray(wiring.Component):
 
         # Widths, from the full ranges of the port types.
         count_bits = 1 if R == 1 else (R - 1).bit_length() + 1   # as popcount() returns
+        s_bits = count_bits + 1
         comp_lo, comp_hi = -(1 << (p.comp_bits - 1)), (1 << (p.comp_bits - 1)) - 1
         off_lo, off_hi = (-(1 << (W - 1)), M) if p.has("offset") else (0, 0)
         a_lo, a_hi = -R + comp_lo + off_lo, R + comp_hi + off_hi
-        # at least one bit wider than the popcount, so sign_extend(s) always widens
-        a_bits = max(_bits_for_range(a_lo, a_hi), count_bits + 1)
+        a_bits = max(_bits_for_range(a_lo, a_hi), s_bits, p.comp_bits, W if p.has("offset") else 0)
         gain_max = (1 << GAIN_BITS) - 1
         if p.has("gain"):
             product_bits = a_bits + GAIN_BITS + 1
@@ -261,16 +398,35 @@ class ComputeArray(wiring.Component):
                                      (a_hi * gain_max + half) >> GAIN_FRAC_BITS)
         else:
             g_bits = a_bits
+        clamp_bits = max(g_bits, W)
 
-        # Shared by every lane: popcount of the plane, the clamp limits, the quantiser mask.
+        # Every lane's logic is one expression inside one assignment per step, to a
+        # signal holding that step's result for all lanes (lane-major; see "Generation
+        # speed" above).
+        def all_lanes(name, width, per_lane):
+            per_lane = [Value.cast(v) for v in per_lane]
+            assert all(len(v) == width for v in per_lane), (name, width)
+            return _comb_signal(m, unsigned(P * width), name, Cat(*per_lane))
+
+        def lane(value, width, i):
+            return value[i * width:(i + 1) * width]
+
+        # Shared by every lane: the popcount of the plane, the clamp limits, the quantiser
+        # mask.
         plane_ones = _comb_signal(m, unsigned(count_bits), "plane_ones",
                                   popcount(m, self.plane, "plane_ones"))
+        # -ones in s_bits bits, as ~ones + 1 on one width with a 1-bit constant operand.
+        minus_ones = _comb_signal(m, unsigned(s_bits), "minus_plane_ones",
+                                  ((~Cat(plane_ones, Const(0, 1))).as_unsigned()
+                                   + Const(1, 1))[:s_bits])
         if p.has("readout"):
             # A zero sign bit on top of sat: never trimmed (it differs from sat's MSB).
             limit = _comb_signal(m, signed(W), "limit", Cat(self.sat, Const(0, 1)))
             # -limit as ~limit + 1: both operands of the adder keep their width.
             neg_limit = _comb_signal(m, signed(W), "neg_limit",
                                      ((~limit).as_unsigned() + Const(1, 1))[:W])
+            limit_cmp = sign_extend(m, limit, clamp_bits, "limit_ext")
+            neg_limit_cmp = sign_extend(m, neg_limit, clamp_bits, "neg_limit_ext")
             # Bits kept by the quantiser, one full-width constant per qshift value (every
             # value of the 4-bit register has its case, so the case statement is complete).
             keep = Signal(W, name="quantise_keep")
@@ -282,61 +438,73 @@ class ComputeArray(wiring.Component):
             limit = Const(M, signed(W))
             neg_limit = Const(-M, signed(W))
 
+        # 1. agree = popcount(plane & w_eff) per lane.
+        w_eff = self.weights.as_value()
+        if p.has("stuck"):
+            w_eff = w_eff ^ ((w_eff ^ self.stuck_value.as_value()) & self.stuck_mask.as_value())
+        agree_bits = _comb_signal(m, unsigned(P * R), "agree_bits",
+                                  w_eff & self.plane.replicate(P))
+        agree = all_lanes("agree", count_bits, lane_popcounts(m, agree_bits, P, R, "agree"))
+
+        # 2. s = 2 * agree - ones, in s_bits (|s| <= R); a = s + comp + offset.
+        s = all_lanes("s", s_bits, [
+            (Cat(Const(0, 1), lane(agree, count_bits, i)) + minus_ones)[:s_bits]
+            for i in range(P)])
+        comp = self.comp.as_value()
+        terms = [(s, s_bits), (comp, p.comp_bits)]
+        if p.has("offset"):
+            terms.append((self.offset.as_value(), W))
+        fill = lane_sign_fills(m, P, [(v, w, a_bits - w) for v, w in terms], "a_terms_sign")
+        per_lane = []
         for i in range(P):
-            w_eff = self.weights[i]
-            if p.has("stuck"):
-                mask = self.stuck_mask[i]
-                w_eff = (w_eff & ~mask) | (self.stuck_value[i] & mask)
-            agree = _comb_signal(m, unsigned(count_bits), f"agree_{i}",
-                                 popcount(m, self.plane & w_eff, f"agree_{i}"))
-            # s = 2*agree - ones = agree - (ones - agree); ones >= agree, so the inner
-            # difference is exact in count_bits bits.
-            disagree = _comb_signal(m, unsigned(count_bits), f"disagree_{i}",
-                                    (plane_ones - agree)[:count_bits])
-            s = _comb_signal(m, signed(count_bits + 1), f"s_{i}", agree - disagree)
+            ext = [Cat(lane(v, w, i), fill(t, i)) for t, (v, w) in enumerate(terms)]
+            per_lane.append(add_same_width(*ext).as_unsigned())
+        a = all_lanes("a", a_bits, per_lane)
 
-            terms = [sign_extend(m, s, a_bits, f"s_ext_{i}"),
-                     sign_extend(m, self.comp[i], a_bits, f"comp_ext_{i}")]
-            if p.has("offset"):
-                terms.append(sign_extend(m, self.offset[i], a_bits, f"offset_ext_{i}"))
-            a = _comb_signal(m, signed(a_bits), f"a_{i}", add_same_width(*terms))
-
-            if p.has("gain"):
-                product = _comb_signal(m, signed(product_bits), f"gain_product_{i}",
-                                       a * self.gain[i])
+        # 3. Gain.
+        if p.has("gain"):
+            g_lanes = []
+            for i in range(P):
+                product = lane(a, a_bits, i).as_signed() * self.gain[i]
                 # floor((x + 32) / 64) == floor((floor(x / 32) + 1) / 2): the rounding
-                # constant becomes a 1-bit operand.
-                halves = product[GAIN_FRAC_BITS - 1:]
-                rounded = _comb_signal(m, signed(rounded_bits), f"gain_rounded_{i}",
-                                       (halves + Const(1, 1))[:rounded_bits])
-                g = _comb_signal(m, signed(g_bits), f"g_{i}", rounded[1:].as_signed())
-            else:
-                g = a
+                # constant becomes a 1-bit operand. The product is a signal (one per
+                # lane) because the rounding slices it.
+                product = _comb_signal(m, signed(product_bits), f"gain_product_{i}", product)
+                rounded = (product[GAIN_FRAC_BITS - 1:] + Const(1, 1))[:rounded_bits]
+                # rounded / 2 has redundant sign bits above g_bits
+                g_lanes.append(rounded[1:1 + g_bits])
+            g = all_lanes("g", g_bits, g_lanes)
+        else:
+            g = a
 
-            # Clamp: out of the W-bit range is decided bitwise, the rest by W-bit compares.
-            if g_bits > W:
-                above = ~g[-1] & g[W - 1:-1].any()      # g >= 2^(W-1) > L
-                below = g[-1] & ~g[W - 1:-1].all()      # g < -2^(W-1) <= -L
-                g_w = g[:W].as_signed()
-            else:
-                above = below = Const(0, 1)
-                g_w = sign_extend(m, g, W, f"g_ext_{i}")
-            over = above | (~below & (g_w > limit))
-            under = below | (~above & (g_w < neg_limit))
-            k = _comb_signal(m, signed(W), f"k_{i}",
-                             Mux(over, limit, Mux(under, neg_limit, g_w)))
-
-            if p.has("table"):
-                # k mod 2^W is k's own W-bit two's-complement pattern.
-                m.d.comb += lane_reads[i].addr.eq(k.as_unsigned())
-                t = lane_reads[i].data
-            else:
-                t = k
-
+        # 4. Clamp to [-L, L], compared at clamp_bits >= W.
+        g_fill = lane_sign_fills(m, P, [(g, g_bits, clamp_bits - g_bits)], "g_sign")
+        k_lanes = []
+        for i in range(P):
+            g_i = Cat(lane(g, g_bits, i), g_fill(0, i)).as_signed()
             if p.has("readout"):
-                v = (t.as_unsigned() & keep).as_signed()
+                over = g_i > limit_cmp
+                under = g_i < neg_limit_cmp
             else:
-                v = t
-            m.d.comb += self.readout[i].eq(v)
+                # L = M = 2^(W-1) - 1: out of range is decided bitwise.
+                high = g_i[W - 1:-1]
+                over = ~g_i[-1] & high.any()                        # g >= 2^(W-1)
+                under = g_i[-1] & ~(high.all() & g_i[:W - 1].any())  # g <= -2^(W-1)
+            k_lanes.append(Mux(over, limit, Mux(under, neg_limit, g_i[:W].as_signed())))
 
+        # 5. Transfer table, per lane: a read port each.
+        if p.has("table"):
+            k = all_lanes("k", W, k_lanes)
+            for i in range(P):
+                # k mod 2^W is k's own W-bit two's-complement pattern.
+                m.d.comb += lane_reads[i].addr.eq(lane(k, W, i))
+            t = Cat(*(read.data for read in lane_reads))
+        else:
+            t = Cat(*k_lanes)
+
+        # 6. Quantise: the low q bits cleared; q <= W - 1 never clears the sign bit.
+        if p.has("readout"):
+            m.d.comb += self.readout.eq(t & keep.replicate(P))
+        else:
+            m.d.comb += self.readout.eq(t)
         return m

@@ -6,13 +6,13 @@ most significant plane first; the accumulator update and its saturation are
 combinational, so the controller writes ``acc`` back in the cycle after the last plane.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from models.params import MacroParams
 
-from .compute_array import add_same_width, sign_extend
+from .compute_array import add_same_width, lane_sign_fills
 
 __all__ = ["ShiftAccumulate"]
 
@@ -78,33 +78,48 @@ class ShiftAccumulate(wiring.Component):
 
     def elaborate(self, platform):
         p = self._p
-        P, T, A = p.cols_per_cycle, p.tile_bits, p.acc_bits
+        P, W, T, A = p.cols_per_cycle, p.readout_bits, p.tile_bits, p.acc_bits
         acc_min, acc_max = -(1 << (A - 1)), (1 << (A - 1)) - 1
         m = Module()
 
-        saturated = []
-        for i in range(P):
-            tile = self.tile[i]
-            # 2 * tile modulo 2^T, as a shift that drops the MSB.
-            doubled = Cat(Const(0, 1), tile[:-1]).as_signed()
-            readout = sign_extend(m, self.readout[i], T, f"readout_ext_{i}")
-            with m.If(self.clear):
-                m.d.sync += tile.eq(0)
-            with m.Elif(self.step):
-                m.d.sync += tile.eq(add_same_width(doubled, readout))
+        # Each step is one assignment for all lanes (lane-major) whose per-lane parts are
+        # plain expressions: a signal and an assignment per lane would cost the
+        # conversion more than the logic itself. Values used more than once are signals
+        # (Amaranth copies an expression at each use).
+        def lane(value, width, i):
+            return value[i * width:(i + 1) * width]
 
-            # The sum in A + 1 bits holds every (acc_prev + tile): out of the A-bit range
-            # exactly when its two top bits differ.
-            prev = Mux(self.accumulate, self.acc_prev[i], Const(0, signed(A)))
-            total = add_same_width(
-                sign_extend(m, prev, A + 1, f"prev_ext_{i}"),
-                sign_extend(m, tile, A + 1, f"tile_ext_{i}"))
-            overflow = total[A] ^ total[A - 1]
-            saturated.append(overflow)
-            m.d.comb += self.acc[i].eq(
-                Mux(overflow,
-                    Mux(total[A], Const(acc_min, signed(A)), Const(acc_max, signed(A))),
-                    total[:A].as_signed()))
+        tile = self.tile.as_value()
+        readout = self.readout.as_value()
+        acc_prev = self.acc_prev.as_value()
 
-        m.d.comb += self.saturated.eq(Cat(*saturated))
+        # tile := 2 * tile + readout modulo 2^T; 2 * tile is a shift that drops the MSB.
+        readout_fill = lane_sign_fills(m, P, [(readout, W, T - W)], "readout_sign")
+        stepped = Cat(*(
+            add_same_width(Cat(Const(0, 1), lane(tile, T, i)[:-1]),
+                           Cat(lane(readout, W, i), readout_fill(0, i))).as_unsigned()
+            for i in range(P)))
+        with m.If(self.clear):
+            m.d.sync += tile.eq(0)
+        with m.Elif(self.step):
+            m.d.sync += tile.eq(stepped)
+
+        # The sum in A + 1 bits holds every (acc_prev + tile): out of the A-bit range
+        # exactly when its two top bits differ.
+        prev = Signal(P * A)
+        m.d.comb += prev.eq(acc_prev & self.accumulate.replicate(P * A))
+        fill = lane_sign_fills(m, P, [(prev, A, 1), (tile, T, A + 1 - T)], "sum_sign")
+        total = Signal(P * (A + 1))
+        m.d.comb += total.eq(Cat(*(
+            add_same_width(Cat(lane(prev, A, i), fill(0, i)),
+                           Cat(lane(tile, T, i), fill(1, i))).as_unsigned()
+            for i in range(P))))
+        top = Cat(*(total[(A + 1) * i + A] for i in range(P)))
+        below_top = Cat(*(total[(A + 1) * i + A - 1] for i in range(P)))
+        m.d.comb += self.saturated.eq(top ^ below_top)
+        m.d.comb += self.acc.eq(Cat(*(
+            Mux(self.saturated[i],
+                Mux(total[(A + 1) * i + A], Const(acc_min, signed(A)), Const(acc_max, signed(A))),
+                lane(total, A + 1, i)[:A].as_signed())
+            for i in range(P))))
         return m

@@ -12,12 +12,12 @@ through its bus port before it is used.
 
 import numpy as np
 import pytest
-from amaranth.hdl import Shape, Value
+from amaranth.hdl import Cat, Elaboratable, Module, Shape, Signal, Value
 from amaranth.sim import Simulator
 
 from models.macro import readout as model_readout
 from models.params import NONIDEALITIES, MacroParams
-from rtl.compute_array import ComputeArray
+from rtl.compute_array import ComputeArray, lane_popcounts, lane_sign_fills
 
 # Parameter sets of the random test: tiny, the paper's 32x96 folded, two row chunks,
 # K = 2 and 16, 8 input bits, non-power-of-two rows, a readout wider than needed, every
@@ -384,5 +384,55 @@ def test_reset_registers_give_the_column_sum(nonideal, rng):
             apply(ctx, dut, p, case)
             s = case["plane"] @ (2 * case["weights"] - 1)
             assert get_readout(ctx, dut, p) == s.tolist()
+
+    run(dut, testbench)
+
+
+# --- the lane-parallel helpers, against plain Python -----------------------------------
+
+class _LaneHelpers(Elaboratable):
+    """``lane_popcounts`` (and its bit-sliced levels) and ``lane_sign_fills`` of a value."""
+
+    def __init__(self, lanes, count, max_terms, extra):
+        self.lanes, self.count, self.max_terms, self.extra = lanes, count, max_terms, extra
+        self.value = Signal(lanes * count)
+        width = (count - 1).bit_length() + 1 if count > 1 else 1
+        self.width = width
+        self.counts = Signal(lanes * width)
+        self.extended = Signal(lanes * (count + extra))
+
+    def elaborate(self, platform):
+        m = Module()
+        counts = lane_popcounts(m, self.value, self.lanes, self.count, "pc",
+                                max_terms=self.max_terms)
+        assert all(len(c) == self.width for c in counts)
+        m.d.comb += self.counts.eq(Cat(*counts))
+        fill = lane_sign_fills(m, self.lanes, [(self.value, self.count, self.extra)], "fill")
+        m.d.comb += self.extended.eq(Cat(*(
+            Cat(self.value[i * self.count:(i + 1) * self.count], fill(0, i))
+            for i in range(self.lanes))))
+        return m
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 13, 32, 33])
+@pytest.mark.parametrize("max_terms", [1, 2, 8])
+def test_lane_popcounts_and_sign_fills(count, max_terms, rng):
+    lanes, extra = 3, 2
+    dut = _LaneHelpers(lanes, count, max_terms, extra)
+    mask = (1 << count) - 1
+
+    async def testbench(ctx):
+        for _ in range(40):
+            words = [int(w) & mask for w in rng.integers(0, 1 << 62, size=lanes)]
+            words = [rng.choice([w, 0, mask]) for w in words]   # empty and full lanes too
+            ctx.set(dut.value, sum(int(w) << (i * count) for i, w in enumerate(words)))
+            got = ctx.get(dut.counts)
+            ext = ctx.get(dut.extended)
+            for i, w in enumerate(words):
+                w = int(w)
+                assert (got >> (i * dut.width)) & ((1 << dut.width) - 1) == bin(w).count("1")
+                sign = w >> (count - 1) & 1
+                want = w | ((((1 << extra) - 1) if sign else 0) << count)
+                assert (ext >> (i * (count + extra))) & ((1 << (count + extra)) - 1) == want
 
     run(dut, testbench)
