@@ -19,6 +19,7 @@ test-all: setup
 bench: setup
 	$(PY) -m bench.gen_speed
 	$(PY) -m bench.model_speed
+	$(PY) -m bench.rtl_speed
 
 clean:
 	rm -rf build .pytest_cache

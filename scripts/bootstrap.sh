@@ -6,11 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v iverilog >/dev/null 2>&1; then
-    echo "bootstrap: installing Debian's iverilog" >&2
+# iverilog: the second cocotb simulator; liblz4-dev: Verilator needs it to write FST waves.
+if ! command -v iverilog >/dev/null 2>&1 || ! dpkg -s liblz4-dev >/dev/null 2>&1; then
+    echo "bootstrap: installing Debian's iverilog and liblz4-dev" >&2
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iverilog >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iverilog liblz4-dev >/dev/null
 fi
 
 PY=${PYTHON:-python3}

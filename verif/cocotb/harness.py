@@ -1,0 +1,205 @@
+"""Verilog test harness around a design under test: clock, ports as registers, burst engine.
+
+Every cocotb testbench of the project runs on a generated top module ``tb_top`` that
+
+* instantiates the design (the Verilog that Amaranth emits for a block or the macro) as
+  ``dut``, with every input port driven by a ``tb_top`` register of the same name and
+  every output port on a ``tb_top`` wire of the same name, so a test reads and writes
+  ``dut.<port>`` exactly as on the bare design;
+* generates the clock in HDL (``clk``, 10 ns period), so no Python runs per clock edge
+  unless a test awaits one, and counts cycles in ``tb_cycles``;
+* for the macro, presents ``wb__ack`` and ``wb__dat_r`` to cocotb as sampled at the
+  falling edge (the value of the current cycle, whatever the simulator's event order at
+  the rising edge), and holds a Wishbone burst engine (``wb_burst.v``) that plays whole lists
+  of bus accesses without Python (``verif.cocotb.burst``), muxed onto the bus while it
+  is busy;
+* exposes internal state for functional coverage as ``cov_<name>`` wires
+  (hierarchical references into the design).
+
+Only ``tb_top``'s own signals are marked public for Verilator (metacomments), so the
+design itself is compiled without ``--public-flat-rw`` and keeps Verilator's full
+optimisation. The harness is plain Verilog-2005 so that Icarus compiles it with
+``-g2005`` (see :mod:`verif.runner` for why not ``-g2012``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+__all__ = ["Port", "parse_ports", "wrapper", "ENGINE_SOURCE", "ENGINE_DEPTH", "CLOCK_PERIOD_NS",
+           "find_probes"]
+
+#: The burst engine's Verilog source.
+ENGINE_SOURCE = Path(__file__).with_name("wb_burst.v")
+#: Operations per engine burst (longer lists are split).
+ENGINE_DEPTH = 128
+#: Clock period of the harness.
+CLOCK_PERIOD_NS = 10
+
+_PUBLIC = "/*verilator public_flat_rw*/"
+
+
+class Port:
+    """One port of the design's top module.
+
+    Members
+    -------
+    direction : {"input", "output"}
+    width : int
+    name : str
+    """
+
+    def __init__(self, direction: str, width: int, name: str):
+        self.direction = direction
+        self.width = width
+        self.name = name
+
+    def __repr__(self):
+        return f"Port({self.direction!r}, {self.width}, {self.name!r})"
+
+
+def _module_body(verilog: str, module: str) -> str:
+    match = re.search(rf"^module {re.escape(module)}\s*\(", verilog, re.M)
+    if match is None:
+        raise ValueError(f"the Verilog has no module {module!r}")
+    end = verilog.index("endmodule", match.end())
+    return verilog[match.start():end]
+
+
+def parse_ports(verilog: str, module: str) -> list[Port]:
+    """The ports of ``module`` in Amaranth/Yosys-emitted Verilog, in declaration order."""
+    body = _module_body(verilog, module)
+    ports = []
+    for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\S+)\s*;",
+                                           body, re.M):
+        ports.append(Port(direction, int(msb) + 1 if msb else 1, name))
+    if not ports:
+        raise ValueError(f"module {module!r} declares no ports")
+    return ports
+
+
+def find_probes(verilog: str, module: str, wanted: dict) -> dict:
+    """The subset of ``wanted`` (name -> (width, path, module, reg)) present in the Verilog.
+
+    ``path`` is the hierarchical path below ``dut``; the probe is kept when the module
+    (the top ``module`` for an empty path prefix, else the named submodule) declares a
+    register ``reg`` of that width.
+    """
+    found = {}
+    for name, (width, path, owner, reg) in wanted.items():
+        owner_name = module if owner is None else f"\\{module}.{owner}"
+        try:
+            body = _module_body(verilog, owner_name) if owner is not None else \
+                _module_body(verilog, module)
+        except ValueError:
+            continue
+        decl = rf"^\s*reg \[{width - 1}:0\] {re.escape(reg)}\b" if width > 1 \
+            else rf"^\s*reg {re.escape(reg)}\b"
+        if re.search(decl, body, re.M):
+            found[name] = (width, path)
+    return found
+
+
+def _decl(kind: str, width: int, name: str) -> str:
+    vector = f"[{width - 1}:0] " if width > 1 else ""
+    return f"    {kind} {vector}{name} {_PUBLIC};"
+
+
+def wrapper(module: str, ports: list[Port], *, engine_addr_bits: int | None = None,
+            probes: dict | None = None, engine_depth: int = ENGINE_DEPTH) -> str:
+    """Verilog of ``tb_top`` around ``module`` (see the module docstring).
+
+    Parameters
+    ----------
+    module : str
+        Name of the design's top module.
+    ports : list of Port
+        Its ports (:func:`parse_ports`); ``clk`` is driven by the harness clock.
+    engine_addr_bits : int or None
+        Build the Wishbone burst engine on the ``wb__*`` ports with this address width.
+    probes : dict or None
+        ``name -> (width, hierarchical path below dut)``: exposed as ``cov_<name>``.
+    """
+    half = CLOCK_PERIOD_NS // 2
+    lines = [
+        "// Generated by verif/cocotb/harness.py: cocotb harness (clock, ports, burst engine).",
+        "module tb_top;",
+        _decl("reg", 1, "clk"),
+        _decl("reg", 64, "tb_cycles"),
+    ]
+    inits = ["        clk = 1'b0;", "        tb_cycles = 64'd0;"]
+    bus = {"adr", "dat_w", "sel", "cyc", "stb", "we"}
+    connect = {}
+    sampled = []
+    for port in ports:
+        if port.name == "clk":
+            connect[port.name] = "clk"
+            continue
+        if port.direction == "input":
+            lines.append(_decl("reg", port.width, port.name))
+            inits.append(f"        {port.name} = {port.width}'d{1 if port.name == 'rst' else 0};")
+            connect[port.name] = port.name
+        elif engine_addr_bits is not None and port.name in ("wb__ack", "wb__dat_r"):
+            # The per-edge master samples these at a rising edge and expects the values
+            # of the cycle before it. Verilator evaluates an HDL clock edge and its
+            # register updates in one step, so cocotb would see the new values there;
+            # a copy taken at the falling edge holds the cycle's value on both simulators.
+            vector = f"[{port.width - 1}:0] " if port.width > 1 else ""
+            lines.append(f"    wire {vector}dut_{port.name};")
+            lines.append(_decl("reg", port.width, port.name))
+            inits.append(f"        {port.name} = {port.width}'d0;")
+            sampled.append(port.name)
+            connect[port.name] = f"dut_{port.name}"
+        else:
+            lines.append(_decl("wire", port.width, port.name))
+            connect[port.name] = port.name
+    if engine_addr_bits is not None:
+        depth = engine_depth
+        lines += [
+            _decl("reg", 1, "eng_go"),
+            _decl("reg", 16, "eng_count"),
+            _decl("reg", depth * 64, "eng_ops"),
+            _decl("wire", 1, "eng_busy"),
+            _decl("wire", 1, "eng_done"),
+            _decl("wire", 1, "eng_timeout"),
+            _decl("wire", 16, "eng_failed_index"),
+            _decl("wire", depth * 32, "eng_results"),
+            f"    wire [{engine_addr_bits - 1}:0] eng_adr;",
+            "    wire [31:0] eng_dat_w;",
+            "    wire [3:0] eng_sel;",
+            "    wire eng_cyc, eng_stb, eng_we;",
+        ]
+        inits += ["        eng_go = 1'b0;", "        eng_count = 16'd0;",
+                  f"        eng_ops = {depth * 64}'d0;"]
+        for name in sorted(bus):
+            width = {"adr": engine_addr_bits, "dat_w": 32, "sel": 4}.get(name, 1)
+            vector = f"[{width - 1}:0] " if width > 1 else ""
+            lines.append(f"    wire {vector}bus_{name} = eng_busy ? eng_{name} : wb__{name};")
+            connect[f"wb__{name}"] = f"bus_{name}"
+    for name, (width, path) in (probes or {}).items():
+        vector = f"[{width - 1}:0] " if width > 1 else ""
+        lines.append(f"    wire {vector}cov_{name} {_PUBLIC};")
+        lines.append(f"    assign cov_{name} = dut.{path};")
+    lines += [
+        "    initial begin",
+        *inits,
+        "    end",
+        f"    always #{half} clk = ~clk;",
+        "    always @(posedge clk) tb_cycles <= tb_cycles + 64'd1;",
+    ]
+    if sampled:
+        lines.append("    always @(negedge clk) begin")
+        lines += [f"        {name} <= dut_{name};" for name in sampled]
+        lines.append("    end")
+    conns = ",\n".join(f"        .{name}({signal})" for name, signal in connect.items())
+    lines.append(f"    {module} dut (\n{conns}\n    );")
+    if engine_addr_bits is not None:
+        lines.append(f"""    wb_burst #(.AW({engine_addr_bits}), .DEPTH({engine_depth})) engine (
+        .clk(clk), .go(eng_go), .count(eng_count), .ops(eng_ops), .busy(eng_busy),
+        .done(eng_done), .timeout(eng_timeout), .failed_index(eng_failed_index),
+        .results(eng_results), .adr(eng_adr), .dat_w(eng_dat_w), .sel(eng_sel),
+        .cyc(eng_cyc), .stb(eng_stb), .we(eng_we), .dat_r(dut_wb__dat_r), .ack(dut_wb__ack)
+    );""")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
