@@ -101,7 +101,8 @@ def tool_environment(base: dict | None = None) -> dict:
 
 
 def default_out_dir(board: str, p: MacroParams) -> Path:
-    return Path("build") / "fpga" / f"{board}-{p.rows}x{p.cols}-p{p.cols_per_cycle}"
+    pipe = f"-l{p.pipeline}" if p.pipeline else ""
+    return Path("build") / "fpga" / f"{board}-{p.rows}x{p.cols}-p{p.cols_per_cycle}{pipe}"
 
 
 # --- report parsing ------------------------------------------------------------------------
@@ -246,16 +247,17 @@ def _tool_versions(env) -> dict:
 def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None,
           chip_seed: int | None = None, out_dir=None, freq_mhz: float | None = None,
           baud: int = DEFAULT_BAUD, bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
-          nonideal=None, input_bits: int = 5, seed: int = 1, mapper: str | None = None,
-          quiet: bool = True) -> dict:
+          nonideal=None, input_bits: int = 5, pipeline: int = 0, seed: int = 1,
+          mapper: str | None = None, quiet: bool = True) -> dict:
     """Build a bitstream for ``board`` and return the report (also written as JSON).
 
     Parameters
     ----------
     board : str
         ``icebreaker`` or ``ulx3s``.
-    rows, cols, cols_per_cycle, input_bits, nonideal
-        The macro (``models.params.MacroParams``).
+    rows, cols, cols_per_cycle, input_bits, nonideal, pipeline
+        The macro (``models.params.MacroParams``); ``pipeline`` register stages in the
+        readout path raise Fmax at L cycles per group and read.
     chip_seed : int or None
         Bake the chip instance of this seed into the reset state (:func:`fpga.top.chip_image`).
     out_dir : path or None
@@ -273,7 +275,7 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     if board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     b = BOARDS[board]
-    kwargs = dict(cols_per_cycle=cols_per_cycle, input_bits=input_bits)
+    kwargs = dict(cols_per_cycle=cols_per_cycle, input_bits=input_bits, pipeline=pipeline)
     if nonideal is not None:
         kwargs["nonideal"] = nonideal
     p = MacroParams(rows, cols, **kwargs)
@@ -356,7 +358,9 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     fmax_hz = design[1]["achieved_hz"] if design[1] else None
 
     ext = "bin" if b.family == "ice40" else "bit"
-    stem = f"{board}_{p.rows}x{p.cols}_p{p.cols_per_cycle}" + (f"_chip{chip_seed}" if chip_seed is not None else "")
+    stem = (f"{board}_{p.rows}x{p.cols}_p{p.cols_per_cycle}"
+            + (f"_l{p.pipeline}" if p.pipeline else "")
+            + (f"_chip{chip_seed}" if chip_seed is not None else ""))
     bitstream = out / f"{stem}.{ext}"
     shutil.copyfile(work / f"top.{ext}", bitstream)
 
@@ -398,7 +402,8 @@ def summary_line(report: dict) -> str:
             parts.append(f"{entry['used']}/{entry['available']} {entry['label']}")
     fmax = f"{t['fmax_hz'] / 1e6:.1f}" if t["fmax_hz"] else "?"
     verdict = "met" if t["met"] else "FAILED"
-    return (f"{report['board']} {p['rows']}x{p['cols']} P={p['cols_per_cycle']}: "
+    return (f"{report['board']} {p['rows']}x{p['cols']} P={p['cols_per_cycle']} "
+            f"L={p.get('pipeline', 0)}: "
             f"{', '.join(parts)}; {report['luts']} LUTs, {report['ffs']} FFs; "
             f"Fmax {fmax} MHz vs {t['clock_hz'] / 1e6:g} MHz clock: timing {verdict} "
             f"-> {report['bitstream']}")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from models.params import (CONTRACT_VERSION, DEFAULT_NONIDEALITIES, MAX_ACC_BITS, MAX_COLS,
-                           MAX_COMP_ROWS, MAX_INPUT_BITS, MAX_READOUT_BITS, MAX_ROWS,
+                           MAX_COMP_ROWS, MAX_INPUT_BITS, MAX_PIPELINE, MAX_READOUT_BITS, MAX_ROWS,
                            NONIDEALITIES, MacroParams)
 
 from . import __version__
@@ -32,6 +32,7 @@ OPTIONS = {
     "rows": "--rows", "cols": "--cols", "input_bits": "--input-bits",
     "comp_rows": "--comp-rows", "readout_bits": "--readout-bits", "acc_bits": "--acc-bits",
     "cols_per_cycle": "--cols-per-cycle", "nonideal": "--nonideal", "name": "--name",
+    "pipeline": "--pipeline",
 }
 
 #: What each integer option allows, in words (help text and "not an integer" errors).
@@ -43,6 +44,7 @@ ALLOWED = {
     "readout_bits": f"smallest width holding ±(rows + comp_rows) .. {MAX_READOUT_BITS}",
     "acc_bits": f"readout_bits + input_bits .. {MAX_ACC_BITS}",
     "cols_per_cycle": "a divisor of cols",
+    "pipeline": f"0..{MAX_PIPELINE}",
 }
 
 # Verilog-2005 and SystemVerilog-2017 reserved words: a module named like one would not
@@ -148,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
                       metavar="P",
                       help="columns computed in parallel P (folding: C/P groups run one after "
                            "another): a divisor of C (default C, no folding)")
+    size.add_argument("--pipeline", type=_int_type("pipeline"), default=0, metavar="L",
+                      help=f"register stages in the readout path: {ALLOWED['pipeline']} "
+                           "(default 0; 1 and 2 raise the clock rate on an FPGA and add L "
+                           "cycles per group to a RUN)")
     readout = parser.add_argument_group("readout and accumulator")
     readout.add_argument("--readout-bits", type=_int_type("readout_bits"), default=None,
                          metavar="W",
@@ -183,7 +189,8 @@ def params_from_args(args: argparse.Namespace) -> MacroParams:
     """MacroParams of the parsed options; a bad value raises :class:`UsageError`."""
     kwargs = dict(rows=args.rows, cols=args.cols, input_bits=args.input_bits,
                   comp_rows=args.comp_rows, readout_bits=args.readout_bits,
-                  acc_bits=args.acc_bits, cols_per_cycle=args.cols_per_cycle, name=args.name)
+                  acc_bits=args.acc_bits, cols_per_cycle=args.cols_per_cycle,
+                  pipeline=args.pipeline, name=args.name)
     if args.nonideal is not None:
         kwargs["nonideal"] = args.nonideal
     try:
@@ -235,7 +242,7 @@ def summary_line(p: MacroParams, verilog_path, verilog_lines: int, manifest_path
     """The one line printed after a successful build."""
     nonideal = ",".join(n for n in NONIDEALITIES if p.has(n)) or "none"
     return (f"{p.name}: {p.rows}x{p.cols}, B={p.input_bits}, K={p.comp_rows}, "
-            f"W={p.readout_bits}, A={p.acc_bits}, P={p.cols_per_cycle}, nonideal={nonideal} "
+            f"W={p.readout_bits}, A={p.acc_bits}, P={p.cols_per_cycle}, L={p.pipeline}, nonideal={nonideal} "
             f"-> {verilog_path} ({verilog_lines} lines), {manifest_path}")
 
 

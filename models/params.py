@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a bit-exact rule or the register map changes.
-CONTRACT_VERSION = (1, 0)
+CONTRACT_VERSION = (1, 1)
 #: Value of the ID register: ASCII "CiM1".
 ID_MAGIC = 0x4369_4D31
 
@@ -36,6 +36,7 @@ MAX_INPUT_BITS = 8
 MAX_COMP_ROWS = 32
 MAX_READOUT_BITS = 16
 MAX_ACC_BITS = 32
+MAX_PIPELINE = 2
 BUS_DATA_BITS = 32
 
 
@@ -101,6 +102,7 @@ class CSR:
     FEATURES = 9
     GAIN_FRAC = 10
     REGION_SHIFT = 11
+    PIPELINE = 12
     CMD = 16
     STATUS = 17
     ERRCODE = 18
@@ -155,6 +157,10 @@ class MacroParams:
     nonideal : iterable of str or None
         Non-idealities to build, a subset of :data:`NONIDEALITIES`; default
         :data:`DEFAULT_NONIDEALITIES`.
+    pipeline : int
+        Register stages L in the readout path, 0..2 (default 0: combinational). Each
+        stage delays the readout by one cycle and adds one cycle per group to a RUN and
+        ``comp_steps + 1`` to a CALIBRATE; the results are the same.
     name : str
         Verilog module name.
 
@@ -178,6 +184,7 @@ class MacroParams:
     acc_bits: int | None = None
     cols_per_cycle: int | None = None
     nonideal: frozenset = DEFAULT_NONIDEALITIES
+    pipeline: int = 0
     name: str = "cim_macro"
 
     def __post_init__(self):
@@ -216,6 +223,8 @@ class MacroParams:
             divisors = [d for d in range(1, self.cols + 1) if self.cols % d == 0]
             raise ValueError(f"cols_per_cycle must divide cols={self.cols} (one of "
                              f"{', '.join(map(str, divisors))}), not {self.cols_per_cycle}")
+
+        _check_int("pipeline", self.pipeline, 0, MAX_PIPELINE)
 
         nonideal = self.nonideal
         if isinstance(nonideal, str):
@@ -378,6 +387,8 @@ class MacroParams:
             ("GAIN_FRAC", CSR.GAIN_FRAC, "ro", p.gain_frac, "fraction bits of GAIN (0: no gain)"),
             ("REGION_SHIFT", CSR.REGION_SHIFT, "ro", p.region_shift,
              "word address = region << REGION_SHIFT | offset"),
+            ("PIPELINE", CSR.PIPELINE, "ro", p.pipeline,
+             "register stages L in the readout path (cycle counts depend on it)"),
             ("CMD", CSR.CMD, "rw", 0, "write starts a command; reads the last accepted command"),
             ("STATUS", CSR.STATUS, "rw", 0,
              "busy[0] done[1] error[2] cal_range[3] acc_sat[4]; write 1 clears done, error, acc_sat"),
@@ -396,11 +407,11 @@ class MacroParams:
 
     def run_cycles(self, planes: int) -> int:
         """Cycles a RUN command with ``planes`` bit-planes keeps BUSY high."""
-        return self.groups * (planes + 2)
+        return self.groups * (planes + 2 + self.pipeline)
 
     def calibrate_cycles(self) -> int:
         """Cycles a CALIBRATE command keeps BUSY high."""
-        return self.groups * (self.comp_steps + 3)
+        return self.groups * (self.comp_steps + 3 + (self.comp_steps + 1) * self.pipeline)
 
     def clear_cycles(self) -> int:
         """Cycles a CLEAR command keeps BUSY high."""
@@ -412,7 +423,7 @@ class MacroParams:
             name=self.name, rows=self.rows, cols=self.cols, input_bits=self.input_bits,
             comp_rows=self.comp_rows, readout_bits=self.readout_bits, acc_bits=self.acc_bits,
             cols_per_cycle=self.cols_per_cycle, nonideal=sorted(self.nonideal),
-            derived=dict(
+            pipeline=self.pipeline, derived=dict(
                 groups=self.groups, comp_bits=self.comp_bits, comp_steps=self.comp_steps,
                 tile_bits=self.tile_bits, offset_bits=self.offset_bits,
                 readout_max=self.readout_max, gain_bits=GAIN_BITS, gain_frac=self.gain_frac,
@@ -425,5 +436,5 @@ class MacroParams:
     @classmethod
     def from_dict(cls, d: dict) -> "MacroParams":
         keys = ("rows", "cols", "input_bits", "comp_rows", "readout_bits", "acc_bits",
-                "cols_per_cycle", "nonideal", "name")
+                "cols_per_cycle", "nonideal", "pipeline", "name")
         return cls(**{k: d[k] for k in keys if k in d})

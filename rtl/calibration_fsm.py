@@ -45,6 +45,12 @@ class CalibrationFSM(wiring.Component):
     for that cycle only, and ``therm`` and ``flags`` are valid in it. ``busy`` is high
     in cycles t+1 .. t+S+1.
 
+    With a pipelined array (``p.pipeline`` = L > 0) the readout answers ``comp`` L
+    cycles late, so every search read and the verification read hold ``comp`` for
+    L + 1 cycles and act on the readout of the last one: the search reads end in cycles
+    t + (L+1)·i for i = 1..S, the verification read is cycles t + (L+1)·S + 1 ..
+    t + (L+1)·(S+1), and ``done`` is high in its last cycle only.
+
     ``comp`` is 0 (the balanced setting, ``n = K/2``) while idle, so an idle FSM never
     biases the array. A ``start`` while busy is ignored: the controller only starts a
     group once the previous one has finished, and ignoring it keeps the cycle count of
@@ -157,10 +163,25 @@ class CalibrationFSM(wiring.Component):
                 m.d.comb += [move.eq(Const(0, n_bits)), last_step.eq(1),
                              next_step.eq(Const(0, step_bits))]
 
+        # settled: the readout answers the current comp (always, without a pipeline).
+        L = p.pipeline
+        if L:
+            # wait counts 0..L, and L is 1 or 2: it has reached L when its top bit is set
+            # (a bit test, not a comparison with a wide constant; see above).
+            wait = Signal(range(L + 1), name="settle_wait")
+            settled = Signal()
+            m.d.comb += settled.eq(wait[-1])
+            with m.If(idle | settled):
+                m.d.sync += wait.eq(0)
+            with m.Else():
+                m.d.sync += wait.eq((wait + Const(1, 1))[:len(wait)])
+        else:
+            settled = Const(1, 1)
+
         m.d.comb += [
             self.state.eq(state),
             self.busy.eq(~idle),
-            self.done.eq(verifying),
+            self.done.eq(verifying & settled),
         ]
 
         with m.If(idle):
@@ -170,10 +191,11 @@ class CalibrationFSM(wiring.Component):
             with m.Else():
                 m.d.sync += state.eq(CalState.IDLE)
         with m.Elif(searching):
-            m.d.sync += step.eq(next_step)
-            with m.If(last_step):
-                m.d.sync += state.eq(CalState.VERIFY)
-        with m.Else():
+            with m.If(settled):
+                m.d.sync += step.eq(next_step)
+                with m.If(last_step):
+                    m.d.sync += state.eq(CalState.VERIFY)
+        with m.Elif(settled):
             m.d.sync += state.eq(CalState.IDLE)
 
         # The lanes: one register holding every lane's n (lane-major, n_bits per lane),
@@ -194,7 +216,7 @@ class CalibrationFSM(wiring.Component):
             # A start while busy never gets here, so it is ignored.
             with m.If(self.start):
                 m.d.sync += n.eq(n.init)
-        with m.Elif(searching):
+        with m.Elif(searching & settled):
             # Against the sign: a non-negative readout means too many cells at 1.
             m.d.sync += n.eq(n_next)
 

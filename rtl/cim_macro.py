@@ -22,10 +22,11 @@ Bus timing
 Sequencing (section 5)
     A command accepted in cycle t raises BUSY from cycle t+1. Per column group:
     RUN: a read cycle (group address presented, tile cleared), p plane cycles (MSB plane
-    first) and a write-back cycle (ACC, OUT, acc_sat); CALIBRATE: a read cycle (search
-    started), S search reads, the verification read (COMP and CALFLAG written, as the
-    FSM's results are valid only then) and the write-back slot; CLEAR: one cycle writing
-    ACC and OUT of the group to 0.
+    first), L drain cycles with a pipelined array (the shift-accumulator steps L cycles
+    after each plane cycle) and a write-back cycle (ACC, OUT, acc_sat); CALIBRATE: a read
+    cycle (search started), S search reads, the verification read (COMP and CALFLAG
+    written, as the FSM's results are valid only then; each read lasts L + 1 cycles)
+    and the write-back slot; CLEAR: one cycle writing ACC and OUT of the group to 0.
 
 Verilator ``-Wall`` cleanliness
     Amaranth's RTLIL backend trims zero and sign extensions off arithmetic and comparison
@@ -83,6 +84,9 @@ class Phase(enum.Enum, shape=3):
         Write-back: RUN stores ACC and OUT; CALIBRATE has stored its results already.
     CLEAR
         CLEAR: ACC and OUT of the group to 0.
+    DRAIN
+        RUN with a pipelined array (``pipeline`` = L > 0): the L cycles after the last
+        plane, in which the last L readouts reach the shift-accumulator.
     """
     IDLE = 0
     READ = 1
@@ -90,6 +94,7 @@ class Phase(enum.Enum, shape=3):
     SEARCH = 3
     WRITE = 4
     CLEAR = 5
+    DRAIN = 6
 
 
 def _clog2(n):
@@ -447,8 +452,9 @@ class CimMacro(wiring.Component):
         group = group_reg[:gb]
         plane_bits = max(1, _clog2(B))
         plane = Signal(plane_bits)                 # index of the current bit-plane
-        search_bits = max(1, S.bit_length())
-        search_left = Signal(search_bits)          # reads left after this one
+        L = p.pipeline
+        # DRAIN cycles left after this one (pipelined arrays only).
+        drain_left = Signal(max(1, _clog2(L)), name="drain_left") if L else None
         busy_count = Signal(cycle_bits)
         cmd_run = Signal()
         cmd_calibrate = Signal()
@@ -583,22 +589,37 @@ class CimMacro(wiring.Component):
                 m.d.sync += phase.eq(Phase.PLANES)
             with m.Else():
                 m.d.comb += calibration.start.eq(1)
-                m.d.sync += [search_left.eq(S), phase.eq(Phase.SEARCH)]
+                m.d.sync += phase.eq(Phase.SEARCH)
         with m.Elif(in_phase[Phase.PLANES]):
-            m.d.comb += shift_acc.step.eq(1)
             with m.If(plane.any()):
                 m.d.sync += plane.eq((plane - 1)[:plane_bits])
             with m.Else():
-                m.d.sync += phase.eq(Phase.WRITE)
+                if L:
+                    m.d.sync += [drain_left.eq(L - 1), phase.eq(Phase.DRAIN)]
+                else:
+                    m.d.sync += phase.eq(Phase.WRITE)
+        if L:
+            with m.Elif(in_phase[Phase.DRAIN]):
+                with m.If(drain_left.any()):
+                    m.d.sync += drain_left.eq((drain_left - 1)[:len(drain_left)])
+                with m.Else():
+                    m.d.sync += phase.eq(Phase.WRITE)
         with m.Elif(in_phase[Phase.SEARCH]):
-            with m.If(search_left.any()):
-                m.d.sync += search_left.eq((search_left - 1)[:search_bits])
-            with m.Else():
+            # The FSM's verification read (its last cycle, with a pipeline) ends the search.
+            with m.If(calibration.done):
                 m.d.comb += [calibrated.eq(1), group_out.eq(calibration.flags)]
                 with m.If(calibration.flags.any()):
                     m.d.sync += cal_range.eq(1)
                 m.d.sync += phase.eq(Phase.WRITE)
-        with m.Elif(in_phase[Phase.WRITE]):
+        # The shift-accumulator takes a plane's readout L cycles after the plane cycle.
+        step = in_phase[Phase.PLANES]
+        for i in range(L):
+            step_q = Signal(name=f"step_q{i + 1}")
+            m.d.sync += step_q.eq(step)
+            step = step_q
+        m.d.comb += shift_acc.step.eq(step)
+
+        with m.If(in_phase[Phase.WRITE]):
             with m.If(cmd_run):
                 m.d.comb += [acc_mem.write_data.eq(shift_acc.acc), acc_mem.write_en.eq(all_lanes),
                              group_out_we.eq(1), group_out.eq(binarize.y)]

@@ -286,6 +286,14 @@ class ComputeArray(wiring.Component):
     Every intermediate is sized for the full range of its inputs' port types, not only
     for legal values, so no input pattern can overflow one.
 
+    With ``p.pipeline`` = L > 0 the readout path is cut by L register stages, and
+    ``readout`` in cycle t + L is the readout of the inputs of cycle t (every input that
+    a later stage uses travels along with the data, so the answer is that of one
+    cycle's inputs even when they change every cycle; the transfer-table entries are
+    read by the last stage as they are then). L = 1 registers ``a`` (after the
+    popcount and the bias sum); L = 2 also registers the popcount ``agree`` and the
+    plane's ones count before the bias sum.
+
     Parameters
     ----------
     p : MacroParams
@@ -322,7 +330,7 @@ class ComputeArray(wiring.Component):
         ``table`` only: the entry at the previous cycle's ``table_addr``, as it was
         before a write in that same cycle.
     readout : Out(ArrayLayout(signed(W), P))
-        Readout ``v`` of each lane.
+        Readout ``v`` of each lane, ``p.pipeline`` cycles after its inputs.
     """
 
     def __init__(self, p):
@@ -411,6 +419,26 @@ class ComputeArray(wiring.Component):
         def lane(value, width, i):
             return value[i * width:(i + 1) * width]
 
+        L = p.pipeline
+
+        def stage(value, name, cut):
+            """``value``, or its copy one cycle later when pipeline cut ``cut`` is built."""
+            if L < cut:
+                return value
+            value = Value.cast(value)
+            reg = Signal(value.shape(), name=f"{name}_q{cut}")
+            m.d.sync += reg.eq(value)
+            return reg
+
+        # Inputs consumed after a cut travel with the data (cut 2 comes first in the
+        # path, cut 1 second; L = 1 builds cut 1 only).
+        def late(value, name):
+            return stage(stage(value, name, 2), name, 1)
+
+        sat_in = late(self.sat, "sat") if p.has("readout") else None
+        qshift_in = late(self.qshift, "qshift") if p.has("readout") else None
+        gain_in = late(self.gain.as_value(), "gain") if p.has("gain") else None
+
         # Shared by every lane: the popcount of the plane, the clamp limits, the quantiser
         # mask.
         plane_ones = _comb_signal(m, unsigned(count_bits), "plane_ones",
@@ -421,7 +449,7 @@ class ComputeArray(wiring.Component):
                                    + Const(1, 1))[:s_bits])
         if p.has("readout"):
             # A zero sign bit on top of sat: never trimmed (it differs from sat's MSB).
-            limit = _comb_signal(m, signed(W), "limit", Cat(self.sat, Const(0, 1)))
+            limit = _comb_signal(m, signed(W), "limit", Cat(sat_in, Const(0, 1)))
             # -limit as ~limit + 1: both operands of the adder keep their width.
             neg_limit = _comb_signal(m, signed(W), "neg_limit",
                                      ((~limit).as_unsigned() + Const(1, 1))[:W])
@@ -430,7 +458,7 @@ class ComputeArray(wiring.Component):
             # Bits kept by the quantiser, one full-width constant per qshift value (every
             # value of the 4-bit register has its case, so the case statement is complete).
             keep = Signal(W, name="quantise_keep")
-            with m.Switch(self.qshift):
+            with m.Switch(qshift_in):
                 for q in range(1 << QSHIFT_BITS):
                     with m.Case(q):
                         m.d.comb += keep.eq(((1 << W) - 1) & ~((1 << min(q, W - 1)) - 1))
@@ -445,27 +473,29 @@ class ComputeArray(wiring.Component):
         agree_bits = _comb_signal(m, unsigned(P * R), "agree_bits",
                                   w_eff & self.plane.replicate(P))
         agree = all_lanes("agree", count_bits, lane_popcounts(m, agree_bits, P, R, "agree"))
+        agree = stage(agree, "agree", 2)
+        minus_ones = stage(minus_ones, "minus_plane_ones", 2)
 
         # 2. s = 2 * agree - ones, in s_bits (|s| <= R); a = s + comp + offset.
         s = all_lanes("s", s_bits, [
             (Cat(Const(0, 1), lane(agree, count_bits, i)) + minus_ones)[:s_bits]
             for i in range(P)])
-        comp = self.comp.as_value()
+        comp = stage(self.comp.as_value(), "comp", 2)
         terms = [(s, s_bits), (comp, p.comp_bits)]
         if p.has("offset"):
-            terms.append((self.offset.as_value(), W))
+            terms.append((stage(self.offset.as_value(), "offset", 2), W))
         fill = lane_sign_fills(m, P, [(v, w, a_bits - w) for v, w in terms], "a_terms_sign")
         per_lane = []
         for i in range(P):
             ext = [Cat(lane(v, w, i), fill(t, i)) for t, (v, w) in enumerate(terms)]
             per_lane.append(add_same_width(*ext).as_unsigned())
-        a = all_lanes("a", a_bits, per_lane)
+        a = stage(all_lanes("a", a_bits, per_lane), "a", 1)
 
         # 3. Gain.
         if p.has("gain"):
             g_lanes = []
             for i in range(P):
-                product = lane(a, a_bits, i).as_signed() * self.gain[i]
+                product = lane(a, a_bits, i).as_signed() * gain_in[i * GAIN_BITS:(i + 1) * GAIN_BITS]
                 # floor((x + 32) / 64) == floor((floor(x / 32) + 1) / 2): the rounding
                 # constant becomes a 1-bit operand. The product is a signal (one per
                 # lane) because the rounding slices it.

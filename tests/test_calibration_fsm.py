@@ -35,9 +35,10 @@ from verif.toolchain import require_tool, tool_env
 COMP_ROWS = (2, 4, 8, 16)
 
 
-def _params(K, P, rows=8, nonideal=("offset", "readout")):
+def _params(K, P, rows=8, nonideal=("offset", "readout"), pipeline=0):
     # rows = 8 makes W hold the offsets K + 3 used below (W holds ±(rows + K)).
-    return MacroParams(rows=rows, cols=P, comp_rows=K, cols_per_cycle=P, nonideal=nonideal)
+    return MacroParams(rows=rows, cols=P, comp_rows=K, cols_per_cycle=P, nonideal=nonideal,
+                       pipeline=pipeline)
 
 
 class _Bench(Elaboratable):
@@ -76,8 +77,13 @@ class _Bench(Elaboratable):
             comp = fsm.comp[lane]
             if self.tables is None:
                 total = self.offset[lane] + comp
-                m.d.comb += fsm.readout[lane].eq(
-                    Mux(total > M, M, Mux(total < -M, -M, total)))
+                answer = Mux(total > M, M, Mux(total < -M, -M, total))
+                # A pipelined array answers p.pipeline cycles late.
+                for _ in range(p.pipeline):
+                    delayed = Signal(signed(p.readout_bits))
+                    m.d.sync += delayed.eq(answer)
+                    answer = delayed
+                m.d.comb += fsm.readout[lane].eq(answer)
                 continue
             with m.Switch(self.scenario):
                 for g, table in enumerate(self.tables):
@@ -103,6 +109,7 @@ async def _group(ctx, fsm, p, restart_at=()):
     ``flags`` of the done cycle.
     """
     S, K, lanes = p.comp_steps, p.comp_rows, p.cols_per_cycle
+    hold = p.pipeline + 1      # cycles per read: comp held until the readout answers it
 
     def assert_idle(when):
         assert ctx.get(fsm.state) == CalState.IDLE, when
@@ -119,7 +126,7 @@ async def _group(ctx, fsm, p, restart_at=()):
     trace = []
     cycle = 1
     # Follow until busy falls, with a bound well past the contract's S + 1 cycles.
-    while ctx.get(fsm.busy) and cycle <= S + 8:
+    while ctx.get(fsm.busy) and cycle <= (S + 1) * hold + 8:
         row = dict(state=ctx.get(fsm.state), done=ctx.get(fsm.done),
                    reads=[ctx.get(fsm.readout[i]) for i in range(lanes)],
                    comp=[ctx.get(fsm.comp[i]) for i in range(lanes)])
@@ -132,16 +139,22 @@ async def _group(ctx, fsm, p, restart_at=()):
         ctx.set(fsm.start, 0)
         cycle += 1
 
-    assert len(trace) == S + 1, f"busy for {len(trace)} cycles, want S + 1 = {S + 1}"
-    assert [r["state"] for r in trace] == [CalState.SEARCH] * S + [CalState.VERIFY]
-    assert [r["done"] for r in trace] == [0] * S + [1]
+    assert len(trace) == (S + 1) * hold, \
+        f"busy for {len(trace)} cycles, want (S + 1)(L + 1) = {(S + 1) * hold}"
+    assert [r["state"] for r in trace] == \
+        [CalState.SEARCH] * (S * hold) + [CalState.VERIFY] * hold
+    assert [r["done"] for r in trace] == [0] * ((S + 1) * hold - 1) + [1]
     assert_idle("after done")
-    # Every search read drives a legal compensation value 2n - K, n in [0, K].
-    for r in trace:
+    # Every search read drives a legal compensation value 2n - K, n in [0, K], and
+    # holds it for the whole read.
+    for i, r in enumerate(trace):
         assert all(-K <= c <= K and (c + K) % 2 == 0 for c in r["comp"]), r["comp"]
+        if i % hold:
+            assert r["comp"] == trace[i - 1]["comp"], f"comp changed inside read {i // hold}"
     last = trace[-1]
-    return dict(reads=[r["reads"] for r in trace], comp=last["comp"], therm=last["therm"],
-                flags=[(last["flags"] >> i) & 1 for i in range(lanes)])
+    # The readout a read acts on is the one of its last cycle.
+    return dict(reads=[r["reads"] for r in trace[hold - 1::hold]], comp=last["comp"],
+                therm=last["therm"], flags=[(last["flags"] >> i) & 1 for i in range(lanes)])
 
 
 def _check_against_golden(p, got, n, flags, reads, where=""):
@@ -207,10 +220,10 @@ def test_ports_follow_section_7(K, P):
 
 # --- the ideal chain: every offset, P lanes at once and one lane at a time -------------
 
-@pytest.mark.parametrize("K", COMP_ROWS)
-def test_every_offset_in_parallel_lanes(K):
+@pytest.mark.parametrize("K,L", [(K, 0) for K in COMP_ROWS] + [(2, 1), (8, 2), (16, 1)])
+def test_every_offset_in_parallel_lanes(K, L):
     offsets = np.arange(-K - 3, K + 4)
-    p = _params(K, len(offsets))
+    p = _params(K, len(offsets), pipeline=L)
     bench = _Bench(p)
     n, flags, reads = calibrate(p, offset=offsets)
     results = []
@@ -227,12 +240,12 @@ def test_every_offset_in_parallel_lanes(K):
         _check_section4_bounds(p, offsets, got)
 
 
-@pytest.mark.parametrize("K", COMP_ROWS)
-def test_every_offset_one_lane(K, rng):
+@pytest.mark.parametrize("K,L", [(K, 0) for K in COMP_ROWS] + [(4, 2), (8, 1)])
+def test_every_offset_one_lane(K, L, rng):
     offsets = list(range(-K - 3, K + 4))
-    p = _params(K, 1)
+    p = _params(K, 1, pipeline=L)
     bench = _Bench(p)
-    S = p.comp_steps
+    S = (p.comp_steps + 1) * (L + 1) - 1     # busy cycles before the last
 
     async def tb(ctx):
         for o in offsets:

@@ -36,6 +36,11 @@ PARAMS = {
                             nonideal=NONIDEALITIES),
     "96x5-P1-stuck": dict(rows=96, cols=5, input_bits=3, cols_per_cycle=1,
                           nonideal=("stuck", "gain")),
+    # Pipelined readout paths: same results, L more cycles per group and read.
+    "16x6-K16-P3-all-L2": dict(rows=16, cols=6, comp_rows=16, cols_per_cycle=3,
+                               nonideal=NONIDEALITIES, pipeline=2),
+    "8x4-B8-K2-L1": dict(rows=8, cols=4, input_bits=8, comp_rows=2, cols_per_cycle=2,
+                         pipeline=1),
 }
 
 
@@ -371,7 +376,8 @@ def test_every_field_hole_and_region_is_decoded(key):
     simulate(p, scenario)
 
 
-@pytest.mark.parametrize("key", ["32x96", "32x96-P12", "64x10-P5-all", "8x4-B8-K2"])
+@pytest.mark.parametrize("key", ["32x96", "32x96-P12", "64x10-P5-all", "8x4-B8-K2",
+                                 "16x6-K16-P3-all-L2"])
 def test_run_end_to_end_and_accumulate(key, rng):
     """Random weights, inputs and non-idealities; RUN, then a second tile accumulated."""
     p = MacroParams(**PARAMS[key])
@@ -397,7 +403,8 @@ def test_run_end_to_end_and_accumulate(key, rng):
     simulate(p, scenario)
 
 
-@pytest.mark.parametrize("key", ["32x96-P12", "16x6-K16-P3-all", "8x4-B8-K2", "2x3-ideal"])
+@pytest.mark.parametrize("key", ["32x96-P12", "16x6-K16-P3-all", "8x4-B8-K2", "2x3-ideal",
+                                 "16x6-K16-P3-all-L2", "8x4-B8-K2-L1"])
 def test_calibrate_end_to_end(key, rng):
     """Random offsets (some outside the compensation range): COMP, CALFLAG, cal_range."""
     p = MacroParams(**PARAMS[key])

@@ -139,7 +139,7 @@ def _check_report(report, board, out):
     bitstream = out / saved["bitstream"].split("/")[-1]
     assert bitstream.exists() and bitstream.stat().st_size == saved["bitstream_bytes"] > 1000
     line = summary_line(saved)
-    assert line.startswith(f"{board} 4x4 P=2: ") and "timing met" in line and "\n" not in line
+    assert line.startswith(f"{board} 4x4 P=2 L=0: ") and "timing met" in line and "\n" not in line
 
 
 def test_build_icebreaker_small(tmp_path):

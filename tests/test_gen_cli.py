@@ -88,6 +88,10 @@ BAD_PARAMS = [
      ["--cols-per-cycle", "not 7", "divide", "48"]),
     ("cols-per-cycle-too-big", ["--rows", "32", "--cols", "4", "--cols-per-cycle", "8"],
      ["--cols-per-cycle", "not 8", "[1, 4]"]),
+    ("pipeline-too-deep", ["--rows", "32", "--cols", "96", "--pipeline", "3"],
+     ["--pipeline", "not 3", "[0, 2]"]),
+    ("pipeline-not-int", ["--rows", "32", "--cols", "96", "--pipeline", "two"],
+     ["--pipeline", "'two'", "0..2"]),
     ("unknown-option", ["--rows", "32", "--cols", "4", "--bogus", "1"], ["--bogus", "--help"]),
     ("abbreviated-option", ["--row", "32", "--cols", "4"], ["--row", "--help"]),
     ("unknown-nonideality", ["--rows", "32", "--cols", "4", "--nonideal", "offset,noise"],
@@ -239,7 +243,7 @@ def test_manifest_command_rebuilds_the_same_parameters(rng):
 def test_version_option():
     result = run_gen(["--version"])
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"gen {gen.__version__} (contract 1.0)"
+    assert result.stdout.strip() == f"gen {gen.__version__} (contract 1.1)"
 
 
 def test_generator_version_is_the_project_version():
@@ -250,7 +254,7 @@ def test_generator_version_is_the_project_version():
 def test_summary_line():
     p = MacroParams(rows=32, cols=96)
     line = cli.summary_line(p, "build/cim_macro.v", 1234, "build/cim_macro.json")
-    assert line == ("cim_macro: 32x96, B=5, K=8, W=7, A=16, P=96, nonideal=offset,readout "
+    assert line == ("cim_macro: 32x96, B=5, K=8, W=7, A=16, P=96, L=0, nonideal=offset,readout "
                     "-> build/cim_macro.v (1234 lines), build/cim_macro.json")
     assert "nonideal=none" in cli.summary_line(MacroParams(rows=2, cols=3, nonideal=()), "a", 1, "b")
 
@@ -273,7 +277,7 @@ def test_manifest_register_map_follows_the_contract(kwargs):
     shift = regmap["region_shift"]
     assert shift == p.region_shift and regmap["addr_bits"] == 4 + shift
     assert m["params"] == json.loads(json.dumps(p.to_dict()))
-    assert m["contract_version"] == "1.0"
+    assert m["contract_version"] == "1.1"
     assert m["verilog"]["sha256"] == hashlib.sha256(FAKE_VERILOG.encode()).hexdigest()
     assert m["verilog"]["lines"] == 3
 
@@ -313,7 +317,7 @@ def test_manifest_register_map_follows_the_contract(kwargs):
     assert set(csrs) == expected_csrs
     for name, c in csrs.items():
         assert c["address"] == getattr(CSR, name) == c["offset"]
-    assert csrs["ID"]["reset"] == 0x43694D31 and csrs["VERSION"]["reset"] == 0x00010000
+    assert csrs["ID"]["reset"] == 0x43694D31 and csrs["VERSION"]["reset"] == 0x00010001
     assert csrs["REGION_SHIFT"]["reset"] == shift
     assert len({c["address"] for c in regmap["csrs"]}) == len(csrs)
 
@@ -362,7 +366,7 @@ def test_write_outputs_replaces_old_files(tmp_path):
 
 # --- with the top: real builds ----------------------------------------------------------------
 
-SUMMARY_RE = re.compile(r"^(\w+): (\d+)x(\d+), B=(\d+), K=(\d+), W=(\d+), A=(\d+), P=(\d+), "
+SUMMARY_RE = re.compile(r"^(\w+): (\d+)x(\d+), B=(\d+), K=(\d+), W=(\d+), A=(\d+), P=(\d+), L=\d, "
                         r"nonideal=([a-z,]+) -> (\S+) \((\d+) lines\), (\S+)$")
 
 

@@ -29,6 +29,8 @@ GRID = {
     "5x7-B1-P1-stuck-wide": dict(rows=5, cols=7, input_bits=1, cols_per_cycle=1,
                                  readout_bits=12, acc_bits=32, nonideal=("stuck",)),
     "64x33-K32-offset": dict(rows=64, cols=33, comp_rows=32, cols_per_cycle=11, nonideal=("offset",)),
+    "32x12-P4-all-L2": dict(rows=32, cols=12, cols_per_cycle=4, nonideal=NONIDEALITIES, pipeline=2),
+    "8x6-L1": dict(rows=8, cols=6, pipeline=1),
 }
 
 # PROCASSINIT: Amaranth gives every register its reset value as a declaration initialiser
@@ -112,7 +114,7 @@ def test_manifest_describes_the_verilog(build):
     for key in ("format", "manifest_version", "generator", "contract_version", "top", "command",
                 "params", "ports", "register_map", "cycles", "verilog"):
         assert key in m, key
-    assert m["generator"]["version"] and m["contract_version"] == "1.0"
+    assert m["generator"]["version"] and m["contract_version"] == "1.1"
     assert m["params"] == json.loads(json.dumps(p.to_dict()))
     assert MacroParams.from_dict(m["params"]) == p
     assert m["verilog"]["file"] == f"{p.name}.v"

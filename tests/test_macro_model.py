@@ -558,12 +558,13 @@ def test_word_address_by_hand():
 def test_id_and_parameter_registers(p):
     m = MacroModel(p)
     expect = {
-        CSR.ID: 0x43694D31, CSR.VERSION: 0x00010000, CSR.ROWS: p.rows, CSR.COLS: p.cols,
+        CSR.ID: 0x43694D31, CSR.VERSION: 0x00010001, CSR.ROWS: p.rows, CSR.COLS: p.cols,
         CSR.INPUT_BITS: p.input_bits, CSR.COMP_ROWS: p.comp_rows,
         CSR.COLS_PER_CYCLE: p.cols_per_cycle, CSR.READOUT_BITS: p.readout_bits,
         CSR.ACC_BITS: p.acc_bits, CSR.REGION_SHIFT: p.region_shift,
         CSR.GAIN_FRAC: 6 if "gain" in p.nonideal else 0,
-        CSR.CMD: 0, CSR.STATUS: 0, CSR.ERRCODE: 0, CSR.ERRADDR: 0, CSR.CYCLES: 0,
+        CSR.PIPELINE: p.pipeline, CSR.CMD: 0, CSR.STATUS: 0, CSR.ERRCODE: 0, CSR.ERRADDR: 0,
+        CSR.CYCLES: 0,
     }
     if "readout" in p.nonideal:
         expect.update({CSR.SAT: p.readout_max, CSR.QSHIFT: 0})
@@ -614,7 +615,7 @@ def test_bad_address_cases():
         (Region.WEIGHT << 5) | 4,              # offset bit above the region's fields
         (Region.INPUT << 5) | 5,               # plane 5 >= B = 5
         (Region.FLIP << 5) | 1,                # word 1 >= 1 packed word
-        12, 15, 23, 31,                        # unmapped CSRs
+        13, 15, 23, 31,                        # unmapped CSRs
     ]
     for a in holes:
         for op in ("read", "write"):
