@@ -299,10 +299,12 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     top = BoardTop(b, core, clock_hz, pll)
     platform = b.make_platform()
 
-    # router2: nextpnr's default router1 had routed 23% of the 32x96 ECP5 design's arcs
-    # after 4.5 minutes.
+    # ECP5 routes with router2: nextpnr's default router1 had routed 23% of the 32x96
+    # design's arcs after 4.5 minutes. iCE40 keeps router1: router2 looped for minutes
+    # on 2 overused wires of the pipelined 32x96 P=4 design.
+    router = "router2" if b.family == "ecp5" else "router1"
     nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {int(seed)} "
-                    f"--router router2")
+                    f"--router {router}")
     if mapper is None:
         mapper = "abc" if b.family == "ecp5" else "abc9"
     if mapper not in ("abc", "abc9"):

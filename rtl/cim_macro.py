@@ -518,11 +518,25 @@ class CimMacro(wiring.Component):
                                          for i in range(P))))
 
         # The array sees the current plane only in plane cycles: 0 (rows off) otherwise,
-        # which is what CALIBRATE needs.
-        plane_value = Signal(R)
-        input_plane_value = _select(m, plane, [inputs[b * R:(b + 1) * R] for b in range(B)], R,
-                                    "input_plane_value")
-        m.d.comb += plane_value.eq(Mux(in_phase[Phase.PLANES], input_plane_value, Const(0, R)))
+        # which is what CALIBRATE needs. The plane is selected a cycle ahead, from the
+        # next plane index, into a register: the input multiplexer then sits before the
+        # clock edge instead of in front of the popcount, the longest path on an FPGA.
+        plane_next = Signal(plane_bits, name="plane_next")
+        planes_next = Signal(name="planes_next")   # the next cycle is a plane cycle
+        m.d.comb += plane_next.eq(plane)
+        with m.If(in_phase[Phase.READ] & cmd_run):
+            m.d.comb += planes_next.eq(1)
+            with m.If(cmd[_CMD_NPLANES].any()):
+                m.d.comb += plane_next.eq((cmd[_CMD_NPLANES] - 1)[:plane_bits])
+            with m.Else():
+                m.d.comb += plane_next.eq(B - 1)
+        with m.Elif(in_phase[Phase.PLANES] & plane.any()):
+            m.d.comb += [planes_next.eq(1), plane_next.eq((plane - 1)[:plane_bits])]
+        m.d.sync += plane.eq(plane_next)
+        plane_value = Signal(R, name="plane_value")
+        input_plane_value = _select(m, plane_next, [inputs[b * R:(b + 1) * R] for b in range(B)],
+                                    R, "input_plane_value")
+        m.d.sync += plane_value.eq(Mux(planes_next, input_plane_value, Const(0, R)))
         m.d.comb += [
             array.plane.eq(plane_value),
             array.weights.eq(row_mems[Region.WEIGHT].read_data),
@@ -531,11 +545,22 @@ class CimMacro(wiring.Component):
             shift_acc.readout.eq(array.readout),
             shift_acc.acc_prev.eq(acc_mem.read_data),
             shift_acc.accumulate.eq(cmd[_CMD_ACCUMULATE_BIT]),
-            binarize.acc.eq(shift_acc.acc),
             binarize.theta.eq(lane_mems[Region.THRESH].read_data),
             binarize.flip.eq(_select(m, group, [flip[g * P:(g + 1) * P] for g in range(G)],
                                      P, "group_flip")),
         ]
+        if L:
+            # The threshold margin is captured while the planes run (the group's ACC
+            # and THRESH words are valid from the first plane cycle on): the write-back
+            # then adds it to the tile instead of adding, clamping and comparing.
+            m.d.comb += [
+                binarize.acc_base.eq(acc_mem.read_data
+                                     & cmd[_CMD_ACCUMULATE_BIT].replicate(P * A)),
+                binarize.tile.eq(shift_acc.tile),
+                binarize.capture.eq(in_phase[Phase.PLANES]),
+            ]
+        else:
+            m.d.comb += binarize.acc.eq(shift_acc.acc)
         if p.has("stuck"):
             m.d.comb += [array.stuck_mask.eq(row_mems[Region.STUCK_MASK].read_data),
                          array.stuck_value.eq(row_mems[Region.STUCK_VALUE].read_data)]
@@ -582,18 +607,12 @@ class CimMacro(wiring.Component):
         with m.If(in_phase[Phase.READ]):
             with m.If(cmd_run):
                 m.d.comb += shift_acc.clear.eq(1)
-                with m.If(cmd[_CMD_NPLANES].any()):
-                    m.d.sync += plane.eq((cmd[_CMD_NPLANES] - 1)[:plane_bits])
-                with m.Else():
-                    m.d.sync += plane.eq(B - 1)
                 m.d.sync += phase.eq(Phase.PLANES)
             with m.Else():
                 m.d.comb += calibration.start.eq(1)
                 m.d.sync += phase.eq(Phase.SEARCH)
         with m.Elif(in_phase[Phase.PLANES]):
-            with m.If(plane.any()):
-                m.d.sync += plane.eq((plane - 1)[:plane_bits])
-            with m.Else():
+            with m.If(~plane.any()):
                 if L:
                     m.d.sync += [drain_left.eq(L - 1), phase.eq(Phase.DRAIN)]
                 else:
