@@ -9,9 +9,12 @@ build
 run
     Loads an exported network (docs/MODEL_FORMAT.md), reads images and labels from IDX
     files, connects to the board's UARTBone bridge with the project's driver, calibrates
-    the macro (unless ``--no-calibrate``), runs the network and prints the accuracy.
-    ``--port model`` runs the same code against the golden model behind a byte-level
-    model of the bridge (a dry run without a board).
+    the macro (unless ``--no-calibrate``), with ``--trim`` measures each column's residual
+    and folds it into the run (docs/DRIVER.md, calibration trim), runs the network and
+    prints the accuracy. ``--port model`` runs the same code against the golden model
+    behind a byte-level model of the bridge (a dry run without a board); ``--chip-seed S``
+    gives that model the non-idealities of sampled chip S, as ``build --chip-seed S``
+    bakes them into a board.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def _parser():
     b.add_argument("--cols-per-cycle", type=int, default=None, metavar="P",
                    help="columns computed per cycle (folding); default all")
     b.add_argument("--input-bits", type=int, default=5)
+    b.add_argument("--pipeline", type=int, default=0, metavar="L",
+                   help="register stages in the readout path, 0..2 (default 0)")
     b.add_argument("--nonideal", default=None,
                    help="comma-separated non-idealities to build (default offset,readout)")
     b.add_argument("--chip-seed", type=int, default=None, metavar="S",
@@ -63,7 +68,26 @@ def _parser():
     r.add_argument("--bridge-timeout", type=float, default=DEFAULT_BRIDGE_TIMEOUT, metavar="S")
     r.add_argument("--limit", type=int, default=None, metavar="N", help="first N images only")
     r.add_argument("--no-calibrate", action="store_true", help="keep the macro's COMP as it is")
+    r.add_argument("--trim", action="store_true",
+                   help="after CALIBRATE, read each column's residual (one zero-input RUN) and "
+                        "fold it into the thresholds and scores")
+    r.add_argument("--chip-seed", type=int, default=None, metavar="S",
+                   help="with --port model: give the model the sampled SRAM chip instance S")
     return ap
+
+
+def _check_run_args(args) -> None:
+    """One-line errors for options that contradict each other (before any file or port)."""
+    if args.trim and args.no_calibrate:
+        raise ValueError("--trim measures the residual that CALIBRATE leaves; "
+                         "it cannot be combined with --no-calibrate")
+    if args.chip_seed is not None and args.port != "model":
+        raise ValueError("--chip-seed gives the dry-run model (--port model) a sampled chip; "
+                         "a board has its own (bake one in with 'fpga build --chip-seed')")
+    if args.chip_seed is not None and args.chip_seed < 0:
+        raise ValueError(f"--chip-seed must be >= 0, not {args.chip_seed}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, not {args.limit}")
 
 
 def prepare_images(images: np.ndarray, net) -> np.ndarray:
@@ -99,14 +123,13 @@ def prepare_images(images: np.ndarray, net) -> np.ndarray:
     return flat
 
 
-async def _run(args) -> int:
+def _prepare_run(args):
+    """Network, inputs, labels and port of ``run``; everything that needs no event loop
+    (``chip_image`` runs the driver on a model under its own ``asyncio.run``)."""
     from models.datasets import load_idx
     from models.export import load_folded
-    from verif.driver import MacroDriver
-    from verif.network import run_network
 
-    from .serial_transport import SerialTransport
-
+    _check_run_args(args)
     net = load_folded(args.model)
     images = load_idx(args.images)
     labels = np.asarray(load_idx(args.labels)).reshape(-1).astype(np.int64)
@@ -126,21 +149,46 @@ async def _run(args) -> int:
         if p.acc_bits < net.min_acc_bits:
             p = MacroParams(net.rows, net.cols, input_bits=p.input_bits,
                             acc_bits=net.min_acc_bits)
-        port = FakeBridgePort(BoardBus(MacroModel(p), p.addr_bits), baudrate=args.baud,
+        model = MacroModel(p)
+        if args.chip_seed is not None:
+            from .top import chip_image
+            for addr, data in chip_image(p, args.chip_seed)[0]:
+                model.write(addr, data, 0xF)
+        port = FakeBridgePort(BoardBus(model, p.addr_bits), baudrate=args.baud,
                               bridge_timeout=args.bridge_timeout)
     else:
         port = args.port
+    return net, x, labels, port
+
+
+async def _run(args, net, x, labels, port) -> int:
+    from verif.driver import MacroDriver
+    from verif.network import measure_residual, run_network
+
+    from .serial_transport import SerialTransport
+
     transport = SerialTransport(port, baudrate=args.baud, bridge_timeout=args.bridge_timeout)
     start = time.monotonic()
     drv = await MacroDriver.connect(transport)
+    notes = []
+    residual = None
     if not args.no_calibrate:
         await drv.calibrate()
-    predictions = await run_network(drv, net, x)
+        flags = await drv.read_calflags()
+        notes.append(f"calibrated: {int(flags.sum())} of {drv.p.cols} columns out of the "
+                     f"compensation range (CALFLAG)")
+    if args.trim:
+        residual = await measure_residual(drv)
+        notes.append(f"trim: residual {int(residual.min())}..{int(residual.max())}, "
+                     f"nonzero in {int(np.count_nonzero(residual))} of {drv.p.cols} columns")
+    predictions = await run_network(drv, net, x, residual=residual)
     seconds = time.monotonic() - start
     correct = int(np.sum(predictions == labels))
     print(f"accuracy {100.0 * correct / len(labels):.2f}% ({correct}/{len(labels)} images) "
           f"on {transport.name}, macro {drv.p.rows}x{drv.p.cols} P={drv.p.cols_per_cycle}, "
           f"{seconds:.1f} s, {transport.frames} frames, {transport.resyncs} resyncs")
+    for note in notes:
+        print(note)
     return 0
 
 
@@ -153,7 +201,8 @@ def main(argv=None) -> int:
             report = build(args.board, args.rows, args.cols, cols_per_cycle=args.cols_per_cycle,
                            chip_seed=args.chip_seed, out_dir=args.out, freq_mhz=args.freq,
                            baud=args.baud, bridge_timeout=args.bridge_timeout,
-                           nonideal=nonideal, input_bits=args.input_bits, seed=args.seed,
+                           nonideal=nonideal, input_bits=args.input_bits,
+                           pipeline=args.pipeline, seed=args.seed,
                            mapper=args.mapper)
         except (BuildError, ValueError, TypeError) as e:
             print(f"error: {e}", file=sys.stderr)
@@ -161,7 +210,7 @@ def main(argv=None) -> int:
         print(summary_line(report))
         return 0 if report["timing"]["met"] else 1
     try:
-        return asyncio.run(_run(args))
+        return asyncio.run(_run(args, *_prepare_run(args)))
     except (OSError, ValueError, TypeError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -34,7 +34,9 @@ DEFAULT = [
     ("calibration_fsm", "64x7-K16-all"),
 ]
 FULL = [(kind, ps, sim) for sim in runner.SIMULATORS for kind in MODULES
-        for ps in runner.PARAM_SETS if (kind, ps, sim) not in {(k, p, "icarus") for k, p in DEFAULT}]
+        for ps in runner.PARAM_SETS
+        if (kind, ps, sim) not in {(k, p, "icarus") for k, p in DEFAULT}
+        and not runner.PARAM_SETS[ps].get("pipeline")]
 
 
 def _run(kind, paramset, sim, seed):

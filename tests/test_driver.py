@@ -111,7 +111,7 @@ def test_connect_reconstructs_params(p):
     d, bus = run(connect(p))
     assert d.p == p
     assert bus.writes == 0
-    assert bus.reads == 12  # ID, VERSION and the ten parameter CSRs
+    assert bus.reads == 13  # ID, VERSION and the eleven parameter CSRs
 
 
 class FakeCSRTransport(Transport):
@@ -138,7 +138,7 @@ def test_connect_bad_id():
 
 
 @pytest.mark.parametrize("override, message", [
-    ({CSR.VERSION: 2 << 16}, "contract version 2.0, this driver implements 1.0"),
+    ({CSR.VERSION: 2 << 16}, "contract version 2.0, this driver implements 1.1"),
     ({CSR.REGION_SHIFT: 3}, "REGION_SHIFT reads 3"),
     ({CSR.GAIN_FRAC: 6}, "GAIN_FRAC reads 6"),
     ({CSR.FEATURES: 1 << 7}, "FEATURES reads 0x80"),
@@ -149,12 +149,61 @@ def test_connect_rejects_inconsistent_macro(override, message):
         run(MacroDriver.connect(FakeCSRTransport(MacroParams(32, 3), override)))
 
 
+def test_connect_to_a_contract_1_0_macro_skips_pipeline():
+    """A 1.0 macro has no PIPELINE register: connect must not read it (the read would
+    latch a BAD_ADDRESS error in STATUS) and takes L = 0."""
+    class Logged(FakeCSRTransport):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.addrs = []
+
+        async def read(self, addr):
+            self.addrs.append(addr)
+            return await super().read(addr)
+
+    bus = Logged(MacroParams(2, 3), {CSR.VERSION: 1 << 16})
+    d = run(MacroDriver.connect(bus))
+    assert d.p == MacroParams(2, 3) and d.p.pipeline == 0
+    assert len(bus.addrs) == 12 and CSR.PIPELINE not in bus.addrs
+    bus = Logged(MacroParams(2, 3), {CSR.VERSION: 1 << 16 | 1, CSR.PIPELINE: 2})
+    assert run(MacroDriver.connect(bus)).p.pipeline == 2
+    assert CSR.PIPELINE in bus.addrs
+
+
 def test_connect_accepts_newer_minor_version():
     d = run(MacroDriver.connect(FakeCSRTransport(MacroParams(2, 3), {CSR.VERSION: 1 << 16 | 7})))
     assert d.p == MacroParams(2, 3)
 
 
 # --- write / read-back ----------------------------------------------------------------
+
+@params
+def test_weight_and_acc_columns(p, rng):
+    """write_weights(columns=...) writes those columns only; read_acc(columns) reads them."""
+    d, bus = run(connect(p))
+    w = rng.integers(0, 2, (p.rows, p.cols)).astype(np.uint8)
+    run(d.write_weights(w))
+    last_first = [p.cols - 1, 0] if p.cols > 1 else [0]
+    for columns in (last_first, range(0, p.cols, 2), slice(1, None, 3)):
+        index = np.arange(p.cols)[columns] if isinstance(columns, slice) else np.array(columns)
+        if index.size == 0:
+            continue
+        new = rng.integers(0, 2, (p.rows, index.size)).astype(np.uint8)
+        bus.reset()
+        run(d.write_weights(new, columns=columns))
+        assert bus.writes == index.size * p.chunks
+        w[:, index] = new
+        assert np.array_equal(run(d.read_weights()), w)
+    run(d.matvec(rng.integers(0, 1 << p.input_bits, p.rows)))
+    full = run(d.read_acc())
+    for columns in (last_first, range(p.cols), slice(None, None, 2)):
+        bus.reset()
+        got = run(d.read_acc(columns))
+        assert np.array_equal(got, full[columns] if isinstance(columns, slice)
+                              else full[list(columns)])
+        assert bus.reads == got.size
+
+
 
 @params
 def test_round_trips(p, rng):
@@ -327,6 +376,14 @@ def bad_calls(p):
     return [
         (lambda d: d.write_weights(np.full((R, C), 2)), ValueError, r"weights\[0, 0\] = 2"),
         (lambda d: d.write_weights(z((R, C + 1))), ValueError, r"shape"),
+        (lambda d: d.write_weights(z((R, 2)), columns=[1, 1]), ValueError,
+         r"columns must be distinct, not \[1, 1\]"),
+        (lambda d: d.write_weights(z((R, 2)), columns=[0, C]), ValueError,
+         rf"columns holds {C}; the macro's columns are 0..{C - 1}"),
+        (lambda d: d.write_weights(z((R, 3)), columns=[0, 1]), ValueError,
+         rf"weights must have shape \({R}, 2\)"),
+        (lambda d: d.read_acc(columns=[]), ValueError, r"columns must be a non-empty 1-D"),
+        (lambda d: d.read_acc(columns=[0.5]), TypeError, r"columns must hold integers"),
         (lambda d: d.write_comp(np.full(C, 1 << p.comp_rows)), ValueError,
          rf"comp\[0\] = {1 << p.comp_rows} is out of range.*0..{(1 << p.comp_rows) - 1}"),
         (lambda d: d.write_comp(np.full((p.comp_rows, C), 2)), ValueError, r"comp\[0, 0\] = 2"),
@@ -629,58 +686,3 @@ def test_wishbone_master_verilator(tmp_path):
     from verif.toolchain import apply_tool_env
     apply_tool_env()
     _run_wb_master("verilator", tmp_path)
-
-
-# --- the network runner ---------------------------------------------------------------
-
-def random_net(rng, sizes, input_bits, rows, cols):
-    """An exported BNN with random weights and random batch norm (both flip signs)."""
-    from models.bnn import BNN
-    from models.export import export_model
-    model = BNN(sizes, input_bits=input_bits, seed=int(rng.integers(1 << 31)))
-    for l in range(model.layers - 1):
-        n_out = sizes[l + 1]
-        spread = np.sqrt(sizes[l]) * (2 ** input_bits if l == 0 else 1)
-        model.params[f"gamma{l}"] = rng.uniform(-2, 2, n_out).astype(np.float32)
-        model.params[f"beta{l}"] = rng.normal(0, 1, n_out).astype(np.float32)
-        model.buffers[f"mean{l}"] = rng.normal(0, spread, n_out).astype(np.float32)
-        model.buffers[f"var{l}"] = rng.uniform(0.5, 2, n_out).astype(np.float32) * spread ** 2
-    return export_model(model, rows, cols)
-
-
-@pytest.mark.parametrize("sizes, p", [
-    ((70, 30, 20, 5), MacroParams(32, 12, cols_per_cycle=4)),    # 3 row tiles, 3 col tiles
-    ((20, 9, 4), MacroParams(8, 8, input_bits=3, comp_rows=2)),  # 3 row tiles, 2 col tiles
-    ((64, 10, 3), MacroParams(64, 10)),                          # one tile per layer
-    ((5, 40, 7), MacroParams(32, 40, input_bits=6, cols_per_cycle=8, nonideal=ALL)),
-], ids=["70-30-20-5@32x12", "20-9-4@8x8", "64-10-3@64x10", "5-40-7@32x40-all"])
-def test_run_network_equals_infer_folded(sizes, p, rng):
-    from models.export import infer_folded
-    from verif.network import run_network
-    net = random_net(rng, sizes, min(p.input_bits, 5), p.rows, p.cols)
-    images = rng.integers(0, 1 << net.layers[0].planes, (6, sizes[0]))
-    want, want_trace = infer_folded(net, images, acc_bits=p.acc_bits, return_trace=True)
-    d, _ = run(connect(p))
-    got, trace = run(run_network(d, net, images, return_trace=True))
-    assert np.array_equal(got, want)
-    for layer, (a, b) in enumerate(zip(trace, want_trace)):
-        assert a.keys() == b.keys(), layer
-        for key in a:
-            assert np.array_equal(a[key], b[key]), (layer, key)
-    assert np.array_equal(run(run_network(d, net, images[:2])), want[:2])
-    # A hidden layer that always outputs one value would make the comparison weak.
-    assert 0 < np.mean(want_trace[0]["y"]) < 1
-
-
-def test_run_network_rejects_a_net_for_another_macro(rng):
-    from verif.network import run_network
-    net = random_net(rng, (10, 4, 2), 5, 8, 4)
-    d, bus = run(connect(MacroParams(8, 5)))
-    bus.reset()
-    with pytest.raises(ValueError, match="mapped for a 8x4 macro, not 8x5"):
-        run(run_network(d, net, np.zeros((1, 10), int)))
-    d, bus = run(connect(MacroParams(8, 4)))
-    bus.reset()
-    with pytest.raises(ValueError, match=r"images must be in 0..31"):
-        run(run_network(d, net, np.full((1, 10), 32)))
-    assert bus.total == 0

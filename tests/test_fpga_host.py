@@ -303,3 +303,50 @@ def test_cli_run_reports_a_missing_port_in_one_line(tmp_path, rng, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1 and "no-such-tty" in err, err
+
+
+def test_cli_run_with_a_sampled_chip_calibrates_and_trims(tmp_path, rng, capsys):
+    """``--port model --chip-seed S --trim``: the model gets chip S's offsets, CALIBRATE
+    and the trim make it the ideal macro again (offsets only: the trim is exact)."""
+    from fpga.__main__ import main
+    from fpga.top import chip_image
+    from models.datasets import save_idx
+    from models.export import infer_folded, save_folded
+    net = random_net(rng, (25, 16, 4), 5, 32, 16)
+    save_folded(net, tmp_path / "net")
+    images = rng.integers(0, 32, (40, 5, 5)).astype(np.uint8)
+    want = infer_folded(net, images.reshape(40, -1).astype(np.int64))
+    save_idx(tmp_path / "images.idx", images)
+    save_idx(tmp_path / "labels.idx", want.astype(np.uint8))
+    chip_seed = int(rng.integers(1 << 16))
+    # The dry-run macro is MacroParams(32, 16): offsets (and SAT) are what it builds.
+    image, summary = chip_image(MacroParams(32, 16), chip_seed)
+    assert "offset" in summary["baked"]
+    argv = ["run", "--port", "model", "--model", str(tmp_path / "net"), "--images",
+            str(tmp_path / "images.idx"), "--labels", str(tmp_path / "labels.idx"),
+            "--chip-seed", str(chip_seed)]
+    assert main(argv + ["--trim"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("accuracy 100.00% (40/40 images) on fake"), lines
+    assert lines[1].startswith("calibrated: ") and lines[2].startswith("trim: residual "), lines
+    assert "nonzero in 0 of" not in lines[2]
+    # Without --trim: calibrated, no trim line (tests/test_network.py shows what the
+    # residual does to the results).
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith("calibrated: "), lines
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--trim", "--no-calibrate"], "--trim measures the residual that CALIBRATE leaves"),
+    (["--chip-seed", "3"], "--chip-seed gives the dry-run model (--port model) a sampled chip"),
+    (["--limit", "0"], "--limit must be >= 1, not 0"),
+])
+def test_cli_run_rejects_contradicting_options_in_one_line(tmp_path, capsys, extra, message):
+    from fpga.__main__ import main
+    # Checked before any file is read or port opened: none of these exist.
+    code = main(["run", "--port", str(tmp_path / "tty"), "--model", str(tmp_path / "net"),
+                 "--images", str(tmp_path / "i.idx"), "--labels", str(tmp_path / "l.idx")] + extra)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err

@@ -122,6 +122,8 @@ def _bit_array(name: str, values, shape: tuple) -> np.ndarray:
         return a.astype(np.uint8)
     if a.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold 0/1 or -1/+1 values, not {a.dtype} values")
+    if a.dtype.kind == "u" and (a.size == 0 or a.max() <= 1):
+        return a.astype(np.uint8, copy=False)
     has_zero, has_minus = bool(np.any(a == 0)), bool(np.any(a == -1))
     bad = ~np.isin(a, (0, 1, -1)) if not (has_zero and has_minus) else ~np.isin(a, (0, 1))
     if np.any(bad):
@@ -129,6 +131,26 @@ def _bit_array(name: str, values, shape: tuple) -> np.ndarray:
         raise ValueError(f"{name}[{', '.join(map(str, idx))}] = {a[idx]} is not a weight bit: "
                          f"{name} must be all 0/1 or all -1/+1")
     return (a > 0).astype(np.uint8)
+
+
+def _column_list(p: MacroParams, columns) -> np.ndarray | None:
+    """``columns`` as an int64 array of distinct column indices (None stays None)."""
+    if columns is None:
+        return None
+    if isinstance(columns, slice):
+        columns = range(p.cols)[columns]
+    c = np.asarray(columns)
+    if c.ndim != 1 or c.size == 0:
+        raise ValueError(f"columns must be a non-empty 1-D sequence of column indices, "
+                         f"not {columns!r}")
+    if c.dtype.kind not in "iu":
+        raise TypeError(f"columns must hold integers, not {c.dtype} values")
+    if c.min() < 0 or c.max() >= p.cols:
+        bad = int(c[(c < 0) | (c >= p.cols)][0])
+        raise ValueError(f"columns holds {bad}; the macro's columns are 0..{p.cols - 1}")
+    if np.unique(c).size != c.size:
+        raise ValueError(f"columns must be distinct, not {c.tolist()}")
+    return c.astype(np.int64)
 
 
 def _to_signed(word: np.ndarray | int, bits: int):
@@ -165,6 +187,18 @@ class RegisterMap:
         self.field_sizes = dict(group=p.groups, slot=p.cols_per_cycle, chunk=p.chunks,
                                 plane=p.input_bits, word=p.packed_words,
                                 index=1 << p.readout_bits, reg=32)
+        self._cache: dict = {}
+        self._csr_addrs: dict = {}
+
+    def _cached(self, key, make) -> np.ndarray:
+        """A read-only address array, computed once per map (the driver asks for the same
+        arrays for every image of a network)."""
+        a = self._cache.get(key)
+        if a is None:
+            a = np.asarray(make(), dtype=np.int64)
+            a.setflags(write=False)
+            self._cache[key] = a
+        return a
 
     def addr(self, region: str, **fields):
         """Word address of ``region`` at the given field values.
@@ -192,24 +226,40 @@ class RegisterMap:
 
     def csr(self, name: str) -> int:
         """Word address of the CSR called ``name``."""
-        return self.addr("CSR", reg=getattr(CSR, name))
+        addr = self._csr_addrs.get(name)
+        if addr is None:
+            addr = self._csr_addrs[name] = int(self.addr("CSR", reg=getattr(CSR, name)))
+        return addr
 
     def column_addrs(self, region: str) -> np.ndarray:
-        """Addresses of a per-column region (group, slot), column 0..C-1 in order."""
-        c = np.arange(self.p.cols, dtype=np.int64)
-        P = self.p.cols_per_cycle
-        return self.addr(region, group=c // P, slot=c % P)
+        """Addresses of a per-column region (group, slot), column 0..C-1 in order (read-only)."""
+        def make():
+            c = np.arange(self.p.cols, dtype=np.int64)
+            P = self.p.cols_per_cycle
+            return self.addr(region, group=c // P, slot=c % P)
+        return self._cached(("column", region), make)
 
     def column_chunk_addrs(self, region: str) -> np.ndarray:
-        """Addresses of a (group, slot, chunk) region as a (C, chunks) array."""
-        c = np.arange(self.p.cols, dtype=np.int64)[:, None]
-        j = np.arange(self.p.chunks, dtype=np.int64)[None, :]
-        P = self.p.cols_per_cycle
-        return self.addr(region, group=c // P, slot=c % P, chunk=j)
+        """Addresses of a (group, slot, chunk) region as a (C, chunks) array (read-only)."""
+        def make():
+            c = np.arange(self.p.cols, dtype=np.int64)[:, None]
+            j = np.arange(self.p.chunks, dtype=np.int64)[None, :]
+            P = self.p.cols_per_cycle
+            return self.addr(region, group=c // P, slot=c % P, chunk=j)
+        return self._cached(("column_chunk", region), make)
 
     def word_addrs(self, region: str) -> np.ndarray:
-        """Addresses of a packed one-bit-per-column region (FLIP, OUT, CALFLAG)."""
-        return self.addr(region, word=np.arange(self.p.packed_words, dtype=np.int64))
+        """Addresses of a packed one-bit-per-column region (FLIP, OUT, CALFLAG) (read-only)."""
+        return self._cached(("word", region), lambda: self.addr(
+            region, word=np.arange(self.p.packed_words, dtype=np.int64)))
+
+    def input_addrs(self, planes: int) -> np.ndarray:
+        """Addresses of INPUT planes 0..planes-1 as a (planes, chunks) array (read-only)."""
+        def make():
+            b = np.arange(planes, dtype=np.int64)[:, None]
+            j = np.arange(self.p.chunks, dtype=np.int64)[None, :]
+            return self.addr("INPUT", plane=b, chunk=j)
+        return self._cached(("input", planes), make)
 
     def describe(self, addr: int) -> str:
         """``addr`` as ``REGION[field=value, ...]`` (for error messages)."""
@@ -316,7 +366,12 @@ class MacroDriver:
                 f"implements {CONTRACT_VERSION[0]}.{CONTRACT_VERSION[1]}: major versions differ")
         names = ("ROWS", "COLS", "INPUT_BITS", "COMP_ROWS", "COLS_PER_CYCLE", "READOUT_BITS",
                  "ACC_BITS", "FEATURES", "GAIN_FRAC", "REGION_SHIFT")
+        if minor >= 1:
+            # PIPELINE came with contract 1.1; on a 1.0 macro the read would be a
+            # BAD_ADDRESS fault left latched in STATUS, and its L is 0.
+            names += ("PIPELINE",)
         values = dict(zip(names, await read_burst(transport, [getattr(CSR, n) for n in names])))
+        values.setdefault("PIPELINE", 0)
         features = values["FEATURES"]
         if features >> len(NONIDEALITIES):
             raise ProtocolError(f"FEATURES reads {features:#x}: bits above "
@@ -328,7 +383,7 @@ class MacroDriver:
                 comp_rows=values["COMP_ROWS"], readout_bits=values["READOUT_BITS"],
                 acc_bits=values["ACC_BITS"], cols_per_cycle=values["COLS_PER_CYCLE"],
                 nonideal={n for i, n in enumerate(NONIDEALITIES) if features >> i & 1},
-                name=name)
+                pipeline=values["PIPELINE"], name=name)
         except (TypeError, ValueError) as e:
             raise ProtocolError(f"the macro's parameter CSRs describe no valid macro "
                                 f"({', '.join(f'{n}={v}' for n, v in values.items())}): {e}") from None
@@ -363,7 +418,11 @@ class MacroDriver:
     async def _write_words(self, addrs, words, operation: str) -> None:
         addrs = np.asarray(addrs, dtype=np.int64).ravel().tolist()
         words = (np.asarray(words, dtype=np.int64).ravel() & _WORD_MASK).tolist()
-        await write_burst(self.transport, zip(addrs, words))
+        burst = getattr(self.transport, "write_burst", None)
+        if burst is not None:
+            await burst(list(zip(addrs, words)))        # plain ints already
+        else:
+            await write_burst(self.transport, zip(addrs, words))
         if self.check_errors:
             await self._check(operation)
 
@@ -414,11 +473,20 @@ class MacroDriver:
         """Inverse of :meth:`_weight_words`."""
         return _unpack_bits(words.T, BUS_DATA_BITS, self.p.rows)
 
-    async def write_weights(self, w) -> None:
-        """Store an (R, C) weight matrix of 0/1 or -1/+1 values (1 and +1 store +1)."""
-        bits = _bit_array("weights", w, (self.p.rows, self.p.cols))
-        await self._write_words(self.map.column_chunk_addrs("WEIGHT"), self._weight_words(bits),
-                                "write_weights")
+    async def write_weights(self, w, columns=None) -> None:
+        """Store an (R, C) weight matrix of 0/1 or -1/+1 values (1 and +1 store +1).
+
+        With ``columns`` (distinct column indices, a range or a slice) ``w`` is
+        ``(R, len(columns))`` and only those columns are written; the others keep their
+        weights.
+        """
+        cols = _column_list(self.p, columns)
+        shape = (self.p.rows, self.p.cols if cols is None else cols.size)
+        bits = _bit_array("weights", w, shape)
+        addrs = self.map.column_chunk_addrs("WEIGHT")
+        if cols is not None:
+            addrs = addrs[cols]
+        await self._write_words(addrs, self._weight_words(bits), "write_weights")
 
     async def read_weights(self) -> np.ndarray:
         """The stored weights as an (R, C) uint8 array, 1 = +1, 0 = -1."""
@@ -492,8 +560,7 @@ class MacroDriver:
         planes = self._planes(planes)
         x = _int_array("x", x, (p.rows,), 0, (1 << planes) - 1, f"a {planes}-bit input")
         b = np.arange(planes, dtype=np.int64)[:, None]
-        j = np.arange(p.chunks, dtype=np.int64)[None, :]
-        addrs = self.map.addr("INPUT", plane=b, chunk=j)
+        addrs = self.map.input_addrs(planes)
         plane_bits = (x[None, :] >> b) & 1                       # (planes, R)
         words = _pack_bits(plane_bits.T, BUS_DATA_BITS).T
         await self._write_words(addrs, words, "write_input")
@@ -639,9 +706,12 @@ class MacroDriver:
 
     # --- results --------------------------------------------------------------------
 
-    async def read_acc(self) -> np.ndarray:
-        """The (C,) accumulators as int64."""
-        words = await self._read_words(self.map.column_addrs("ACC"))
+    async def read_acc(self, columns=None) -> np.ndarray:
+        """The (C,) accumulators as int64; with ``columns`` (distinct column indices, a
+        range or a slice) only those, in that order."""
+        cols = _column_list(self.p, columns)
+        addrs = self.map.column_addrs("ACC")
+        words = await self._read_words(addrs if cols is None else addrs[cols])
         return self._decode_signed(words, self.p.acc_bits, "ACC")
 
     async def _read_packed(self, region: str) -> np.ndarray:

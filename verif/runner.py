@@ -71,6 +71,10 @@ PARAM_SETS = {
     "16x12-P4-B1-K2": dict(rows=16, cols=12, input_bits=1, comp_rows=2, cols_per_cycle=4),
     "8x40-P8-K4-none": dict(rows=8, cols=40, comp_rows=4, cols_per_cycle=8, nonideal=()),
     "32x96-P12-all": dict(rows=32, cols=96, cols_per_cycle=12, nonideal=_ALL),
+    # Pipelined readout (the FPGA builds): for the macro testbench only, the block
+    # testbenches drive the combinational blocks.
+    "16x12-P4-all-L2": dict(rows=16, cols=12, cols_per_cycle=4, nonideal=_ALL, pipeline=2),
+    "32x96-L1": dict(rows=32, cols=96, pipeline=1),
 }
 
 #: Design kind -> (module of the Amaranth class, class name).

@@ -3,11 +3,17 @@
 ``CIM_ARGS``: ``net`` (NAME of an exported network, docs/MODEL_FORMAT.md), ``images`` (an
 ``.npz`` with ``x`` and ``y``), ``count`` (images to run, default all), ``trace`` (run
 the first ``trace`` images again with the per-layer trace and compare every layer's
-ACC and OUT, default 5), ``chip`` (a seed: inject a typical chip instance with every
-built non-ideality and calibrate before the run; the reference is then the register
-model run through the same driver), ``fold_polls`` (default true), ``check_errors`` (the driver's STATUS read after every
-load, default false: faults still surface at the next command's STATUS), ``transport``
-(``burst``, default, or ``edge``: the per-edge cocotb master, for comparison), ``label``.
+ACC and OUT, default 5), ``chip`` (a seed: inject a chip instance and calibrate before
+the run; the reference is then the register model run through the same driver),
+``chip_sigma`` (with ``chip``: the instance is ``models.chip.sample_chip`` with
+comparator offsets of this sigma in cell units, mapped by ``chip_to_rtl``; default: a
+typical instance with every built non-ideality), ``trim`` (with ``chip``: after the
+calibrated run, measure the residual and run again with the trim, compare with the
+register model doing the same, and require the accuracy within 1 point of the ideal
+macro's), ``fold_polls`` (default true), ``check_errors`` (the driver's STATUS read
+after every load, default false: faults still surface at the next command's STATUS),
+``transport`` (``burst``, default, or ``edge``: the per-edge cocotb master, for
+comparison), ``label``.
 
 The network runs through :func:`verif.network.run_network` and :class:`MacroDriver` on
 the :class:`BurstTransport`, so no Python runs per clock cycle. The predictions must
@@ -21,10 +27,11 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
+from models.chip import ChipConfig, chip_to_rtl, sample_chip
 from models.export import infer_folded, load_folded
 from models.macro import MacroModel
 from verif.driver import MacroDriver
-from verif.network import run_network
+from verif.network import measure_residual, run_network
 from verif.transport import ModelTransport
 from verif.wishbone_master import CocotbWishboneTransport
 
@@ -58,6 +65,19 @@ def typical_chip(p, rng) -> dict:
     return chip
 
 
+def sampled_chip(p, seed: int, offset_sigma: float) -> dict:
+    """``models.chip.sample_chip`` with comparator offsets of ``offset_sigma`` cell units
+    (EXPERIMENTS.md 3.3: 4 = two compensation steps), as registers (``chip_to_rtl``)."""
+    chip = sample_chip(ChipConfig(offset_sigma=offset_sigma), seed, p.rows, p.cols, p.comp_rows)
+    regs = chip_to_rtl(chip, p)
+    out = {}
+    if regs["offset"] is not None:
+        out["offset"] = regs["offset"]
+    if regs["sat"] is not None:
+        out["sat"], out["qshift"] = regs["sat"], regs["qshift"]
+    return out
+
+
 @cocotb.test(timeout_time=TIMEOUT_S, timeout_unit="sec")
 async def network(dut):
     ctx = context("network")
@@ -81,7 +101,10 @@ async def network(dut):
     drv.check_errors = bool(args.get("check_errors", False))
     reference = None
     if args.get("chip") is not None:
-        chip = typical_chip(p, np.random.default_rng(int(args["chip"])))
+        if args.get("chip_sigma") is not None:
+            chip = sampled_chip(p, int(args["chip"]), float(args["chip_sigma"]))
+        else:
+            chip = typical_chip(p, np.random.default_rng(int(args["chip"])))
         reference = MacroDriver(ModelTransport(MacroModel(p)), p)
         for d in (drv, reference):
             await _load_chip(d, chip)
@@ -116,10 +139,41 @@ async def network(dut):
 
     accuracy = float(np.mean(predictions == y))
     golden_accuracy = float(np.mean(golden == y))
+    ideal = golden if reference is None else infer_folded(net, x, acc_bits=p.acc_bits)
+    ideal_accuracy = float(np.mean(ideal == y))
+    trimmed = {}
+    if reference is not None and args.get("trim"):
+        # The calibration procedure: CALIBRATE (done above), then one zero-input RUN
+        # reads each column's residual, which the runner folds into the thresholds and
+        # the scores. Exact for the bit-true macro unless ACC clamps.
+        residual = await measure_residual(drv)
+        want_residual = await measure_residual(reference)
+        assert np.array_equal(residual, want_residual), \
+            (f"residual on the RTL {residual.tolist()} differs from the model's "
+             f"{want_residual.tolist()}")
+        got = await run_network(drv, net, x, residual=residual)
+        want = await run_network(reference, net, x, residual=want_residual)
+        wrong = np.flatnonzero(got != want)
+        assert wrong.size == 0, (f"trimmed: {wrong.size} of {count} predictions differ from the "
+                                 f"register model, first images {wrong[:10].tolist()}")
+        trimmed = dict(trim_accuracy=float(np.mean(got == y)),
+                       trim_equals_ideal=int(np.sum(got == ideal)),
+                       residual_min=int(residual.min()), residual_max=int(residual.max()),
+                       residual_nonzero=int(np.count_nonzero(residual)))
+        dut._log.info(
+            f"calibrated + trim: residual {residual.min()}..{residual.max()} "
+            f"({np.count_nonzero(residual)} of {p.cols} columns nonzero); accuracy "
+            f"{100 * trimmed['trim_accuracy']:.2f} % (calibrated only "
+            f"{100 * accuracy:.2f} %, ideal {100 * ideal_accuracy:.2f} %); "
+            f"{trimmed['trim_equals_ideal']} of {count} predictions equal the ideal macro's")
+        assert abs(trimmed["trim_accuracy"] - ideal_accuracy) <= 0.01, \
+            (f"calibrated + trim accuracy {100 * trimmed['trim_accuracy']:.2f} % is not within 1 "
+             f"point of the ideal macro's {100 * ideal_accuracy:.2f} %")
     stats = dict(label=args.get("label", ""), images=count, seconds=seconds, cycles=cycles,
                  images_per_s=count / seconds, cycles_per_s=cycles / seconds,
                  cycles_per_image=cycles / count, accuracy=accuracy,
-                 golden_accuracy=golden_accuracy, bursts=bus.bursts, bus_reads=bus.reads,
+                 golden_accuracy=golden_accuracy, ideal_accuracy=ideal_accuracy,
+                 **trimmed, bursts=bus.bursts, bus_reads=bus.reads,
                  bus_writes=bus.writes, traced=traced, sim=ctx.sim,
                  chip=args.get("chip"), fold_polls=bus.fold_polls,
                  transport=args.get("transport", "burst"))
