@@ -44,7 +44,7 @@ Generation speed
     used more than once is a signal.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -484,20 +484,48 @@ class CimMacro(wiring.Component):
                 m.d.comb += bus_fields[width].eq(dat_w[:width])
             return bus_fields[width]
 
+        # A pipelined macro (built for FPGA clock rates) writes its memories one cycle
+        # after the access, from registers: the decode and error checks then end at
+        # those registers instead of fanning out to the clock enables of every lane.
+        # Nothing can observe the delay: the next access comes two cycles after this
+        # one (ack in between), and no command runs while a memory write is accepted.
+        mem_names = {Region.WEIGHT: "weight_mem", Region.STUCK_MASK: "stuck_mask_mem",
+                     Region.STUCK_VALUE: "stuck_value_mem", Region.THRESH: "thresh_mem",
+                     Region.OFFSET: "offset_mem", Region.GAIN: "gain_mem"}
+
+        def bus_write(value, name):
+            value = Value.cast(value)
+            if not L or len(value) == 0:
+                return value
+            reg = Signal(len(value), name=f"{name}_q")
+            m.d.sync += reg.eq(value)
+            return reg
+
+        bus_row_group = bus_write(row_fields["group"], "bus_row_group")
+        bus_lane_group = bus_write(lane_fields["group"], "bus_lane_group")
+        bus_data = {}
+
+        def bus_write_field(width):
+            if width not in bus_data:
+                bus_data[width] = bus_write(bus_field(width), f"dat_w_{width}")
+            return bus_data[width]
+
         for number, mem in row_mems.items():
             m.d.comb += [
-                mem.write_addr.eq(row_fields["group"]),
-                mem.write_data.eq(bus_field(chunk_rows).replicate(P * chunks)),
-                mem.write_en.eq(Mux(write & hit[number], row_en, Const(0, P * chunks))),
+                mem.write_addr.eq(bus_row_group),
+                mem.write_data.eq(bus_write_field(chunk_rows).replicate(P * chunks)),
+                mem.write_en.eq(bus_write(Mux(write & hit[number], row_en, Const(0, P * chunks)),
+                                          f"{mem_names[number]}_bus_en")),
             ]
         for number, mem in lane_mems.items():
             if number == Region.COMP:
                 continue        # shared with CALIBRATE below
             width = lane_bits[number]
             m.d.comb += [
-                mem.write_addr.eq(lane_fields["group"]),
-                mem.write_data.eq(bus_field(width).replicate(P)),
-                mem.write_en.eq(Mux(write & hit[number], lane_en, Const(0, P))),
+                mem.write_addr.eq(bus_lane_group),
+                mem.write_data.eq(bus_write_field(width).replicate(P)),
+                mem.write_en.eq(bus_write(Mux(write & hit[number], lane_en, Const(0, P)),
+                                          f"{mem_names[number]}_bus_en")),
             ]
 
         # --- datapath ---------------------------------------------------------------------
@@ -584,11 +612,12 @@ class CimMacro(wiring.Component):
         calibrated = Signal()           # the verification read: COMP, CALFLAG <- results
         m.d.comb += [
             acc_mem.write_addr.eq(group),
-            comp_mem.write_addr.eq(group_address(lane_fields["group"])),
+            comp_mem.write_addr.eq(group_address(bus_lane_group)),
             comp_mem.write_data.eq(Mux(busy, calibration.therm.as_value(),
-                                       bus_field(K).replicate(P))),
+                                       bus_write_field(K).replicate(P))),
             comp_mem.write_en.eq(Mux(busy, calibrated.replicate(P),
-                                 Mux(write & hit[Region.COMP], lane_en, Const(0, P)))),
+                                 bus_write(Mux(write & hit[Region.COMP], lane_en, Const(0, P)),
+                                           "comp_mem_bus_en"))),
         ]
 
         def next_group(same_phase):
