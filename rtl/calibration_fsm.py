@@ -166,15 +166,15 @@ class CalibrationFSM(wiring.Component):
         # settled: the readout answers the current comp (always, without a pipeline).
         L = p.pipeline
         if L:
-            # wait counts 0..L, and L is 1 or 2: it has reached L when its top bit is set
-            # (a bit test, not a comparison with a wide constant; see above).
-            wait = Signal(range(L + 1), name="settle_wait")
+            # Cycles left until the readout answers the current comp: counts L .. 0, so
+            # "settled" is a reduction rather than a comparison with a wide constant.
+            left = Signal(range(L + 1), name="settle_left", init=L)
             settled = Signal()
-            m.d.comb += settled.eq(wait[-1])
+            m.d.comb += settled.eq(~left.any())
             with m.If(idle | settled):
-                m.d.sync += wait.eq(0)
+                m.d.sync += left.eq(L)
             with m.Else():
-                m.d.sync += wait.eq((wait + Const(1, 1))[:len(wait)])
+                m.d.sync += left.eq((left - Const(1, 1))[:len(left)])
         else:
             settled = Const(1, 1)
 

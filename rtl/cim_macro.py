@@ -655,9 +655,7 @@ class CimMacro(wiring.Component):
         with m.Elif(in_phase[Phase.SEARCH]):
             # The FSM's verification read (its last cycle, with a pipeline) ends the search.
             with m.If(calibration.done):
-                m.d.comb += [calibrated.eq(1), group_out.eq(calibration.flags)]
-                with m.If(calibration.flags.any()):
-                    m.d.sync += cal_range.eq(1)
+                m.d.comb += calibrated.eq(1)
                 m.d.sync += phase.eq(Phase.WRITE)
         # The shift-accumulator takes a plane's readout L cycles after the plane cycle.
         step = in_phase[Phase.PLANES]
@@ -679,11 +677,25 @@ class CimMacro(wiring.Component):
             m.d.comb += [acc_mem.write_en.eq(all_lanes), group_out_we.eq(1)]
             next_group(Phase.CLEAR)
 
+        # CALFLAG and cal_range take the FSM's flags in the verification read, or, in a
+        # pipelined macro, from a register in the write-back cycle (the flags come from
+        # the readout, and the OR over the lanes would follow it in one cycle).
+        if L:
+            flags_q = Signal(P, name="cal_flags_q")
+            with m.If(calibrated):
+                m.d.sync += flags_q.eq(calibration.flags)
+            flags_we = Signal(name="cal_flags_we")
+            m.d.comb += flags_we.eq(in_phase[Phase.WRITE] & cmd_calibrate)
+            flags = flags_q
+        else:
+            flags_we, flags = calibrated, calibration.flags
+        with m.If(flags_we & flags.any()):
+            m.d.sync += cal_range.eq(1)
         for g in range(G):
             with m.If(group_out_we & group_hit[g]):
                 m.d.sync += out_regs[g].eq(group_out)
-            with m.If(calibrated & group_hit[g]):
-                m.d.sync += calflag_regs[g].eq(group_out)
+            with m.If(flags_we & group_hit[g]):
+                m.d.sync += calflag_regs[g].eq(flags)
 
         # Command acceptance (only while idle: a CMD write while busy is a BUSY error).
         with m.If(csr_write[CSR.CMD]):

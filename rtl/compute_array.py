@@ -290,9 +290,9 @@ class ComputeArray(wiring.Component):
     ``readout`` in cycle t + L is the readout of the inputs of cycle t (every input that
     a later stage uses travels along with the data, so the answer is that of one
     cycle's inputs even when they change every cycle; the transfer-table entries are
-    read by the last stage as they are then). L = 1 registers ``a`` (after the
+    read by the stage before cut 3 as they are then). L = 1 registers ``a`` (after the
     popcount and the bias sum); L = 2 also registers the popcount ``agree`` and the
-    plane's ones count before the bias sum.
+    plane's ones count before the bias sum; L = 3 also registers the readout itself.
 
     Parameters
     ----------
@@ -430,13 +430,11 @@ class ComputeArray(wiring.Component):
             m.d.sync += reg.eq(value)
             return reg
 
-        # Inputs consumed after a cut travel with the data (cut 2 comes first in the
-        # path, cut 1 second; L = 1 builds cut 1 only).
+        # Inputs consumed between cut 1 and cut 3 travel with the data (cut 2 comes
+        # first in the path, cut 1 second, cut 3 last; L = 1 builds cut 1 only).
         def late(value, name):
             return stage(stage(value, name, 2), name, 1)
 
-        sat_in = late(self.sat, "sat") if p.has("readout") else None
-        qshift_in = late(self.qshift, "qshift") if p.has("readout") else None
         gain_in = late(self.gain.as_value(), "gain") if p.has("gain") else None
 
         # Shared by every lane: the popcount of the plane, the clamp limits, the quantiser
@@ -449,7 +447,9 @@ class ComputeArray(wiring.Component):
                                    + Const(1, 1))[:s_bits])
         if p.has("readout"):
             # A zero sign bit on top of sat: never trimmed (it differs from sat's MSB).
-            limit = _comb_signal(m, signed(W), "limit", Cat(sat_in, Const(0, 1)))
+            # The limits and the mask are derived from SAT and QSHIFT before they travel
+            # through the stages: their adders then stay out of the clamp's stage.
+            limit = _comb_signal(m, signed(W), "limit", Cat(self.sat, Const(0, 1)))
             # -limit as ~limit + 1: both operands of the adder keep their width.
             neg_limit = _comb_signal(m, signed(W), "neg_limit",
                                      ((~limit).as_unsigned() + Const(1, 1))[:W])
@@ -458,10 +458,13 @@ class ComputeArray(wiring.Component):
             # Bits kept by the quantiser, one full-width constant per qshift value (every
             # value of the 4-bit register has its case, so the case statement is complete).
             keep = Signal(W, name="quantise_keep")
-            with m.Switch(qshift_in):
+            with m.Switch(self.qshift):
                 for q in range(1 << QSHIFT_BITS):
                     with m.Case(q):
                         m.d.comb += keep.eq(((1 << W) - 1) & ~((1 << min(q, W - 1)) - 1))
+            limit, neg_limit = late(limit, "limit"), late(neg_limit, "neg_limit")
+            limit_cmp, neg_limit_cmp = late(limit_cmp, "limit_ext"), late(neg_limit_cmp, "neg_limit_ext")
+            keep = late(keep, "quantise_keep")
         else:
             limit = Const(M, signed(W))
             neg_limit = Const(-M, signed(W))
@@ -533,8 +536,6 @@ class ComputeArray(wiring.Component):
             t = Cat(*k_lanes)
 
         # 6. Quantise: the low q bits cleared; q <= W - 1 never clears the sign bit.
-        if p.has("readout"):
-            m.d.comb += self.readout.eq(t & keep.replicate(P))
-        else:
-            m.d.comb += self.readout.eq(t)
+        v = t & keep.replicate(P) if p.has("readout") else t
+        m.d.comb += self.readout.eq(stage(v, "readout", 3))
         return m

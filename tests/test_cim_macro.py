@@ -41,6 +41,7 @@ PARAMS = {
                                nonideal=NONIDEALITIES, pipeline=2),
     "8x4-B8-K2-L1": dict(rows=8, cols=4, input_bits=8, comp_rows=2, cols_per_cycle=2,
                          pipeline=1),
+    "12x9-P3-L3": dict(rows=12, cols=9, cols_per_cycle=3, pipeline=3),
 }
 
 
@@ -404,7 +405,7 @@ def test_run_end_to_end_and_accumulate(key, rng):
 
 
 @pytest.mark.parametrize("key", ["32x96-P12", "16x6-K16-P3-all", "8x4-B8-K2", "2x3-ideal",
-                                 "16x6-K16-P3-all-L2", "8x4-B8-K2-L1"])
+                                 "16x6-K16-P3-all-L2", "8x4-B8-K2-L1", "12x9-P3-L3"])
 def test_calibrate_end_to_end(key, rng):
     """Random offsets (some outside the compensation range): COMP, CALFLAG, cal_range."""
     p = MacroParams(**PARAMS[key])

@@ -449,6 +449,7 @@ PIPELINED = {
                                      nonideal=("gain", "stuck"), pipeline=2),
     "20x6-K16-table-L2": dict(rows=20, cols=6, cols_per_cycle=3, comp_rows=16,
                               nonideal=("table",), pipeline=2),
+    "24x5-all-L3": dict(rows=24, cols=5, nonideal=NONIDEALITIES, pipeline=3),
 }
 
 

@@ -31,6 +31,7 @@ GRID = {
     "64x33-K32-offset": dict(rows=64, cols=33, comp_rows=32, cols_per_cycle=11, nonideal=("offset",)),
     "32x12-P4-all-L2": dict(rows=32, cols=12, cols_per_cycle=4, nonideal=NONIDEALITIES, pipeline=2),
     "8x6-L1": dict(rows=8, cols=6, pipeline=1),
+    "16x6-all-L3": dict(rows=16, cols=6, nonideal=NONIDEALITIES, pipeline=3),
 }
 
 # PROCASSINIT: Amaranth gives every register its reset value as a declaration initialiser
