@@ -15,7 +15,8 @@ Storage
 
 Bus timing
     An access (``cyc & stb``) in cycle t is decoded and, for a write, performed in cycle
-    t; ``ack`` and the read data follow in cycle t+1. Register reads are captured in
+    t; ``ack`` and the read data follow in cycle t+1 (t+2 with a pipeline, L > 0, whose
+    lane multiplexers are split by a register). Register reads are captured in
     cycle t; memory reads present the address in cycle t and select the lane from the
     read port's data in cycle t+1.
 
@@ -297,9 +298,18 @@ class CimMacro(wiring.Component):
                      Region.ACC: A}
 
         # --- bus decode (cycle t) ------------------------------------------------------
+        # A pipelined macro acknowledges two cycles after the access (its read path has a
+        # register between the two halves of the lane multiplexer); `pending` keeps the
+        # held cyc & stb from starting a second access in between.
+        L = p.pipeline
         access = Signal()
-        m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack)
-        m.d.sync += wb.ack.eq(access)
+        if L:
+            pending = Signal(name="bus_pending")
+            m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack & ~pending)
+            m.d.sync += [pending.eq(access), wb.ack.eq(pending)]
+        else:
+            m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack)
+            m.d.sync += wb.ack.eq(access)
 
         region = wb.adr[rs:]
         offset = wb.adr[:rs]
@@ -452,7 +462,6 @@ class CimMacro(wiring.Component):
         group = group_reg[:gb]
         plane_bits = max(1, _clog2(B))
         plane = Signal(plane_bits)                 # index of the current bit-plane
-        L = p.pipeline
         # DRAIN cycles left after this one (pipelined arrays only).
         drain_left = Signal(max(1, _clog2(L)), name="drain_left") if L else None
         busy_count = Signal(cycle_bits)
@@ -761,17 +770,40 @@ class CimMacro(wiring.Component):
         m.d.sync += [row_slot_q.eq(row_fields["slot"]), row_chunk_q.eq(row_fields["chunk"]),
                      lane_slot_q.eq(lane_fields["slot"])]
 
+        # With a pipeline, the lane multiplexers are split: blocks of 2^k lanes in cycle
+        # t+1 into registers, the blocks in cycle t+2 (the lanes of a wide macro are
+        # spread over the die, and one multiplexer over all of them was the longest path).
+        k = min(sb, 3) if L else sb
+
+        def select_lane(slot_q, data, width, name):
+            if k == sb:
+                return _select_packed(m, slot_q[:sb], data, P, width, name)
+            blocks = -(-P // (1 << k))
+            firsts = Signal(blocks * width, name=f"{name}_blocks")
+            m.d.sync += firsts.eq(Cat(*(
+                _select_packed(m, slot_q[:k],
+                               data[b * (1 << k) * width:min(P, (b + 1) << k) * width],
+                               min(P, (b + 1) << k) - (b << k), width, f"{name}_block{b}")
+                for b in range(blocks))))
+            high = Signal(sb - k, name=f"{name}_slot_high")
+            m.d.sync += high.eq(slot_q[k:sb])
+            return _select_packed(m, high, firsts, blocks, width, name)
+
         memory_words = []
         for number, mem in row_mems.items():
             name = _region_name(number)
-            column = _select_packed(m, row_slot_q[:sb], mem.read_data, P, R, f"{name}_column")
-            word = _select_packed(m, row_chunk_q[:cb], column, chunks, chunk_rows,
+            column = select_lane(row_slot_q, mem.read_data, R, f"{name}_column")
+            chunk_q = row_chunk_q
+            if L:
+                chunk_q = Signal(max(1, cb), name=f"{name}_chunk_q2")
+                m.d.sync += chunk_q.eq(row_chunk_q)
+            word = _select_packed(m, chunk_q[:cb], column, chunks, chunk_rows,
                                   f"{name}_word")
             memory_words.append((number, word))
         for number, mem in {**lane_mems, Region.ACC: acc_mem}.items():
             width = lane_bits[number]
-            lane = _select_packed(m, lane_slot_q[:sb], mem.read_data, P, width,
-                                  f"{_region_name(number)}_lane")
+            lane = select_lane(lane_slot_q, mem.read_data, width,
+                               f"{_region_name(number)}_lane")
             if number in (Region.THRESH, Region.OFFSET, Region.ACC):
                 word = Signal(BUS_DATA_BITS, name=f"{_region_name(number)}_word")
                 m.d.comb += word.eq(lane.as_signed())
@@ -779,8 +811,22 @@ class CimMacro(wiring.Component):
             memory_words.append((number, lane))
         if p.has("table"):
             table_word = Signal(BUS_DATA_BITS)
-            m.d.comb += table_word.eq(array.table_rdata)
+            if L:
+                m.d.sync += table_word.eq(array.table_rdata)
+            else:
+                m.d.comb += table_word.eq(array.table_rdata)
             memory_words.append((Region.TABLE, table_word))
+
+        if L:
+            # Everything answers one cycle later: the read flags and register words too.
+            delayed = {}
+            for n in read_from:
+                delayed[n] = Signal(name=f"read_from_{_region_name(n)}_q2")
+                m.d.sync += delayed[n].eq(read_from[n])
+            read_from = delayed
+            register_q2 = Signal(BUS_DATA_BITS, name="register_rdata_q2")
+            m.d.sync += register_q2.eq(register_rdata)
+            register_rdata = register_q2
 
         with m.If(Cat(*(read_from[n] for n, _ in memory_words)).any()):
             for number, word in memory_words:

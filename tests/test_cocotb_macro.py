@@ -19,6 +19,7 @@ MODULE = "verif.cocotb.tb_cim_macro"
 TESTS = ["reset_state", "random_traffic", "bus_errors", "calibration_sweep", "chip_instances",
          "accumulator_saturation"]
 DEFAULT = [("verilator", "32x96"), ("verilator", "64x7-K16-all"), ("verilator", "16x12-P4-all-L2"),
+           ("verilator", "32x96-L1"),
            ("icarus", "2x3-all"), ("icarus", "16x12-P4-B1-K2"), ("icarus", "24x10-P5-B8-all")]
 FULL = [(sim, ps) for sim in runner.SIMULATORS for ps in runner.PARAM_SETS
         if (sim, ps) not in DEFAULT]
