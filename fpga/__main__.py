@@ -42,7 +42,7 @@ def _parser():
                    help="columns computed per cycle (folding); default all")
     b.add_argument("--input-bits", type=int, default=5)
     b.add_argument("--pipeline", type=int, default=0, metavar="L",
-                   help="register stages in the readout path, 0..3 (default 0)")
+                   help="register stages in the readout path, 0..4 (default 0)")
     b.add_argument("--nonideal", default=None,
                    help="comma-separated non-idealities to build (default offset,readout)")
     b.add_argument("--chip-seed", type=int, default=None, metavar="S",

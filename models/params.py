@@ -36,7 +36,7 @@ MAX_INPUT_BITS = 8
 MAX_COMP_ROWS = 32
 MAX_READOUT_BITS = 16
 MAX_ACC_BITS = 32
-MAX_PIPELINE = 3
+MAX_PIPELINE = 4
 BUS_DATA_BITS = 32
 
 
@@ -158,7 +158,7 @@ class MacroParams:
         Non-idealities to build, a subset of :data:`NONIDEALITIES`; default
         :data:`DEFAULT_NONIDEALITIES`.
     pipeline : int
-        Register stages L in the readout path, 0..3 (default 0: combinational). Each
+        Register stages L in the readout path, 0..4 (default 0: combinational). Each
         stage delays the readout by one cycle and adds one cycle per group to a RUN and
         ``comp_steps + 1`` to a CALIBRATE; the results are the same.
     name : str

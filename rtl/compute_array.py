@@ -36,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 from models.params import GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS, MacroParams
 
 __all__ = ["ComputeArray", "popcount", "sign_extend", "add_same_width", "lane_popcount_planes",
-           "lane_popcounts", "lane_sign_fills"]
+           "lane_popcounts", "lane_popcounts_from_planes", "lane_sign_fills"]
 
 
 def _comb_signal(m, shape, name, value):
@@ -173,6 +173,12 @@ def lane_popcounts(m, value, lanes, count, name, *, max_terms=8):
         expressions, each meant for one use.
     """
     planes, block = lane_popcount_planes(m, value, lanes, count, name, max_terms=max_terms)
+    return lane_popcounts_from_planes(planes, block, lanes)
+
+
+def lane_popcounts_from_planes(planes, block, lanes):
+    """The per-lane adder trees of :func:`lane_popcounts` on the output of
+    :func:`lane_popcount_planes` (a pipelined array registers the planes in between)."""
     counts = []
     for i in range(lanes):
         terms = [Cat(*(plane[i * block + j] for plane in planes)) for j in range(block)]
@@ -292,7 +298,9 @@ class ComputeArray(wiring.Component):
     cycle's inputs even when they change every cycle; the transfer-table entries are
     read by the stage before cut 3 as they are then). L = 1 registers ``a`` (after the
     popcount and the bias sum); L = 2 also registers the popcount ``agree`` and the
-    plane's ones count before the bias sum; L = 3 also registers the readout itself.
+    plane's ones count before the bias sum; L = 3 also registers the readout itself;
+    L = 4 also cuts the popcount, after its bit-sliced levels (eight partial counts per
+    lane for 32 rows) and, for the plane's own count, before it.
 
     Parameters
     ----------
@@ -430,17 +438,21 @@ class ComputeArray(wiring.Component):
             m.d.sync += reg.eq(value)
             return reg
 
-        # Inputs consumed between cut 1 and cut 3 travel with the data (cut 2 comes
-        # first in the path, cut 1 second, cut 3 last; L = 1 builds cut 1 only).
+        # Inputs travel with the data through the cuts before the stage that uses them.
+        # Path order: cut 4 (inside the popcount), cut 2 (after it), cut 1 (after the
+        # bias sum), cut 3 (the readout); L = 1 builds cut 1 only, L = 2 cuts 1-2, ...
+        def mid(value, name):
+            return stage(stage(value, name, 4), name, 2)
+
         def late(value, name):
-            return stage(stage(value, name, 2), name, 1)
+            return stage(mid(value, name), name, 1)
 
         gain_in = late(self.gain.as_value(), "gain") if p.has("gain") else None
 
         # Shared by every lane: the popcount of the plane, the clamp limits, the quantiser
         # mask.
         plane_ones = _comb_signal(m, unsigned(count_bits), "plane_ones",
-                                  popcount(m, self.plane, "plane_ones"))
+                                  popcount(m, stage(self.plane, "plane", 4), "plane_ones"))
         # -ones in s_bits bits, as ~ones + 1 on one width with a 1-bit constant operand.
         minus_ones = _comb_signal(m, unsigned(s_bits), "minus_plane_ones",
                                   ((~Cat(plane_ones, Const(0, 1))).as_unsigned()
@@ -475,7 +487,9 @@ class ComputeArray(wiring.Component):
             w_eff = w_eff ^ ((w_eff ^ self.stuck_value.as_value()) & self.stuck_mask.as_value())
         agree_bits = _comb_signal(m, unsigned(P * R), "agree_bits",
                                   w_eff & self.plane.replicate(P))
-        agree = all_lanes("agree", count_bits, lane_popcounts(m, agree_bits, P, R, "agree"))
+        planes, block = lane_popcount_planes(m, agree_bits, P, R, "agree", max_terms=8)
+        planes = [stage(plane, f"agree_plane{j}", 4) for j, plane in enumerate(planes)]
+        agree = all_lanes("agree", count_bits, lane_popcounts_from_planes(planes, block, P))
         agree = stage(agree, "agree", 2)
         minus_ones = stage(minus_ones, "minus_plane_ones", 2)
 
@@ -483,10 +497,10 @@ class ComputeArray(wiring.Component):
         s = all_lanes("s", s_bits, [
             (Cat(Const(0, 1), lane(agree, count_bits, i)) + minus_ones)[:s_bits]
             for i in range(P)])
-        comp = stage(self.comp.as_value(), "comp", 2)
+        comp = mid(self.comp.as_value(), "comp")
         terms = [(s, s_bits), (comp, p.comp_bits)]
         if p.has("offset"):
-            terms.append((stage(self.offset.as_value(), "offset", 2), W))
+            terms.append((mid(self.offset.as_value(), "offset"), W))
         fill = lane_sign_fills(m, P, [(v, w, a_bits - w) for v, w in terms], "a_terms_sign")
         per_lane = []
         for i in range(P):

@@ -220,7 +220,7 @@ def test_ports_follow_section_7(K, P):
 
 # --- the ideal chain: every offset, P lanes at once and one lane at a time -------------
 
-@pytest.mark.parametrize("K,L", [(K, 0) for K in COMP_ROWS] + [(2, 1), (8, 2), (16, 3)])
+@pytest.mark.parametrize("K,L", [(K, 0) for K in COMP_ROWS] + [(2, 1), (8, 2), (16, 3), (4, 4)])
 def test_every_offset_in_parallel_lanes(K, L):
     offsets = np.arange(-K - 3, K + 4)
     p = _params(K, len(offsets), pipeline=L)

@@ -42,6 +42,7 @@ PARAMS = {
     "8x4-B8-K2-L1": dict(rows=8, cols=4, input_bits=8, comp_rows=2, cols_per_cycle=2,
                          pipeline=1),
     "12x9-P3-L3": dict(rows=12, cols=9, cols_per_cycle=3, pipeline=3),
+    "32x12-P6-B3-L4": dict(rows=32, cols=12, cols_per_cycle=6, input_bits=3, pipeline=4),
     # 20 lanes: the split lane multiplexer (blocks of 8, the last one short).
     "64x20-K4-all-L2": dict(rows=64, cols=20, comp_rows=4, nonideal=NONIDEALITIES, pipeline=2),
 }
@@ -410,7 +411,8 @@ def test_run_end_to_end_and_accumulate(key, rng):
 
 
 @pytest.mark.parametrize("key", ["32x96-P12", "16x6-K16-P3-all", "8x4-B8-K2", "2x3-ideal",
-                                 "16x6-K16-P3-all-L2", "8x4-B8-K2-L1", "12x9-P3-L3"])
+                                 "16x6-K16-P3-all-L2", "8x4-B8-K2-L1", "12x9-P3-L3",
+                                 "32x12-P6-B3-L4"])
 def test_calibrate_end_to_end(key, rng):
     """Random offsets (some outside the compensation range): COMP, CALFLAG, cal_range."""
     p = MacroParams(**PARAMS[key])

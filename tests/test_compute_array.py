@@ -450,6 +450,8 @@ PIPELINED = {
     "20x6-K16-table-L2": dict(rows=20, cols=6, cols_per_cycle=3, comp_rows=16,
                               nonideal=("table",), pipeline=2),
     "24x5-all-L3": dict(rows=24, cols=5, nonideal=NONIDEALITIES, pipeline=3),
+    "64x6-K16-all-L4": dict(rows=64, cols=6, comp_rows=16, nonideal=NONIDEALITIES, pipeline=4),
+    "1x3-offset-L4": dict(rows=1, cols=3, nonideal=("offset",), pipeline=4),
 }
 
 

@@ -32,6 +32,7 @@ GRID = {
     "32x12-P4-all-L2": dict(rows=32, cols=12, cols_per_cycle=4, nonideal=NONIDEALITIES, pipeline=2),
     "8x6-L1": dict(rows=8, cols=6, pipeline=1),
     "16x6-all-L3": dict(rows=16, cols=6, nonideal=NONIDEALITIES, pipeline=3),
+    "64x9-P9-L4": dict(rows=64, cols=9, pipeline=4),
 }
 
 # PROCASSINIT: Amaranth gives every register its reset value as a declaration initialiser
