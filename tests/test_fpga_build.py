@@ -171,27 +171,30 @@ def test_build_ulx3s_small_with_chip(tmp_path):
 
 
 SWEEP = [
-    ("icebreaker", 32, 96, 2, None),
-    ("icebreaker", 32, 96, 4, None),
-    ("icebreaker", 32, 96, 8, None),      # does not fit: the FitError path
-    ("icebreaker", 16, 32, 4, None),
-    ("icebreaker", 4, 4, 2, 24),          # PLL (SB_PLL40_PAD)
-    ("ulx3s", 32, 96, 24, None),
-    ("ulx3s", 16, 32, 32, None),
-    ("ulx3s", 4, 4, 2, 50),               # PLL (EHXPLLL)
+    # board, rows, cols, P, L, MHz (None: the board oscillator)
+    ("icebreaker", 32, 96, 2, 0, None),
+    ("icebreaker", 32, 96, 4, 0, None),
+    ("icebreaker", 32, 96, 2, 2, 24),
+    ("icebreaker", 32, 96, 4, 3, 24),
+    ("icebreaker", 32, 96, 8, 2, 24),     # does not fit: the FitError path
+    ("icebreaker", 16, 32, 4, 2, 24),
+    ("ulx3s", 32, 96, 96, 0, None),       # about 10 minutes each, the fully parallel ones
+    ("ulx3s", 32, 96, 96, 3, 100),
+    ("ulx3s", 32, 96, 96, 4, 100),
+    ("ulx3s", 32, 96, 24, 3, 50),
+    ("ulx3s", 16, 32, 32, 3, 50),
+    ("ulx3s", 4, 4, 2, 0, 50),            # PLL (EHXPLLL)
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("board, rows, cols, p, freq", SWEEP,
-                         ids=[f"{b}-{r}x{c}-p{p}-{f}MHz" for b, r, c, p, f in SWEEP])
-def test_build_sweep(tmp_path, board, rows, cols, p, freq):
-    """docs/FPGA.md's table: every size builds (report parses) or fails to fit in one line.
-
-    The fully parallel ECP5 32x96 is left out: nextpnr does not finish routing it here.
-    """
+@pytest.mark.parametrize("board, rows, cols, p, pipeline, freq", SWEEP,
+                         ids=[f"{b}-{r}x{c}-p{p}-l{l}-{f}MHz" for b, r, c, p, l, f in SWEEP])
+def test_build_sweep(tmp_path, board, rows, cols, p, pipeline, freq):
+    """docs/FPGA.md's table: every size builds (report parses) or fails to fit in one line."""
     try:
-        report = build(board, rows, cols, cols_per_cycle=p, freq_mhz=freq, out_dir=tmp_path)
+        report = build(board, rows, cols, cols_per_cycle=p, pipeline=pipeline, freq_mhz=freq,
+                       out_dir=tmp_path)
     except FitError as e:
         assert "\n" not in str(e) and e.needed > e.available
         return
