@@ -510,6 +510,15 @@ class CimMacro(wiring.Component):
             m.d.sync += reg.eq(value)
             return reg
 
+        def bus_write_en(enables, number, name):
+            """Per-lane write enables of region ``number``: with a pipeline, the address
+            decode (``enables``) and the accepted-write bit are registered apart and
+            combined after the registers, so the error checks end at one flip-flop."""
+            if not L:
+                return Mux(write & hit[number], enables, Const(0, len(enables)))
+            accepted = bus_write(write & hit[number], f"{name}_write")
+            return bus_write(enables, f"{name}_lanes") & accepted.replicate(len(enables))
+
         bus_row_group = bus_write(row_fields["group"], "bus_row_group")
         bus_lane_group = bus_write(lane_fields["group"], "bus_lane_group")
         bus_data = {}
@@ -523,8 +532,7 @@ class CimMacro(wiring.Component):
             m.d.comb += [
                 mem.write_addr.eq(bus_row_group),
                 mem.write_data.eq(bus_write_field(chunk_rows).replicate(P * chunks)),
-                mem.write_en.eq(bus_write(Mux(write & hit[number], row_en, Const(0, P * chunks)),
-                                          f"{mem_names[number]}_bus_en")),
+                mem.write_en.eq(bus_write_en(row_en, number, f"{mem_names[number]}_bus")),
             ]
         for number, mem in lane_mems.items():
             if number == Region.COMP:
@@ -533,8 +541,7 @@ class CimMacro(wiring.Component):
             m.d.comb += [
                 mem.write_addr.eq(bus_lane_group),
                 mem.write_data.eq(bus_write_field(width).replicate(P)),
-                mem.write_en.eq(bus_write(Mux(write & hit[number], lane_en, Const(0, P)),
-                                          f"{mem_names[number]}_bus_en")),
+                mem.write_en.eq(bus_write_en(lane_en, number, f"{mem_names[number]}_bus")),
             ]
 
         # --- datapath ---------------------------------------------------------------------
@@ -625,8 +632,7 @@ class CimMacro(wiring.Component):
             comp_mem.write_data.eq(Mux(busy, calibration.therm.as_value(),
                                        bus_write_field(K).replicate(P))),
             comp_mem.write_en.eq(Mux(busy, calibrated.replicate(P),
-                                 bus_write(Mux(write & hit[Region.COMP], lane_en, Const(0, P)),
-                                           "comp_mem_bus_en"))),
+                                 bus_write_en(lane_en, Region.COMP, "comp_mem_bus"))),
         ]
 
         def next_group(same_phase):
