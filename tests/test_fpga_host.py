@@ -210,7 +210,7 @@ def test_real_pyserial_loopback_is_not_a_bridge():
 
 # --- end to end in cocotb --------------------------------------------------------------------
 
-def _e2e(simulator, tmp_path, rng):
+def _e2e(simulator, tmp_path, rng, pipeline=0):
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
@@ -218,7 +218,7 @@ def _e2e(simulator, tmp_path, rng):
     from fpga.top import BoardCore, chip_image
     from models.export import save_folded
 
-    p = MacroParams(16, 8, cols_per_cycle=4, input_bits=4)
+    p = MacroParams(16, 8, cols_per_cycle=4, input_bits=4, pipeline=pipeline)
     image, summary = chip_image(p, seed=int(rng.integers(1 << 16)))
     assert summary["baked"] == ["offset"]
     divisor, period_ns, timeout_cycles = 4, 10, 3000
@@ -259,6 +259,12 @@ def _e2e(simulator, tmp_path, rng):
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
 def test_end_to_end_icarus(tmp_path, rng):
     _e2e("icarus", tmp_path, rng)
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+def test_end_to_end_icarus_pipelined(tmp_path, rng):
+    """The FPGA builds' macro (readout pipeline, ack two cycles late) behind the bridge."""
+    _e2e("icarus", tmp_path, rng, pipeline=2)
 
 
 @pytest.mark.slow
