@@ -22,6 +22,8 @@ from models.params import CSR, ID_MAGIC, MacroParams
 from verif.driver import MacroDriver
 from verif.transport import ModelTransport
 
+from .random_nets import random_net
+
 
 def run(coro):
     return asyncio.run(coro)
@@ -31,21 +33,6 @@ def fake_link(p, **kwargs):
     model = MacroModel(p)
     port = FakeBridgePort(BoardBus(model, p.addr_bits), bridge_timeout=0.1)
     return port, SerialTransport(port, **kwargs), model
-
-
-def random_net(rng, sizes, input_bits, rows, cols):
-    """An exported BNN with random weights and random batch norm (both flip signs)."""
-    from models.bnn import BNN
-    from models.export import export_model
-    model = BNN(sizes, input_bits=input_bits, seed=int(rng.integers(1 << 31)))
-    for l in range(model.layers - 1):
-        n_out = sizes[l + 1]
-        spread = np.sqrt(sizes[l]) * (2 ** input_bits if l == 0 else 1)
-        model.params[f"gamma{l}"] = rng.uniform(-2, 2, n_out).astype(np.float32)
-        model.params[f"beta{l}"] = rng.normal(0, 1, n_out).astype(np.float32)
-        model.buffers[f"mean{l}"] = rng.normal(0, spread, n_out).astype(np.float32)
-        model.buffers[f"var{l}"] = rng.uniform(0.5, 2, n_out).astype(np.float32) * spread ** 2
-    return export_model(model, rows, cols)
 
 
 # --- framing -------------------------------------------------------------------------------

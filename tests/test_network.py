@@ -20,6 +20,8 @@ from verif.driver import MacroDriver, RegisterMap
 from verif.network import measure_residual, order_free, run_network, trim_shift
 from verif.transport import CountingTransport, ModelTransport
 
+from .random_nets import random_net
+
 ALL = frozenset(NONIDEALITIES)
 
 
@@ -30,21 +32,6 @@ def run(coro):
 async def connect(p, log=False):
     bus = CountingTransport(ModelTransport(MacroModel(p)), log=log)
     return await MacroDriver.connect(bus), bus
-
-
-def random_net(rng, sizes, input_bits, rows, cols):
-    """An exported BNN with random weights and random batch norm (both flip signs)."""
-    from models.bnn import BNN
-    from models.export import export_model
-    model = BNN(sizes, input_bits=input_bits, seed=int(rng.integers(1 << 31)))
-    for l in range(model.layers - 1):
-        n_out = sizes[l + 1]
-        spread = np.sqrt(sizes[l]) * (2 ** input_bits if l == 0 else 1)
-        model.params[f"gamma{l}"] = rng.uniform(-2, 2, n_out).astype(np.float32)
-        model.params[f"beta{l}"] = rng.normal(0, 1, n_out).astype(np.float32)
-        model.buffers[f"mean{l}"] = rng.normal(0, spread, n_out).astype(np.float32)
-        model.buffers[f"var{l}"] = rng.uniform(0.5, 2, n_out).astype(np.float32) * spread ** 2
-    return export_model(model, rows, cols)
 
 
 def assert_trace_equal(got, want):
