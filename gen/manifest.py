@@ -92,11 +92,12 @@ def register_map(p: MacroParams) -> dict:
 def cycle_counts(p: MacroParams) -> dict:
     """Cycles BUSY stays high per command (ARCHITECTURE.md section 5), for this build."""
     return dict(
-        run=dict(formula="G*(p+2)", planes={str(n): p.run_cycles(n) for n in range(1, p.input_bits + 1)}),
-        calibrate=dict(formula="G*(S+3)", cycles=p.calibrate_cycles()),
+        run=dict(formula="G*(p+2+L)", planes={str(n): p.run_cycles(n) for n in range(1, p.input_bits + 1)}),
+        calibrate=dict(formula="G*(S+3+(S+1)*L)", cycles=p.calibrate_cycles()),
         clear=dict(formula="G", cycles=p.clear_cycles()),
         G=p.groups,
         S=p.comp_steps,
+        L=p.pipeline,
     )
 
 
@@ -105,7 +106,8 @@ def command_line(p: MacroParams) -> str:
     nonideal = ",".join(n for n in NONIDEALITIES if p.has(n)) or "none"
     return (f"python -m gen --rows {p.rows} --cols {p.cols} --input-bits {p.input_bits} "
             f"--comp-rows {p.comp_rows} --readout-bits {p.readout_bits} --acc-bits {p.acc_bits} "
-            f"--cols-per-cycle {p.cols_per_cycle} --nonideal {nonideal} --name {p.name}")
+            f"--cols-per-cycle {p.cols_per_cycle} --pipeline {p.pipeline} --nonideal {nonideal} "
+            f"--name {p.name}")
 
 
 def _tool_versions() -> dict:
