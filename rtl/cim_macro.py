@@ -198,7 +198,8 @@ class CimMacro(wiring.Component):
     -------
     wb : In(wishbone.Signature(p.addr_bits))
         Host bus (slave side). Every access is acknowledged one cycle after
-        ``cyc & stb``; faults are reported in STATUS, ERRCODE and ERRADDR.
+        ``cyc & stb`` (two with ``p.pipeline`` > 0); faults are reported in STATUS,
+        ERRCODE and ERRADDR.
     busy : Out(1)
         STATUS.busy: a command is executing.
     done : Out(1)
