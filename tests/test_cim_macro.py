@@ -21,10 +21,10 @@ from models.params import (
 )
 from rtl import wishbone
 from rtl.cim_macro import CimMacro
+from verif.address_space import (ACCUMULATE, NPLANES_SHIFT, command_cycles, command_ok,
+                                 readback_addresses, region_words)
 
 WORD = (1 << BUS_DATA_BITS) - 1
-ACCUMULATE = 1 << 4
-NPLANES_SHIFT = 8
 
 PARAMS = {
     "2x3-ideal": dict(rows=2, cols=3, nonideal=()),
@@ -49,47 +49,6 @@ PARAMS = {
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-def field_sizes(p):
-    return dict(reg=32, group=p.groups, slot=p.cols_per_cycle, chunk=p.chunks,
-                plane=p.input_bits, word=p.packed_words, index=1 << p.readout_bits)
-
-
-def region_words(p, region):
-    """Every word address of a built region (every valid field combination)."""
-    sizes = field_sizes(p)
-    addrs = [0]
-    for name, width in region["fields"]:
-        addrs = [(a << width) | v for a in addrs for v in range(sizes[name])]
-    return [(region["region"] << p.region_shift) | a for a in addrs]
-
-
-def readback_addresses(p):
-    addrs = [(Region.CSR << p.region_shift) | c["offset"] for c in p.csrs()]
-    for r in p.regions():
-        if r["region"] != Region.CSR:
-            addrs += region_words(p, r)
-    return addrs
-
-
-def command_cycles(p, cmd):
-    op = cmd & 7
-    if op == Op.RUN:
-        return p.run_cycles((cmd >> NPLANES_SHIFT & 0xF) or p.input_bits)
-    if op == Op.CALIBRATE:
-        return p.calibrate_cycles()
-    return p.clear_cycles()
-
-
-def command_ok(p, cmd):
-    """The CMD rules of section 6, written out independently of the model."""
-    op, planes = cmd & 7, cmd >> NPLANES_SHIFT & 0xF
-    if op not in Op.ALL or cmd & ~(0x7 | ACCUMULATE | 0xF << NPLANES_SHIFT):
-        return False
-    if op == Op.RUN:
-        return planes <= p.input_bits
-    return not cmd & (ACCUMULATE | 0xF << NPLANES_SHIFT)
-
 
 def signed_word(value):
     return value & WORD

@@ -32,6 +32,7 @@ from amaranth.hdl import (Assert, Cat, Const, Cover, Elaboratable, Fragment, Mod
 from models.params import CSR, GAIN_BITS, NONIDEALITIES, QSHIFT_BITS, ErrCode, MacroParams, Op, Region
 from rtl.cim_macro import CimMacro
 from rtl.column_memory import ColumnMemory
+from verif.address_space import region_words
 from verif.formal import run_sby
 from rtl.compute_array import ComputeArray
 
@@ -55,22 +56,14 @@ BUS_ONLY_PREFIXES = ("input_", "flip_")
 BUS_ONLY_NAMES = {"cmd", "sat", "qshift"}
 
 
-def _sizes(p):
-    return dict(reg=32, group=p.groups, slot=p.cols_per_cycle, chunk=p.chunks,
-                plane=p.input_bits, word=p.packed_words, index=1 << p.readout_bits)
-
-
 def address_classes(p):
     """Valid word addresses by class, from the register map alone."""
-    sizes = _sizes(p)
     classes = dict(valid=set(), read_only=set(), memory=set(), region={})
     for r in p.regions():
-        offsets = [0]
-        for name, width in r["fields"]:
-            offsets = [(o << width) | v for o in offsets for v in range(sizes[name])]
         if r["region"] == Region.CSR:
-            offsets = [c["offset"] for c in p.csrs()]
-        words = {(r["region"] << p.region_shift) | o for o in offsets}
+            words = {(Region.CSR << p.region_shift) | c["offset"] for c in p.csrs()}
+        else:
+            words = set(region_words(p, r))
         classes["valid"] |= words
         classes["region"][r["name"]] = words
         if r["region"] != Region.CSR:

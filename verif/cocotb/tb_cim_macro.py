@@ -45,6 +45,8 @@ from models.macro import MacroModel
 from models.params import (
     CSR, GAIN_BITS, QSHIFT_BITS, ErrCode, Op, Region, Status,
 )
+from verif.address_space import (ACCUMULATE, NPLANES_SHIFT, command_cycles, command_ok,
+                                 field_sizes, readback_addresses, region_words)
 from verif.driver import MacroDriver
 from verif.transport import ModelTransport
 from verif.wishbone_master import CocotbWishboneTransport
@@ -54,39 +56,15 @@ from .tb import TB, PhaseMonitor, context
 
 TIMEOUT_MS = 600_000
 WORD = (1 << 32) - 1
-ACCUMULATE = 1 << 4
-NPLANES_SHIFT = 8
 ERRCODE_NAMES = {v: k for k, v in vars(ErrCode).items() if k.isupper() and isinstance(v, int)}
 
 
 # --- address space -----------------------------------------------------------------------
 
-def _sizes(p):
-    return dict(reg=32, group=p.groups, slot=p.cols_per_cycle, chunk=p.chunks,
-                plane=p.input_bits, word=p.packed_words, index=1 << p.readout_bits)
-
-
-def region_words(p, region):
-    """Every valid word address of a built region."""
-    sizes = _sizes(p)
-    offsets = [0]
-    for name, width in region["fields"]:
-        offsets = [(o << width) | v for o in offsets for v in range(sizes[name])]
-    return [(region["region"] << p.region_shift) | o for o in offsets]
-
-
-def readback_addresses(p):
-    addrs = [(Region.CSR << p.region_shift) | c["offset"] for c in p.csrs()]
-    for r in p.regions():
-        if r["region"] != Region.CSR:
-            addrs += region_words(p, r)
-    return addrs
-
-
 def hole_addresses(p, rng, count):
     """Addresses inside built regions that select no word (a field past its size or
     offset bits above the region's fields): BAD_ADDRESS."""
-    sizes = _sizes(p)
+    sizes = field_sizes(p)
     found = []
     for _ in range(count * 20):
         r = p.regions()[rng.integers(len(p.regions()))]
@@ -122,25 +100,6 @@ def unmapped_region_addresses(p, rng, count):
 
 
 # --- commands -----------------------------------------------------------------------------
-
-def command_ok(p, cmd):
-    """The CMD rules of section 6, written out independently of the model."""
-    op, planes = cmd & 7, cmd >> NPLANES_SHIFT & 0xF
-    if op not in Op.ALL or cmd & ~(0x7 | ACCUMULATE | 0xF << NPLANES_SHIFT):
-        return False
-    if op == Op.RUN:
-        return planes <= p.input_bits
-    return not cmd & (ACCUMULATE | 0xF << NPLANES_SHIFT)
-
-
-def command_cycles(p, cmd):
-    op = cmd & 7
-    if op == Op.RUN:
-        return p.run_cycles((cmd >> NPLANES_SHIFT & 0xF) or p.input_bits)
-    if op == Op.CALIBRATE:
-        return p.calibrate_cycles()
-    return p.clear_cycles()
-
 
 def random_command(p, rng):
     """A CMD word and its coverage bins (group, bin)."""
