@@ -497,12 +497,9 @@ class CimMacro(wiring.Component):
         # A pipelined macro (built for FPGA clock rates) writes its memories one cycle
         # after the access, from registers: the decode and error checks then end at
         # those registers instead of fanning out to the clock enables of every lane.
-        # Nothing can observe the delay: the next access comes two cycles after this
-        # one (ack in between), and no command runs while a memory write is accepted.
-        mem_names = {Region.WEIGHT: "weight_mem", Region.STUCK_MASK: "stuck_mask_mem",
-                     Region.STUCK_VALUE: "stuck_value_mem", Region.THRESH: "thresh_mem",
-                     Region.OFFSET: "offset_mem", Region.GAIN: "gain_mem"}
-
+        # Nothing can observe the delay: the next access comes three cycles after this
+        # one at the earliest (ack in t+2), and no command runs while a memory write is
+        # accepted.
         def bus_write(value, name):
             value = Value.cast(value)
             if not L or len(value) == 0:
@@ -533,7 +530,7 @@ class CimMacro(wiring.Component):
             m.d.comb += [
                 mem.write_addr.eq(bus_row_group),
                 mem.write_data.eq(bus_write_field(chunk_rows).replicate(P * chunks)),
-                mem.write_en.eq(bus_write_en(row_en, number, f"{mem_names[number]}_bus")),
+                mem.write_en.eq(bus_write_en(row_en, number, f"{_region_name(number)}_bus")),
             ]
         for number, mem in lane_mems.items():
             if number == Region.COMP:
@@ -542,7 +539,7 @@ class CimMacro(wiring.Component):
             m.d.comb += [
                 mem.write_addr.eq(bus_lane_group),
                 mem.write_data.eq(bus_write_field(width).replicate(P)),
-                mem.write_en.eq(bus_write_en(lane_en, number, f"{mem_names[number]}_bus")),
+                mem.write_en.eq(bus_write_en(lane_en, number, f"{_region_name(number)}_bus")),
             ]
 
         # --- datapath ---------------------------------------------------------------------
@@ -633,7 +630,7 @@ class CimMacro(wiring.Component):
             comp_mem.write_data.eq(Mux(busy, calibration.therm.as_value(),
                                        bus_write_field(K).replicate(P))),
             comp_mem.write_en.eq(Mux(busy, calibrated.replicate(P),
-                                 bus_write_en(lane_en, Region.COMP, "comp_mem_bus"))),
+                                 bus_write_en(lane_en, Region.COMP, "comp_bus"))),
         ]
 
         def next_group(same_phase):
