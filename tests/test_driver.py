@@ -69,19 +69,6 @@ def random_nonideal(p, rng):
     return kw
 
 
-async def load_nonideal(d, kw):
-    if "offset" in kw:
-        await d.write_offsets(kw["offset"])
-    if "gain" in kw:
-        await d.write_gains(kw["gain"])
-    if "table" in kw:
-        await d.write_table(kw["table"])
-    if "stuck_mask" in kw:
-        await d.write_stuck(kw["stuck_mask"], kw["stuck_value"])
-    if "sat" in kw:
-        await d.set_readout(sat=kw["sat"], qshift=kw["qshift"])
-
-
 # --- addresses ------------------------------------------------------------------------
 
 @params
@@ -238,7 +225,7 @@ def test_round_trips(p, rng):
         assert np.array_equal(await d.read_input(), (x & ~1) | y)
 
         kw = random_nonideal(p, rng)
-        await load_nonideal(d, kw)
+        await d.write_nonidealities(**kw)
         if p.has("offset"):
             assert np.array_equal(await d.read_offsets(), kw["offset"])
         if p.has("gain"):
@@ -303,7 +290,7 @@ def test_run_with_nonidealities_equals_run_tile(p, rng):
         flip = rng.integers(0, 2, p.cols)
         await d.write_weights(w)
         await d.write_comp(comp)
-        await load_nonideal(d, kw)
+        await d.write_nonidealities(**kw)
         await d.write_thresholds(theta, flip)
         acc = np.zeros(p.cols, dtype=np.int64)
         for accumulate in (False, True, True):
@@ -438,9 +425,23 @@ def test_missing_feature_raises_before_bus_traffic(feature):
         "table": [lambda: d.write_table(np.zeros(1 << p.readout_bits)), d.read_table],
         "stuck": [lambda: d.write_stuck(np.zeros((8, 4)), np.zeros((8, 4))), d.read_stuck],
     }[feature]
+    # The whole-chip loader checks every given register before writing any: the
+    # offsets it could write come first, yet nothing reaches the bus.
+    given = dict(offset=np.zeros(4), gain=np.zeros(4), sat=1, qshift=0,
+                 table=np.zeros(1 << p.readout_bits), stuck_mask=np.zeros((8, 4)),
+                 stuck_value=np.zeros((8, 4)))
+    calls.append(lambda: d.write_nonidealities(**given))
     for call in calls:
         with pytest.raises(FeatureError, match=f"needs the '{feature}' non-ideality"):
             run(call())
+    assert bus.total == 0
+
+
+def test_write_nonidealities_wants_stuck_mask_and_value_together():
+    d, bus = run(connect(MacroParams(8, 4, nonideal=ALL)))
+    bus.reset()
+    with pytest.raises(ValueError, match="stuck_mask and stuck_value must be given together"):
+        run(d.write_nonidealities(offset=np.zeros(4), stuck_mask=np.zeros((8, 4))))
     assert bus.total == 0
 
 

@@ -660,6 +660,32 @@ class MacroDriver:
         if pairs:
             await self._write_words([a for a, _ in pairs], [v for _, v in pairs], "set_readout")
 
+    async def write_nonidealities(self, offset=None, gain=None, table=None, stuck_mask=None,
+                                  stuck_value=None, sat=None, qshift=None) -> None:
+        """Load a chip instance's registers: the keyword arguments of
+        ``models.macro.readout`` (as ``models.chip.chip_to_rtl`` returns them).
+
+        ``None`` leaves a register as it is; a value for a non-ideality the macro does not
+        build raises ``FeatureError`` (as the single writers do), before any write.
+        """
+        given = dict(offset=offset, gain=gain, table=table, stuck=stuck_mask,
+                     readout=sat if sat is not None else qshift)
+        for feature, value in given.items():
+            if value is not None:
+                self._require(feature, "write_nonidealities")
+        if (stuck_mask is None) != (stuck_value is None):
+            raise ValueError("stuck_mask and stuck_value must be given together")
+        if offset is not None:
+            await self.write_offsets(offset)
+        if gain is not None:
+            await self.write_gains(gain)
+        if table is not None:
+            await self.write_table(table)
+        if stuck_mask is not None:
+            await self.write_stuck(stuck_mask, stuck_value)
+        if sat is not None or qshift is not None:
+            await self.set_readout(sat=sat, qshift=qshift)
+
     async def read_readout(self) -> dict:
         """``{"sat": SAT, "qshift": QSHIFT}``."""
         self._require("readout", "read_readout")

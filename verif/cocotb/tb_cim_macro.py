@@ -591,19 +591,6 @@ def random_chip(p, rng):
     return chip
 
 
-async def _load_chip(d, chip):
-    if "offset" in chip:
-        await d.write_offsets(chip["offset"])
-    if "gain" in chip:
-        await d.write_gains(chip["gain"])
-    if "table" in chip:
-        await d.write_table(chip["table"])
-    if "stuck_mask" in chip:
-        await d.write_stuck(chip["stuck_mask"], chip["stuck_value"])
-    if "sat" in chip:
-        await d.set_readout(sat=chip["sat"], qshift=chip["qshift"])
-
-
 @cocotb.test(timeout_time=TIMEOUT_MS, timeout_unit="ms")
 async def chip_instances(dut):
     """Random chip instances (``CIM_ARGS`` ``chips``, ``runs``) through the driver, RTL vs model."""
@@ -614,7 +601,7 @@ async def chip_instances(dut):
     for chip_n in range(int(ctx.args.get("chips", 3))):
         chip = random_chip(p, rng)
         for d in (drv, ref):
-            await _load_chip(d, chip)
+            await d.write_nonidealities(**chip)
             await d.calibrate()
         assert np.array_equal(await drv.read_comp(packed=True), await ref.read_comp(packed=True))
         assert np.array_equal(await drv.read_calflags(), await ref.read_calflags())

@@ -37,7 +37,6 @@ from verif.wishbone_master import CocotbWishboneTransport
 
 from .burst import BurstTransport
 from .tb import TB, Stopwatch, context, save_stats
-from .tb_cim_macro import _load_chip
 
 TIMEOUT_S = 3600
 
@@ -107,7 +106,7 @@ async def network(dut):
             chip = typical_chip(p, np.random.default_rng(int(args["chip"])))
         reference = MacroDriver(ModelTransport(MacroModel(p)), p)
         for d in (drv, reference):
-            await _load_chip(d, chip)
+            await d.write_nonidealities(**chip)
             await d.calibrate()
         assert np.array_equal(await drv.read_comp(packed=True), await reference.read_comp(packed=True))
 
