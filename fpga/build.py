@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from models.params import MacroParams
+from rtl.replicas import KEEP_REPLICAS_SCRIPT
 
 from .boards import BOARDS, BoardTop, pll_config
 from .serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
@@ -309,7 +310,8 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
         mapper = "abc" if b.family == "ecp5" else "abc9"
     if mapper not in ("abc", "abc9"):
         raise ValueError(f"mapper must be abc or abc9, not {mapper!r}")
-    overrides = {}
+    # Registers copied per block of lanes stay apart (rtl/replicas.py).
+    overrides = {"script_after_read": KEEP_REPLICAS_SCRIPT}
     if b.family == "ice40":
         if mapper != "abc9":
             raise ValueError("iCE40 builds map LUTs with abc9 only")

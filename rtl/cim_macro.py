@@ -15,10 +15,13 @@ Storage
 
 Bus timing
     An access (``cyc & stb``) in cycle t is decoded and, for a write, performed in cycle
-    t; ``ack`` and the read data follow in cycle t+1 (t+2 with a pipeline, L > 0, whose
-    lane multiplexers are split by a register). Register reads are captured in
-    cycle t; memory reads present the address in cycle t and select the lane from the
-    read port's data in cycle t+1.
+    t; ``ack`` and the read data follow in cycle t + ``p.bus_latency``: t+1, or t+2 with
+    a pipeline (L = 1..3), whose lane multiplexers are split by a register and whose
+    memory writes land in t+1. Register reads are captured in cycle t; memory reads
+    present the address in cycle t and select the lane from the read port's data in
+    cycle t+1. The L = 4 build checks the access in cycle t (the error registers take
+    it then) but acts on a registered copy of the decode in cycle t+1, and registers
+    the read data on its way out: ack in t+4.
 
 Sequencing (section 5)
     A command accepted in cycle t raises BUSY from cycle t+1. Per column group:
@@ -197,8 +200,8 @@ class CimMacro(wiring.Component):
     Members
     -------
     wb : In(wishbone.Signature(p.addr_bits))
-        Host bus (slave side). Every access is acknowledged one cycle after
-        ``cyc & stb`` (two with ``p.pipeline`` > 0); faults are reported in STATUS,
+        Host bus (slave side). Every access is acknowledged ``p.bus_latency`` cycles
+        after ``cyc & stb``; faults are reported in STATUS,
         ERRCODE and ERRADDR.
     busy : Out(1)
         STATUS.busy: a command is executing.
@@ -299,25 +302,32 @@ class CimMacro(wiring.Component):
                      Region.ACC: A}
 
         # --- bus decode (cycle t) ------------------------------------------------------
-        # A pipelined macro acknowledges two cycles after the access (its read path has a
-        # register between the two halves of the lane multiplexer); `pending` keeps the
-        # held cyc & stb from starting a second access in between.
+        # A pipelined macro acknowledges p.bus_latency cycles after the access (its read
+        # path has registers inside); `pending` keeps the held cyc & stb from starting a
+        # second access in between.
         L = p.pipeline
+        latency = p.bus_latency
+        # The FPGA-clock build (bus latency 4) registers the decoded access before it
+        # acts on it (cycle t+1) and registers the read data on its way out: the
+        # address decode and the checks then end at a few flip-flops instead of at the
+        # clock enables of the register file, and the read multiplexers do not reach
+        # into the bridge.
+        deep = latency == 4
         access = Signal()
-        if L:
-            pending = Signal(name="bus_pending")
-            m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack & ~pending)
-            m.d.sync += [pending.eq(access), wb.ack.eq(pending)]
-        else:
+        if latency == 1:
             m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack)
             m.d.sync += wb.ack.eq(access)
+        else:
+            pending = Signal(latency - 1, name="bus_pending")
+            m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack & ~pending.any())
+            m.d.sync += [pending.eq(Cat(access, pending[:-1])), wb.ack.eq(pending[-1])]
 
         region = wb.adr[rs:]
         offset = wb.adr[:rs]
         region_hit = _onehot(m, region, 1 << len(region), "region_hit")
         sizes = dict(reg=32, group=G, slot=P, chunk=chunks, plane=B, word=words, index=1 << W)
 
-        def decode(layout):
+        def decode(layout, offset):
             """Fields of ``offset`` in ``layout`` and whether they address a word."""
             fields, pos, valid = {}, 0, []
             for field, width in reversed(layout):
@@ -336,7 +346,7 @@ class CimMacro(wiring.Component):
 
         hit, fields_of = {}, {}
         for r in p.regions():
-            fields, valid = decode(r["fields"])
+            fields, valid = decode(r["fields"], offset)
             if r["region"] == Region.CSR:
                 valid = valid & csr_valid
             hit[r["region"]] = Signal(name=f"hit_{r['name'].lower()}")
@@ -344,8 +354,6 @@ class CimMacro(wiring.Component):
             fields_of[r["region"]] = fields
         mapped = Cat(*hit.values()).any()
         memory_region = Cat(*(h for n, h in hit.items() if n != Region.CSR)).any()
-        row_fields = fields_of[Region.WEIGHT]     # group, slot, chunk
-        lane_fields = fields_of[Region.COMP]      # group, slot
 
         dat_w = wb.dat_w
 
@@ -402,15 +410,42 @@ class CimMacro(wiring.Component):
         with m.Elif(wb.we & bad_value):
             m.d.comb += [fault.eq(1), code.eq(ErrCode.BAD_VALUE)]
 
+        # The error registers take a faulty access in cycle t in every build.
+        with m.If(access & fault & ~error):
+            m.d.sync += [error.eq(1), errcode.eq(code), erraddr.eq(wb.adr)]
+
+        accepted = Signal()
+        m.d.comb += accepted.eq(access & ~fault)
+        we = wb.we
+        if deep:
+            # Cycle t+1 acts on registered copies of the decode: the accepted access, the
+            # direction, the data, the offset (its fields are slices) and the region and
+            # CSR hits. Nothing can tell: the next access comes after the ack, and the
+            # error registers and the BUSY check used cycle t's state.
+            def decoded(value, name):
+                value = Value.cast(value)
+                reg = Signal(len(value), name=f"{name}_d")
+                m.d.sync += reg.eq(value)
+                return reg
+            accepted = decoded(accepted, "bus_accepted")
+            we = decoded(we, "bus_we")
+            dat_w = decoded(dat_w, "bus_dat_w")
+            offset = decoded(offset, "bus_offset")
+            reg = offset[:5]
+            reg_hit = decoded(reg_hit, "reg_hit")
+            hit = {n: decoded(h, f"hit_{_region_name(n)}") for n, h in hit.items()}
+            fields_of = {r["region"]: decode(r["fields"], offset)[0] for r in p.regions()}
+            opcode = dat_w[:3]
+        row_fields = fields_of[Region.WEIGHT]     # group, slot, chunk
+        lane_fields = fields_of[Region.COMP]      # group, slot
+
         write = Signal()
         read = Signal()
-        m.d.comb += [write.eq(access & ~fault & wb.we), read.eq(access & ~fault & ~wb.we)]
+        m.d.comb += [write.eq(accepted & we), read.eq(accepted & ~we)]
         csr_write = {c["offset"]: write & hit[Region.CSR] & reg_hit[c["offset"]]
                      for c in csr_list if c["access"] == "rw"}
 
         # --- bus writes -----------------------------------------------------------------
-        with m.If(access & fault & ~error):
-            m.d.sync += [error.eq(1), errcode.eq(code), erraddr.eq(wb.adr)]
         with m.If(csr_write[CSR.STATUS]):
             with m.If(dat_w[Status.DONE]):
                 m.d.sync += done.eq(0)
@@ -832,12 +867,14 @@ class CimMacro(wiring.Component):
             m.d.sync += register_q2.eq(register_rdata)
             register_rdata = register_q2
 
+        # The deep bus registers the answer on its way out (with the ack).
+        answer = m.d.sync if deep else m.d.comb
         with m.If(Cat(*(read_from[n] for n, _ in memory_words)).any()):
             for number, word in memory_words:
                 with m.If(read_from[number]):
-                    m.d.comb += wb.dat_r.eq(word)
+                    answer += wb.dat_r.eq(word)
         with m.Else():
-            m.d.comb += wb.dat_r.eq(register_rdata)
+            answer += wb.dat_r.eq(register_rdata)
 
         return m
 

@@ -35,6 +35,8 @@ from amaranth.lib.wiring import In, Out
 
 from models.params import GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS, MacroParams
 
+from .replicas import replicated
+
 __all__ = ["ComputeArray", "popcount", "sign_extend", "add_same_width", "lane_popcount_planes",
            "lane_popcounts", "lane_popcounts_from_planes", "lane_sign_fills"]
 
@@ -447,6 +449,14 @@ class ComputeArray(wiring.Component):
         def late(value, name):
             return stage(mid(value, name), name, 1)
 
+        def for_lanes(value, name, cut):
+            """``value``, shared by every lane, once per lane (lane-major); its cut-``cut``
+            register, when built, is built once per block of lanes (``rtl/replicas.py``)."""
+            value = Value.cast(value)
+            if L < cut:
+                return value.replicate(P)
+            return replicated(m, value, P, name, suffix=f"_q{cut}")
+
         gain_in = late(self.gain.as_value(), "gain") if p.has("gain") else None
 
         # Shared by every lane: the popcount of the plane, the clamp limits, the quantiser
@@ -474,12 +484,12 @@ class ComputeArray(wiring.Component):
                 for q in range(1 << QSHIFT_BITS):
                     with m.Case(q):
                         m.d.comb += keep.eq(((1 << W) - 1) & ~((1 << min(q, W - 1)) - 1))
-            limit, neg_limit = late(limit, "limit"), late(neg_limit, "neg_limit")
-            limit_cmp, neg_limit_cmp = late(limit_cmp, "limit_ext"), late(neg_limit_cmp, "neg_limit_ext")
-            keep = late(keep, "quantise_keep")
-        else:
-            limit = Const(M, signed(W))
-            neg_limit = Const(-M, signed(W))
+            # The clamp stage's copies of the limits and the mask, per lane.
+            limit = for_lanes(mid(limit, "limit"), "limit", 1)
+            neg_limit = for_lanes(mid(neg_limit, "neg_limit"), "neg_limit", 1)
+            limit_cmp = for_lanes(mid(limit_cmp, "limit_ext"), "limit_ext", 1)
+            neg_limit_cmp = for_lanes(mid(neg_limit_cmp, "neg_limit_ext"), "neg_limit_ext", 1)
+            keep = for_lanes(mid(keep, "quantise_keep"), "quantise_keep", 1)
 
         # 1. agree = popcount(plane & w_eff) per lane.
         w_eff = self.weights.as_value()
@@ -491,11 +501,11 @@ class ComputeArray(wiring.Component):
         planes = [stage(plane, f"agree_plane{j}", 4) for j, plane in enumerate(planes)]
         agree = all_lanes("agree", count_bits, lane_popcounts_from_planes(planes, block, P))
         agree = stage(agree, "agree", 2)
-        minus_ones = stage(minus_ones, "minus_plane_ones", 2)
+        minus_ones = for_lanes(minus_ones, "minus_plane_ones", 2)
 
         # 2. s = 2 * agree - ones, in s_bits (|s| <= R); a = s + comp + offset.
         s = all_lanes("s", s_bits, [
-            (Cat(Const(0, 1), lane(agree, count_bits, i)) + minus_ones)[:s_bits]
+            (Cat(Const(0, 1), lane(agree, count_bits, i)) + lane(minus_ones, s_bits, i))[:s_bits]
             for i in range(P)])
         comp = mid(self.comp.as_value(), "comp")
         terms = [(s, s_bits), (comp, p.comp_bits)]
@@ -530,14 +540,18 @@ class ComputeArray(wiring.Component):
         for i in range(P):
             g_i = Cat(lane(g, g_bits, i), g_fill(0, i)).as_signed()
             if p.has("readout"):
-                over = g_i > limit_cmp
-                under = g_i < neg_limit_cmp
+                over = g_i > lane(limit_cmp, clamp_bits, i).as_signed()
+                under = g_i < lane(neg_limit_cmp, clamp_bits, i).as_signed()
             else:
                 # L = M = 2^(W-1) - 1: out of range is decided bitwise.
                 high = g_i[W - 1:-1]
                 over = ~g_i[-1] & high.any()                        # g >= 2^(W-1)
                 under = g_i[-1] & ~(high.all() & g_i[:W - 1].any())  # g <= -2^(W-1)
-            k_lanes.append(Mux(over, limit, Mux(under, neg_limit, g_i[:W].as_signed())))
+            if p.has("readout"):
+                limit_i, neg_limit_i = lane(limit, W, i).as_signed(), lane(neg_limit, W, i).as_signed()
+            else:
+                limit_i, neg_limit_i = Const(M, signed(W)), Const(-M, signed(W))
+            k_lanes.append(Mux(over, limit_i, Mux(under, neg_limit_i, g_i[:W].as_signed())))
 
         # 5. Transfer table, per lane: a read port each.
         if p.has("table"):
@@ -550,6 +564,6 @@ class ComputeArray(wiring.Component):
             t = Cat(*k_lanes)
 
         # 6. Quantise: the low q bits cleared; q <= W - 1 never clears the sign bit.
-        v = t & keep.replicate(P) if p.has("readout") else t
+        v = t & keep if p.has("readout") else t
         m.d.comb += self.readout.eq(stage(v, "readout", 3))
         return m

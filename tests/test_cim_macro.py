@@ -92,11 +92,11 @@ class Bench:
         ctx.set(wb.we, we)
         ctx.set(wb.cyc, 1)
         ctx.set(wb.stb, 1)
-        # Section 6: ack one cycle after the access, two with a pipelined macro.
-        for _ in range(2 if self.p.pipeline else 1):
+        # Section 6: ack exactly p.bus_latency cycles after the access.
+        for _ in range(self.p.bus_latency):
             assert not ctx.get(wb.ack), f"ack too early for the access to {addr:#x}"
             await self.tick()
-        assert ctx.get(wb.ack), f"no ack {1 + bool(self.p.pipeline)} cycles after the access to {addr:#x}"
+        assert ctx.get(wb.ack), f"no ack {self.p.bus_latency} cycles after the access to {addr:#x}"
         value = ctx.get(wb.dat_r)
         ctx.set(wb.cyc, 0)
         ctx.set(wb.stb, 0)

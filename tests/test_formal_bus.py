@@ -11,17 +11,22 @@ it proves, in the cycle after an invalid access:
 * the error registers: STATUS.error is set, and when it was clear before, ERRCODE is
   the code of the first rule that applies (section 6 check order) and ERRADDR the
   address; a valid access never sets STATUS.error;
-* ``ack`` follows one cycle after every access, and a faulty read returns 0;
-* idle (BUSY low): no memory is written in the cycle of the access (every column
-  memory's write enables and the TABLE write enable are 0), and every register of the
-  macro and its blocks except the error registers and the read-response pipeline
-  (``ack``, the captured read word and the read-select registers) holds its value;
+* ``ack`` follows ``p.bus_latency`` cycles after every access, and a faulty read
+  returns 0;
+* idle (BUSY low): no memory is written in the cycle where the access's writes would
+  land (every column memory's write enables and the TABLE write enable are 0), and
+  every register of the macro and its blocks except the error registers and the bus
+  pipeline (``ack``, the captured read word, the read-select registers, the registered
+  decode of the L = 4 build) holds its value up to the cycle after the one in which the
+  macro acts on the access;
 * busy: no bus-written memory (WEIGHT, STUCK_*, OFFSET, GAIN, THRESH, TABLE) is written,
   the COMP write enable is the calibration sequencer's own, and the registers only the
   bus writes (INPUT, FLIP, CMD, SAT, QSHIFT) hold.
 
 The parameter set is tiny (1 x 2, two column groups, B = 2, K = 2, every non-ideality),
-so the proof stays narrow and fast; the properties do not depend on the sizes.
+so the proof stays narrow and fast; the properties do not depend on the sizes. It is
+proved without a pipeline (ack in t+1), with L = 1 (ack in t+2, memory writes a cycle
+late) and with L = 4 (ack in t+4, the access acting in t+1 from a registered decode).
 """
 
 import pytest
@@ -42,6 +47,11 @@ PARAMS = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=1
 #: access, memory writes one cycle late from registers.
 PIPELINED = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=1,
                         nonideal=NONIDEALITIES, pipeline=1)
+#: The FPGA-clock build (L = 4): ack four cycles after the access, which acts a cycle
+#: late from a registered decode. One column group, so that its CALIBRATE (G (S + 3 +
+#: (S + 1) L) = 12 cycles) fits the same induction depth as the L = 1 set's.
+DEEP = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=2,
+                   nonideal=NONIDEALITIES, pipeline=4)
 
 #: Registers that an invalid access may change: the error registers and the read
 #: response (ack, the captured register word, which memory answers, the lane selects).
@@ -50,7 +60,8 @@ READ_PIPELINE = {"wb__ack", "register_rdata", "bus_pending", "register_rdata_q2"
 #: Name endings of the pipelined read path's registers (split lane multiplexers), and
 #: the readout stage registers `NAME_qK` of a pipelined array: each copies a function of
 #: the state that is checked (they follow their inputs every cycle, reset or not).
-READ_PIPELINE_SUFFIXES = ("_blocks", "_slot_high", "_chunk_q2", "_q1", "_q2", "_q3", "_q4")
+READ_PIPELINE_SUFFIXES = ("_blocks", "_slot_high", "_chunk_q2", "_q1", "_q2", "_q3", "_q4",
+                          "_d")
 #: Registers only the bus writes (they must hold even while busy).
 BUS_ONLY_PREFIXES = ("input_", "flip_")
 BUS_ONLY_NAMES = {"cmd", "sat", "qshift"}
@@ -122,14 +133,26 @@ class BusHarness(Elaboratable):
         adr, data, we = wb.adr, wb.dat_w, wb.we
         csr = {name: (Region.CSR << p.region_shift) | getattr(CSR, name)
                for name in ("CMD", "SAT", "QSHIFT", "STATUS")}
-        # Section 6: ack one cycle after the access, two with a pipeline (and no new
-        # access while one is pending).
-        lat = 2 if p.pipeline else 1
-        pending = Signal()
+        # Section 6: ack p.bus_latency cycles after the access (and no new access while
+        # one is pending).
+        lat = p.bus_latency
         access = Signal()
-        m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack & ~pending)
-        if p.pipeline:
-            m.d.sync += pending.eq(access & ~rst)
+
+        def later(value, cycles, name):
+            """``value`` ``cycles`` cycles ago (0 across a reset)."""
+            for k in range(cycles):
+                reg = Signal(len(value), name=f"{name}_{k + 1}")
+                m.d.sync += reg.eq(value & ~rst.replicate(len(value)))
+                value = reg
+            return value
+
+        in_flight = [later(access, k, "in_flight") for k in range(1, lat)]
+        m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack & ~Cat(*in_flight).any())
+        # The cycle after the access in which the macro acts on it (register writes, the
+        # TABLE write: 0 unless the decode is registered) and the one in which its
+        # memory writes land (a cycle later with a pipeline).
+        acts = 1 if lat == 4 else 0
+        lands = acts + (1 if p.pipeline else 0)
 
         def sign_extends(width):
             top = data[width - 1:]
@@ -180,11 +203,9 @@ class BusHarness(Elaboratable):
         # A reset in the cycle being checked would change every register.
         now = ~rst
         # ... and `lat` cycles later (the ack and the read data).
-        acked, acked_invalid, acked_read = was_access, was_invalid, was_read
-        if lat == 2:
-            acked, acked_invalid, acked_read = Signal(), Signal(), Signal()
-            m.d.sync += [acked.eq(was_access & ~rst), acked_invalid.eq(was_invalid & ~rst),
-                         acked_read.eq(was_read)]
+        acked = later(was_access, lat - 1, "acked")
+        acked_invalid = later(was_invalid, lat - 1, "acked_invalid")
+        acked_read = later(was_read, lat - 1, "acked_read")
         m.d.comb += Assert(~now | (wb.ack == acked))
         with m.If(now & was_invalid):
             m.d.comb += Assert(dut.error)
@@ -195,7 +216,12 @@ class BusHarness(Elaboratable):
         with m.If(now & was_access & ~was_invalid & ~was_error):
             m.d.comb += Assert(~dut.error)
 
-        # Registers: hold after an invalid access (all when idle; bus-only ones always).
+        # Registers: hold after an invalid access (all when idle; bus-only ones always),
+        # up to the cycle after the one in which the macro acts on it.
+        idle = Signal()
+        m.d.comb += idle.eq(~dut.busy)
+        holds = [(later(invalid, k, "invalid_then"), later(idle, k, "idle_then"))
+                 for k in range(1, acts + 2)]
         checked_idle, checked_busy = [], []
         for name, sig in self.registers.items():
             leaf = name.rsplit(".", 1)[-1]
@@ -206,28 +232,26 @@ class BusHarness(Elaboratable):
             prev = Signal.like(sig, name=f"prev_{name.replace('.', '_')}")
             m.d.sync += prev.eq(sig)
             bus_only = "." not in name and (leaf in BUS_ONLY_NAMES or leaf.startswith(BUS_ONLY_PREFIXES))
-            hold = was_idle | Const(1 if bus_only else 0, 1)
-            with m.If(now & was_invalid & hold):
-                m.d.comb += Assert(sig == prev)
+            for then_invalid, then_idle in holds:
+                with m.If(now & then_invalid & (then_idle | Const(1 if bus_only else 0, 1))):
+                    m.d.comb += Assert(sig == prev)
             (checked_busy if bus_only else checked_idle).append(name)
         self.checked = dict(idle=checked_idle + checked_busy, busy=checked_busy)
 
-        # Memories: no write in the cycle of an invalid access (bus-written ones ever,
-        # the sequencer's COMP and ACC while idle).
-        # With a pipeline the bus writes a memory one cycle after the access.
+        # Memories: no write in the cycle where an invalid access's writes would land
+        # (bus-written ones ever, the sequencer's COMP and ACC while idle).
         sequencer_written = {"comp_mem", "acc_mem"}
-        with m.If((was_invalid if p.pipeline else invalid) & ~rst):
+        idle_lands = later(idle, lands, "idle_lands")   # (outside the If: it has registers)
+        with m.If(later(invalid, lands, "invalid_lands") & ~rst):
             for name, en in self.enables.items():
                 if name not in sequencer_written:
                     m.d.comb += Assert(~en.any())
                 else:
-                    with m.If(was_idle if p.pipeline else ~dut.busy):
+                    with m.If(idle_lands):
                         m.d.comb += Assert(~en.any())
-            if self.table_we is not None and not p.pipeline:
-                m.d.comb += Assert(~self.table_we)
-        if self.table_we is not None and p.pipeline:
-            # The transfer table is written in the cycle of the access, pipeline or not.
-            with m.If(invalid & ~rst):
+        if self.table_we is not None:
+            # The transfer table is written in the cycle the macro acts, pipeline or not.
+            with m.If(later(invalid, acts, "invalid_acts") & ~rst):
                 m.d.comb += Assert(~self.table_we)
 
         # Not vacuous: invalid accesses happen while idle and while busy.
@@ -268,7 +292,7 @@ def _sby(harness, task, tmp_path):
 
 
 @pytest.mark.parametrize("task", ["prove", "cover"])
-@pytest.mark.parametrize("p", [PARAMS, PIPELINED], ids=["L0", "L1"])
+@pytest.mark.parametrize("p", [PARAMS, PIPELINED, DEEP], ids=["L0", "L1", "L4"])
 def test_formal_invalid_access_changes_nothing(task, p, tmp_path):
     result, summary = _sby(BusHarness(p), task, tmp_path)
     assert result.returncode == 0, "\n".join(summary) or result.stdout[-3000:] + result.stderr[-3000:]

@@ -222,10 +222,10 @@ class MacroBench(TB):
             expected = command_cycles(self.p, data)
             self.commands += 1
             if busy_accesses is not None:
-                # The k-th access after the CMD write is decoded 2k cycles after it (3k
-                # with a pipelined macro, whose ack comes a cycle later), so the first
-                # N // 2 (N // 3) of them fall inside the N busy cycles.
-                period = 3 if self.p.pipeline else 2
+                # The k-th access after the CMD write is decoded k * (bus latency + 1)
+                # cycles after it (the ack, then one idle cycle), so the first
+                # N // (bus latency + 1) of them fall inside the N busy cycles.
+                period = self.p.bus_latency + 1
                 for access in busy_accesses(expected // period):
                     await self.busy_access(*access)
             await self.wait_command(expected, data)

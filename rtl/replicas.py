@@ -1,0 +1,67 @@
+"""Registers copied once per block of lanes, so that no net fans out to every lane.
+
+A signal that every lane uses (the input plane, the clamp limits, a write enable) is one
+net with a sink in each lane. On an FPGA the lanes of a wide macro spread over much of
+the die, and such a net was the longest wire of most critical paths of the fully
+parallel ECP5 builds (``docs/FPGA.md``). Where the signal comes from a register anyway,
+that register is built once per block of :data:`LANE_BLOCK` lanes instead: each copy
+drives its own block, and the placer can put it next to them. The copies hold the same
+value in every cycle, so nothing but the netlist changes.
+
+Synthesis would merge the copies back into one flip-flop (Yosys ``opt_merge`` merges
+cells with equal inputs), so each copy's signal carries the attribute
+:data:`REPLICA_ATTR`; ``fpga/build.py`` marks the flip-flops driving such signals
+``keep`` before synthesis (:data:`KEEP_REPLICAS_SCRIPT`).
+"""
+
+from amaranth.hdl import Cat, Signal, Value
+
+__all__ = ["LANE_BLOCK", "REPLICA_ATTR", "KEEP_REPLICAS_SCRIPT", "lane_blocks", "replicated"]
+
+#: Lanes served by one copy.
+LANE_BLOCK = 8
+#: Attribute of every copy's signal in the emitted RTLIL.
+REPLICA_ATTR = "cim_replica"
+#: Yosys commands (run right after reading the design) that keep the copies apart.
+KEEP_REPLICAS_SCRIPT = ("proc\n"
+                        f"setattr -set keep 1 a:{REPLICA_ATTR} %ci1:+$dff[Q] a:{REPLICA_ATTR} %d")
+
+
+def lane_blocks(lanes):
+    """Number of copies for ``lanes`` lanes."""
+    if not isinstance(lanes, int) or lanes < 1:
+        raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+    return -(-lanes // LANE_BLOCK)
+
+
+def replicated(m, value, lanes, name, *, suffix="", domain="sync"):
+    """``value`` registered (next cycle) once per block of lanes, expanded lane-major.
+
+    Parameters
+    ----------
+    m : Module
+    value : value-like
+        What each copy registers (``w`` bits).
+    lanes : int
+        Lanes that use it.
+    name, suffix : str
+        The copies are named ``{name}_b{k}{suffix}`` (``{name}{suffix}`` for a single
+        block).
+    domain : str
+        Clock domain of the copies.
+
+    Returns
+    -------
+    Value
+        ``lanes * w`` bits: lane ``i`` (bits ``[i * w, (i + 1) * w)``) is the copy of
+        block ``i // LANE_BLOCK``.
+    """
+    value = Value.cast(value)
+    blocks = lane_blocks(lanes)
+    copies = []
+    for k in range(blocks):
+        copy = Signal(len(value), name=f"{name}{suffix}" if blocks == 1 else f"{name}_b{k}{suffix}",
+                      attrs={REPLICA_ATTR: 1} if blocks > 1 else {})
+        m.d[domain] += copy.eq(value)
+        copies.append(copy)
+    return Cat(*(copies[i // LANE_BLOCK] for i in range(lanes)))
