@@ -249,7 +249,8 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
           chip_seed: int | None = None, out_dir=None, freq_mhz: float | None = None,
           baud: int = DEFAULT_BAUD, bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
           nonideal=None, input_bits: int = 5, pipeline: int = 0, seed: int = 1,
-          mapper: str | None = None, quiet: bool = True) -> dict:
+          mapper: str | None = None, detailed_timing: bool = False,
+          quiet: bool = True) -> dict:
     """Build a bitstream for ``board`` and return the report (also written as JSON).
 
     Parameters
@@ -272,6 +273,10 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     mapper : {"abc9", "abc"} or None
         Yosys LUT mapper; default abc9 on iCE40 and abc on ECP5 (see the code: Yosys
         0.70's abc9 fails an assertion on the larger ECP5 designs).
+    detailed_timing : bool
+        Also have nextpnr write every net's timing into ``work/report.json``
+        (``--detailed-timing-report``; tens of MB for a large design), to find what
+        fails beyond the one critical path.
     """
     if board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
@@ -305,7 +310,7 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     # on 2 overused wires of the pipelined 32x96 P=4 design.
     router = "router2" if b.family == "ecp5" else "router1"
     nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {int(seed)} "
-                    f"--router {router}")
+                    f"--router {router}" + (" --detailed-timing-report" if detailed_timing else ""))
     if mapper is None:
         mapper = "abc" if b.family == "ecp5" else "abc9"
     if mapper not in ("abc", "abc9"):

@@ -43,8 +43,10 @@ class BatchnormBinarize(wiring.Component):
         ``pipeline`` > 0 only: the accumulator each lane's tile is added to.
     tile : In(ArrayLayout(signed(W + B), P))
         ``pipeline`` > 0 only: each lane's shift-accumulated tile sum.
-    capture : In(1)
-        ``pipeline`` > 0 only: register ``acc_base - theta`` at this clock edge.
+    capture : In(unsigned(P))
+        ``pipeline`` > 0 only: bit ``i``: register lane ``i``'s ``acc_base - theta`` at
+        this clock edge (one bit per lane, so that the macro can drive it from copies
+        of a register, see ``rtl/replicas.py``).
     theta : In(ArrayLayout(signed(A), P))
         Folded batch-norm threshold of each lane.
     flip : In(unsigned(P))
@@ -62,7 +64,7 @@ class BatchnormBinarize(wiring.Component):
         if p.pipeline:
             members = {"acc_base": In(data.ArrayLayout(signed(A), P)),
                        "tile": In(data.ArrayLayout(signed(p.tile_bits), P)),
-                       "capture": In(1)}
+                       "capture": In(unsigned(P))}
         else:
             members = {"acc": In(data.ArrayLayout(signed(A), P))}
         super().__init__({
@@ -104,8 +106,10 @@ class BatchnormBinarize(wiring.Component):
                            for i in range(P)))
         margin = Signal(P * (A + 1), name="margin")
         lowest = Signal(P, name="theta_lowest")
-        with m.If(self.capture):
-            m.d.sync += [margin.eq(margin_now), lowest.eq(lowest_now)]
+        # Per lane, as one assignment each.
+        take = Cat(*(self.capture[i].replicate(A + 1) for i in range(P)))
+        m.d.sync += [margin.eq((margin_now & take) | (margin & ~take)),
+                     lowest.eq((lowest_now & self.capture) | (lowest & ~self.capture))]
 
         # tile + margin >= 0, in A + 2 bits (exact).
         tile = self.tile.as_value()

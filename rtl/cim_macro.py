@@ -62,6 +62,7 @@ from .batchnorm_binarize import BatchnormBinarize
 from .calibration_fsm import CalibrationFSM
 from .column_memory import ColumnMemory
 from .compute_array import ComputeArray, lane_popcount_planes
+from .replicas import replicated
 from .shift_accumulate import ShiftAccumulate
 
 __all__ = ["Phase", "CimMacro"]
@@ -614,6 +615,11 @@ class CimMacro(wiring.Component):
         input_plane_value = _select(m, plane_next, [inputs[b * R:(b + 1) * R] for b in range(B)],
                                     R, "input_plane_value")
         m.d.sync += plane_value.eq(Mux(planes_next, input_plane_value, Const(0, R)))
+        # The command's ACCUMULATE bit and "the command is a RUN", loaded with CMD into
+        # one copy per block of lanes (rtl/replicas.py): both fan out to every lane.
+        accumulate_lanes = replicated(m, dat_w[_CMD_ACCUMULATE_BIT], P, "accumulate",
+                                      enable=csr_write[CSR.CMD])
+        run_lanes = replicated(m, _eq_const(opcode, 1), P, "cmd_run", enable=csr_write[CSR.CMD])
         m.d.comb += [
             array.plane.eq(plane_value),
             array.weights.eq(row_mems[Region.WEIGHT].read_data),
@@ -621,7 +627,7 @@ class CimMacro(wiring.Component):
             calibration.readout.eq(array.readout),
             shift_acc.readout.eq(array.readout),
             shift_acc.acc_prev.eq(acc_mem.read_data),
-            shift_acc.accumulate.eq(cmd[_CMD_ACCUMULATE_BIT]),
+            shift_acc.accumulate.eq(accumulate_lanes),
             binarize.theta.eq(lane_mems[Region.THRESH].read_data),
             binarize.flip.eq(_select(m, group, [flip[g * P:(g + 1) * P] for g in range(G)],
                                      P, "group_flip")),
@@ -629,12 +635,14 @@ class CimMacro(wiring.Component):
         if L:
             # The threshold margin is captured while the planes run (the group's ACC
             # and THRESH words are valid from the first plane cycle on): the write-back
-            # then adds it to the tile instead of adding, clamping and comparing.
+            # then adds it to the tile instead of adding, clamping and comparing. The
+            # capture comes from copies per block of lanes, a cycle after each plane
+            # cycle (the last one is then a DRAIN cycle, still before the write-back).
             m.d.comb += [
                 binarize.acc_base.eq(acc_mem.read_data
-                                     & cmd[_CMD_ACCUMULATE_BIT].replicate(P * A)),
+                                     & Cat(*(accumulate_lanes[i].replicate(A) for i in range(P)))),
                 binarize.tile.eq(shift_acc.tile),
-                binarize.capture.eq(in_phase[Phase.PLANES]),
+                binarize.capture.eq(replicated(m, in_phase[Phase.PLANES], P, "margin_capture")),
             ]
         else:
             m.d.comb += binarize.acc.eq(shift_acc.acc)
@@ -681,9 +689,10 @@ class CimMacro(wiring.Component):
         # If chains on decoded phases rather than a Switch: Amaranth splits a Switch per
         # assigned signal, and a signal assigned in some phases only would get a case
         # statement without a default.
+        clear_tile = Signal(name="clear_tile")
         with m.If(in_phase[Phase.READ]):
             with m.If(cmd_run):
-                m.d.comb += shift_acc.clear.eq(1)
+                m.d.comb += clear_tile.eq(1)
                 m.d.sync += phase.eq(Phase.PLANES)
             with m.Else():
                 m.d.comb += calibration.start.eq(1)
@@ -705,24 +714,67 @@ class CimMacro(wiring.Component):
             with m.If(calibration.done):
                 m.d.comb += calibrated.eq(1)
                 m.d.sync += phase.eq(Phase.WRITE)
-        # The shift-accumulator takes a plane's readout L cycles after the plane cycle.
+        # The shift-accumulator takes a plane's readout L cycles after the plane cycle;
+        # the last register of the delay is copied per block of lanes. With a pipeline
+        # the tile is cleared a cycle after the read cycle, from copies too: its first
+        # step comes L >= 1 cycles later still.
         step = in_phase[Phase.PLANES]
         for i in range(L):
-            step_q = Signal(name=f"step_q{i + 1}")
-            m.d.sync += step_q.eq(step)
-            step = step_q
-        m.d.comb += shift_acc.step.eq(step)
+            if i == L - 1:
+                step = replicated(m, step, P, "step", suffix=f"_q{L}")
+            else:
+                step_q = Signal(name=f"step_q{i + 1}")
+                m.d.sync += step_q.eq(step)
+                step = step_q
+        if L:
+            m.d.comb += [shift_acc.step.eq(step),
+                         shift_acc.clear.eq(replicated(m, clear_tile, P, "tile_clear"))]
+        else:
+            m.d.comb += [shift_acc.step.eq(step.replicate(P)),
+                         shift_acc.clear.eq(clear_tile.replicate(P))]
 
+        if L:
+            # ACC and OUT are written from copies per block of lanes of a write enable
+            # registered a cycle ahead (the cycle before a RUN's write-back is its last
+            # DRAIN cycle; CLEAR cycles follow the CMD write or each other); the data is
+            # gated by the RUN copies, so that CLEAR writes 0.
+            store_next = Signal(name="store_next")
+            m.d.comb += store_next.eq((in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run)
+                                      | (csr_write[CSR.CMD] & _eq_const(opcode, 3))
+                                      | (in_phase[Phase.CLEAR] & ~last_group))
+            store_lanes = replicated(m, store_next, P, "acc_store")
+            m.d.comb += [
+                acc_mem.write_en.eq(store_lanes),
+                acc_mem.write_data.eq(shift_acc.acc.as_value()
+                                      & Cat(*(run_lanes[i].replicate(A) for i in range(P)))),
+                group_out.eq(binarize.y & run_lanes),
+            ]
+            for g in range(G):
+                with m.If(group_hit[g]):
+                    m.d.sync += out_regs[g].eq((group_out & store_lanes)
+                                               | (out_regs[g] & ~store_lanes))
+            if deep:
+                # STATUS.acc_sat a cycle after the write-back, from an OR per block of
+                # lanes (register reads are captured late enough, see below).
+                sat_blocks = Signal(-(-P // 8), name="acc_sat_blocks")
+                seen = shift_acc.saturated & store_lanes & run_lanes
+                m.d.sync += sat_blocks.eq(Cat(*(seen[b:b + 8].any() for b in range(0, P, 8))))
+                with m.If(sat_blocks.any()):
+                    m.d.sync += acc_sat.eq(1)
         with m.If(in_phase[Phase.WRITE]):
             with m.If(cmd_run):
-                m.d.comb += [acc_mem.write_data.eq(shift_acc.acc), acc_mem.write_en.eq(all_lanes),
-                             group_out_we.eq(1), group_out.eq(binarize.y)]
-                with m.If(shift_acc.saturated.any()):
-                    m.d.sync += acc_sat.eq(1)
+                if not L:
+                    m.d.comb += [acc_mem.write_data.eq(shift_acc.acc),
+                                 acc_mem.write_en.eq(all_lanes),
+                                 group_out_we.eq(1), group_out.eq(binarize.y)]
+                if not deep:
+                    with m.If(shift_acc.saturated.any()):
+                        m.d.sync += acc_sat.eq(1)
             next_group(Phase.READ)
         with m.Elif(in_phase[Phase.CLEAR]):
             # acc_mem.write_data and group_out stay 0.
-            m.d.comb += [acc_mem.write_en.eq(all_lanes), group_out_we.eq(1)]
+            if not L:
+                m.d.comb += [acc_mem.write_en.eq(all_lanes), group_out_we.eq(1)]
             next_group(Phase.CLEAR)
 
         # CALFLAG and cal_range take the FSM's flags in the verification read, or, in a
@@ -740,8 +792,9 @@ class CimMacro(wiring.Component):
         with m.If(flags_we & flags.any()):
             m.d.sync += cal_range.eq(1)
         for g in range(G):
-            with m.If(group_out_we & group_hit[g]):
-                m.d.sync += out_regs[g].eq(group_out)
+            if not L:
+                with m.If(group_out_we & group_hit[g]):
+                    m.d.sync += out_regs[g].eq(group_out)
             with m.If(flags_we & group_hit[g]):
                 m.d.sync += calflag_regs[g].eq(flags)
 
@@ -778,21 +831,34 @@ class CimMacro(wiring.Component):
 
         input_words = {b << cb | c: inputs[b * R + c * chunk_rows:b * R + (c + 1) * chunk_rows]
                        for b in range(B) for c in range(chunks)}
+        # The L = 4 build captures register words a cycle later (t+2), from a second
+        # registered copy of the decode, in step with its memory reads; STATUS.acc_sat
+        # is then already set for a read decoded in the last write-back cycle.
+        reg_read, reg_hit_of, reg_fields = read, hit, fields_of
+        if deep:
+            reg_read = decoded(read, "bus_read")
+            reg_hit_of = {n: decoded(hit[n], f"hit_{_region_name(n)}_read")
+                          for n in (Region.CSR, Region.FLIP, Region.OUT, Region.CALFLAG,
+                                    Region.INPUT)}
+            read_offset = decoded(offset, "bus_read_offset")
+            reg_fields = {r["region"]: decode(r["fields"], read_offset)[0] for r in p.regions()}
         register_words = [
-            (Region.CSR, _select(m, reg, csr_values, BUS_DATA_BITS, "csr_word")),
-            (Region.FLIP, _select(m, fields_of[Region.FLIP]["word"], packed(flip), BUS_DATA_BITS,
+            (Region.CSR, _select(m, reg_fields[Region.CSR]["reg"], csr_values, BUS_DATA_BITS,
+                                 "csr_word")),
+            (Region.FLIP, _select(m, reg_fields[Region.FLIP]["word"], packed(flip), BUS_DATA_BITS,
                                   "flip_word")),
-            (Region.OUT, _select(m, fields_of[Region.OUT]["word"], packed(out), BUS_DATA_BITS,
+            (Region.OUT, _select(m, reg_fields[Region.OUT]["word"], packed(out), BUS_DATA_BITS,
                                  "out_word")),
-            (Region.CALFLAG, _select(m, fields_of[Region.CALFLAG]["word"], packed(calflag),
+            (Region.CALFLAG, _select(m, reg_fields[Region.CALFLAG]["word"], packed(calflag),
                                      BUS_DATA_BITS, "calflag_word")),
-            (Region.INPUT, _select(m, Cat(input_chunk, input_plane), input_words, BUS_DATA_BITS,
-                                   "input_word")),
+            (Region.INPUT, _select(m, Cat(reg_fields[Region.INPUT]["chunk"],
+                                          reg_fields[Region.INPUT]["plane"]),
+                                   input_words, BUS_DATA_BITS, "input_word")),
         ]
         register_rdata = Signal(BUS_DATA_BITS)
-        with m.If(read):
+        with m.If(reg_read):
             for number, value in register_words:
-                with m.If(hit[number]):
+                with m.If(reg_hit_of[number]):
                     m.d.sync += register_rdata.eq(value)
         with m.Else():
             m.d.sync += register_rdata.eq(0)
@@ -863,9 +929,10 @@ class CimMacro(wiring.Component):
                 delayed[n] = Signal(name=f"read_from_{_region_name(n)}_q2")
                 m.d.sync += delayed[n].eq(read_from[n])
             read_from = delayed
-            register_q2 = Signal(BUS_DATA_BITS, name="register_rdata_q2")
-            m.d.sync += register_q2.eq(register_rdata)
-            register_rdata = register_q2
+            if not deep:
+                register_q2 = Signal(BUS_DATA_BITS, name="register_rdata_q2")
+                m.d.sync += register_q2.eq(register_rdata)
+                register_rdata = register_q2
 
         # The deep bus registers the answer on its way out (with the ack).
         answer = m.d.sync if deep else m.d.comb

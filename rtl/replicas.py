@@ -34,8 +34,8 @@ def lane_blocks(lanes):
     return -(-lanes // LANE_BLOCK)
 
 
-def replicated(m, value, lanes, name, *, suffix="", domain="sync"):
-    """``value`` registered (next cycle) once per block of lanes, expanded lane-major.
+def replicated(m, value, lanes, name, *, suffix="", enable=None, init=0, domain="sync"):
+    """``value`` registered once per block of lanes, expanded lane-major.
 
     Parameters
     ----------
@@ -47,6 +47,10 @@ def replicated(m, value, lanes, name, *, suffix="", domain="sync"):
     name, suffix : str
         The copies are named ``{name}_b{k}{suffix}`` (``{name}{suffix}`` for a single
         block).
+    enable : value-like or None
+        The copies load ``value`` only in cycles where it is high (default: every cycle).
+    init : int
+        Reset value of each copy.
     domain : str
         Clock domain of the copies.
 
@@ -61,7 +65,11 @@ def replicated(m, value, lanes, name, *, suffix="", domain="sync"):
     copies = []
     for k in range(blocks):
         copy = Signal(len(value), name=f"{name}{suffix}" if blocks == 1 else f"{name}_b{k}{suffix}",
-                      attrs={REPLICA_ATTR: 1} if blocks > 1 else {})
-        m.d[domain] += copy.eq(value)
+                      attrs={REPLICA_ATTR: 1} if blocks > 1 else {}, init=init)
+        if enable is None:
+            m.d[domain] += copy.eq(value)
+        else:
+            with m.If(enable):
+                m.d[domain] += copy.eq(value)
         copies.append(copy)
     return Cat(*(copies[i // LANE_BLOCK] for i in range(lanes)))

@@ -22,11 +22,11 @@ class ShiftAccumulate(wiring.Component):
 
     Per lane ``i``:
 
-    * ``tile`` register, ``signed(W + B)``, reset 0: ``clear`` loads 0; otherwise
-      ``step`` loads ``2 * tile + readout`` (``clear`` wins when both are high). Within a
+    * ``tile`` register, ``signed(W + B)``, reset 0: ``clear[i]`` loads 0; otherwise
+      ``step[i]`` loads ``2 * tile + readout`` (``clear`` wins when both are high). Within a
       RUN (at most B steps after a clear) the tile never overflows; a longer sequence
       wraps modulo ``2^(W+B)``.
-    * ``acc = clamp((acc_prev if accumulate else 0) + tile, -2^(A-1), 2^(A-1) - 1)``,
+    * ``acc = clamp((acc_prev if accumulate[i] else 0) + tile, -2^(A-1), 2^(A-1) - 1)``,
       combinational, and ``saturated[i]`` is 1 when the clamp changed the value.
 
     Parameters
@@ -39,14 +39,20 @@ class ShiftAccumulate(wiring.Component):
     -------
     readout : In(ArrayLayout(signed(W), P))
         The compute array's readout of the current plane.
-    clear : In(1)
-        Tile := 0 on the next clock edge.
-    step : In(1)
-        Tile := 2 * tile + readout on the next clock edge (unless ``clear``).
+    clear : In(unsigned(P))
+        Bit ``i``: lane ``i``'s tile := 0 on the next clock edge.
+    step : In(unsigned(P))
+        Bit ``i``: lane ``i``'s tile := 2 * tile + readout on the next clock edge (unless
+        ``clear``).
     acc_prev : In(ArrayLayout(signed(A), P))
         Accumulator before the command.
-    accumulate : In(1)
-        The command's ACCUMULATE bit: add the tile to ``acc_prev`` instead of to 0.
+    accumulate : In(unsigned(P))
+        Bit ``i``: the command's ACCUMULATE bit for lane ``i``: add the tile to
+        ``acc_prev`` instead of to 0.
+
+    The controls are one bit per lane so that the macro can drive them from copies of
+    its registers, one per block of lanes (``rtl/replicas.py``); it drives every lane
+    alike.
     tile : Out(ArrayLayout(signed(W + B), P))
         The tile register.
     acc : Out(ArrayLayout(signed(A), P))
@@ -62,10 +68,10 @@ class ShiftAccumulate(wiring.Component):
         P, W, A = p.cols_per_cycle, p.readout_bits, p.acc_bits
         super().__init__({
             "readout": In(data.ArrayLayout(signed(W), P)),
-            "clear": In(1),
-            "step": In(1),
+            "clear": In(unsigned(P)),
+            "step": In(unsigned(P)),
             "acc_prev": In(data.ArrayLayout(signed(A), P)),
-            "accumulate": In(1),
+            "accumulate": In(unsigned(P)),
             "tile": Out(data.ArrayLayout(signed(p.tile_bits), P)),
             "acc": Out(data.ArrayLayout(signed(A), P)),
             "saturated": Out(unsigned(P)),
@@ -99,15 +105,17 @@ class ShiftAccumulate(wiring.Component):
             add_same_width(Cat(Const(0, 1), lane(tile, T, i)[:-1]),
                            Cat(lane(readout, W, i), readout_fill(0, i))).as_unsigned()
             for i in range(P)))
-        with m.If(self.clear):
-            m.d.sync += tile.eq(0)
-        with m.Elif(self.step):
-            m.d.sync += tile.eq(stepped)
+        # Per lane, as one assignment: keep, step or clear.
+        step_bits = Cat(*(self.step[i].replicate(T) for i in range(P)))
+        keep_bits = Cat(*((~self.step[i] & ~self.clear[i]).replicate(T) for i in range(P)))
+        m.d.sync += tile.eq((stepped & step_bits & ~Cat(*(self.clear[i].replicate(T)
+                                                          for i in range(P))))
+                            | (tile & keep_bits))
 
         # The sum in A + 1 bits holds every (acc_prev + tile): out of the A-bit range
         # exactly when its two top bits differ.
         prev = Signal(P * A)
-        m.d.comb += prev.eq(acc_prev & self.accumulate.replicate(P * A))
+        m.d.comb += prev.eq(acc_prev & Cat(*(self.accumulate[i].replicate(A) for i in range(P))))
         fill = lane_sign_fills(m, P, [(prev, A, 1), (tile, T, A + 1 - T)], "sum_sign")
         total = Signal(P * (A + 1))
         m.d.comb += total.eq(Cat(*(

@@ -136,7 +136,7 @@ def test_pipelined_margin_form_is_exhaustively_the_clamped_comparison(pipeline):
             # lane 0 flip 0, lane 1 flip 1, same values
             ctx.set(Value.cast(dut.acc_base), pack([base, base], A))
             ctx.set(Value.cast(dut.theta), pack([theta, theta], A))
-            ctx.set(dut.capture, 1)
+            ctx.set(dut.capture, 0b11)
             await ctx.tick()
             ctx.set(dut.capture, 0)
             # The inputs the margin came from change: y must not depend on them now.

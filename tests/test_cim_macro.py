@@ -43,6 +43,8 @@ PARAMS = {
                          pipeline=1),
     "12x9-P3-L3": dict(rows=12, cols=9, cols_per_cycle=3, pipeline=3),
     "32x12-P6-B3-L4": dict(rows=32, cols=12, cols_per_cycle=6, input_bits=3, pipeline=4),
+    # 18 lanes at L = 4: the controls and the STATUS.acc_sat OR in blocks of 8 lanes.
+    "12x18-B3-L4": dict(rows=12, cols=18, input_bits=3, pipeline=4),
     # 20 lanes: the split lane multiplexer (blocks of 8, the last one short).
     "64x20-K4-all-L2": dict(rows=64, cols=20, comp_rows=4, nonideal=NONIDEALITIES, pipeline=2),
 }
@@ -343,7 +345,7 @@ def test_every_field_hole_and_region_is_decoded(key):
 
 
 @pytest.mark.parametrize("key", ["32x96", "32x96-P12", "64x10-P5-all", "8x4-B8-K2",
-                                 "16x6-K16-P3-all-L2"])
+                                 "16x6-K16-P3-all-L2", "12x18-B3-L4"])
 def test_run_end_to_end_and_accumulate(key, rng):
     """Random weights, inputs and non-idealities; RUN, then a second tile accumulated."""
     p = MacroParams(**PARAMS[key])
@@ -371,7 +373,7 @@ def test_run_end_to_end_and_accumulate(key, rng):
 
 @pytest.mark.parametrize("key", ["32x96-P12", "16x6-K16-P3-all", "8x4-B8-K2", "2x3-ideal",
                                  "16x6-K16-P3-all-L2", "8x4-B8-K2-L1", "12x9-P3-L3",
-                                 "32x12-P6-B3-L4"])
+                                 "32x12-P6-B3-L4", "12x18-B3-L4"])
 def test_calibrate_end_to_end(key, rng):
     """Random offsets (some outside the compensation range): COMP, CALFLAG, cal_range."""
     p = MacroParams(**PARAMS[key])
@@ -529,5 +531,47 @@ def test_random_accesses_soak(key, rng):
             for _ in range(400):
                 await random_operation(bench, rng)
             await bench.compare_all()
+
+    simulate(p, scenario)
+
+
+@pytest.mark.parametrize("key", ["8x4-B8-K2", "8x4-B8-K2-L1", "12x18-B3-L4", "32x12-P6-B3-L4"])
+@pytest.mark.parametrize("delay", range(5))
+def test_status_polled_to_the_end_of_a_saturating_run(key, delay):
+    """STATUS read back to back while a RUN saturates ACC: the first read that shows BUSY
+    low also shows DONE and ACC_SAT (in every phase of the polls against the write-back
+    cycle: ``delay`` idle cycles before the command)."""
+    params = dict(PARAMS[key])
+    params["acc_bits"] = MacroParams(**params).readout_bits + params.get("input_bits", 5)
+    p = MacroParams(**params)
+    status_addr = (Region.CSR << p.region_shift) | CSR.STATUS
+
+    async def scenario(bench):
+        for c in range(p.cols):
+            group, slot = divmod(c, p.cols_per_cycle)
+            for chunk in range(p.chunks):
+                await bench.write(bench.addr("WEIGHT", group=group, slot=slot, chunk=chunk),
+                                  (1 << p.chunk_rows) - 1)
+        for b in range(p.input_bits):
+            for chunk in range(p.chunks):
+                await bench.write(bench.addr("INPUT", plane=b, chunk=chunk), (1 << p.chunk_rows) - 1)
+        cmd = Op.RUN | ACCUMULATE
+        await bench.command(Op.RUN)
+        for _ in range(8):          # ACC up to its limit...
+            if bench.model.read(status_addr) >> Status.ACC_SAT & 1:
+                break
+            await bench.command(cmd)
+        await bench.write(status_addr, 1 << Status.ACC_SAT | 1 << Status.DONE)   # ...and the flags cleared
+        for _ in range(delay):
+            await bench.tick()
+        bench.model.write(bench.csr(CSR.CMD), cmd)
+        await bench.rtl_write(bench.csr(CSR.CMD), cmd)
+        for _ in range(1000):
+            status = await bench.rtl_read(status_addr)
+            if not status >> Status.BUSY & 1:
+                break
+        expected = bench.model.read(status_addr)
+        assert expected >> Status.ACC_SAT & 1, "the scenario must saturate"
+        assert status == expected, f"STATUS {status:#x} as BUSY fell, model {expected:#x}"
 
     simulate(p, scenario)

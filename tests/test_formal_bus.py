@@ -13,7 +13,8 @@ it proves, in the cycle after an invalid access:
   address; a valid access never sets STATUS.error;
 * ``ack`` follows ``p.bus_latency`` cycles after every access, and a faulty read
   returns 0;
-* idle (BUSY low): no memory is written in the cycle where the access's writes would
+* idle (BUSY low, for L = 4 since the cycle before, in which that build still sets
+  STATUS.acc_sat): no memory is written in the cycle where the access's writes would
   land (every column memory's write enables and the TABLE write enable are 0), and
   every register of the macro and its blocks except the error registers and the bus
   pipeline (``ack``, the captured read word, the read-select registers, the registered
@@ -219,7 +220,14 @@ class BusHarness(Elaboratable):
         # Registers: hold after an invalid access (all when idle; bus-only ones always),
         # up to the cycle after the one in which the macro acts on it.
         idle = Signal()
-        m.d.comb += idle.eq(~dut.busy)
+        if lat == 4:
+            # The L = 4 build sets STATUS.acc_sat in the cycle after BUSY falls (from an OR
+            # per block of lanes): idle means BUSY low since the cycle before.
+            busy_before = Signal()
+            m.d.sync += busy_before.eq(dut.busy)
+            m.d.comb += idle.eq(~dut.busy & ~busy_before)
+        else:
+            m.d.comb += idle.eq(~dut.busy)
         holds = [(later(invalid, k, "invalid_then"), later(idle, k, "idle_then"))
                  for k in range(1, acts + 2)]
         checked_idle, checked_busy = [], []

@@ -73,15 +73,20 @@ def random_acc_prev(p, rng):
     return np.where(near, np.clip(edge, lo, hi), values)
 
 
+def every_lane(p):
+    """The value of a one-bit-per-lane control that drives every lane."""
+    return (1 << p.cols_per_cycle) - 1
+
+
 async def do_run(ctx, dut, p, readouts):
     """Clear, then step the planes MSB first; returns the tile after every step."""
-    ctx.set(dut.clear, 1)
+    ctx.set(dut.clear, every_lane(p))
     await ctx.tick()
     ctx.set(dut.clear, 0)
     tiles = [lanes(ctx, dut.tile, p.tile_bits, p)]
     for b in range(len(readouts) - 1, -1, -1):
         ctx.set(Value.cast(dut.readout), pack(readouts[b], p.readout_bits))
-        ctx.set(dut.step, 1)
+        ctx.set(dut.step, every_lane(p))
         await ctx.tick()
         tiles.append(lanes(ctx, dut.tile, p.tile_bits, p))
     ctx.set(dut.step, 0)
@@ -97,9 +102,9 @@ def test_rejects_non_params(bad):
 def test_ports_follow_section_7():
     p = MacroParams(rows=32, cols=12, cols_per_cycle=4, input_bits=6, acc_bits=20)
     P, W, A = p.cols_per_cycle, p.readout_bits, p.acc_bits
-    expect = {"readout": ("In", W, True, P), "clear": ("In", 1, False, None),
-              "step": ("In", 1, False, None), "acc_prev": ("In", A, True, P),
-              "accumulate": ("In", 1, False, None), "tile": ("Out", W + 6, True, P),
+    expect = {"readout": ("In", W, True, P), "clear": ("In", P, False, None),
+              "step": ("In", P, False, None), "acc_prev": ("In", A, True, P),
+              "accumulate": ("In", P, False, None), "tile": ("Out", W + 6, True, P),
               "acc": ("Out", A, True, P), "saturated": ("Out", P, False, None)}
     members = ShiftAccumulate(p).signature.members
     assert set(members.keys()) == set(expect)
@@ -134,7 +139,7 @@ def test_random_runs_against_model(key, rng):
             for accumulate in (False, True):
                 acc_prev = random_acc_prev(p, rng)
                 ctx.set(Value.cast(dut.acc_prev), pack(acc_prev, p.acc_bits))
-                ctx.set(dut.accumulate, int(accumulate))
+                ctx.set(dut.accumulate, every_lane(p) if accumulate else 0)
                 want_acc, want_sat = model_shift_accumulate(p, readouts, acc_prev, accumulate)
                 got_acc = lanes(ctx, dut.acc, p.acc_bits, p)
                 got_sat = [ctx.get(dut.saturated) >> i & 1 for i in range(p.cols_per_cycle)]
@@ -157,7 +162,7 @@ def test_clear_wins_and_step_low_holds(rng):
     async def testbench(ctx):
         assert lanes(ctx, dut.tile, p.tile_bits, p) == [0, 0], "reset value"
         ctx.set(Value.cast(dut.readout), pack(v[0], p.readout_bits))
-        ctx.set(dut.step, 1)
+        ctx.set(dut.step, every_lane(p))
         await ctx.tick()
         assert lanes(ctx, dut.tile, p.tile_bits, p) == v[0].tolist()
         ctx.set(dut.step, 0)
@@ -165,10 +170,10 @@ def test_clear_wins_and_step_low_holds(rng):
         await ctx.tick()
         await ctx.tick()
         assert lanes(ctx, dut.tile, p.tile_bits, p) == v[0].tolist(), "step low holds"
-        ctx.set(dut.step, 1)
+        ctx.set(dut.step, every_lane(p))
         await ctx.tick()
         assert lanes(ctx, dut.tile, p.tile_bits, p) == (2 * v[0] + v[1]).tolist()
-        ctx.set(dut.clear, 1)
+        ctx.set(dut.clear, every_lane(p))
         await ctx.tick()
         assert lanes(ctx, dut.tile, p.tile_bits, p) == [0, 0], "clear wins over step"
         ctx.set(dut.clear, 0)
@@ -196,9 +201,40 @@ def test_exhaustive_small():
                 for prev in range(-(1 << (A - 1)), 1 << (A - 1)):
                     ctx.set(Value.cast(dut.acc_prev), pack([prev], A))
                     for accumulate in (False, True):
-                        ctx.set(dut.accumulate, int(accumulate))
+                        ctx.set(dut.accumulate, every_lane(p) if accumulate else 0)
                         want, sat = model_shift_accumulate(p, readouts, [prev], accumulate)
                         assert lanes(ctx, dut.acc, A, p) == want.tolist()
                         assert ctx.get(dut.saturated) == int(sat[0])
+
+    run(dut, testbench)
+
+
+def test_controls_act_per_lane(rng):
+    """Each lane follows its own bit of clear, step and accumulate (the macro drives them
+    from copies per block of lanes)."""
+    p = MacroParams(rows=8, cols=3, input_bits=4)
+    dut = ShiftAccumulate(p)
+    v = random_readouts(p, rng, 2)
+    acc_prev = rng.integers(-(1 << (p.acc_bits - 1)), 1 << (p.acc_bits - 1), size=3)
+
+    async def testbench(ctx):
+        ctx.set(Value.cast(dut.readout), pack(v[0], p.readout_bits))
+        ctx.set(dut.step, 0b011)
+        await ctx.tick()
+        assert lanes(ctx, dut.tile, p.tile_bits, p) == [v[0][0], v[0][1], 0]
+        ctx.set(Value.cast(dut.readout), pack(v[1], p.readout_bits))
+        ctx.set(dut.step, 0b110)
+        ctx.set(dut.clear, 0b010)
+        await ctx.tick()
+        tile = [v[0][0], 0, v[1][2]]
+        assert lanes(ctx, dut.tile, p.tile_bits, p) == tile
+        ctx.set(dut.step, 0)
+        ctx.set(dut.clear, 0)
+        ctx.set(Value.cast(dut.acc_prev), pack(acc_prev, p.acc_bits))
+        ctx.set(dut.accumulate, 0b101)
+        got = lanes(ctx, dut.acc, p.acc_bits, p)
+        want = [model_shift_accumulate(p, np.array([[t]]), np.array([a]), bool(acc))[0][0]
+                for t, a, acc in zip(tile, acc_prev, (1, 0, 1))]
+        assert got == [int(w) for w in want]
 
     run(dut, testbench)

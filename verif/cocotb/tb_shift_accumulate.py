@@ -50,12 +50,13 @@ async def random_runs(dut):
     # The tile register resets to 0.
     assert np.all(tb.get_lanes("tile", T, signed=True) == 0)
     await FallingEdge(tb.clk)
+    every = (1 << P) - 1        # the controls have one bit per lane; the macro sets all
     for run in range(int(ctx.args.get("runs", 300))):
         nplanes = int(rng.integers(1, p.input_bits + 1))
         v = _readouts(p, rng, nplanes)
         # Clear (with a simultaneous step half of the time: clear wins).
-        tb.set("clear", 1)
-        tb.set("step", int(rng.integers(2)))
+        tb.set("clear", every)
+        tb.set("step", every * int(rng.integers(2)))
         tb.set_lanes("readout", v[-1], W)
         await RisingEdge(tb.clk)
         await FallingEdge(tb.clk)
@@ -71,7 +72,7 @@ async def random_runs(dut):
                 assert np.array_equal(tb.get_lanes("tile", T, signed=True), tile), \
                     f"run {run}: tile changed without step"
             tb.set_lanes("readout", v[b], W)
-            tb.set("step", 1)
+            tb.set("step", every)
             await RisingEdge(tb.clk)
             await FallingEdge(tb.clk)
             tile = 2 * tile + v[b]
@@ -82,7 +83,7 @@ async def random_runs(dut):
             prev = _acc_prev(p, rng)
             accumulate = bool(rng.integers(2))
             tb.set_lanes("acc_prev", prev, A)
-            tb.set("accumulate", int(accumulate))
+            tb.set("accumulate", every if accumulate else 0)
             await tb.settle()
             want, sat = shift_accumulate(p, v, acc_prev=prev, accumulate=accumulate)
             got = tb.get_lanes("acc", A, signed=True)
