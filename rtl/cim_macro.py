@@ -62,7 +62,7 @@ from .batchnorm_binarize import BatchnormBinarize
 from .calibration_fsm import CalibrationFSM
 from .column_memory import ColumnMemory
 from .compute_array import ComputeArray, lane_popcount_planes
-from .replicas import replicated
+from .replicas import LANE_BLOCK, block_copies, replicated
 from .shift_accumulate import ShiftAccumulate
 
 __all__ = ["Phase", "CimMacro"]
@@ -550,22 +550,33 @@ class CimMacro(wiring.Component):
             combined after the registers, so the error checks end at one flip-flop."""
             if not L:
                 return Mux(write & hit[number], enables, Const(0, len(enables)))
-            accepted = bus_write(write & hit[number], f"{name}_write")
-            return bus_write(enables, f"{name}_lanes") & accepted.replicate(len(enables))
+            # The accepted-write bit in one copy per block of lanes (rtl/replicas.py).
+            per_lane = len(enables) // P
+            accepted = replicated(m, write & hit[number], P, f"{name}_write", suffix="_q")
+            return bus_write(enables, f"{name}_lanes") & Cat(*(accepted[i].replicate(per_lane)
+                                                              for i in range(P)))
 
         bus_row_group = bus_write(row_fields["group"], "bus_row_group")
         bus_lane_group = bus_write(lane_fields["group"], "bus_lane_group")
         bus_data = {}
 
         def bus_write_field(width):
+            """The low ``width`` bits of the written word for every lane (lane-major): with
+            a pipeline, from copies of a register per block of lanes."""
             if width not in bus_data:
-                bus_data[width] = bus_write(bus_field(width), f"dat_w_{width}")
+                if L:
+                    bus_data[width] = replicated(m, bus_field(width), P, f"dat_w_{width}",
+                                                 suffix="_q")
+                else:
+                    bus_data[width] = bus_field(width).replicate(P)
             return bus_data[width]
 
         for number, mem in row_mems.items():
             m.d.comb += [
                 mem.write_addr.eq(bus_row_group),
-                mem.write_data.eq(bus_write_field(chunk_rows).replicate(P * chunks)),
+                mem.write_data.eq(Cat(*(
+                    bus_write_field(chunk_rows)[i * chunk_rows:(i + 1) * chunk_rows].replicate(chunks)
+                    for i in range(P)))),
                 mem.write_en.eq(bus_write_en(row_en, number, f"{_region_name(number)}_bus")),
             ]
         for number, mem in lane_mems.items():
@@ -574,7 +585,7 @@ class CimMacro(wiring.Component):
             width = lane_bits[number]
             m.d.comb += [
                 mem.write_addr.eq(bus_lane_group),
-                mem.write_data.eq(bus_write_field(width).replicate(P)),
+                mem.write_data.eq(bus_write_field(width)),
                 mem.write_en.eq(bus_write_en(lane_en, number, f"{_region_name(number)}_bus")),
             ]
 
@@ -611,10 +622,11 @@ class CimMacro(wiring.Component):
         with m.Elif(in_phase[Phase.PLANES] & plane.any()):
             m.d.comb += [planes_next.eq(1), plane_next.eq((plane - 1)[:plane_bits])]
         m.d.sync += plane.eq(plane_next)
-        plane_value = Signal(R, name="plane_value")
         input_plane_value = _select(m, plane_next, [inputs[b * R:(b + 1) * R] for b in range(B)],
                                     R, "input_plane_value")
-        m.d.sync += plane_value.eq(Mux(planes_next, input_plane_value, Const(0, R)))
+        # One copy of the plane register per block of lanes (rtl/replicas.py).
+        plane_value = block_copies(m, Mux(planes_next, input_plane_value, Const(0, R)), P,
+                                   "plane_value")
         # The command's ACCUMULATE bit and "the command is a RUN", loaded with CMD into
         # one copy per block of lanes (rtl/replicas.py): both fan out to every lane.
         accumulate_lanes = replicated(m, dat_w[_CMD_ACCUMULATE_BIT], P, "accumulate",
@@ -670,11 +682,30 @@ class CimMacro(wiring.Component):
         m.d.comb += [
             acc_mem.write_addr.eq(group),
             comp_mem.write_addr.eq(group_address(bus_lane_group)),
-            comp_mem.write_data.eq(Mux(busy, calibration.therm.as_value(),
-                                       bus_write_field(K).replicate(P))),
-            comp_mem.write_en.eq(Mux(busy, calibrated.replicate(P),
-                                 bus_write_en(lane_en, Region.COMP, "comp_bus"))),
         ]
+        if L:
+            # The search results are stored a cycle after the verification read (in the
+            # write-back cycle, the group unchanged), from a register of the FSM's
+            # output and copies per block of lanes of the store enable: the bus and the
+            # sequencer then need no multiplexer on BUSY (the bus writes COMP only
+            # while idle, and lands within two cycles of an access).
+            therm_q = Signal(P * K, name="comp_result_q")
+            m.d.sync += therm_q.eq(calibration.therm.as_value())
+            comp_store = replicated(m, calibrated, P, "comp_store")
+            m.d.comb += [
+                comp_mem.write_data.eq(Cat(*(
+                    Mux(comp_store[i], therm_q[i * K:(i + 1) * K],
+                        bus_write_field(K)[i * K:(i + 1) * K]) for i in range(P)))),
+                comp_mem.write_en.eq(comp_store
+                                     | bus_write_en(lane_en, Region.COMP, "comp_bus")),
+            ]
+        else:
+            m.d.comb += [
+                comp_mem.write_data.eq(Mux(busy, calibration.therm.as_value(),
+                                           bus_write_field(K))),
+                comp_mem.write_en.eq(Mux(busy, calibrated.replicate(P),
+                                     bus_write_en(lane_en, Region.COMP, "comp_bus"))),
+            ]
 
         def next_group(same_phase):
             with m.If(last_group):
@@ -880,13 +911,21 @@ class CimMacro(wiring.Component):
         # spread over the die, and one multiplexer over all of them was the longest path).
         k = min(sb, 3) if L else sb
 
-        def select_lane(slot_q, data, width, name):
+        # Each block's multiplexer reads its own copy of the slot's low bits.
+        slot_low = {}
+        if k < sb:
+            assert 1 << k == LANE_BLOCK
+            slot_low = {"row": block_copies(m, row_fields["slot"][:k], P, "row_slot_low", suffix="_q"),
+                        "lane": block_copies(m, lane_fields["slot"][:k], P, "lane_slot_low",
+                                             suffix="_q")}
+
+        def select_lane(slot_q, data, width, name, kind):
             if k == sb:
                 return _select_packed(m, slot_q[:sb], data, P, width, name)
             blocks = -(-P // (1 << k))
             firsts = Signal(blocks * width, name=f"{name}_blocks")
             m.d.sync += firsts.eq(Cat(*(
-                _select_packed(m, slot_q[:k],
+                _select_packed(m, slot_low[kind][b * k:(b + 1) * k],
                                data[b * (1 << k) * width:min(P, (b + 1) << k) * width],
                                min(P, (b + 1) << k) - (b << k), width, f"{name}_block{b}")
                 for b in range(blocks))))
@@ -897,7 +936,7 @@ class CimMacro(wiring.Component):
         memory_words = []
         for number, mem in row_mems.items():
             name = _region_name(number)
-            column = select_lane(row_slot_q, mem.read_data, R, f"{name}_column")
+            column = select_lane(row_slot_q, mem.read_data, R, f"{name}_column", "row")
             chunk_q = row_chunk_q
             if L:
                 chunk_q = Signal(max(1, cb), name=f"{name}_chunk_q2")
@@ -908,7 +947,7 @@ class CimMacro(wiring.Component):
         for number, mem in {**lane_mems, Region.ACC: acc_mem}.items():
             width = lane_bits[number]
             lane = select_lane(lane_slot_q, mem.read_data, width,
-                               f"{_region_name(number)}_lane")
+                               f"{_region_name(number)}_lane", "lane")
             if number in (Region.THRESH, Region.OFFSET, Region.ACC):
                 word = Signal(BUS_DATA_BITS, name=f"{_region_name(number)}_word")
                 m.d.comb += word.eq(lane.as_signed())

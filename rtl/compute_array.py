@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from models.params import GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS, MacroParams
 
-from .replicas import replicated
+from .replicas import LANE_BLOCK, lane_blocks, replicated
 
 __all__ = ["ComputeArray", "popcount", "sign_extend", "add_same_width", "lane_popcount_planes",
            "lane_popcounts", "lane_popcounts_from_planes", "lane_sign_fills"]
@@ -312,8 +312,10 @@ class ComputeArray(wiring.Component):
 
     Members
     -------
-    plane : In(unsigned(R))
-        Bit ``b`` of every input row (row ``r`` is bit ``r``).
+    plane : In(ArrayLayout(unsigned(R), lane_blocks(P)))
+        Bit ``b`` of every input row (row ``r`` is bit ``r``), one identical copy per
+        block of 8 lanes (``rtl/replicas.py``): lane ``i`` reads copy ``i // 8``, so
+        that the macro can drive each block from a register of its own.
     weights : In(ArrayLayout(unsigned(R), P))
         Stored weight bits of each lane's column (row ``r`` is bit ``r``); 1 is +1,
         0 is -1.
@@ -353,7 +355,7 @@ class ComputeArray(wiring.Component):
             return data.ArrayLayout(shape, P)
 
         members = {
-            "plane": In(unsigned(R)),
+            "plane": In(data.ArrayLayout(unsigned(R), lane_blocks(P))),
             "weights": In(lanes(unsigned(R))),
         }
         if p.has("stuck"):
@@ -461,8 +463,9 @@ class ComputeArray(wiring.Component):
 
         # Shared by every lane: the popcount of the plane, the clamp limits, the quantiser
         # mask.
+        planes_in = self.plane.as_value()       # one copy per block of lanes
         plane_ones = _comb_signal(m, unsigned(count_bits), "plane_ones",
-                                  popcount(m, stage(self.plane, "plane", 4), "plane_ones"))
+                                  popcount(m, stage(planes_in[:R], "plane", 4), "plane_ones"))
         # -ones in s_bits bits, as ~ones + 1 on one width with a 1-bit constant operand.
         minus_ones = _comb_signal(m, unsigned(s_bits), "minus_plane_ones",
                                   ((~Cat(plane_ones, Const(0, 1))).as_unsigned()
@@ -495,8 +498,8 @@ class ComputeArray(wiring.Component):
         w_eff = self.weights.as_value()
         if p.has("stuck"):
             w_eff = w_eff ^ ((w_eff ^ self.stuck_value.as_value()) & self.stuck_mask.as_value())
-        agree_bits = _comb_signal(m, unsigned(P * R), "agree_bits",
-                                  w_eff & self.plane.replicate(P))
+        agree_bits = _comb_signal(m, unsigned(P * R), "agree_bits", w_eff & Cat(*(
+            planes_in[(i // LANE_BLOCK) * R:(i // LANE_BLOCK + 1) * R] for i in range(P))))
         planes, block = lane_popcount_planes(m, agree_bits, P, R, "agree", max_terms=8)
         planes = [stage(plane, f"agree_plane{j}", 4) for j, plane in enumerate(planes)]
         agree = all_lanes("agree", count_bits, lane_popcounts_from_planes(planes, block, P))

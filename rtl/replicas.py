@@ -16,7 +16,8 @@ cells with equal inputs), so each copy's signal carries the attribute
 
 from amaranth.hdl import Cat, Signal, Value
 
-__all__ = ["LANE_BLOCK", "REPLICA_ATTR", "KEEP_REPLICAS_SCRIPT", "lane_blocks", "replicated"]
+__all__ = ["LANE_BLOCK", "REPLICA_ATTR", "KEEP_REPLICAS_SCRIPT", "lane_blocks", "block_copies",
+           "replicated"]
 
 #: Lanes served by one copy.
 LANE_BLOCK = 8
@@ -32,6 +33,27 @@ def lane_blocks(lanes):
     if not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
     return -(-lanes // LANE_BLOCK)
+
+
+def block_copies(m, value, lanes, name, *, suffix="", enable=None, init=0, domain="sync"):
+    """``value`` registered once per block of lanes: the copies, block-major.
+
+    As :func:`replicated`, but returns ``lane_blocks(lanes) * w`` bits, copy ``k`` at bits
+    ``[k * w, (k + 1) * w)``, for a consumer that takes one copy per block.
+    """
+    value = Value.cast(value)
+    copies = []
+    blocks = lane_blocks(lanes)
+    for k in range(blocks):
+        copy = Signal(len(value), name=f"{name}{suffix}" if blocks == 1 else f"{name}_b{k}{suffix}",
+                      attrs={REPLICA_ATTR: 1} if blocks > 1 else {}, init=init)
+        if enable is None:
+            m.d[domain] += copy.eq(value)
+        else:
+            with m.If(enable):
+                m.d[domain] += copy.eq(value)
+        copies.append(copy)
+    return Cat(*copies)
 
 
 def replicated(m, value, lanes, name, *, suffix="", enable=None, init=0, domain="sync"):
@@ -60,16 +82,8 @@ def replicated(m, value, lanes, name, *, suffix="", enable=None, init=0, domain=
         ``lanes * w`` bits: lane ``i`` (bits ``[i * w, (i + 1) * w)``) is the copy of
         block ``i // LANE_BLOCK``.
     """
-    value = Value.cast(value)
-    blocks = lane_blocks(lanes)
-    copies = []
-    for k in range(blocks):
-        copy = Signal(len(value), name=f"{name}{suffix}" if blocks == 1 else f"{name}_b{k}{suffix}",
-                      attrs={REPLICA_ATTR: 1} if blocks > 1 else {}, init=init)
-        if enable is None:
-            m.d[domain] += copy.eq(value)
-        else:
-            with m.If(enable):
-                m.d[domain] += copy.eq(value)
-        copies.append(copy)
-    return Cat(*(copies[i // LANE_BLOCK] for i in range(lanes)))
+    width = len(Value.cast(value))
+    copies = block_copies(m, value, lanes, name, suffix=suffix, enable=enable, init=init,
+                          domain=domain)
+    return Cat(*(copies[(i // LANE_BLOCK) * width:(i // LANE_BLOCK + 1) * width]
+                 for i in range(lanes)))

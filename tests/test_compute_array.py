@@ -18,6 +18,7 @@ from amaranth.sim import Simulator
 from models.macro import readout as model_readout
 from models.params import NONIDEALITIES, MacroParams
 from rtl.compute_array import ComputeArray, lane_popcounts, lane_sign_fills
+from rtl.replicas import lane_blocks
 
 # Parameter sets of the random test: tiny, the paper's 32x96 folded, two row chunks,
 # K = 2 and 16, 8 input bits, non-power-of-two rows, a readout wider than needed, every
@@ -107,7 +108,8 @@ def expected(p, case, table=None):
 def apply(ctx, dut, p, case):
     """Drive one case's inputs onto the array (whole arrays at once: one settle each)."""
     W = p.readout_bits
-    ctx.set(dut.plane, bits_to_int(case["plane"]))
+    # The plane port holds one copy per block of 8 lanes.
+    ctx.set(Value.cast(dut.plane), bits_to_int(np.tile(case["plane"], lane_blocks(p.cols_per_cycle))))
     for name in ("weights", "stuck_mask", "stuck_value"):
         if name in case:
             columns = [bits_to_int(col) for col in case[name].T]
@@ -170,7 +172,7 @@ def test_ports_follow_section_7(nonideal):
                     nonideal=nonideal)
     R, P, W = p.rows, p.cols_per_cycle, p.readout_bits
     members = ComputeArray(p).signature.members
-    expect = {"plane": ("In", R, False, None), "weights": ("In", R, False, P),
+    expect = {"plane": ("In", R, False, lane_blocks(P)), "weights": ("In", R, False, P),
               "comp": ("In", p.comp_bits, True, P), "readout": ("Out", W, True, P)}
     if p.has("stuck"):
         expect["stuck_mask"] = expect["stuck_value"] = ("In", R, False, P)

@@ -18,6 +18,8 @@ from cocotb.triggers import FallingEdge, RisingEdge
 from models.macro import readout as model_readout
 from models.params import GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS
 
+from rtl.replicas import lane_blocks  # the plane port's layout: a copy per block of lanes
+
 from .tb import TB, context
 
 TIMEOUT_US = 20_000
@@ -75,7 +77,8 @@ class ArrayBench(TB):
     def apply(self, s) -> None:
         p = self.p
         R, W = p.rows, p.readout_bits
-        self.set("plane", int(sum(int(b) << r for r, b in enumerate(s["plane"]))))
+        plane = int(sum(int(b) << r for r, b in enumerate(s["plane"])))
+        self.set("plane", sum(plane << (k * R) for k in range(lane_blocks(p.cols_per_cycle))))
         for name in ("weights", "stuck_mask", "stuck_value"):
             if name in s:
                 cols = [int(sum(int(b) << r for r, b in enumerate(s[name][:, i])))
