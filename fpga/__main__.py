@@ -1,4 +1,4 @@
-"""``python -m fpga build ...`` and ``python -m fpga run ...``: bitstreams and inference on a board.
+"""``python -m fpga build|run|endpoints ...``: bitstreams, inference on a board, timing.
 
 build
     Board top -> YoWASP Yosys/nextpnr -> bitstream and ``report.json``; prints one line.
@@ -15,6 +15,12 @@ run
     behind a byte-level model of the bridge (a dry run without a board); ``--chip-seed S``
     gives that model the non-idealities of sampled chip S, as ``build --chip-seed S``
     bakes them into a board.
+
+endpoints
+    Reads the ``work/report.json`` of a build made with ``--detailed-timing`` and lists
+    the flip-flop endpoints whose worst arrival exceeds ``--period`` ns (default the
+    report's own clock), grouped by register (``fpga/endpoints.py``). Exit status 0 when
+    none fail, 1 when some do, 2 for a missing or unusable report.
 """
 
 from __future__ import annotations
@@ -75,6 +81,11 @@ def _parser():
                         "fold it into the thresholds and scores")
     r.add_argument("--chip-seed", type=int, default=None, metavar="S",
                    help="with --port model: give the model the sampled SRAM chip instance S")
+    e = sub.add_parser("endpoints", help="flip-flops that miss the clock, by register")
+    e.add_argument("report", help="nextpnr report of a --detailed-timing build (DIR/work/report.json)")
+    e.add_argument("--period", type=float, default=None, metavar="NS",
+                   help="clock period in ns (default: from the report's clock constraint)")
+    e.add_argument("--all", action="store_true", help="also list groups that meet the period")
     return ap
 
 
@@ -211,6 +222,24 @@ def main(argv=None) -> int:
             return 2
         print(summary_line(report))
         return 0 if report["timing"]["met"] else 1
+    if args.command == "endpoints":
+        from .endpoints import EndpointsError, format_groups, group_endpoints, load_report
+        try:
+            report = load_report(args.report)
+            period = args.period
+            if period is None:
+                fmax = report.get("fmax") or {}
+                constraints = [v.get("constraint") for v in fmax.values() if isinstance(v, dict)]
+                constraints = [c for c in constraints if isinstance(c, (int, float)) and c > 0]
+                if not constraints:
+                    raise EndpointsError(f"{args.report} names no clock constraint; pass --period NS")
+                period = 1e3 / max(constraints)
+            groups = group_endpoints(report, period)
+        except EndpointsError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(format_groups(groups, period, show_all=args.all))
+        return 1 if any(g.failing for g in groups) else 0
     try:
         return asyncio.run(_run(args, *_prepare_run(args)))
     except (OSError, ValueError, TypeError, RuntimeError) as e:

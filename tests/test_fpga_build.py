@@ -214,3 +214,13 @@ def test_cli_build_rejects_bad_parameters_in_one_line(capsys):
                    "16, 24, 32, 48, 96), not 7\n")
     code = main(["build", "--board", "ulx3s", "--rows", "8", "--cols", "8", "--baud", "20000000"])
     assert code == 2 and "too fast for a 25 MHz clock" in capsys.readouterr().err
+
+
+def test_detailed_timing_build_feeds_the_endpoint_listing(tmp_path):
+    """--detailed-timing keeps nextpnr's per-net timing; `fpga endpoints` reads it."""
+    from fpga.endpoints import group_endpoints, load_report
+    report = build("icebreaker", 4, 4, cols_per_cycle=2, out_dir=tmp_path, detailed_timing=True)
+    groups = group_endpoints(load_report(tmp_path / "work" / "report.json"),
+                             1e9 / report["timing"]["clock_hz"])
+    assert sum(g.total for g in groups) > 100
+    assert report["timing"]["met"] and sum(g.failing for g in groups) == 0
