@@ -276,6 +276,8 @@ def test_manifest_register_map_follows_the_contract(kwargs):
     regmap = m["register_map"]
     shift = regmap["region_shift"]
     assert shift == p.region_shift and regmap["addr_bits"] == 4 + shift
+    # Section 6: ack 1 cycle after an access without a pipeline (these sets).
+    assert regmap["ack_latency"] == 1
     assert m["params"] == json.loads(json.dumps(p.to_dict()))
     assert m["contract_version"] == "1.1"
     assert m["verilog"]["sha256"] == hashlib.sha256(FAKE_VERILOG.encode()).hexdigest()
@@ -425,3 +427,10 @@ def test_unwritable_output_dir_fails_after_conversion_without_leftovers(tmp_path
     result = run_gen(["--rows", "2", "--cols", "3", "-o", out])
     assert_one_line_error(result, ["-o/--out", str(out), "cannot write"])
     assert not out.exists()
+
+
+@pytest.mark.parametrize("pipeline, latency", [(0, 1), (1, 2), (2, 2), (3, 2), (4, 4)])
+def test_manifest_gives_the_ack_latency(pipeline, latency):
+    p = MacroParams(rows=8, cols=4, pipeline=pipeline)
+    m = json.loads(manifest.dumps(manifest.build_manifest(p, FAKE_VERILOG, [])))
+    assert m["register_map"]["ack_latency"] == p.bus_latency == latency
