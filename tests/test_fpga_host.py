@@ -249,9 +249,11 @@ def test_end_to_end_icarus(tmp_path, rng):
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
-def test_end_to_end_icarus_pipelined(tmp_path, rng):
-    """The FPGA builds' macro (readout pipeline, ack two cycles late) behind the bridge."""
-    _e2e("icarus", tmp_path, rng, pipeline=2)
+@pytest.mark.parametrize("pipeline", [2, 4])
+def test_end_to_end_icarus_pipelined(tmp_path, rng, pipeline):
+    """The FPGA builds' macros behind the bridge: the iCE40 one (L = 2, ack two cycles
+    late) and the ECP5 one (L = 4, registered decode, ack four cycles late)."""
+    _e2e("icarus", tmp_path, rng, pipeline=pipeline)
 
 
 @pytest.mark.slow

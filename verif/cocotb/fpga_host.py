@@ -46,10 +46,11 @@ async def _start(dut, cfg):
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
-    # The chip image writer needs three cycles per write after reset.
+    # The chip image writer needs the ack latency plus two cycles per write after reset.
     from fpga.top import StatusLeds
     bit = StatusLeds["ready"].offset
-    for cycle in range(3 * len(cfg["image"]) + 20):
+    per_write = MacroParams.from_dict(cfg["params"]).bus_latency + 2
+    for cycle in range(per_write * len(cfg["image"]) + 20):
         await RisingEdge(dut.clk)
         if dut.leds.value.is_resolvable and int(dut.leds.value) >> bit & 1:
             break
