@@ -568,7 +568,9 @@ class CimMacro(wiring.Component):
                     bus_data[width] = replicated(m, bus_field(width), P, f"dat_w_{width}",
                                                  suffix="_q")
                 else:
-                    bus_data[width] = bus_field(width).replicate(P)
+                    # A signal: the row memories slice it per lane.
+                    bus_data[width] = Signal(P * width, name=f"dat_w_{width}_lanes")
+                    m.d.comb += bus_data[width].eq(bus_field(width).replicate(P))
             return bus_data[width]
 
         for number, mem in row_mems.items():

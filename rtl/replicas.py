@@ -53,7 +53,11 @@ def block_copies(m, value, lanes, name, *, suffix="", enable=None, init=0, domai
             with m.If(enable):
                 m.d[domain] += copy.eq(value)
         copies.append(copy)
-    return Cat(*copies)
+    # A signal rather than the Cat: consumers slice it per block, and a slice of an
+    # expression costs the simulator the whole expression at each use.
+    result = Signal(blocks * len(value), name=f"{name}{suffix}_blocks")
+    m.d.comb += result.eq(Cat(*copies))
+    return result
 
 
 def replicated(m, value, lanes, name, *, suffix="", enable=None, init=0, domain="sync"):
@@ -85,5 +89,7 @@ def replicated(m, value, lanes, name, *, suffix="", enable=None, init=0, domain=
     width = len(Value.cast(value))
     copies = block_copies(m, value, lanes, name, suffix=suffix, enable=enable, init=init,
                           domain=domain)
-    return Cat(*(copies[(i // LANE_BLOCK) * width:(i // LANE_BLOCK + 1) * width]
-                 for i in range(lanes)))
+    result = Signal(lanes * width, name=f"{name}{suffix}_lanes")
+    m.d.comb += result.eq(Cat(*(copies[(i // LANE_BLOCK) * width:(i // LANE_BLOCK + 1) * width]
+                                for i in range(lanes))))
+    return result
