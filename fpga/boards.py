@@ -18,7 +18,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from amaranth.hdl import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, Signal
+from amaranth.hdl import (ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
+                          ResetSignal, Signal)
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
@@ -200,7 +201,19 @@ class BoardTop(Elaboratable):
         with m.Else():
             m.d.por += timer.eq(timer + 1)
         m.d.comb += ClockSignal("sync").eq(clk)
-        m.submodules.reset_sync = ResetSynchronizer(~por_done, domain="sync")
+        if board.family == "ecp5" and self.pll is not None:
+            # A PLL-clocked ECP5 build takes its reset from a register through a global
+            # buffer: from one flip-flop in the fabric, the reset of a fully parallel
+            # macro's lanes was a 11-15 ns wire across the die. por_done is already a
+            # register of this clock, so no synchroniser is needed.
+            reset_q = Signal(init=1, name="reset_q")
+            reset_global = Signal(name="reset_global")
+            m.d.por += reset_q.eq(~por_done)
+            m.submodules.reset_buf = Instance("DCCA", i_CLKI=reset_q, i_CE=Const(1),
+                                              o_CLKO=reset_global)
+            m.d.comb += ResetSignal("sync").eq(reset_global)
+        else:
+            m.submodules.reset_sync = ResetSynchronizer(~por_done, domain="sync")
         return cd_sync
 
     def elaborate(self, platform):

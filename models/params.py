@@ -410,13 +410,14 @@ class MacroParams:
         """Cycles from a bus access (``cyc & stb``) to its ``ack`` (section 6).
 
         1 without a pipeline; 2 with L = 1..3 (the lane read multiplexer is split by a
-        register and memory writes land a cycle late); 4 with L = 4, the FPGA-clock
-        build, whose address decode and checks end at a register of their own and
-        whose read data leaves the macro from a register.
+        register and memory writes land a cycle late); 5 with L = 4, the FPGA-clock
+        build, whose address decode and checks end at a register of their own, whose
+        read multiplexers take three cycles and whose read data leaves the macro from
+        a register.
         """
         if self.pipeline == 0:
             return 1
-        return 2 if self.pipeline < 4 else 4
+        return 2 if self.pipeline < 4 else 5
 
     def run_cycles(self, planes: int) -> int:
         """Cycles a RUN command with ``planes`` bit-planes keeps BUSY high."""

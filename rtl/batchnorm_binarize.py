@@ -104,8 +104,10 @@ class BatchnormBinarize(wiring.Component):
             for i in range(P)))
         lowest_now = Cat(*(lane(theta, A, i)[-1] & ~lane(theta, A, i)[:-1].any()
                            for i in range(P)))
-        margin = Signal(P * (A + 1), name="margin")
-        lowest = Signal(P, name="theta_lowest")
+        # The FPGA-clock build (L = 4) keeps them off the reset net, which would
+        # otherwise reach every lane: both are captured before every use.
+        margin = Signal(P * (A + 1), name="margin", reset_less=p.pipeline >= 4)
+        lowest = Signal(P, name="theta_lowest", reset_less=p.pipeline >= 4)
         # Per lane, as one assignment each.
         take = Cat(*(self.capture[i].replicate(A + 1) for i in range(P)))
         m.d.sync += [margin.eq((margin_now & take) | (margin & ~take)),

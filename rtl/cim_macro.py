@@ -20,8 +20,10 @@ Bus timing
     memory writes land in t+1. Register reads are captured in cycle t; memory reads
     present the address in cycle t and select the lane from the read port's data in
     cycle t+1. The L = 4 build checks the access in cycle t (the error registers take
-    it then) but acts on a registered copy of the decode in cycle t+1, and registers
-    the read data on its way out: ack in t+4.
+    it then) but acts on a registered copy of the decode in cycle t+1, writes its
+    memories in t+3 (from two levels of copies), selects a memory word's lane in
+    t+2..t+4 and a register word in t+2..t+3, and registers the read data on its way
+    out: ack in t+5.
 
 Sequencing (section 5)
     A command accepted in cycle t raises BUSY from cycle t+1. Per column group:
@@ -62,7 +64,7 @@ from .batchnorm_binarize import BatchnormBinarize
 from .calibration_fsm import CalibrationFSM
 from .column_memory import ColumnMemory
 from .compute_array import ComputeArray, lane_popcount_planes
-from .replicas import LANE_BLOCK, block_copies, replicated
+from .replicas import LANE_BLOCK, REPLICA_ATTR, TREE_FANOUT, block_copies, replicated
 from .shift_accumulate import ShiftAccumulate
 
 __all__ = ["Phase", "CimMacro"]
@@ -228,6 +230,55 @@ class CimMacro(wiring.Component):
         """The :class:`MacroParams` this macro was built from."""
         return self._p
 
+    def _block_planes(self, m, inputs, cmd, dat_w, opcode, cmd_write, next_group_run):
+        """The L = 4 build's plane registers: one per block of lanes, each fed from the
+        block's own copies of INPUT and of a one-hot plane select.
+
+        Selecting the plane centrally and copying it to the blocks put a multiplexer and
+        a wire across the die in one cycle (the longest path of the fully parallel ECP5
+        build). Here the select is a shift register one cycle ahead of the planes: it is
+        loaded with the command's first plane in the cycle before a RUN's read cycle
+        (the CMD write, or the write-back of the previous group) and moves one plane
+        down per cycle, so that it is all zeros outside plane cycles. Each block
+        registers a copy of it and a copy of INPUT (INPUT cannot change while BUSY, and
+        its copies trail it by one cycle, well before a command written after the
+        INPUT write's acknowledge can reach its first plane).
+
+        Returns the planes, block-major (``lane_blocks(P) * R`` bits).
+        """
+        p = self._p
+        R, B, P = p.rows, p.input_bits, p.cols_per_cycle
+
+        def first_plane(nplanes):
+            # NPLANES = n selects plane n - 1 first; 0 selects plane B - 1.
+            return Cat(*(_eq_const(nplanes, b + 1) | (_eq_const(nplanes, 0) if b == B - 1
+                                                      else Const(0, 1))
+                         for b in range(B)))
+
+        run_write = cmd_write & _eq_const(opcode, 1)
+        select = Signal(B, name="plane_select")
+        select_next = Signal(B, name="plane_select_next")
+        with m.If(run_write):
+            m.d.comb += select_next.eq(first_plane(dat_w[_CMD_NPLANES]))
+        with m.Elif(next_group_run):
+            m.d.comb += select_next.eq(first_plane(cmd[_CMD_NPLANES]))
+        with m.Else():
+            m.d.comb += select_next.eq(Cat(select[1:], Const(0, 1)))
+        m.d.sync += select.eq(select_next)
+        selects = block_copies(m, select_next, P, "plane_select")
+        input_copies = block_copies(m, inputs, P, "input_copy", reset_less=True)
+        planes = []
+        for k in range(len(selects) // B):
+            copy = input_copies[k * B * R:(k + 1) * B * R]
+            chosen = Cat(*(selects[k * B + b].replicate(R) & copy[b * R:(b + 1) * R]
+                           for b in range(B)))
+            word = Signal(R, name=f"plane_value_b{k}", attrs={REPLICA_ATTR: 1}, reset_less=True)
+            m.d.sync += word.eq(chosen[:R] if B == 1 else _or_words(chosen, B, R))
+            planes.append(word)
+        result = Signal(len(planes) * R, name="plane_value_blocks")
+        m.d.comb += result.eq(Cat(*planes))
+        return result
+
     def elaborate(self, platform):
         p = self._p
         R, C, B, K = p.rows, p.cols, p.input_bits, p.comp_rows
@@ -308,12 +359,12 @@ class CimMacro(wiring.Component):
         # second access in between.
         L = p.pipeline
         latency = p.bus_latency
-        # The FPGA-clock build (bus latency 4) registers the decoded access before it
+        # The FPGA-clock build (L = 4, bus latency 5) registers the decoded access before it
         # acts on it (cycle t+1) and registers the read data on its way out: the
         # address decode and the checks then end at a few flip-flops instead of at the
         # clock enables of the register file, and the read multiplexers do not reach
         # into the bridge.
-        deep = latency == 4
+        deep = L == 4
         access = Signal()
         if latency == 1:
             m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack)
@@ -437,6 +488,10 @@ class CimMacro(wiring.Component):
             hit = {n: decoded(h, f"hit_{_region_name(n)}") for n, h in hit.items()}
             fields_of = {r["region"]: decode(r["fields"], offset)[0] for r in p.regions()}
             opcode = dat_w[:3]
+        # The access's own slot fields (cycle t), for the trees of copies below.
+        region_fields = {r["region"]: r["fields"] for r in p.regions()}
+        access_slots = {kind: decode(region_fields[number], wb.adr[:rs])[0]["slot"]
+                        for kind, number in (("row", Region.WEIGHT), ("lane", Region.COMP))}
         row_fields = fields_of[Region.WEIGHT]     # group, slot, chunk
         lane_fields = fields_of[Region.COMP]      # group, slot
 
@@ -535,13 +590,19 @@ class CimMacro(wiring.Component):
         # those registers instead of fanning out to the clock enables of every lane.
         # Nothing can observe the delay: the next access comes three cycles after this
         # one at the earliest (ack in t+2), and no command runs while a memory write is
-        # accepted.
+        # accepted. The L = 4 build takes two cycles from its registered decode (t+1)
+        # to the memories, through a tree of copies (rtl/replicas.py): its writes land
+        # in t+3, before the ack in t+5.
         def bus_write(value, name):
             value = Value.cast(value)
             if not L or len(value) == 0:
                 return value
             reg = Signal(len(value), name=f"{name}_q")
             m.d.sync += reg.eq(value)
+            if deep:
+                reg2 = Signal(len(value), name=f"{name}_q2")
+                m.d.sync += reg2.eq(reg)
+                reg = reg2
             return reg
 
         def bus_write_en(enables, number, name):
@@ -552,7 +613,8 @@ class CimMacro(wiring.Component):
                 return Mux(write & hit[number], enables, Const(0, len(enables)))
             # The accepted-write bit in one copy per block of lanes (rtl/replicas.py).
             per_lane = len(enables) // P
-            accepted = replicated(m, write & hit[number], P, f"{name}_write", suffix="_q")
+            accepted = replicated(m, write & hit[number], P, f"{name}_write", suffix="_q",
+                                  tree=deep)
             return bus_write(enables, f"{name}_lanes") & Cat(*(accepted[i].replicate(per_lane)
                                                               for i in range(P)))
 
@@ -566,7 +628,7 @@ class CimMacro(wiring.Component):
             if width not in bus_data:
                 if L:
                     bus_data[width] = replicated(m, bus_field(width), P, f"dat_w_{width}",
-                                                 suffix="_q")
+                                                 suffix="_q", tree=deep, reset_less=deep)
                 else:
                     # A signal: the row memories slice it per lane.
                     bus_data[width] = Signal(P * width, name=f"dat_w_{width}_lanes")
@@ -624,20 +686,36 @@ class CimMacro(wiring.Component):
         with m.Elif(in_phase[Phase.PLANES] & plane.any()):
             m.d.comb += [planes_next.eq(1), plane_next.eq((plane - 1)[:plane_bits])]
         m.d.sync += plane.eq(plane_next)
-        input_plane_value = _select(m, plane_next, [inputs[b * R:(b + 1) * R] for b in range(B)],
-                                    R, "input_plane_value")
-        # One copy of the plane register per block of lanes (rtl/replicas.py).
-        plane_value = block_copies(m, Mux(planes_next, input_plane_value, Const(0, R)), P,
-                                   "plane_value")
+        if deep:
+            plane_value = self._block_planes(m, inputs, cmd, dat_w, opcode, csr_write[CSR.CMD],
+                                             in_phase[Phase.WRITE] & cmd_run & ~_eq_const(group, G - 1))
+        else:
+            input_plane_value = _select(m, plane_next,
+                                        [inputs[b * R:(b + 1) * R] for b in range(B)],
+                                        R, "input_plane_value")
+            # One copy of the plane register per block of lanes (rtl/replicas.py).
+            plane_value = block_copies(m, Mux(planes_next, input_plane_value, Const(0, R)), P,
+                                       "plane_value")
         # The command's ACCUMULATE bit and "the command is a RUN", loaded with CMD into
         # one copy per block of lanes (rtl/replicas.py): both fan out to every lane.
         accumulate_lanes = replicated(m, dat_w[_CMD_ACCUMULATE_BIT], P, "accumulate",
                                       enable=csr_write[CSR.CMD])
         run_lanes = replicated(m, _eq_const(opcode, 1), P, "cmd_run", enable=csr_write[CSR.CMD])
+        if deep:
+            # The array's bias comes from the search while calibrating: a multiplexer in
+            # every lane, selected from copies per block of lanes loaded with CMD.
+            calibrate_lanes = replicated(m, _eq_const(opcode, 2), P, "cmd_calibrate",
+                                         enable=csr_write[CSR.CMD])
+            search_comp, comp_w = calibration.comp.as_value(), p.comp_bits
+            m.d.comb += array.comp.eq(Cat(*(
+                Mux(calibrate_lanes[i], search_comp[i * comp_w:(i + 1) * comp_w],
+                    stored_comp[i * comp_w:(i + 1) * comp_w]) for i in range(P))))
+        else:
+            m.d.comb += array.comp.eq(Mux(cmd_calibrate, calibration.comp.as_value(),
+                                          stored_comp))
         m.d.comb += [
             array.plane.eq(plane_value),
             array.weights.eq(row_mems[Region.WEIGHT].read_data),
-            array.comp.eq(Mux(cmd_calibrate, calibration.comp.as_value(), stored_comp)),
             calibration.readout.eq(array.readout),
             shift_acc.readout.eq(array.readout),
             shift_acc.acc_prev.eq(acc_mem.read_data),
@@ -889,12 +967,23 @@ class CimMacro(wiring.Component):
                                    input_words, BUS_DATA_BITS, "input_word")),
         ]
         register_rdata = Signal(BUS_DATA_BITS)
-        with m.If(reg_read):
+        if deep:
+            # Two stages: each region's word into a register of its own (0 unless read),
+            # then their OR.
+            region_words = []
             for number, value in register_words:
-                with m.If(reg_hit_of[number]):
-                    m.d.sync += register_rdata.eq(value)
-        with m.Else():
-            m.d.sync += register_rdata.eq(0)
+                word = Signal(BUS_DATA_BITS, name=f"{_region_name(number)}_word_q")
+                m.d.sync += word.eq(Mux(reg_read & reg_hit_of[number], value, 0))
+                region_words.append(word)
+            m.d.sync += register_rdata.eq(_or_words(Cat(*region_words), len(region_words),
+                                                    BUS_DATA_BITS))
+        else:
+            with m.If(reg_read):
+                for number, value in register_words:
+                    with m.If(reg_hit_of[number]):
+                        m.d.sync += register_rdata.eq(value)
+            with m.Else():
+                m.d.sync += register_rdata.eq(0)
 
         # Memory words: address presented in cycle t, lane selected in cycle t+1.
         memory_reads = list(row_mems) + list(lane_mems) + [Region.ACC]
@@ -917,15 +1006,24 @@ class CimMacro(wiring.Component):
         slot_low = {}
         if k < sb:
             assert 1 << k == LANE_BLOCK
-            slot_low = {"row": block_copies(m, row_fields["slot"][:k], P, "row_slot_low", suffix="_q"),
-                        "lane": block_copies(m, lane_fields["slot"][:k], P, "lane_slot_low",
-                                             suffix="_q")}
+            if deep:
+                # A tree of copies from the access's own address (a copy in cycle t, a
+                # copy per block in t+1): the decoded address's one hop to every block
+                # was a wire across the die.
+                slot_low = {kind: block_copies(m, access_slots[kind][:k], P,
+                                               f"{kind}_slot_low", suffix="_q", tree=True)
+                            for kind in ("row", "lane")}
+            else:
+                slot_low = {"row": block_copies(m, row_fields["slot"][:k], P, "row_slot_low",
+                                                suffix="_q"),
+                            "lane": block_copies(m, lane_fields["slot"][:k], P, "lane_slot_low",
+                                                 suffix="_q")}
 
         def select_lane(slot_q, data, width, name, kind):
             if k == sb:
                 return _select_packed(m, slot_q[:sb], data, P, width, name)
             blocks = -(-P // (1 << k))
-            firsts = Signal(blocks * width, name=f"{name}_blocks")
+            firsts = Signal(blocks * width, name=f"{name}_blocks", reset_less=deep)
             m.d.sync += firsts.eq(Cat(*(
                 _select_packed(m, slot_low[kind][b * k:(b + 1) * k],
                                data[b * (1 << k) * width:min(P, (b + 1) << k) * width],
@@ -933,16 +1031,32 @@ class CimMacro(wiring.Component):
                 for b in range(blocks))))
             high = Signal(sb - k, name=f"{name}_slot_high")
             m.d.sync += high.eq(slot_q[k:sb])
-            return _select_packed(m, high, firsts, blocks, width, name)
+            if not deep:
+                return _select_packed(m, high, firsts, blocks, width, name)
+            # The L = 4 build selects in three cycles: a lane per block (t+2), a block
+            # per group of TREE_FANOUT blocks (t+3), then the group (t+4).
+            fan_bits = min(TREE_FANOUT.bit_length() - 1, sb - k)
+            fan = 1 << fan_bits
+            groups = -(-blocks // fan)
+            seconds = Signal(groups * width, name=f"{name}_groups", reset_less=True)
+            spans = [(j * fan, min(blocks, (j + 1) * fan)) for j in range(groups)]
+            m.d.sync += seconds.eq(Cat(*(
+                _select_packed(m, high[:fan_bits], firsts[lo * width:hi * width], hi - lo, width,
+                               f"{name}_group{j}")
+                for j, (lo, hi) in enumerate(spans))))
+            top = Signal(max(1, sb - k - fan_bits), name=f"{name}_slot_top")
+            m.d.sync += top.eq(high[fan_bits:])
+            return _select_packed(m, top[:sb - k - fan_bits], seconds, groups, width, name)
 
         memory_words = []
         for number, mem in row_mems.items():
             name = _region_name(number)
             column = select_lane(row_slot_q, mem.read_data, R, f"{name}_column", "row")
             chunk_q = row_chunk_q
-            if L:
-                chunk_q = Signal(max(1, cb), name=f"{name}_chunk_q2")
-                m.d.sync += chunk_q.eq(row_chunk_q)
+            for stage in range(2, 4 if deep else 3) if L else ():
+                delayed_chunk = Signal(max(1, cb), name=f"{name}_chunk_q{stage}")
+                m.d.sync += delayed_chunk.eq(chunk_q)
+                chunk_q = delayed_chunk
             word = _select_packed(m, chunk_q[:cb], column, chunks, chunk_rows,
                                   f"{name}_word")
             memory_words.append((number, word))
@@ -957,7 +1071,10 @@ class CimMacro(wiring.Component):
             memory_words.append((number, lane))
         if p.has("table"):
             table_word = Signal(BUS_DATA_BITS)
-            if L:
+            if deep:
+                table_q = Signal(BUS_DATA_BITS, name="table_word_q")
+                m.d.sync += [table_q.eq(array.table_rdata), table_word.eq(table_q)]
+            elif L:
                 m.d.sync += table_word.eq(array.table_rdata)
             else:
                 m.d.comb += table_word.eq(array.table_rdata)
@@ -965,11 +1082,12 @@ class CimMacro(wiring.Component):
 
         if L:
             # Everything answers one cycle later: the read flags and register words too.
-            delayed = {}
-            for n in read_from:
-                delayed[n] = Signal(name=f"read_from_{_region_name(n)}_q2")
-                m.d.sync += delayed[n].eq(read_from[n])
-            read_from = delayed
+            for stage in range(2, 4 if deep else 3):
+                delayed = {}
+                for n in read_from:
+                    delayed[n] = Signal(name=f"read_from_{_region_name(n)}_q{stage}")
+                    m.d.sync += delayed[n].eq(read_from[n])
+                read_from = delayed
             if not deep:
                 register_q2 = Signal(BUS_DATA_BITS, name="register_rdata_q2")
                 m.d.sync += register_q2.eq(register_rdata)
@@ -985,6 +1103,14 @@ class CimMacro(wiring.Component):
             answer += wb.dat_r.eq(register_rdata)
 
         return m
+
+
+def _or_words(value, count, width):
+    """Bitwise OR of the ``count`` words of ``width`` bits packed in ``value``."""
+    result = value[:width]
+    for j in range(1, count):
+        result = result | value[j * width:(j + 1) * width]
+    return result
 
 
 def _region_name(number):

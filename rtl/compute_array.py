@@ -302,7 +302,8 @@ class ComputeArray(wiring.Component):
     popcount and the bias sum); L = 2 also registers the popcount ``agree`` and the
     plane's ones count before the bias sum; L = 3 also registers the readout itself;
     L = 4 also cuts the popcount, after its bit-sliced levels (eight partial counts per
-    lane for 32 rows) and, for the plane's own count, before it.
+    lane for 32 rows), and counts the plane's ones once per block of lanes in the same
+    stages; its pipeline registers have no reset.
 
     Parameters
     ----------
@@ -432,13 +433,18 @@ class ComputeArray(wiring.Component):
             return value[i * width:(i + 1) * width]
 
         L = p.pipeline
+        # The FPGA-clock build (L = 4) has no reset on its pipeline registers: what
+        # they hold after a reset is never used (the sequencer steps and clears from
+        # its own registers), and each lane's registers on the reset net made that net
+        # reach every lane of the die.
+        reset_less = L >= 4
 
         def stage(value, name, cut):
             """``value``, or its copy one cycle later when pipeline cut ``cut`` is built."""
             if L < cut:
                 return value
             value = Value.cast(value)
-            reg = Signal(value.shape(), name=f"{name}_q{cut}")
+            reg = Signal(value.shape(), name=f"{name}_q{cut}", reset_less=reset_less)
             m.d.sync += reg.eq(value)
             return reg
 
@@ -457,19 +463,40 @@ class ComputeArray(wiring.Component):
             value = Value.cast(value)
             if L < cut:
                 return value.replicate(P)
-            return replicated(m, value, P, name, suffix=f"_q{cut}")
+            return replicated(m, value, P, name, suffix=f"_q{cut}", reset_less=reset_less)
 
         gain_in = late(self.gain.as_value(), "gain") if p.has("gain") else None
 
         # Shared by every lane: the popcount of the plane, the clamp limits, the quantiser
         # mask.
         planes_in = self.plane.as_value()       # one copy per block of lanes
-        plane_ones = _comb_signal(m, unsigned(count_bits), "plane_ones",
-                                  popcount(m, stage(planes_in[:R], "plane", 4), "plane_ones"))
-        # -ones in s_bits bits, as ~ones + 1 on one width with a 1-bit constant operand.
-        minus_ones = _comb_signal(m, unsigned(s_bits), "minus_plane_ones",
-                                  ((~Cat(plane_ones, Const(0, 1))).as_unsigned()
-                                   + Const(1, 1))[:s_bits])
+
+        def minus_plane_ones(plane, name):
+            ones = _comb_signal(m, unsigned(count_bits), f"{name}_ones",
+                                popcount(m, plane, f"{name}_ones"))
+            # -ones in s_bits bits, as ~ones + 1 on one width with a 1-bit constant operand.
+            return _comb_signal(m, unsigned(s_bits), f"minus_{name}_ones",
+                                ((~Cat(ones, Const(0, 1))).as_unsigned() + Const(1, 1))[:s_bits])
+
+        if L >= 4:
+            # Each block counts its own copy of the plane, in the agreement count's
+            # stages (bit-sliced levels, cut 4, adder tree, cut 2); the lanes then
+            # subtract the count. One count copied to every block was a wire across the
+            # die after an adder tree.
+            blocks = lane_blocks(P)
+            ones_planes, ones_block = lane_popcount_planes(m, planes_in, blocks, R, "plane_ones",
+                                                           max_terms=8)
+            ones_planes = [stage(plane, f"plane_ones_plane{j}", 4)
+                           for j, plane in enumerate(ones_planes)]
+            # Zero-extended to s_bits before the cut-2 register: a constant top bit of a
+            # register output is not trimmed off the subtraction's operand (Verilator
+            # -Wall), where that of an expression would be.
+            counts = lane_popcounts_from_planes(ones_planes, ones_block, blocks)
+            assert all(len(count) == count_bits for count in counts)
+            ones_blocks = stage(_comb_signal(m, unsigned(blocks * s_bits), "plane_ones", Cat(*(
+                Cat(count, Const(0, 1)) for count in counts))), "plane_ones", 2)
+        else:
+            minus_ones = minus_plane_ones(stage(planes_in[:R], "plane", 4), "plane")
         if p.has("readout"):
             # A zero sign bit on top of sat: never trimmed (it differs from sat's MSB).
             # The limits and the mask are derived from SAT and QSHIFT before they travel
@@ -504,12 +531,19 @@ class ComputeArray(wiring.Component):
         planes = [stage(plane, f"agree_plane{j}", 4) for j, plane in enumerate(planes)]
         agree = all_lanes("agree", count_bits, lane_popcounts_from_planes(planes, block, P))
         agree = stage(agree, "agree", 2)
-        minus_ones = for_lanes(minus_ones, "minus_plane_ones", 2)
+        if L < 4:
+            minus_ones = for_lanes(minus_ones, "minus_plane_ones", 2)
 
         # 2. s = 2 * agree - ones, in s_bits (|s| <= R); a = s + comp + offset.
-        s = all_lanes("s", s_bits, [
-            (Cat(Const(0, 1), lane(agree, count_bits, i)) + lane(minus_ones, s_bits, i))[:s_bits]
-            for i in range(P)])
+        if L >= 4:
+            s = all_lanes("s", s_bits, [
+                (Cat(Const(0, 1), lane(agree, count_bits, i))
+                 - lane(ones_blocks, s_bits, i // LANE_BLOCK))[:s_bits]
+                for i in range(P)])
+        else:
+            s = all_lanes("s", s_bits, [
+                (Cat(Const(0, 1), lane(agree, count_bits, i)) + lane(minus_ones, s_bits, i))[:s_bits]
+                for i in range(P)])
         comp = mid(self.comp.as_value(), "comp")
         terms = [(s, s_bits), (comp, p.comp_bits)]
         if p.has("offset"):

@@ -22,7 +22,8 @@ class ShiftAccumulate(wiring.Component):
 
     Per lane ``i``:
 
-    * ``tile`` register, ``signed(W + B)``, reset 0: ``clear[i]`` loads 0; otherwise
+    * ``tile`` register, ``signed(W + B)``, reset 0 (power-on 0 and no reset with
+      ``pipeline`` = 4, the FPGA-clock build): ``clear[i]`` loads 0; otherwise
       ``step[i]`` loads ``2 * tile + readout`` (``clear`` wins when both are high). Within a
       RUN (at most B steps after a clear) the tile never overflows; a longer sequence
       wraps modulo ``2^(W+B)``.
@@ -96,6 +97,11 @@ class ShiftAccumulate(wiring.Component):
             return value[i * width:(i + 1) * width]
 
         tile = self.tile.as_value()
+        if p.pipeline >= 4:
+            # The FPGA-clock build keeps the tile off the reset net, which would otherwise
+            # reach every lane of the die: a RUN clears it before its first step.
+            tile = Signal(P * T, name="tile_register", reset_less=True)
+            m.d.comb += self.tile.eq(tile)
         readout = self.readout.as_value()
         acc_prev = self.acc_prev.as_value()
 

@@ -40,3 +40,16 @@ def seed(request):
 def rng(seed):
     return np.random.default_rng(seed)
 
+
+
+@pytest.fixture(scope="module")
+def one_blas_thread():
+    """Small matrices: a multi-threaded BLAS only spins against the other jobs on a
+    shared machine (measured 4 s vs 15 s for the chip-in-the-loop test)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:          # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -14,6 +14,7 @@ from amaranth.sim import Simulator
 from models.macro import binarize as model_binarize
 from models.params import MacroParams
 from rtl.batchnorm_binarize import BatchnormBinarize
+from .lane_words import pack
 
 PARAMS = {
     "2x3": dict(rows=2, cols=3),
@@ -22,11 +23,6 @@ PARAMS = {
     "64x10-K16": dict(rows=64, cols=10, comp_rows=16),
 }
 VECTORS = 200
-
-
-def pack(values, width):
-    mask = (1 << width) - 1
-    return sum((int(v) & mask) << (i * width) for i, v in enumerate(values))
 
 
 def run(dut, testbench):

@@ -9,17 +9,8 @@ from models import bnn
 from models.bnn import BNN, Adam, TrainConfig, accuracy, squared_hinge, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """Small matrices: a multi-threaded BLAS only spins against the other jobs on a
-    shared machine (measured 4 s vs 15 s for the chip-in-the-loop test)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:          # pragma: no cover - threadpoolctl comes with scikit-learn
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+# Small matrices (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def random_model(rng, sizes=(6, 5, 4, 3), input_bits=3):

@@ -45,6 +45,9 @@ PARAMS = {
     "32x12-P6-B3-L4": dict(rows=32, cols=12, cols_per_cycle=6, input_bits=3, pipeline=4),
     # 18 lanes at L = 4: the controls and the STATUS.acc_sat OR in blocks of 8 lanes.
     "12x18-B3-L4": dict(rows=12, cols=18, input_bits=3, pipeline=4),
+    # 40 lanes at L = 4: the read multiplexer's third stage (two groups of four blocks,
+    # the second one short) and the two-level copy trees.
+    "4x40-B2-K2-L4": dict(rows=4, cols=40, input_bits=2, comp_rows=2, pipeline=4),
     # 20 lanes: the split lane multiplexer (blocks of 8, the last one short).
     "64x20-K4-all-L2": dict(rows=64, cols=20, comp_rows=4, nonideal=NONIDEALITIES, pipeline=2),
 }

@@ -19,6 +19,7 @@ from models.macro import readout as model_readout
 from models.params import NONIDEALITIES, MacroParams
 from rtl.compute_array import ComputeArray, lane_popcounts, lane_sign_fills
 from rtl.replicas import lane_blocks
+from .lane_words import pack, unpack_signed
 
 # Parameter sets of the random test: tiny, the paper's 32x96 folded, two row chunks,
 # K = 2 and 16, 8 input bits, non-power-of-two rows, a readout wider than needed, every
@@ -39,19 +40,6 @@ VECTORS = 120
 
 
 # --- helpers -------------------------------------------------------------------------
-
-def pack(values, width):
-    """Lane values (two's complement for negatives) packed into one integer, lane 0 low."""
-    mask = (1 << width) - 1
-    return sum((int(v) & mask) << (i * width) for i, v in enumerate(values))
-
-
-def unpack_signed(word, width, count):
-    values = []
-    for i in range(count):
-        v = (word >> (i * width)) & ((1 << width) - 1)
-        values.append(v - (1 << width) if v >> (width - 1) else v)
-    return values
 
 
 def bits_to_int(bits):

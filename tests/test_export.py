@@ -13,17 +13,8 @@ from models.export import (
 from models.params import MacroParams
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """Small matrices: a multi-threaded BLAS only spins against the other jobs on a
-    shared machine (measured 4 s vs 15 s for the chip-in-the-loop test)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:          # pragma: no cover - threadpoolctl comes with scikit-learn
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+# Small matrices (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def folded_decision(acc, theta, flip):

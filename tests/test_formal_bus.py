@@ -27,7 +27,7 @@ it proves, in the cycle after an invalid access:
 The parameter set is tiny (1 x 2, two column groups, B = 2, K = 2, every non-ideality),
 so the proof stays narrow and fast; the properties do not depend on the sizes. It is
 proved without a pipeline (ack in t+1), with L = 1 (ack in t+2, memory writes a cycle
-late) and with L = 4 (ack in t+4, the access acting in t+1 from a registered decode).
+late) and with L = 4 (ack in t+5, the access acting in t+1 from a registered decode).
 """
 
 import pytest
@@ -61,8 +61,11 @@ READ_PIPELINE = {"wb__ack", "register_rdata", "bus_pending", "register_rdata_q2"
 #: Name endings of the pipelined read path's registers (split lane multiplexers), and
 #: the readout stage registers `NAME_qK` of a pipelined array: each copies a function of
 #: the state that is checked (they follow their inputs every cycle, reset or not).
-READ_PIPELINE_SUFFIXES = ("_blocks", "_slot_high", "_chunk_q2", "_q1", "_q2", "_q3", "_q4",
-                          "_d")
+READ_PIPELINE_SUFFIXES = ("_blocks", "_groups", "_slot_high", "_slot_top", "_q1", "_q2", "_q3",
+                          "_q4", "_d")
+#: The L = 4 build's copies of INPUT per block of lanes and the planes chosen from them
+#: (rtl/cim_macro.py): reset-less, they follow the checked registers every cycle.
+COPY_PREFIXES = ("input_copy", "plane_value_b")
 #: Registers only the bus writes (they must hold even while busy).
 BUS_ONLY_PREFIXES = ("input_", "flip_")
 BUS_ONLY_NAMES = {"cmd", "sat", "qshift"}
@@ -151,9 +154,9 @@ class BusHarness(Elaboratable):
         m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack & ~Cat(*in_flight).any())
         # The cycle after the access in which the macro acts on it (register writes, the
         # TABLE write: 0 unless the decode is registered) and the one in which its
-        # memory writes land (a cycle later with a pipeline).
-        acts = 1 if lat == 4 else 0
-        lands = acts + (1 if p.pipeline else 0)
+        # memory writes land (a cycle later with a pipeline, two with L = 4).
+        acts = 1 if lat >= 4 else 0
+        lands = acts + (2 if lat >= 4 else 1 if p.pipeline else 0)
 
         def sign_extends(width):
             top = data[width - 1:]
@@ -220,7 +223,7 @@ class BusHarness(Elaboratable):
         # Registers: hold after an invalid access (all when idle; bus-only ones always),
         # up to the cycle after the one in which the macro acts on it.
         idle = Signal()
-        if lat == 4:
+        if lat >= 4:
             # The L = 4 build sets STATUS.acc_sat in the cycle after BUSY falls (from an OR
             # per block of lanes): idle means BUSY low since the cycle before.
             busy_before = Signal()
@@ -235,7 +238,7 @@ class BusHarness(Elaboratable):
             leaf = name.rsplit(".", 1)[-1]
             if leaf in ERROR_REGISTERS and not (self.hold_errcode and leaf == "errcode") \
                     or leaf in READ_PIPELINE or leaf.startswith("read_from_") or leaf.endswith("_q") \
-                    or leaf.endswith(READ_PIPELINE_SUFFIXES):
+                    or leaf.endswith(READ_PIPELINE_SUFFIXES) or leaf.startswith(COPY_PREFIXES):
                 continue
             prev = Signal.like(sig, name=f"prev_{name.replace('.', '_')}")
             m.d.sync += prev.eq(sig)

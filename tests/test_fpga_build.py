@@ -7,6 +7,7 @@ size sweep and the 32x96 builds are behind ``@pytest.mark.slow``.
 """
 
 import json
+import re
 
 import pytest
 
@@ -168,6 +169,18 @@ def test_build_ulx3s_small_with_chip(tmp_path):
     _check_report(report, "ulx3s", tmp_path)
     assert report["chip"]["seed"] == 3 and report["chip"]["baked"] == ["offset"]
     assert report["chip"]["writes"] == 4
+
+
+def test_build_ulx3s_pipelined_from_the_pll(tmp_path):
+    """The ECP5 flow of the fully parallel builds, on a small macro: the L = 4 macro at a
+    PLL clock, its reset on a global buffer (two DCCAs: the clock's and the reset's)."""
+    report = build("ulx3s", 4, 4, cols_per_cycle=2, pipeline=4, freq_mhz=50, out_dir=tmp_path)
+    t = report["timing"]
+    print(summary_line(report))
+    assert t["clock_hz"] == 50e6 and t["pll"]
+    assert t["met"] and t["fmax_hz"] >= 50e6, f"Fmax {t['fmax_hz'] / 1e6:.1f} MHz < 50 MHz"
+    log = (tmp_path / "work" / "top.tim").read_text()
+    assert re.search(r"DCCA:\s+2/", log), "expected the clock's and the reset's global buffers"
 
 
 SWEEP = [

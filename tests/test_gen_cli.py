@@ -429,7 +429,7 @@ def test_unwritable_output_dir_fails_after_conversion_without_leftovers(tmp_path
     assert not out.exists()
 
 
-@pytest.mark.parametrize("pipeline, latency", [(0, 1), (1, 2), (2, 2), (3, 2), (4, 4)])
+@pytest.mark.parametrize("pipeline, latency", [(0, 1), (1, 2), (2, 2), (3, 2), (4, 5)])
 def test_manifest_gives_the_ack_latency(pipeline, latency):
     p = MacroParams(rows=8, cols=4, pipeline=pipeline)
     m = json.loads(manifest.dumps(manifest.build_manifest(p, FAKE_VERILOG, [])))

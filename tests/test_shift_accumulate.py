@@ -17,6 +17,7 @@ from amaranth.sim import Simulator
 from models.macro import shift_accumulate as model_shift_accumulate
 from models.params import MacroParams
 from rtl.shift_accumulate import ShiftAccumulate
+from .lane_words import pack, unpack_signed
 
 PARAMS = {
     "2x3": dict(rows=2, cols=3),
@@ -27,19 +28,6 @@ PARAMS = {
     "5x3-W12": dict(rows=5, cols=3, readout_bits=12, input_bits=3),
 }
 RUNS = 40
-
-
-def pack(values, width):
-    mask = (1 << width) - 1
-    return sum((int(v) & mask) << (i * width) for i, v in enumerate(values))
-
-
-def unpack_signed(word, width, count):
-    values = []
-    for i in range(count):
-        v = (word >> (i * width)) & ((1 << width) - 1)
-        values.append(v - (1 << width) if v >> (width - 1) else v)
-    return values
 
 
 def run(dut, testbench):
