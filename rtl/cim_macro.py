@@ -19,11 +19,12 @@ Bus timing
     a pipeline (L = 1..3), whose lane multiplexers are split by a register and whose
     memory writes land in t+1. Register reads are captured in cycle t; memory reads
     present the address in cycle t and select the lane from the read port's data in
-    cycle t+1. The L = 4 build checks the access in cycle t (the error registers take
-    it then) but acts on a registered copy of the decode in cycle t+1, writes its
-    memories in t+3 (from two levels of copies), selects a memory word's lane in
-    t+2..t+4 and a register word in t+2..t+3, and registers the read data on its way
-    out: ack in t+5.
+    cycle t+1. The L = 4 build (ack in t+5) registers the outcome of each check in
+    cycle t (with cycle t's BUSY) and records a fault in the error registers in t+1;
+    it presents a memory read's address in t+1 and acts on a decode registered twice
+    in t+2 (register writes, TABLE, commands; memory writes land in t+4 through two
+    levels of copies). It selects a memory word's lane in t+2..t+4 and a register word
+    in t+2..t+3, and registers the read data on its way out.
 
 Sequencing (section 5)
     A command accepted in cycle t raises BUSY from cycle t+1. Per column group:
@@ -230,19 +231,24 @@ class CimMacro(wiring.Component):
         """The :class:`MacroParams` this macro was built from."""
         return self._p
 
-    def _block_planes(self, m, inputs, cmd, dat_w, opcode, cmd_write, next_group_run):
+    def _block_planes(self, m, inputs, cmd, early_cmd_write, early_dat_w, next_group_run):
         """The L = 4 build's plane registers: one per block of lanes, each fed from the
         block's own copies of INPUT and of a one-hot plane select.
 
         Selecting the plane centrally and copying it to the blocks put a multiplexer and
         a wire across the die in one cycle (the longest path of the fully parallel ECP5
-        build). Here the select is a shift register one cycle ahead of the planes: it is
-        loaded with the command's first plane in the cycle before a RUN's read cycle
-        (the CMD write, or the write-back of the previous group) and moves one plane
-        down per cycle, so that it is all zeros outside plane cycles. Each block
-        registers a copy of it and a copy of INPUT (INPUT cannot change while BUSY, and
-        its copies trail it by one cycle, well before a command written after the
-        INPUT write's acknowledge can reach its first plane).
+        build). Here the select is a shift register two cycles ahead of the planes: it
+        is loaded with the command's first plane two cycles before a RUN's read cycle
+        (in the cycle that accepts the CMD write, t+1, or in the last DRAIN cycle of the
+        previous group) and moves one plane down per cycle, so that it is all zeros
+        outside plane cycles. Each block registers a copy of it and a copy of INPUT
+        (INPUT cannot change while BUSY, and its copies trail it by one cycle, well
+        before a command written after the INPUT write's acknowledge can reach its first
+        plane).
+
+        ``early_cmd_write`` is high in cycle t+1 of an accepted CMD write and
+        ``early_dat_w`` holds its data then; ``next_group_run`` is high two cycles
+        before the read cycle of a RUN's next group.
 
         Returns the planes, block-major (``lane_blocks(P) * R`` bits).
         """
@@ -255,17 +261,16 @@ class CimMacro(wiring.Component):
                                                       else Const(0, 1))
                          for b in range(B)))
 
-        run_write = cmd_write & _eq_const(opcode, 1)
+        run_write = early_cmd_write & _eq_const(early_dat_w[:3], 1)
+        # select(t) is the select of cycle t + 1: the blocks' copies are those of t.
         select = Signal(B, name="plane_select")
-        select_next = Signal(B, name="plane_select_next")
         with m.If(run_write):
-            m.d.comb += select_next.eq(first_plane(dat_w[_CMD_NPLANES]))
+            m.d.sync += select.eq(first_plane(early_dat_w[_CMD_NPLANES]))
         with m.Elif(next_group_run):
-            m.d.comb += select_next.eq(first_plane(cmd[_CMD_NPLANES]))
+            m.d.sync += select.eq(first_plane(cmd[_CMD_NPLANES]))
         with m.Else():
-            m.d.comb += select_next.eq(Cat(select[1:], Const(0, 1)))
-        m.d.sync += select.eq(select_next)
-        selects = block_copies(m, select_next, P, "plane_select")
+            m.d.sync += select.eq(Cat(select[1:], Const(0, 1)))
+        selects = block_copies(m, select, P, "plane_select")
         input_copies = block_copies(m, inputs, P, "input_copy", reset_less=True)
         planes = []
         for k in range(len(selects) // B):
@@ -359,11 +364,11 @@ class CimMacro(wiring.Component):
         # second access in between.
         L = p.pipeline
         latency = p.bus_latency
-        # The FPGA-clock build (L = 4, bus latency 5) registers the decoded access before it
-        # acts on it (cycle t+1) and registers the read data on its way out: the
-        # address decode and the checks then end at a few flip-flops instead of at the
-        # clock enables of the register file, and the read multiplexers do not reach
-        # into the bridge.
+        # The FPGA-clock build (L = 4, bus latency 5) registers the checks and the decoded
+        # access before it acts on them (faults in t+1, the access in t+2) and registers
+        # the read data on its way out: the address decode and the checks then end at a
+        # few flip-flops instead of at the error registers and the clock enables of the
+        # register file, and the read multiplexers do not reach into the bridge.
         deep = L == 4
         access = Signal()
         if latency == 1:
@@ -447,47 +452,79 @@ class CimMacro(wiring.Component):
                      | (hit[Region.CSR] & csr_ro))
 
         # Check order of section 6: BAD_SEL, BAD_ADDRESS, READ_ONLY, BUSY, BAD_COMMAND/VALUE.
+        checks = [
+            (ErrCode.BAD_SEL, wb.we & ~wb.sel.all()),
+            (ErrCode.BAD_ADDRESS, ~mapped),
+            (ErrCode.READ_ONLY, wb.we & read_only),
+            (ErrCode.BUSY, busy & (memory_region | (wb.we & hit[Region.CSR] & busy_csr_write))),
+            (ErrCode.BAD_COMMAND, wb.we & hit[Region.CSR] & reg_hit[CSR.CMD] & ~cmd_ok),
+            (ErrCode.BAD_VALUE, wb.we & bad_value),
+        ]
+        check_access, error_addr = access, wb.adr
+
+        def decoded(value, name):
+            """``value`` one cycle later (the registered decode of the L = 4 build)."""
+            value = Value.cast(value)
+            reg = Signal(len(value), name=f"{name}_d")
+            m.d.sync += reg.eq(value)
+            return reg
+
+        if deep:
+            # The L = 4 build registers each check's outcome in cycle t (with the state
+            # of cycle t: BUSY), and decides and records the fault in t+1: the error
+            # registers and the accepted bit then end a few levels after registers
+            # instead of after the whole address decode.
+            outcomes = decoded(Cat(*(cond for _, cond in checks)), "bus_checks")
+            checks = [(c, outcomes[i]) for i, (c, _) in enumerate(checks)]
+            check_access = decoded(access, "bus_access")
+            error_addr = decoded(wb.adr, "bus_adr")
         fault = Signal()
         code = Signal(3)
-        with m.If(wb.we & ~wb.sel.all()):
-            m.d.comb += [fault.eq(1), code.eq(ErrCode.BAD_SEL)]
-        with m.Elif(~mapped):
-            m.d.comb += [fault.eq(1), code.eq(ErrCode.BAD_ADDRESS)]
-        with m.Elif(wb.we & read_only):
-            m.d.comb += [fault.eq(1), code.eq(ErrCode.READ_ONLY)]
-        with m.Elif(busy & (memory_region | (wb.we & hit[Region.CSR] & busy_csr_write))):
-            m.d.comb += [fault.eq(1), code.eq(ErrCode.BUSY)]
-        with m.Elif(wb.we & hit[Region.CSR] & reg_hit[CSR.CMD] & ~cmd_ok):
-            m.d.comb += [fault.eq(1), code.eq(ErrCode.BAD_COMMAND)]
-        with m.Elif(wb.we & bad_value):
-            m.d.comb += [fault.eq(1), code.eq(ErrCode.BAD_VALUE)]
+        m.d.comb += fault.eq(Cat(*(cond for _, cond in checks)).any())
+        with m.If(checks[0][1]):
+            m.d.comb += code.eq(checks[0][0])
+        for value, cond in checks[1:]:
+            with m.Elif(cond):
+                m.d.comb += code.eq(value)
 
-        # The error registers take a faulty access in cycle t in every build.
-        with m.If(access & fault & ~error):
-            m.d.sync += [error.eq(1), errcode.eq(code), erraddr.eq(wb.adr)]
+        # The error registers take a faulty access in cycle t (t+1 with L = 4, from the
+        # checks of cycle t).
+        with m.If(check_access & fault & ~error):
+            m.d.sync += [error.eq(1), errcode.eq(code), erraddr.eq(error_addr)]
 
         accepted = Signal()
-        m.d.comb += accepted.eq(access & ~fault)
+        m.d.comb += accepted.eq(check_access & ~fault)
         we = wb.we
         if deep:
-            # Cycle t+1 acts on registered copies of the decode: the accepted access, the
-            # direction, the data, the offset (its fields are slices) and the region and
-            # CSR hits. Nothing can tell: the next access comes after the ack, and the
-            # error registers and the BUSY check used cycle t's state.
-            def decoded(value, name):
-                value = Value.cast(value)
-                reg = Signal(len(value), name=f"{name}_d")
-                m.d.sync += reg.eq(value)
-                return reg
+            # Cycle t+2 acts on copies of the decode registered twice: the accepted
+            # access (decided in t+1), the direction, the data, the offset (its fields
+            # are slices) and the region and CSR hits. Nothing can tell: the next access
+            # comes after the ack, and the error registers and the BUSY check used
+            # cycle t's state. Memory reads present their address in t+1 from the first
+            # copy (a read changes nothing), and some copies per block of lanes are
+            # loaded in t+1 from the first copy and the accepted bit of t+1, so that
+            # they reach their blocks through two levels of registers by t+3.
+            early = dict(accepted=accepted, we=decoded(we, "bus_we"),
+                         dat_w=decoded(dat_w, "bus_dat_w"), offset=decoded(offset, "bus_offset"),
+                         reg_hit=decoded(reg_hit, "reg_hit"),
+                         hit={n: decoded(h, f"hit_{_region_name(n)}") for n, h in hit.items()})
+            early["fields_of"] = {r["region"]: decode(r["fields"], early["offset"])[0]
+                                  for r in p.regions()}
+            early_cmd_write = Signal(name="early_cmd_write")
+            m.d.comb += early_cmd_write.eq(early["accepted"] & early["we"]
+                                           & early["hit"][Region.CSR] & early["reg_hit"][CSR.CMD])
             accepted = decoded(accepted, "bus_accepted")
-            we = decoded(we, "bus_we")
-            dat_w = decoded(dat_w, "bus_dat_w")
-            offset = decoded(offset, "bus_offset")
+            we = decoded(early["we"], "bus_we_2")
+            dat_w = decoded(early["dat_w"], "bus_dat_w_2")
+            offset = decoded(early["offset"], "bus_offset_2")
             reg = offset[:5]
-            reg_hit = decoded(reg_hit, "reg_hit")
-            hit = {n: decoded(h, f"hit_{_region_name(n)}") for n, h in hit.items()}
+            reg_hit = decoded(early["reg_hit"], "reg_hit_2")
+            hit = {n: decoded(h, f"hit_{_region_name(n)}_2") for n, h in early["hit"].items()}
             fields_of = {r["region"]: decode(r["fields"], offset)[0] for r in p.regions()}
             opcode = dat_w[:3]
+            read_fields = early["fields_of"]
+        else:
+            read_fields = fields_of
         # The access's own slot fields (cycle t), for the trees of copies below.
         region_fields = {r["region"]: r["fields"] for r in p.regions()}
         access_slots = {kind: decode(region_fields[number], wb.adr[:rs])[0]["slot"]
@@ -569,10 +606,10 @@ class CimMacro(wiring.Component):
             return Mux(busy, group, bus_group)
 
         for mem in row_mems.values():
-            m.d.comb += mem.read_addr.eq(group_address(row_fields["group"]))
+            m.d.comb += mem.read_addr.eq(group_address(read_fields[Region.WEIGHT]["group"]))
         for mem in lane_mems.values():
-            m.d.comb += mem.read_addr.eq(group_address(lane_fields["group"]))
-        m.d.comb += acc_mem.read_addr.eq(group_address(lane_fields["group"]))
+            m.d.comb += mem.read_addr.eq(group_address(read_fields[Region.COMP]["group"]))
+        m.d.comb += acc_mem.read_addr.eq(group_address(read_fields[Region.COMP]["group"]))
 
         # The low bits of the bus word, as signals: a write broadcasts them to every
         # lane (or chunk), and copies of a signal cost nothing where copies of a slice
@@ -590,9 +627,9 @@ class CimMacro(wiring.Component):
         # those registers instead of fanning out to the clock enables of every lane.
         # Nothing can observe the delay: the next access comes three cycles after this
         # one at the earliest (ack in t+2), and no command runs while a memory write is
-        # accepted. The L = 4 build takes two cycles from its registered decode (t+1)
-        # to the memories, through a tree of copies (rtl/replicas.py): its writes land
-        # in t+3, before the ack in t+5.
+        # accepted. The L = 4 build takes two cycles from its decode (acting in t+2) to
+        # the memories, through a tree of copies (rtl/replicas.py): its writes land in
+        # t+4, before the ack in t+5.
         def bus_write(value, name):
             value = Value.cast(value)
             if not L or len(value) == 0:
@@ -687,8 +724,9 @@ class CimMacro(wiring.Component):
             m.d.comb += [planes_next.eq(1), plane_next.eq((plane - 1)[:plane_bits])]
         m.d.sync += plane.eq(plane_next)
         if deep:
-            plane_value = self._block_planes(m, inputs, cmd, dat_w, opcode, csr_write[CSR.CMD],
-                                             in_phase[Phase.WRITE] & cmd_run & ~_eq_const(group, G - 1))
+            plane_value = self._block_planes(
+                m, inputs, cmd, early_cmd_write, early["dat_w"],
+                in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run & ~_eq_const(group, G - 1))
         else:
             input_plane_value = _select(m, plane_next,
                                         [inputs[b * R:(b + 1) * R] for b in range(B)],
@@ -697,15 +735,23 @@ class CimMacro(wiring.Component):
             plane_value = block_copies(m, Mux(planes_next, input_plane_value, Const(0, R)), P,
                                        "plane_value")
         # The command's ACCUMULATE bit and "the command is a RUN", loaded with CMD into
-        # one copy per block of lanes (rtl/replicas.py): both fan out to every lane.
-        accumulate_lanes = replicated(m, dat_w[_CMD_ACCUMULATE_BIT], P, "accumulate",
-                                      enable=csr_write[CSR.CMD])
-        run_lanes = replicated(m, _eq_const(opcode, 1), P, "cmd_run", enable=csr_write[CSR.CMD])
+        # one copy per block of lanes (rtl/replicas.py): both fan out to every lane. The
+        # L = 4 build loads a tree of copies in t+1 from the first registered decode:
+        # its blocks see the command in t+3, the read cycle, as the others do in t+1.
+        if deep:
+            cmd_lanes = dict(enable=early_cmd_write, tree=True)
+            cmd_data, cmd_opcode = early["dat_w"], early["dat_w"][:3]
+        else:
+            cmd_lanes = dict(enable=csr_write[CSR.CMD])
+            cmd_data, cmd_opcode = dat_w, opcode
+        accumulate_lanes = replicated(m, cmd_data[_CMD_ACCUMULATE_BIT], P, "accumulate",
+                                      **cmd_lanes)
+        run_lanes = replicated(m, _eq_const(cmd_opcode, 1), P, "cmd_run", **cmd_lanes)
         if deep:
             # The array's bias comes from the search while calibrating: a multiplexer in
             # every lane, selected from copies per block of lanes loaded with CMD.
-            calibrate_lanes = replicated(m, _eq_const(opcode, 2), P, "cmd_calibrate",
-                                         enable=csr_write[CSR.CMD])
+            calibrate_lanes = replicated(m, _eq_const(cmd_opcode, 2), P, "cmd_calibrate",
+                                         **cmd_lanes)
             search_comp, comp_w = calibration.comp.as_value(), p.comp_bits
             m.d.comb += array.comp.eq(Cat(*(
                 Mux(calibrate_lanes[i], search_comp[i * comp_w:(i + 1) * comp_w],
@@ -853,7 +899,19 @@ class CimMacro(wiring.Component):
             m.d.comb += store_next.eq((in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run)
                                       | (csr_write[CSR.CMD] & _eq_const(opcode, 3))
                                       | (in_phase[Phase.CLEAR] & ~last_group))
-            store_lanes = replicated(m, store_next, P, "acc_store")
+            if deep:
+                # The same enable through two levels of copies, from the cycle before:
+                # the cycle after next is a store cycle.
+                store_ahead = Signal(name="store_ahead")
+                cmd_clear = csr_write[CSR.CMD] & _eq_const(opcode, 3)
+                m.d.comb += store_ahead.eq(
+                    (in_phase[Phase.DRAIN] & _eq_const(drain_left, 1) & cmd_run)
+                    | (early_cmd_write & _eq_const(early["dat_w"][:3], 3))
+                    | (cmd_clear & Const(int(G >= 2), 1))
+                    | (in_phase[Phase.CLEAR] & ~last_group & ~_eq_const(group, G - 2)))
+                store_lanes = replicated(m, store_ahead, P, "acc_store", tree=True)
+            else:
+                store_lanes = replicated(m, store_next, P, "acc_store")
             m.d.comb += [
                 acc_mem.write_en.eq(store_lanes),
                 acc_mem.write_data.eq(shift_acc.acc.as_value()
@@ -942,17 +1000,10 @@ class CimMacro(wiring.Component):
 
         input_words = {b << cb | c: inputs[b * R + c * chunk_rows:b * R + (c + 1) * chunk_rows]
                        for b in range(B) for c in range(chunks)}
-        # The L = 4 build captures register words a cycle later (t+2), from a second
-        # registered copy of the decode, in step with its memory reads; STATUS.acc_sat
-        # is then already set for a read decoded in the last write-back cycle.
+        # The L = 4 build captures register words in t+2, when it acts on the access;
+        # STATUS.acc_sat is then already set for a read decoded in the last write-back
+        # cycle.
         reg_read, reg_hit_of, reg_fields = read, hit, fields_of
-        if deep:
-            reg_read = decoded(read, "bus_read")
-            reg_hit_of = {n: decoded(hit[n], f"hit_{_region_name(n)}_read")
-                          for n in (Region.CSR, Region.FLIP, Region.OUT, Region.CALFLAG,
-                                    Region.INPUT)}
-            read_offset = decoded(offset, "bus_read_offset")
-            reg_fields = {r["region"]: decode(r["fields"], read_offset)[0] for r in p.regions()}
         register_words = [
             (Region.CSR, _select(m, reg_fields[Region.CSR]["reg"], csr_values, BUS_DATA_BITS,
                                  "csr_word")),
@@ -994,8 +1045,9 @@ class CimMacro(wiring.Component):
         row_chunk_q = Signal(max(1, cb))
         lane_slot_q = Signal(max(1, sb))
         m.d.sync += [read_from[n].eq(read & hit[n]) for n in memory_reads]
-        m.d.sync += [row_slot_q.eq(row_fields["slot"]), row_chunk_q.eq(row_fields["chunk"]),
-                     lane_slot_q.eq(lane_fields["slot"])]
+        m.d.sync += [row_slot_q.eq(read_fields[Region.WEIGHT]["slot"]),
+                     row_chunk_q.eq(read_fields[Region.WEIGHT]["chunk"]),
+                     lane_slot_q.eq(read_fields[Region.COMP]["slot"])]
 
         # With a pipeline, the lane multiplexers are split: blocks of 2^k lanes in cycle
         # t+1 into registers, the blocks in cycle t+2 (the lanes of a wide macro are
@@ -1071,10 +1123,7 @@ class CimMacro(wiring.Component):
             memory_words.append((number, lane))
         if p.has("table"):
             table_word = Signal(BUS_DATA_BITS)
-            if deep:
-                table_q = Signal(BUS_DATA_BITS, name="table_word_q")
-                m.d.sync += [table_q.eq(array.table_rdata), table_word.eq(table_q)]
-            elif L:
+            if L:
                 m.d.sync += table_word.eq(array.table_rdata)
             else:
                 m.d.comb += table_word.eq(array.table_rdata)
@@ -1082,12 +1131,11 @@ class CimMacro(wiring.Component):
 
         if L:
             # Everything answers one cycle later: the read flags and register words too.
-            for stage in range(2, 4 if deep else 3):
-                delayed = {}
-                for n in read_from:
-                    delayed[n] = Signal(name=f"read_from_{_region_name(n)}_q{stage}")
-                    m.d.sync += delayed[n].eq(read_from[n])
-                read_from = delayed
+            delayed = {}
+            for n in read_from:
+                delayed[n] = Signal(name=f"read_from_{_region_name(n)}_q2")
+                m.d.sync += delayed[n].eq(read_from[n])
+            read_from = delayed
             if not deep:
                 register_q2 = Signal(BUS_DATA_BITS, name="register_rdata_q2")
                 m.d.sync += register_q2.eq(register_rdata)

@@ -495,10 +495,13 @@ def test_back_to_back_accesses_with_cyc_held():
     simulate(p, scenario)
 
 
-def test_clear_and_command_flags(rng):
-    """CLEAR zeroes ACC and OUT; DONE/acc_sat W1C; CMD reads the last accepted command."""
+@pytest.mark.parametrize("pipeline", [0, 4])
+def test_clear_and_command_flags(rng, pipeline):
+    """CLEAR zeroes ACC and OUT; DONE/acc_sat W1C; CMD reads the last accepted command.
+    Four column groups: with L = 4, the store enables of the CLEAR cycles come from a
+    tree of copies loaded two cycles ahead."""
     p = MacroParams(rows=32, cols=8, cols_per_cycle=2, input_bits=8, acc_bits=15,
-                    nonideal=("offset", "readout"))
+                    nonideal=("offset", "readout"), pipeline=pipeline)
 
     async def scenario(bench):
         # All-ones weights and inputs drive ACC to saturation within a few tiles.

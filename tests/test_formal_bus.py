@@ -27,7 +27,8 @@ it proves, in the cycle after an invalid access:
 The parameter set is tiny (1 x 2, two column groups, B = 2, K = 2, every non-ideality),
 so the proof stays narrow and fast; the properties do not depend on the sizes. It is
 proved without a pipeline (ack in t+1), with L = 1 (ack in t+2, memory writes a cycle
-late) and with L = 4 (ack in t+5, the access acting in t+1 from a registered decode).
+late) and with L = 4 (ack in t+5, the fault recorded in t+1 from checks registered in t, the
+access acting in t+2 from a decode registered twice).
 """
 
 import pytest
@@ -153,9 +154,9 @@ class BusHarness(Elaboratable):
         in_flight = [later(access, k, "in_flight") for k in range(1, lat)]
         m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack & ~Cat(*in_flight).any())
         # The cycle after the access in which the macro acts on it (register writes, the
-        # TABLE write: 0 unless the decode is registered) and the one in which its
-        # memory writes land (a cycle later with a pipeline, two with L = 4).
-        acts = 1 if lat >= 4 else 0
+        # TABLE write: 0 unless the decode is registered, 2 with L = 4) and the one in
+        # which its memory writes land (a cycle later with a pipeline, two with L = 4).
+        acts = 2 if lat >= 4 else 0
         lands = acts + (2 if lat >= 4 else 1 if p.pipeline else 0)
 
         def sign_extends(width):
@@ -211,13 +212,22 @@ class BusHarness(Elaboratable):
         acked_invalid = later(was_invalid, lat - 1, "acked_invalid")
         acked_read = later(was_read, lat - 1, "acked_read")
         m.d.comb += Assert(~now | (wb.ack == acked))
-        with m.If(now & was_invalid):
+        # The error registers record the access at its end of cycle t (t+1 with L = 4,
+        # from its checks registered in t): checked a cycle later.
+        if lat >= 4:
+            rec_access, rec_invalid = later(was_access, 1, "rec_access"), later(was_invalid, 1, "rec_invalid")
+            rec_code, rec_adr = later(was_code, 1, "rec_code"), later(was_adr, 1, "rec_adr")
+            rec_error = later(dut.error, 1, "rec_error")    # ERROR in the recording cycle
+        else:
+            rec_access, rec_invalid, rec_code, rec_adr, rec_error = (
+                was_access, was_invalid, was_code, was_adr, was_error)
+        with m.If(now & rec_invalid):
             m.d.comb += Assert(dut.error)
-            with m.If(~was_error):
-                m.d.comb += [Assert(errcode == was_code), Assert(erraddr == was_adr)]
+            with m.If(~rec_error):
+                m.d.comb += [Assert(errcode == rec_code), Assert(erraddr == rec_adr)]
         with m.If(now & acked_invalid & acked_read):
             m.d.comb += Assert(wb.dat_r == 0)
-        with m.If(now & was_access & ~was_invalid & ~was_error):
+        with m.If(now & rec_access & ~rec_invalid & ~rec_error):
             m.d.comb += Assert(~dut.error)
 
         # Registers: hold after an invalid access (all when idle; bus-only ones always),
