@@ -895,15 +895,11 @@ class CimMacro(wiring.Component):
             # registered a cycle ahead (the cycle before a RUN's write-back is its last
             # DRAIN cycle; CLEAR cycles follow the CMD write or each other); the data is
             # gated by the RUN copies, so that CLEAR writes 0.
-            store_next = Signal(name="store_next")
-            m.d.comb += store_next.eq((in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run)
-                                      | (csr_write[CSR.CMD] & _eq_const(opcode, 3))
-                                      | (in_phase[Phase.CLEAR] & ~last_group))
+            cmd_clear = csr_write[CSR.CMD] & _eq_const(opcode, 3)
             if deep:
                 # The same enable through two levels of copies, from the cycle before:
                 # the cycle after next is a store cycle.
                 store_ahead = Signal(name="store_ahead")
-                cmd_clear = csr_write[CSR.CMD] & _eq_const(opcode, 3)
                 m.d.comb += store_ahead.eq(
                     (in_phase[Phase.DRAIN] & _eq_const(drain_left, 1) & cmd_run)
                     | (early_cmd_write & _eq_const(early["dat_w"][:3], 3))
@@ -911,6 +907,9 @@ class CimMacro(wiring.Component):
                     | (in_phase[Phase.CLEAR] & ~last_group & ~_eq_const(group, G - 2)))
                 store_lanes = replicated(m, store_ahead, P, "acc_store", tree=True)
             else:
+                store_next = Signal(name="store_next")
+                m.d.comb += store_next.eq((in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run)
+                                          | cmd_clear | (in_phase[Phase.CLEAR] & ~last_group))
                 store_lanes = replicated(m, store_next, P, "acc_store")
             m.d.comb += [
                 acc_mem.write_en.eq(store_lanes),
