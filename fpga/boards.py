@@ -3,7 +3,8 @@
 A board top adds what depends on the board to the core: the clock (the board
 oscillator, or a PLL when the design clock differs from it), a power-on reset held until
 the PLL locks (and, on iCE40, for 15 us more: iCE40 block RAMs read as 0 for a few
-microseconds after configuration), the UART pins of the on-board FTDI, and the LEDs.
+microseconds after configuration; on a PLL-clocked ECP5 the reset reaches the design
+through a ``DCCA`` global buffer), the UART pins of the on-board FTDI, and the LEDs.
 
 PLL settings come from the YoWASP ``icepll`` and ``ecppll`` tools (the IceStorm and
 Trellis PLL calculators), which print the dividers for a requested frequency; the top
