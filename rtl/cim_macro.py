@@ -278,7 +278,7 @@ class CimMacro(wiring.Component):
             chosen = Cat(*(selects[k * B + b].replicate(R) & copy[b * R:(b + 1) * R]
                            for b in range(B)))
             word = Signal(R, name=f"plane_value_b{k}", attrs={REPLICA_ATTR: 1}, reset_less=True)
-            m.d.sync += word.eq(chosen[:R] if B == 1 else _or_words(chosen, B, R))
+            m.d.sync += word.eq(_or_words(chosen, B, R))
             planes.append(word)
         result = Signal(len(planes) * R, name="plane_value_blocks")
         m.d.comb += result.eq(Cat(*planes))
@@ -525,10 +525,6 @@ class CimMacro(wiring.Component):
             read_fields = early["fields_of"]
         else:
             read_fields = fields_of
-        # The access's own slot fields (cycle t), for the trees of copies below.
-        region_fields = {r["region"]: r["fields"] for r in p.regions()}
-        access_slots = {kind: decode(region_fields[number], wb.adr[:rs])[0]["slot"]
-                        for kind, number in (("row", Region.WEIGHT), ("lane", Region.COMP))}
         row_fields = fields_of[Region.WEIGHT]     # group, slot, chunk
         lane_fields = fields_of[Region.COMP]      # group, slot
 
@@ -900,11 +896,12 @@ class CimMacro(wiring.Component):
                 # The same enable through two levels of copies, from the cycle before:
                 # the cycle after next is a store cycle.
                 store_ahead = Signal(name="store_ahead")
-                m.d.comb += store_ahead.eq(
-                    (in_phase[Phase.DRAIN] & _eq_const(drain_left, 1) & cmd_run)
-                    | (early_cmd_write & _eq_const(early["dat_w"][:3], 3))
-                    | (cmd_clear & Const(int(G >= 2), 1))
-                    | (in_phase[Phase.CLEAR] & ~last_group & ~_eq_const(group, G - 2)))
+                terms = [in_phase[Phase.DRAIN] & _eq_const(drain_left, 1) & cmd_run,
+                         early_cmd_write & _eq_const(early["dat_w"][:3], 3),
+                         in_phase[Phase.CLEAR] & ~last_group & ~_eq_const(group, G - 2)]
+                if G >= 2:      # the CMD cycle itself precedes group 1's CLEAR cycle by two
+                    terms.append(cmd_clear)
+                m.d.comb += store_ahead.eq(Cat(*terms).any())
                 store_lanes = replicated(m, store_ahead, P, "acc_store", tree=True)
             else:
                 store_next = Signal(name="store_next")
@@ -1061,9 +1058,11 @@ class CimMacro(wiring.Component):
                 # A tree of copies from the access's own address (a copy in cycle t, a
                 # copy per block in t+1): the decoded address's one hop to every block
                 # was a wire across the die.
-                slot_low = {kind: block_copies(m, access_slots[kind][:k], P,
-                                               f"{kind}_slot_low", suffix="_q", tree=True)
-                            for kind in ("row", "lane")}
+                region_fields = {r["region"]: r["fields"] for r in p.regions()}
+                slot_low = {kind: block_copies(
+                                m, decode(region_fields[number], wb.adr[:rs])[0]["slot"][:k], P,
+                                f"{kind}_slot_low", suffix="_q", tree=True)
+                            for kind, number in (("row", Region.WEIGHT), ("lane", Region.COMP))}
             else:
                 slot_low = {"row": block_copies(m, row_fields["slot"][:k], P, "row_slot_low",
                                                 suffix="_q"),
