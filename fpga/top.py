@@ -4,11 +4,13 @@
 (the same design is simulated in cocotb by ``tests/test_fpga_host.py``):
 
 ```
- rx --> UARTReceiver --> UARTBone --+--> BusDecoder --> CimMacro
- tx <-- UARTTransmitter <--/        |   (word addresses < 2**addr_bits; others read 0)
-                                    |
-          ChipImageWriter ----------+   (after reset, writes the baked chip instance,
-                                         then hands the bus to the bridge)
+ rx --> UARTReceiver --> UARTBone --+--> BusDecoder --+--> [2 x WishboneSlice] --> CimMacro
+ tx <-- UARTTransmitter <--/           (word addresses |     (L = 4 macros only)
+                                        < 2**addr_bits; |
+                                        others read 0)  |
+          ChipImageWriter ------------------------------+   (after reset, writes the
+                                                            baked chip instance, then
+                                                            hands the bus to the bridge)
 ```
 
 A *chip image* is a list of bus writes that the core replays after every reset, before
@@ -32,10 +34,12 @@ from models.params import MacroParams
 from rtl import wishbone
 from rtl.cim_macro import CimMacro
 
+from .bus_slice import WishboneSlice
 from .uart import UARTReceiver, UARTTransmitter
 from .uartbone import UARTBone
 
-__all__ = ["StatusLeds", "BusDecoder", "ChipImageWriter", "BoardCore", "chip_image"]
+__all__ = ["StatusLeds", "BusDecoder", "ChipImageWriter", "BoardCore", "chip_image",
+           "board_bus_latency"]
 
 #: What the status LEDs show, in the order boards assign them to LEDs.
 StatusLeds = data.StructLayout({
@@ -148,6 +152,12 @@ class ChipImageWriter(wiring.Component):
         return m
 
 
+def board_bus_latency(p: MacroParams) -> int:
+    """Cycles from an access on the board's bus to its ack: the macro's ``bus_latency``,
+    plus two for each register slice in front of it (two slices for L = 4 macros)."""
+    return p.bus_latency + (4 if p.pipeline >= 4 else 0)
+
+
 class BoardCore(wiring.Component):
     """UART, UARTBone bridge, chip image and macro: a board top without clock and pins.
 
@@ -208,27 +218,46 @@ class BoardCore(wiring.Component):
         connect(m, bridge.source, tx.stream)
         connect(m, bridge.bus, decoder.bus)
 
-        # The macro's bus: the image writer until it is done, then the decoder.
+        # The macro's bus: the image writer until it is done, then the decoder. The
+        # FPGA-clock macro (L = 4) sits behind two register slices in a row, one placed
+        # with the masters and one with the macro, whose bus registers are spread over
+        # the die: the wire between them runs from register to register.
+        if p.pipeline >= 4:
+            m.submodules.bus_slice_near = near = WishboneSlice(p.addr_bits)
+            m.submodules.bus_slice_far = far = WishboneSlice(p.addr_bits)
+            connect(m, near.down, far.up)
+            connect(m, far.down, macro.wb)
+            slave = near.up
+        else:
+            slave = macro.wb
         src = decoder.macro
         with m.If(writer.done):
-            m.d.comb += [macro.wb.adr.eq(src.adr), macro.wb.dat_w.eq(src.dat_w),
-                         macro.wb.sel.eq(src.sel), macro.wb.we.eq(src.we),
-                         macro.wb.cyc.eq(src.cyc), macro.wb.stb.eq(src.stb),
-                         src.ack.eq(macro.wb.ack), src.dat_r.eq(macro.wb.dat_r)]
+            m.d.comb += [slave.adr.eq(src.adr), slave.dat_w.eq(src.dat_w),
+                         slave.sel.eq(src.sel), slave.we.eq(src.we),
+                         slave.cyc.eq(src.cyc), slave.stb.eq(src.stb),
+                         src.ack.eq(slave.ack), src.dat_r.eq(slave.dat_r)]
         with m.Else():
             w = writer.bus
-            m.d.comb += [macro.wb.adr.eq(w.adr), macro.wb.dat_w.eq(w.dat_w),
-                         macro.wb.sel.eq(w.sel), macro.wb.we.eq(w.we),
-                         macro.wb.cyc.eq(w.cyc), macro.wb.stb.eq(w.stb),
-                         w.ack.eq(macro.wb.ack), w.dat_r.eq(macro.wb.dat_r)]
+            m.d.comb += [slave.adr.eq(w.adr), slave.dat_w.eq(w.dat_w),
+                         slave.sel.eq(w.sel), slave.we.eq(w.we),
+                         slave.cyc.eq(w.cyc), slave.stb.eq(w.stb),
+                         w.ack.eq(slave.ack), w.dat_r.eq(slave.dat_r)]
 
         def stretched(pulse, name):
+            # The pulse (through two registers) and the lit flag go through registers of
+            # their own: the LED pins, the UART and the bridge can be far apart on a
+            # large die.
+            pulse_d = Signal(name=f"{name}_pulse_d")
+            pulse_q = Signal(name=f"{name}_pulse")
+            lit = Signal(name=f"{name}_lit")
+            m.d.sync += [pulse_d.eq(pulse), pulse_q.eq(pulse_d)]
             count = Signal(range(self._stretch + 1), name=name)
-            with m.If(pulse):
+            with m.If(pulse_q):
                 m.d.sync += count.eq(self._stretch)
             with m.Elif(count != 0):
                 m.d.sync += count.eq(count - 1)
-            return count != 0
+            m.d.sync += lit.eq(count != 0)
+            return lit
 
         traffic = (rx.stream.valid & rx.stream.ready) | (tx.stream.valid & tx.stream.ready)
         m.d.comb += [

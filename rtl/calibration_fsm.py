@@ -13,6 +13,8 @@ from amaranth.lib.wiring import In, Out
 
 from models.params import MacroParams
 
+from .replicas import replicated
+
 __all__ = ["CalState", "CalibrationFSM"]
 
 
@@ -58,6 +60,11 @@ class CalibrationFSM(wiring.Component):
     per S + 2 cycles. Outside the ``done`` cycle ``therm`` and ``flags`` follow the
     current search state and readout and carry no meaning; they are not gated, to save
     logic. Reset leaves the FSM idle with ``n = K/2`` in every lane.
+
+    With L = 4 (the FPGA-clock build) the lanes are driven from copies per block of
+    lanes of their enables and move, computed a cycle ahead, and return to ``n = K/2``
+    at the end of the verification read instead of at ``start``: ``n`` is K/2 whenever
+    the FSM is idle, so ``comp`` is 0 without a gate. The ports behave the same.
 
     Parameters
     ----------
@@ -210,15 +217,42 @@ class CalibrationFSM(wiring.Component):
         # -move modulo 2^n_bits, shared by the lanes that move down: ~move + 1.
         minus_move = Signal(unsigned(n_bits))
         m.d.comb += minus_move.eq(((~move).as_unsigned() + Const(1, 1))[:n_bits])
-        n_next = Cat(*((n_lane + Mux(negative[lane], move, minus_move))[:n_bits]
+        deep = L >= 4
+        if deep:
+            # The FPGA-clock build (L = 4) drives every lane from copies per block of
+            # lanes (rtl/replicas.py), computed a cycle ahead: the enables and the move
+            # fanned out from the state registers to every lane in one cycle. The cycle
+            # before a settled one has settle_left = 1 and the same state and step, and
+            # the lanes return to K/2 at the end of the verification read rather than at
+            # start, so that start (an input) drives no lane: n is K/2 whenever idle.
+            one_left = Signal(name="settle_one_left")
+            m.d.comb += one_left.eq(left[0] & ~left[1:].any())
+            update = replicated(m, searching & one_left, lanes, "cal_update")
+            to_half = replicated(m, verifying & one_left, lanes, "cal_to_half")
+            # Reset to the move of step 0, which they copy while idle.
+            move_lanes = replicated(m, move, lanes, "cal_move", init=moves[0])
+            minus_move_lanes = replicated(m, minus_move, lanes, "cal_minus_move",
+                                          init=-moves[0] % (1 << n_bits))
+        else:
+            move_lanes, minus_move_lanes = move.replicate(lanes), minus_move.replicate(lanes)
+        n_next = Cat(*((n_lane + Mux(negative[lane],
+                                     move_lanes[lane * n_bits:(lane + 1) * n_bits],
+                                     minus_move_lanes[lane * n_bits:(lane + 1) * n_bits]))[:n_bits]
                        for lane, n_lane in enumerate(lane_n)))
-        with m.If(idle):
-            # A start while busy never gets here, so it is ignored.
-            with m.If(self.start):
-                m.d.sync += n.eq(n.init)
-        with m.Elif(searching & settled):
-            # Against the sign: a non-negative readout means too many cells at 1.
-            m.d.sync += n.eq(n_next)
+        if deep:
+            # One assignment for all lanes: move, return to K/2, or keep.
+            moving = Cat(*(update[i].replicate(n_bits) for i in range(lanes)))
+            halving = Cat(*(to_half[i].replicate(n_bits) for i in range(lanes)))
+            m.d.sync += n.eq((n_next & moving) | (Const(n.init, len(n)) & halving)
+                             | (n & ~(moving | halving)))
+        else:
+            with m.If(idle):
+                # A start while busy never gets here, so it is ignored.
+                with m.If(self.start):
+                    m.d.sync += n.eq(n.init)
+            with m.Elif(searching & settled):
+                # Against the sign: a non-negative readout means too many cells at 1.
+                m.d.sync += n.eq(n_next)
 
         # comp = 2n - K = 2 (n - K/2), bitwise: with n in [0, K] and K = 2^k, n - K/2 is
         # n's low k-1 bits, then ~n[k-1], then the sign ~n[k-1] & ~n[k]. Idle drives the
@@ -233,7 +267,10 @@ class CalibrationFSM(wiring.Component):
         ]
         comp = Cat(*(Cat(Const(0, 1), n_lane[:k - 1], half_bit[lane], below_half[lane])
                      for lane, n_lane in enumerate(lane_n)))
-        m.d.comb += self.comp.eq(comp & self.busy.replicate(lanes * p.comp_bits))
+        if deep:
+            m.d.comb += self.comp.eq(comp)      # n = K/2 while idle: comp = 0
+        else:
+            m.d.comb += self.comp.eq(comp & self.busy.replicate(lanes * p.comp_bits))
         # Thermometer code: bits 0..n-1 set, (1 << n) - 1 with the constant a 1-bit operand.
         m.d.comb += self.therm.eq(Cat(*(((Const(1, 1) << n_lane) - Const(1, 1))[:K]
                                         for n_lane in lane_n)))

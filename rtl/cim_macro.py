@@ -64,7 +64,7 @@ from . import wishbone
 from .batchnorm_binarize import BatchnormBinarize
 from .calibration_fsm import CalibrationFSM
 from .column_memory import ColumnMemory
-from .compute_array import ComputeArray, lane_popcount_planes
+from .compute_array import ComputeArray, lane_popcount_planes, lane_popcounts_from_planes
 from .replicas import LANE_BLOCK, REPLICA_ATTR, TREE_FANOUT, block_copies, replicated
 from .shift_accumulate import ShiftAccumulate
 
@@ -130,6 +130,14 @@ def _lt_const(value, bound):
     terms = [~value[i] & _eq_const(value[i + 1:], bound >> (i + 1))
              for i in range(width) if bound >> i & 1]
     return Cat(*terms).any() if terms else Const(0, 1)
+
+
+def _register(m, value, name):
+    """``value`` one cycle later, from a register named ``name``."""
+    value = Value.cast(value)
+    reg = Signal(len(value), name=name)
+    m.d.sync += reg.eq(value)
+    return reg
 
 
 def _onehot(m, value, count, name):
@@ -250,7 +258,12 @@ class CimMacro(wiring.Component):
         ``early_dat_w`` holds its data then; ``next_group_run`` is high two cycles
         before the read cycle of a RUN's next group.
 
-        Returns the planes, block-major (``lane_blocks(P) * R`` bits).
+        Each block also registers the plane's ones count with its plane, selected by the
+        same select from copies of the counts of every plane of INPUT (the array then
+        subtracts it without counting it on the readout path).
+
+        Returns the planes, block-major (``lane_blocks(P) * R`` bits), and their ones
+        counts, block-major.
         """
         p = self._p
         R, B, P = p.rows, p.input_bits, p.cols_per_cycle
@@ -272,7 +285,19 @@ class CimMacro(wiring.Component):
             m.d.sync += select.eq(Cat(select[1:], Const(0, 1)))
         selects = block_copies(m, select, P, "plane_select")
         input_copies = block_copies(m, inputs, P, "input_copy", reset_less=True)
-        planes = []
+        # The ones count of every plane of INPUT, in two register stages (bit-sliced
+        # levels, then the adder tree), copied to the blocks through a tree: ready two
+        # cycles before a command written right after an INPUT write's acknowledge selects
+        # its first plane (the L = 4 tests of tests/test_cim_macro.py fail with three
+        # more register stages here).
+        count_planes, numbers = lane_popcount_planes(m, inputs, B, R, "input_ones", max_terms=8)
+        count_planes = [_register(m, plane, f"input_ones_plane{j}")
+                        for j, plane in enumerate(count_planes)]
+        counts = _register(m, Cat(*lane_popcounts_from_planes(count_planes, numbers, B)),
+                           "input_ones")
+        count_bits = len(counts) // B
+        count_copies = block_copies(m, counts, P, "input_ones", tree=True)
+        planes, ones = [], []
         for k in range(len(selects) // B):
             copy = input_copies[k * B * R:(k + 1) * B * R]
             chosen = Cat(*(selects[k * B + b].replicate(R) & copy[b * R:(b + 1) * R]
@@ -280,9 +305,18 @@ class CimMacro(wiring.Component):
             word = Signal(R, name=f"plane_value_b{k}", attrs={REPLICA_ATTR: 1}, reset_less=True)
             m.d.sync += word.eq(_or_words(chosen, B, R))
             planes.append(word)
+            count_copy = count_copies[k * B * count_bits:(k + 1) * B * count_bits]
+            chosen = Cat(*(selects[k * B + b].replicate(count_bits)
+                           & count_copy[b * count_bits:(b + 1) * count_bits] for b in range(B)))
+            count = Signal(count_bits, name=f"plane_ones_b{k}", attrs={REPLICA_ATTR: 1},
+                           reset_less=True)
+            m.d.sync += count.eq(_or_words(chosen, B, count_bits))
+            ones.append(count)
         result = Signal(len(planes) * R, name="plane_value_blocks")
         m.d.comb += result.eq(Cat(*planes))
-        return result
+        ones_result = Signal(len(ones) * count_bits, name="plane_ones_blocks")
+        m.d.comb += ones_result.eq(Cat(*ones))
+        return result, ones_result
 
     def elaborate(self, platform):
         p = self._p
@@ -549,18 +583,41 @@ class CimMacro(wiring.Component):
                 m.d.sync += qshift.eq(dat_w)
 
         # INPUT word (plane, chunk) and the packed FLIP words.
-        input_fields = fields_of[Region.INPUT]
-        input_plane = input_fields["plane"]
-        input_chunk = input_fields["chunk"]
-        input_plane_hit = _onehot(m, input_plane, B, "input_plane_hit")
-        input_chunk_hit = _onehot(m, input_chunk, chunks, "input_chunk_hit")
+        def word_enables(number, hits, name):
+            """Per word of region ``number``, its register's write enable (``hits``: the
+            word decode of a decode's fields). The L = 4 build registers them from the
+            first registered decode, so that each enable is a flip-flop of its own."""
+            if not deep:
+                word_hits = hits(fields_of)
+                return (write & hit[number]).replicate(len(word_hits)) & word_hits
+            word_hits = hits(early["fields_of"])
+            early_write = early["accepted"] & early["we"] & early["hit"][number]
+            return decoded(early_write.replicate(len(word_hits)) & word_hits, name)
+
+        def input_hits(fields):
+            plane_hit = _onehot(m, fields[Region.INPUT]["plane"], B, "input_plane_hit")
+            chunk_hit = _onehot(m, fields[Region.INPUT]["chunk"], chunks, "input_chunk_hit")
+            return Cat(*(plane_hit[b] & chunk_hit[c] for b in range(B) for c in range(chunks)))
+
+        input_enables = word_enables(Region.INPUT, input_hits, "input_write")
+        if deep:
+            # INPUT's own copy of the data register: INPUT sits among the blocks it
+            # feeds, far from the decode, and a register shared with the other writes
+            # was a wire across the die.
+            input_dat_w = Signal(chunk_rows, name="input_dat_w_d", attrs={REPLICA_ATTR: 1})
+            m.d.sync += input_dat_w.eq(early["dat_w"][:chunk_rows])
+        else:
+            input_dat_w = dat_w[:chunk_rows]
         for b in range(B):
             for c in range(chunks):
-                with m.If(write & hit[Region.INPUT] & input_plane_hit[b] & input_chunk_hit[c]):
-                    m.d.sync += input_regs[b][c].eq(dat_w[:chunk_rows])
-        flip_word_hit = _onehot(m, fields_of[Region.FLIP]["word"], words, "flip_word_hit")
+                with m.If(input_enables[b * chunks + c]):
+                    m.d.sync += input_regs[b][c].eq(input_dat_w)
+        flip_enables = word_enables(
+            Region.FLIP, lambda fields: _onehot(m, fields[Region.FLIP]["word"], words,
+                                                "flip_word_hit"),
+            "flip_write")
         for j in range(words):
-            with m.If(write & hit[Region.FLIP] & flip_word_hit[j]):
+            with m.If(flip_enables[j]):
                 m.d.sync += flip_regs[j].eq(dat_w[:len(flip_regs[j])])
 
         # Memory writes from the bus: one chunk (row memories) or lane (lane memories).
@@ -659,9 +716,18 @@ class CimMacro(wiring.Component):
             """The low ``width`` bits of the written word for every lane (lane-major): with
             a pipeline, from copies of a register per block of lanes."""
             if width not in bus_data:
-                if L:
+                if deep:
+                    # The tree starts at a copy of its own of the data register (loaded
+                    # in t+1 as that is): one register for every write was a wire
+                    # across the die to the tree's first level.
+                    root = Signal(width, name=f"dat_w_{width}_root_d", attrs={REPLICA_ATTR: 1},
+                                  reset_less=True)
+                    m.d.sync += root.eq(early["dat_w"][:width])
+                    bus_data[width] = replicated(m, root, P, f"dat_w_{width}", suffix="_q",
+                                                 tree=True, reset_less=True)
+                elif L:
                     bus_data[width] = replicated(m, bus_field(width), P, f"dat_w_{width}",
-                                                 suffix="_q", tree=deep, reset_less=deep)
+                                                 suffix="_q")
                 else:
                     # A signal: the row memories slice it per lane.
                     bus_data[width] = Signal(P * width, name=f"dat_w_{width}_lanes")
@@ -720,7 +786,7 @@ class CimMacro(wiring.Component):
             m.d.comb += [planes_next.eq(1), plane_next.eq((plane - 1)[:plane_bits])]
         m.d.sync += plane.eq(plane_next)
         if deep:
-            plane_value = self._block_planes(
+            plane_value, plane_ones = self._block_planes(
                 m, inputs, cmd, early_cmd_write, early["dat_w"],
                 in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run & ~_eq_const(group, G - 1))
         else:
@@ -757,11 +823,10 @@ class CimMacro(wiring.Component):
                                           stored_comp))
         m.d.comb += [
             array.plane.eq(plane_value),
+            *([array.plane_ones.eq(plane_ones)] if deep else []),
             array.weights.eq(row_mems[Region.WEIGHT].read_data),
             calibration.readout.eq(array.readout),
             shift_acc.readout.eq(array.readout),
-            shift_acc.acc_prev.eq(acc_mem.read_data),
-            shift_acc.accumulate.eq(accumulate_lanes),
             binarize.theta.eq(lane_mems[Region.THRESH].read_data),
             binarize.flip.eq(_select(m, group, [flip[g * P:(g + 1) * P] for g in range(G)],
                                      P, "group_flip")),
@@ -772,13 +837,30 @@ class CimMacro(wiring.Component):
             # then adds it to the tile instead of adding, clamping and comparing. The
             # capture comes from copies per block of lanes, a cycle after each plane
             # cycle (the last one is then a DRAIN cycle, still before the write-back).
-            m.d.comb += [
-                binarize.acc_base.eq(acc_mem.read_data
-                                     & Cat(*(accumulate_lanes[i].replicate(A) for i in range(P)))),
-                binarize.tile.eq(shift_acc.tile),
-                binarize.capture.eq(replicated(m, in_phase[Phase.PLANES], P, "margin_capture")),
-            ]
-        else:
+            capture = replicated(m, in_phase[Phase.PLANES], P, "margin_capture")
+            acc_base = acc_mem.read_data & Cat(*(accumulate_lanes[i].replicate(A)
+                                                 for i in range(P)))
+            m.d.comb += binarize.tile.eq(shift_acc.tile)
+            if deep:
+                # The accumulator operand is captured in each lane first: the write-back
+                # and the margin, a cycle after it (still before the write-back), then
+                # start at a register of the lane.
+                base_q = Signal(P * A, name="acc_base_q", reset_less=True)
+                loads = Cat(*(capture[i].replicate(A) for i in range(P)))
+                m.d.sync += base_q.eq((acc_base & loads) | (base_q & ~loads))
+                planes_q = Signal(name="planes_q")
+                m.d.sync += planes_q.eq(in_phase[Phase.PLANES])
+                m.d.comb += [shift_acc.acc_prev.eq(base_q),
+                             shift_acc.accumulate.eq(Const((1 << P) - 1, P)),
+                             binarize.acc_base.eq(base_q),
+                             binarize.capture.eq(replicated(m, planes_q, P,
+                                                            "margin_capture_late"))]
+            else:
+                m.d.comb += [binarize.acc_base.eq(acc_base), binarize.capture.eq(capture)]
+        if not deep:
+            m.d.comb += [shift_acc.acc_prev.eq(acc_mem.read_data),
+                         shift_acc.accumulate.eq(accumulate_lanes)]
+        if not L:
             m.d.comb += binarize.acc.eq(shift_acc.acc)
         if p.has("stuck"):
             m.d.comb += [array.stuck_mask.eq(row_mems[Region.STUCK_MASK].read_data),
@@ -919,11 +1001,14 @@ class CimMacro(wiring.Component):
                     m.d.sync += out_regs[g].eq((group_out & store_lanes)
                                                | (out_regs[g] & ~store_lanes))
             if deep:
-                # STATUS.acc_sat a cycle after the write-back, from an OR per block of
-                # lanes (register reads are captured late enough, see below).
+                # STATUS.acc_sat two cycles after the write-back: each lane's flag into a
+                # register (the accumulator's carry chain ends there), then an OR per
+                # block of lanes (register reads are captured late enough, see below).
+                sat_lanes = Signal(P, name="acc_sat_lanes")
+                m.d.sync += sat_lanes.eq(shift_acc.saturated & store_lanes & run_lanes)
                 sat_blocks = Signal(-(-P // 8), name="acc_sat_blocks")
-                seen = shift_acc.saturated & store_lanes & run_lanes
-                m.d.sync += sat_blocks.eq(Cat(*(seen[b:b + 8].any() for b in range(0, P, 8))))
+                m.d.sync += sat_blocks.eq(Cat(*(sat_lanes[b:b + 8].any()
+                                                for b in range(0, P, 8))))
                 with m.If(sat_blocks.any()):
                     m.d.sync += acc_sat.eq(1)
         with m.If(in_phase[Phase.WRITE]):
@@ -954,7 +1039,17 @@ class CimMacro(wiring.Component):
             flags = flags_q
         else:
             flags_we, flags = calibrated, calibration.flags
-        with m.If(flags_we & flags.any()):
+        if deep:
+            # The OR over the lanes in two steps: per block of lanes into a register with
+            # the flags, then over the blocks.
+            flag_blocks = Signal(-(-P // LANE_BLOCK), name="cal_flag_blocks")
+            with m.If(calibrated):
+                m.d.sync += flag_blocks.eq(Cat(*(calibration.flags[b:b + LANE_BLOCK].any()
+                                                 for b in range(0, P, LANE_BLOCK))))
+            any_flag = flag_blocks.any()
+        else:
+            any_flag = flags.any()
+        with m.If(flags_we & any_flag):
             m.d.sync += cal_range.eq(1)
         for g in range(G):
             if not L:
@@ -1017,10 +1112,15 @@ class CimMacro(wiring.Component):
         if deep:
             # Two stages: each region's word into a register of its own (0 unless read),
             # then their OR.
+            # Which region's word is read, registered from the first registered decode
+            # (it would be a decode of t+2's registers, in front of every word bit's reset).
+            early_read = early["accepted"] & ~early["we"]
+            word_reads = decoded(Cat(*(early_read & early["hit"][number]
+                                       for number, _ in register_words)), "region_word_read")
             region_words = []
-            for number, value in register_words:
+            for j, (number, value) in enumerate(register_words):
                 word = Signal(BUS_DATA_BITS, name=f"{_region_name(number)}_word_q")
-                m.d.sync += word.eq(Mux(reg_read & reg_hit_of[number], value, 0))
+                m.d.sync += word.eq(Mux(word_reads[j], value, 0))
                 region_words.append(word)
             m.d.sync += register_rdata.eq(_or_words(Cat(*region_words), len(region_words),
                                                     BUS_DATA_BITS))
@@ -1069,7 +1169,7 @@ class CimMacro(wiring.Component):
                             "lane": block_copies(m, lane_fields["slot"][:k], P, "lane_slot_low",
                                                  suffix="_q")}
 
-        def select_lane(slot_q, data, width, name, kind):
+        def select_lane(slot_q, data, width, name, kind, read_flag):
             if k == sb:
                 return _select_packed(m, slot_q[:sb], data, P, width, name)
             blocks = -(-P // (1 << k))
@@ -1090,18 +1190,47 @@ class CimMacro(wiring.Component):
             groups = -(-blocks // fan)
             seconds = Signal(groups * width, name=f"{name}_groups", reset_less=True)
             spans = [(j * fan, min(blocks, (j + 1) * fan)) for j in range(groups)]
+            # Each group selects its block from a copy of its own of the select bits (one
+            # register for all groups was a wire to every bit of every group).
+            block_selects = []
+            for j in range(groups):
+                copy = Signal(max(1, fan_bits), name=f"{name}_slot_high_g{j}",
+                              attrs={REPLICA_ATTR: 1} if groups > 1 else {}, reset_less=True)
+                m.d.sync += copy.eq(slot_q[k:k + fan_bits])
+                block_selects.append(copy[:fan_bits])
             m.d.sync += seconds.eq(Cat(*(
-                _select_packed(m, high[:fan_bits], firsts[lo * width:hi * width], hi - lo, width,
+                _select_packed(m, block_selects[j], firsts[lo * width:hi * width], hi - lo, width,
                                f"{name}_group{j}")
                 for j, (lo, hi) in enumerate(spans))))
-            top = Signal(max(1, sb - k - fan_bits), name=f"{name}_slot_top")
-            m.d.sync += top.eq(high[fan_bits:])
-            return _select_packed(m, top[:sb - k - fan_bits], seconds, groups, width, name)
+            # The group as a one-hot select, gated by the region's read flag: the last
+            # stage is then one AND-OR with the other regions' (see the answer below).
+            group_select = Signal(groups, name=f"{name}_group_select")
+            m.d.sync += group_select.eq(
+                _onehot(m, high[fan_bits:], groups, f"{name}_group_hit")
+                & read_flag.replicate(groups))
+            return _or_words(Cat(*(seconds[j * width:(j + 1) * width]
+                                   & group_select[j].replicate(width) for j in range(groups))),
+                             groups, width)
+
+        # The read flags of the access's cycle: the L = 4 build gates each region's lane
+        # words with them in the cycle that selects the group (select_lane).
+        read_flags = read_from
+        if L:
+            # Everything answers one cycle later: the read flags too (and, below L = 4,
+            # the register words).
+            delayed = {}
+            for n in read_from:
+                delayed[n] = Signal(name=f"read_from_{_region_name(n)}_q2")
+                m.d.sync += delayed[n].eq(read_from[n])
+            read_from = delayed
+        # Regions whose words select_lane gates by their read flag (the L = 4 build's).
+        lane_selected = set(row_mems) | set(lane_mems) | {Region.ACC} if deep and k < sb else set()
 
         memory_words = []
         for number, mem in row_mems.items():
             name = _region_name(number)
-            column = select_lane(row_slot_q, mem.read_data, R, f"{name}_column", "row")
+            column = select_lane(row_slot_q, mem.read_data, R, f"{name}_column", "row",
+                                 read_flags[number])
             chunk_q = row_chunk_q
             for stage in range(2, 4 if deep else 3) if L else ():
                 delayed_chunk = Signal(max(1, cb), name=f"{name}_chunk_q{stage}")
@@ -1113,7 +1242,7 @@ class CimMacro(wiring.Component):
         for number, mem in {**lane_mems, Region.ACC: acc_mem}.items():
             width = lane_bits[number]
             lane = select_lane(lane_slot_q, mem.read_data, width,
-                               f"{_region_name(number)}_lane", "lane")
+                               f"{_region_name(number)}_lane", "lane", read_flags[number])
             if number in (Region.THRESH, Region.OFFSET, Region.ACC):
                 word = Signal(BUS_DATA_BITS, name=f"{_region_name(number)}_word")
                 m.d.comb += word.eq(lane.as_signed())
@@ -1127,26 +1256,29 @@ class CimMacro(wiring.Component):
                 m.d.comb += table_word.eq(array.table_rdata)
             memory_words.append((Region.TABLE, table_word))
 
-        if L:
-            # Everything answers one cycle later: the read flags and register words too.
-            delayed = {}
-            for n in read_from:
-                delayed[n] = Signal(name=f"read_from_{_region_name(n)}_q2")
-                m.d.sync += delayed[n].eq(read_from[n])
-            read_from = delayed
-            if not deep:
-                register_q2 = Signal(BUS_DATA_BITS, name="register_rdata_q2")
-                m.d.sync += register_q2.eq(register_rdata)
-                register_rdata = register_q2
+        if L and not deep:
+            register_q2 = Signal(BUS_DATA_BITS, name="register_rdata_q2")
+            m.d.sync += register_q2.eq(register_rdata)
+            register_rdata = register_q2
 
-        # The deep bus registers the answer on its way out (with the ack).
-        answer = m.d.sync if deep else m.d.comb
-        with m.If(Cat(*(read_from[n] for n, _ in memory_words)).any()):
-            for number, word in memory_words:
-                with m.If(read_from[number]):
-                    answer += wb.dat_r.eq(word)
-        with m.Else():
-            answer += wb.dat_r.eq(register_rdata)
+        any_memory = Cat(*(read_from[n] for n, _ in memory_words)).any()
+        if deep:
+            # The deep bus registers the answer on its way out (with the ack), as one
+            # AND-OR: the lane words are already gated by their region's read flag.
+            gated = [word if number in lane_selected else
+                     word & read_from[number].replicate(len(word))
+                     for number, word in memory_words]
+            m.d.sync += wb.dat_r.eq(_or_words(
+                Cat(*(Cat(word, Const(0, BUS_DATA_BITS - len(word))) for word in gated)
+                    , register_rdata & (~any_memory).replicate(BUS_DATA_BITS)),
+                len(gated) + 1, BUS_DATA_BITS))
+        else:
+            with m.If(any_memory):
+                for number, word in memory_words:
+                    with m.If(read_from[number]):
+                        m.d.comb += wb.dat_r.eq(word)
+            with m.Else():
+                m.d.comb += wb.dat_r.eq(register_rdata)
 
         return m
 

@@ -52,6 +52,11 @@ def _comb_signal(m, shape, name, value):
     return signal
 
 
+def _count_bits(count):
+    """Width of a count of ``count`` bits, as :func:`popcount` returns it."""
+    return 1 if count == 1 else (count - 1).bit_length() + 1
+
+
 def _bits_for_range(lo, hi):
     """Width of the smallest signed shape holding every integer in ``[lo, hi]``."""
     return Shape.cast(range(min(lo, -1), max(hi, 0) + 1)).width
@@ -303,7 +308,9 @@ class ComputeArray(wiring.Component):
     plane's ones count before the bias sum; L = 3 also registers the readout itself;
     L = 4 also cuts the popcount, after its bit-sliced levels (eight partial counts per
     lane for 32 rows), and counts the plane's ones once per block of lanes in the same
-    stages; its pipeline registers have no reset.
+    stages; its pipeline registers have no reset. Without ``gain``, L = 4 also decides
+    the clamp in the bias stage (``_bias_and_compare``), so that cut 1 holds ``a > L``,
+    ``a < -L`` and a's low W bits.
 
     Parameters
     ----------
@@ -317,6 +324,11 @@ class ComputeArray(wiring.Component):
         Bit ``b`` of every input row (row ``r`` is bit ``r``), one identical copy per
         block of 8 lanes (``rtl/replicas.py``): lane ``i`` reads copy ``i // 8``, so
         that the macro can drive each block from a register of its own.
+    plane_ones : In(ArrayLayout(unsigned(count_bits), lane_blocks(P)))
+        ``pipeline`` = 4 only: the number of ones of each block's copy of ``plane``
+        (``count_bits`` as :func:`popcount` returns for R bits), with the plane. The
+        macro knows its planes in advance and counts them off the readout path; any
+        other value gives the readout of ``s = 2 * agree - plane_ones``.
     weights : In(ArrayLayout(unsigned(R), P))
         Stored weight bits of each lane's column (row ``r`` is bit ``r``); 1 is +1,
         0 is -1.
@@ -359,6 +371,9 @@ class ComputeArray(wiring.Component):
             "plane": In(data.ArrayLayout(unsigned(R), lane_blocks(P))),
             "weights": In(lanes(unsigned(R))),
         }
+        if p.pipeline >= 4:
+            members["plane_ones"] = In(data.ArrayLayout(unsigned(_count_bits(R)),
+                                                        lane_blocks(P)))
         if p.has("stuck"):
             members["stuck_mask"] = In(lanes(unsigned(R)))
             members["stuck_value"] = In(lanes(unsigned(R)))
@@ -383,6 +398,83 @@ class ComputeArray(wiring.Component):
         """The :class:`MacroParams` this array was built from."""
         return self._p
 
+    def _bias_and_compare(self, m, agree, ones_cut4, limit_cut4, stage, all_lanes, lane):
+        """The bias sum and the clamp's comparisons of the L = 4 build without gain.
+
+        ``agree`` is each lane's agreement count registered at cut 2 with a zero sign bit
+        on top (lane-major, ``count_bits + 1`` per lane), ``ones_cut4`` the plane's ones
+        count per block at cut 4 (``count_bits + 1``, zero sign bit), ``limit_cut4`` the
+        clamp limit L per lane from its cut-4 copies. Between cuts 4 and 2 each lane
+        forms ``comp + offset - ones`` and the same with ``- L - 1`` and ``+ L`` added
+        (``comp + offset`` in parallel with the block's ``-ones``, ``~L - ones`` and
+        ``L - ones``, then their sums); the bias stage adds ``2 * agree`` to each: one
+        adder.
+
+        Returns
+        -------
+        (Value, Value, Value)
+            Registered at cut 1, per lane: ``a > L``, ``a < -L`` (one bit each) and the
+            low W bits of ``a``.
+        """
+        p = self._p
+        R, P, W = p.rows, p.cols_per_cycle, p.readout_bits
+        c_bits = _count_bits(R) + 1              # a count with its zero sign bit
+        count_max = (1 << (c_bits - 1)) - 1      # of the port type, not only R
+        comp_lo, comp_hi = -(1 << (p.comp_bits - 1)), (1 << (p.comp_bits - 1)) - 1
+        off_lo, off_hi = (-(1 << (W - 1)), (1 << (W - 1)) - 1) if p.has("offset") else (0, 0)
+        limit_hi = (1 << (W - 1)) - 1
+        # One width for every sum, from the extremes of 2 agree - ones + bias - L - 1 and
+        # 2 agree - ones + bias + L.
+        e_bits = max(c_bits + 1, _bits_for_range(
+            -count_max + comp_lo + off_lo - limit_hi - 1,
+            2 * count_max + comp_hi + off_hi + limit_hi))
+        blocks = lane_blocks(P)
+
+        # Between cuts 4 and 2: per lane comp + offset; per block -ones, ~L - ones, L - ones.
+        terms = [(stage(self.comp.as_value(), "comp", 4), p.comp_bits)]
+        if p.has("offset"):
+            terms.append((stage(self.offset.as_value(), "offset", 4), W))
+        fill = lane_sign_fills(m, P, [(v, w, e_bits - w) for v, w in terms], "bias_terms_sign")
+        bias = all_lanes("bias_sum", e_bits, [
+            add_same_width(*(Cat(lane(v, w, i), fill(t, i)) for t, (v, w) in enumerate(terms)))
+            .as_unsigned() for i in range(P)])
+        # A block's limit is that of its first lane (its lanes share one copy register).
+        limits = _comb_signal(m, unsigned(blocks * W), "block_limit", Cat(*(
+            lane(limit_cut4, W, b * LANE_BLOCK) for b in range(blocks))))
+        not_limits = _comb_signal(m, unsigned(blocks * W), "block_not_limit", ~limits)
+        bfill = lane_sign_fills(m, blocks, [(ones_cut4, c_bits, e_bits - c_bits),
+                                            (limits, W, e_bits - W),
+                                            (not_limits, W, e_bits - W)], "block_terms_sign")
+        ones = [Cat(lane(ones_cut4, c_bits, b), bfill(0, b)) for b in range(blocks)]
+        # -ones as ~ones + 1 (a 1-bit constant operand).
+        minus_ones = _comb_signal(m, unsigned(blocks * e_bits), "minus_ones", Cat(*(
+            ((~ones[b]).as_unsigned() + Const(1, 1))[:e_bits] for b in range(blocks))))
+        upper_ones = _comb_signal(m, unsigned(blocks * e_bits), "upper_ones", Cat(*(
+            (Cat(lane(not_limits, W, b), bfill(2, b)) - ones[b])[:e_bits]
+            for b in range(blocks))))
+        lower_ones = _comb_signal(m, unsigned(blocks * e_bits), "lower_ones", Cat(*(
+            (Cat(lane(limits, W, b), bfill(1, b)) - ones[b])[:e_bits] for b in range(blocks))))
+        addends = []
+        for name, block_term in (("bias", minus_ones), ("bias_upper", upper_ones),
+                                 ("bias_lower", lower_ones)):
+            total = all_lanes(name, e_bits, [
+                add_same_width(lane(bias, e_bits, i), lane(block_term, e_bits, i // LANE_BLOCK))
+                .as_unsigned() for i in range(P)])
+            addends.append(stage(total, name, 2))
+
+        # The bias stage: 2 * agree + each.
+        afill = lane_sign_fills(m, P, [(agree, c_bits, e_bits - c_bits - 1)], "agree_sign")
+        doubled = [Cat(Const(0, 1), lane(agree, c_bits, i), afill(0, i)) for i in range(P)]
+        a, a_upper, a_lower = (all_lanes(name, e_bits, [
+            add_same_width(doubled[i], lane(v, e_bits, i)).as_unsigned() for i in range(P)])
+            for name, v in zip(("a", "a_upper", "a_lower"), addends))
+        top = e_bits - 1
+        # a > L: a - L - 1 >= 0; a < -L: a + L < 0.
+        over = all_lanes("over", 1, [~a_upper[i * e_bits + top] for i in range(P)])
+        under = all_lanes("under", 1, [a_lower[i * e_bits + top] for i in range(P)])
+        a_low = all_lanes("a_low", W, [lane(a, e_bits, i)[:W] for i in range(P)])
+        return stage(over, "over", 1), stage(under, "under", 1), stage(a_low, "a_low", 1)
+
     def elaborate(self, platform):
         p = self._p
         R, P, W, M = p.rows, p.cols_per_cycle, p.readout_bits, p.readout_max
@@ -404,7 +496,7 @@ class ComputeArray(wiring.Component):
             lane_reads = [table.read_port(domain="comb") for _ in range(P)]
 
         # Widths, from the full ranges of the port types.
-        count_bits = 1 if R == 1 else (R - 1).bit_length() + 1   # as popcount() returns
+        count_bits = _count_bits(R)
         s_bits = count_bits + 1
         comp_lo, comp_hi = -(1 << (p.comp_bits - 1)), (1 << (p.comp_bits - 1)) - 1
         off_lo, off_hi = (-(1 << (W - 1)), M) if p.has("offset") else (0, 0)
@@ -466,6 +558,14 @@ class ComputeArray(wiring.Component):
             return replicated(m, value, P, name, suffix=f"_q{cut}", reset_less=reset_less)
 
         gain_in = late(self.gain.as_value(), "gain") if p.has("gain") else None
+        # The L = 4 build (without gain) compares with the clamp limits in the bias stage,
+        # a stage before the clamp: a > L and a < -L are the signs of s + (comp + offset
+        # - L - 1) and s + (comp + offset + L), whose second terms are formed between
+        # cuts 4 and 2 (comp, offset and SAT are stable while the planes run, but travel
+        # with the data all the same). The clamp stage is then only its multiplexers: a
+        # carry chain, the limit's copies and the multiplexers in one cycle were the
+        # longest path of the fully parallel ECP5 build.
+        precompare = L >= 4 and p.has("readout") and not p.has("gain")
 
         # Shared by every lane: the popcount of the plane, the clamp limits, the quantiser
         # mask.
@@ -479,22 +579,18 @@ class ComputeArray(wiring.Component):
                                 ((~Cat(ones, Const(0, 1))).as_unsigned() + Const(1, 1))[:s_bits])
 
         if L >= 4:
-            # Each block counts its own copy of the plane, in the agreement count's
-            # stages (bit-sliced levels, cut 4, adder tree, cut 2); the lanes then
-            # subtract the count. One count copied to every block was a wire across the
-            # die after an adder tree.
+            # The plane's ones count comes in per block with the plane (the macro counts
+            # its planes in advance), with a zero sign bit: a constant top bit of a
+            # register output is not trimmed off an adder's operand (Verilator -Wall),
+            # where that of an expression would be.
             blocks = lane_blocks(P)
-            ones_planes, ones_block = lane_popcount_planes(m, planes_in, blocks, R, "plane_ones",
-                                                           max_terms=8)
-            ones_planes = [stage(plane, f"plane_ones_plane{j}", 4)
-                           for j, plane in enumerate(ones_planes)]
-            # Zero-extended to s_bits before the cut-2 register: a constant top bit of a
-            # register output is not trimmed off the subtraction's operand (Verilator
-            # -Wall), where that of an expression would be.
-            counts = lane_popcounts_from_planes(ones_planes, ones_block, blocks)
-            assert all(len(count) == count_bits for count in counts)
-            ones_blocks = stage(_comb_signal(m, unsigned(blocks * s_bits), "plane_ones", Cat(*(
-                Cat(count, Const(0, 1)) for count in counts))), "plane_ones", 2)
+            ones_in = self.plane_ones.as_value()
+            ones_ext = _comb_signal(m, unsigned(blocks * s_bits), "plane_ones", Cat(*(
+                Cat(ones_in[b * count_bits:(b + 1) * count_bits], Const(0, 1))
+                for b in range(blocks))))
+            ones_cut4 = stage(ones_ext, "plane_ones", 4)
+            if not precompare:
+                ones_blocks = stage(ones_cut4, "plane_ones", 2)
         else:
             minus_ones = minus_plane_ones(stage(planes_in[:R], "plane", 4), "plane")
         if p.has("readout"):
@@ -514,11 +610,16 @@ class ComputeArray(wiring.Component):
                 for q in range(1 << QSHIFT_BITS):
                     with m.Case(q):
                         m.d.comb += keep.eq(((1 << W) - 1) & ~((1 << min(q, W - 1)) - 1))
+            if precompare:
+                # The limit's copies per block at cut 4, for the bias stage's comparisons.
+                limit_cut4 = for_lanes(limit, "limit_cmp", 4)
             # The clamp stage's copies of the limits and the mask, per lane.
             limit = for_lanes(mid(limit, "limit"), "limit", 1)
             neg_limit = for_lanes(mid(neg_limit, "neg_limit"), "neg_limit", 1)
-            limit_cmp = for_lanes(mid(limit_cmp, "limit_ext"), "limit_ext", 1)
-            neg_limit_cmp = for_lanes(mid(neg_limit_cmp, "neg_limit_ext"), "neg_limit_ext", 1)
+            if not precompare:
+                limit_cmp = for_lanes(mid(limit_cmp, "limit_ext"), "limit_ext", 1)
+                neg_limit_cmp = for_lanes(mid(neg_limit_cmp, "neg_limit_ext"), "neg_limit_ext",
+                                          1)
             keep = for_lanes(mid(keep, "quantise_keep"), "quantise_keep", 1)
 
         # 1. agree = popcount(plane & w_eff) per lane.
@@ -529,31 +630,42 @@ class ComputeArray(wiring.Component):
             planes_in[(i // LANE_BLOCK) * R:(i // LANE_BLOCK + 1) * R] for i in range(P))))
         planes, block = lane_popcount_planes(m, agree_bits, P, R, "agree", max_terms=8)
         planes = [stage(plane, f"agree_plane{j}", 4) for j, plane in enumerate(planes)]
-        agree = all_lanes("agree", count_bits, lane_popcounts_from_planes(planes, block, P))
-        agree = stage(agree, "agree", 2)
+        if precompare:
+            # With a zero sign bit, for the bias stage's adders (see plane_ones above).
+            agree = stage(all_lanes("agree", count_bits + 1, [
+                Cat(count, Const(0, 1)) for count in lane_popcounts_from_planes(planes, block, P)]),
+                "agree", 2)
+        else:
+            agree = all_lanes("agree", count_bits, lane_popcounts_from_planes(planes, block, P))
+            agree = stage(agree, "agree", 2)
         if L < 4:
             minus_ones = for_lanes(minus_ones, "minus_plane_ones", 2)
 
         # 2. s = 2 * agree - ones, in s_bits (|s| <= R); a = s + comp + offset.
-        if L >= 4:
-            s = all_lanes("s", s_bits, [
-                (Cat(Const(0, 1), lane(agree, count_bits, i))
-                 - lane(ones_blocks, s_bits, i // LANE_BLOCK))[:s_bits]
-                for i in range(P)])
+        if precompare:
+            over_lanes, under_lanes, a = self._bias_and_compare(m, agree, ones_cut4, limit_cut4,
+                                                                stage, all_lanes, lane)
         else:
-            s = all_lanes("s", s_bits, [
-                (Cat(Const(0, 1), lane(agree, count_bits, i)) + lane(minus_ones, s_bits, i))[:s_bits]
-                for i in range(P)])
-        comp = mid(self.comp.as_value(), "comp")
-        terms = [(s, s_bits), (comp, p.comp_bits)]
-        if p.has("offset"):
-            terms.append((mid(self.offset.as_value(), "offset"), W))
-        fill = lane_sign_fills(m, P, [(v, w, a_bits - w) for v, w in terms], "a_terms_sign")
-        per_lane = []
-        for i in range(P):
-            ext = [Cat(lane(v, w, i), fill(t, i)) for t, (v, w) in enumerate(terms)]
-            per_lane.append(add_same_width(*ext).as_unsigned())
-        a = stage(all_lanes("a", a_bits, per_lane), "a", 1)
+            if L >= 4:
+                s = all_lanes("s", s_bits, [
+                    (Cat(Const(0, 1), lane(agree, count_bits, i))
+                     - lane(ones_blocks, s_bits, i // LANE_BLOCK))[:s_bits]
+                    for i in range(P)])
+            else:
+                s = all_lanes("s", s_bits, [
+                    (Cat(Const(0, 1), lane(agree, count_bits, i))
+                     + lane(minus_ones, s_bits, i))[:s_bits]
+                    for i in range(P)])
+            comp = mid(self.comp.as_value(), "comp")
+            terms = [(s, s_bits), (comp, p.comp_bits)]
+            if p.has("offset"):
+                terms.append((mid(self.offset.as_value(), "offset"), W))
+            fill = lane_sign_fills(m, P, [(v, w, a_bits - w) for v, w in terms], "a_terms_sign")
+            per_lane = []
+            for i in range(P):
+                ext = [Cat(lane(v, w, i), fill(t, i)) for t, (v, w) in enumerate(terms)]
+                per_lane.append(add_same_width(*ext).as_unsigned())
+            a = stage(all_lanes("a", a_bits, per_lane), "a", 1)
 
         # 3. Gain.
         if p.has("gain"):
@@ -571,16 +683,22 @@ class ComputeArray(wiring.Component):
         else:
             g = a
 
-        # 4. Clamp to [-L, L], compared at clamp_bits >= W.
-        g_fill = lane_sign_fills(m, P, [(g, g_bits, clamp_bits - g_bits)], "g_sign")
+        # 4. Clamp to [-L, L], compared at clamp_bits >= W (or in the bias stage).
+        if not precompare:
+            g_fill = lane_sign_fills(m, P, [(g, g_bits, clamp_bits - g_bits)], "g_sign")
         k_lanes = []
         for i in range(P):
-            g_i = Cat(lane(g, g_bits, i), g_fill(0, i)).as_signed()
-            if p.has("readout"):
+            if precompare:
+                # g is a's low W bits, which are a itself whenever it is within the limits.
+                g_i = lane(g, W, i).as_signed()
+                over, under = over_lanes[i], under_lanes[i]
+            elif p.has("readout"):
+                g_i = Cat(lane(g, g_bits, i), g_fill(0, i)).as_signed()
                 over = g_i > lane(limit_cmp, clamp_bits, i).as_signed()
                 under = g_i < lane(neg_limit_cmp, clamp_bits, i).as_signed()
             else:
                 # L = M = 2^(W-1) - 1: out of range is decided bitwise.
+                g_i = Cat(lane(g, g_bits, i), g_fill(0, i)).as_signed()
                 high = g_i[W - 1:-1]
                 over = ~g_i[-1] & high.any()                        # g >= 2^(W-1)
                 under = g_i[-1] & ~(high.all() & g_i[:W - 1].any())  # g <= -2^(W-1)

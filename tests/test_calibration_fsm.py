@@ -218,7 +218,8 @@ def test_ports_follow_section_7(K, P):
 
 # --- the ideal chain: every offset, P lanes at once and one lane at a time -------------
 
-@pytest.mark.parametrize("K,L", [(K, 0) for K in COMP_ROWS] + [(2, 1), (8, 2), (16, 3), (4, 4)])
+@pytest.mark.parametrize("K,L", [(K, 0) for K in COMP_ROWS]
+                         + [(2, 1), (8, 2), (16, 3), (4, 4), (16, 4)])
 def test_every_offset_in_parallel_lanes(K, L):
     offsets = np.arange(-K - 3, K + 4)
     p = _params(K, len(offsets), pipeline=L)
@@ -238,7 +239,7 @@ def test_every_offset_in_parallel_lanes(K, L):
         _check_section4_bounds(p, offsets, got)
 
 
-@pytest.mark.parametrize("K,L", [(K, 0) for K in COMP_ROWS] + [(4, 2), (8, 1)])
+@pytest.mark.parametrize("K,L", [(K, 0) for K in COMP_ROWS] + [(4, 2), (8, 1), (8, 4)])
 def test_every_offset_one_lane(K, L, rng):
     offsets = list(range(-K - 3, K + 4))
     p = _params(K, 1, pipeline=L)

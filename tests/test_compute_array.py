@@ -10,6 +10,8 @@ Small spaces are swept exhaustively. The transfer table is written and read back
 through its bus port before it is used.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 from amaranth.hdl import Cat, Elaboratable, Module, Shape, Signal, Value
@@ -98,6 +100,11 @@ def apply(ctx, dut, p, case):
     W = p.readout_bits
     # The plane port holds one copy per block of 8 lanes.
     ctx.set(Value.cast(dut.plane), bits_to_int(np.tile(case["plane"], lane_blocks(p.cols_per_cycle))))
+    if p.pipeline >= 4:
+        # The macro counts its planes in advance; here the count of the case's plane.
+        ones = int(np.sum(case["plane"]))
+        ctx.set(Value.cast(dut.plane_ones),
+                pack([ones] * lane_blocks(p.cols_per_cycle), len(dut.plane_ones[0])))
     for name in ("weights", "stuck_mask", "stuck_value"):
         if name in case:
             columns = [bits_to_int(col) for col in case[name].T]
@@ -442,6 +449,10 @@ PIPELINED = {
     "24x5-all-L3": dict(rows=24, cols=5, nonideal=NONIDEALITIES, pipeline=3),
     "64x6-K16-all-L4": dict(rows=64, cols=6, comp_rows=16, nonideal=NONIDEALITIES, pipeline=4),
     "1x3-offset-L4": dict(rows=1, cols=3, nonideal=("offset",), pipeline=4),
+    # Without gain, L = 4 compares with the clamp limits a stage before the clamp.
+    "32x20-default-L4": dict(rows=32, cols=20, pipeline=4),
+    "24x9-K4-readout-table-stuck-L4": dict(rows=24, cols=9, comp_rows=4,
+                                           nonideal=("readout", "table", "stuck"), pipeline=4),
 }
 
 
@@ -472,3 +483,53 @@ def test_pipelined_stream_against_model(key, rng):
 
     run(dut, testbench)
     assert not failures, f"{len(failures)} of {VECTORS} differ; first: {failures[0]}"
+
+
+#: (plane, weights) pairs per R for s = 2 * agree - ones in {-R, ..., R}.
+BOUNDARY_SUMS = {
+    2: [((1, 1), (0, 0)), ((0, 0), (0, 0)), ((1, 0), (1, 0)), ((1, 1), (1, 1))],  # -2 0 1 2
+    4: [((1, 1, 1, 1), (0, 0, 0, 0)), ((1, 1, 1, 0), (0, 0, 1, 1)),             # -4 -1
+        ((1, 0, 0, 0), (1, 0, 0, 0)), ((1, 1, 1, 1), (1, 1, 1, 0)),             # 1 2
+        ((1, 1, 1, 1), (1, 1, 1, 1))],                                          # 4
+}
+
+
+@pytest.mark.parametrize("rows", sorted(BOUNDARY_SUMS))
+@pytest.mark.parametrize("nonideal", [("offset", "readout"), ("readout",)])
+def test_pipelined_clamp_boundaries_exhaustive(nonideal, rows):
+    """L = 4 without gain (the clamp's comparisons a stage early), streamed one case per
+    cycle: several s, every comp, every offset and every sat, so a is met at, just
+    inside and just outside every limit on both sides."""
+    p = MacroParams(rows=rows, cols=1, comp_rows=2, readout_bits=4, nonideal=nonideal,
+                    pipeline=4)
+    W, M, L = p.readout_bits, p.readout_max, p.pipeline
+    dut = ComputeArray(p)
+    sums = BOUNDARY_SUMS[rows]
+    offsets = range(-(1 << (W - 1)), M + 1) if "offset" in nonideal else [None]
+    cases = []
+    for (plane, weights), comp, offset, sat in itertools.product(sums, (-2, 0, 2), offsets,
+                                                                 range(M + 1)):
+        case = dict(plane=np.array(plane), weights=np.array(weights).reshape(rows, 1),
+                    comp=np.array([comp]), sat=sat, qshift=0)
+        if offset is not None:
+            case["offset"] = np.array([offset])
+        cases.append(case)
+    failures, seen = [], set()
+
+    async def testbench(ctx):
+        for n in range(len(cases) + L):
+            if n < len(cases):
+                apply(ctx, dut, p, cases[n])
+            if n >= L:
+                got, want = get_readout(ctx, dut, p), expected(p, cases[n - L])
+                seen.add((got[0], cases[n - L]["sat"]))
+                if got != want:
+                    failures.append((cases[n - L], got, want))
+            await ctx.tick()
+
+    run(dut, testbench)
+    assert not failures, f"{len(failures)} of {len(cases)} differ; first: {failures[0]}"
+    # Both limits were reached (the full range only through offset).
+    assert {(1, 1), (-1, 1), (0, 0), (4, 4), (-4, 4)} <= seen
+    if "offset" in nonideal:
+        assert {(M, M), (-M, M)} <= seen

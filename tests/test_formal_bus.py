@@ -62,11 +62,12 @@ READ_PIPELINE = {"wb__ack", "register_rdata", "bus_pending", "register_rdata_q2"
 #: Name endings of the pipelined read path's registers (split lane multiplexers), and
 #: the readout stage registers `NAME_qK` of a pipelined array: each copies a function of
 #: the state that is checked (they follow their inputs every cycle, reset or not).
-READ_PIPELINE_SUFFIXES = ("_blocks", "_groups", "_slot_high", "_slot_top", "_q1", "_q2", "_q3",
+READ_PIPELINE_SUFFIXES = ("_blocks", "_groups", "_slot_high", "_group_select", "_q1", "_q2", "_q3",
                           "_q4", "_d")
-#: The L = 4 build's copies of INPUT per block of lanes and the planes chosen from them
-#: (rtl/cim_macro.py): reset-less, they follow the checked registers every cycle.
-COPY_PREFIXES = ("input_copy", "plane_value_b")
+#: The L = 4 build's copies of INPUT per block of lanes, the planes chosen from them, and
+#: the planes' ones counts (rtl/cim_macro.py): they follow the checked registers every
+#: cycle (the copies and chosen planes without a reset).
+COPY_PREFIXES = ("input_copy", "plane_value_b", "input_ones", "plane_ones_b")
 #: Registers only the bus writes (they must hold even while busy).
 BUS_ONLY_PREFIXES = ("input_", "flip_")
 BUS_ONLY_NAMES = {"cmd", "sat", "qshift"}
@@ -234,11 +235,12 @@ class BusHarness(Elaboratable):
         # up to the cycle after the one in which the macro acts on it.
         idle = Signal()
         if lat >= 4:
-            # The L = 4 build sets STATUS.acc_sat in the cycle after BUSY falls (from an OR
-            # per block of lanes): idle means BUSY low since the cycle before.
-            busy_before = Signal()
-            m.d.sync += busy_before.eq(dut.busy)
-            m.d.comb += idle.eq(~dut.busy & ~busy_before)
+            # The L = 4 build sets STATUS.acc_sat two cycles after BUSY falls (from each
+            # lane's registered flag, then an OR per block of lanes): idle means BUSY low
+            # since two cycles before.
+            busy_before = Signal(2)
+            m.d.sync += busy_before.eq(Cat(dut.busy, busy_before[0]))
+            m.d.comb += idle.eq(~dut.busy & ~busy_before.any())
         else:
             m.d.comb += idle.eq(~dut.busy)
         holds = [(later(invalid, k, "invalid_then"), later(idle, k, "idle_then"))

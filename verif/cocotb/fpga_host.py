@@ -46,10 +46,10 @@ async def _start(dut, cfg):
     for _ in range(3):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
-    # The chip image writer needs the ack latency plus two cycles per write after reset.
-    from fpga.top import StatusLeds
+    # The chip image writer needs the board's ack latency plus two cycles per write.
+    from fpga.top import StatusLeds, board_bus_latency
     bit = StatusLeds["ready"].offset
-    per_write = MacroParams.from_dict(cfg["params"]).bus_latency + 2
+    per_write = board_bus_latency(MacroParams.from_dict(cfg["params"])) + 2
     for cycle in range(per_write * len(cfg["image"]) + 20):
         await RisingEdge(dut.clk)
         if dut.leds.value.is_resolvable and int(dut.leds.value) >> bit & 1:
