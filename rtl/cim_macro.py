@@ -1112,16 +1112,21 @@ class CimMacro(wiring.Component):
         if deep:
             # Two stages: each region's word into a register of its own (0 unless read),
             # then their OR.
-            # Which region's word is read, registered from the first registered decode
-            # (it would be a decode of t+2's registers, in front of every word bit's reset).
+            # Every region's word is captured in every cycle, and the OR takes the one
+            # read, by read flags registered from the first registered decode (a decode
+            # of t+2's registers, or a flag in front of every word bit's reset, was a
+            # wire across the die).
             early_read = early["accepted"] & ~early["we"]
             word_reads = decoded(Cat(*(early_read & early["hit"][number]
                                        for number, _ in register_words)), "region_word_read")
+            word_reads_q = Signal(len(register_words), name="region_word_read_q")
+            m.d.sync += word_reads_q.eq(word_reads)
             region_words = []
             for j, (number, value) in enumerate(register_words):
-                word = Signal(BUS_DATA_BITS, name=f"{_region_name(number)}_word_q")
-                m.d.sync += word.eq(Mux(word_reads[j], value, 0))
-                region_words.append(word)
+                word = Signal(BUS_DATA_BITS, name=f"{_region_name(number)}_word_q",
+                              reset_less=True)
+                m.d.sync += word.eq(value)
+                region_words.append(word & word_reads_q[j].replicate(BUS_DATA_BITS))
             m.d.sync += register_rdata.eq(_or_words(Cat(*region_words), len(region_words),
                                                     BUS_DATA_BITS))
         else:
