@@ -1269,14 +1269,14 @@ class CimMacro(wiring.Component):
         any_memory = Cat(*(read_from[n] for n, _ in memory_words)).any()
         if deep:
             # The deep bus registers the answer on its way out (with the ack), as one
-            # AND-OR: the lane words are already gated by their region's read flag.
+            # OR: the lane words are already gated by their region's read flag, and the
+            # register word is 0 unless a register region is read.
             gated = [word if number in lane_selected else
                      word & read_from[number].replicate(len(word))
                      for number, word in memory_words]
             m.d.sync += wb.dat_r.eq(_or_words(
-                Cat(*(Cat(word, Const(0, BUS_DATA_BITS - len(word))) for word in gated)
-                    , register_rdata & (~any_memory).replicate(BUS_DATA_BITS)),
-                len(gated) + 1, BUS_DATA_BITS))
+                Cat(*(Cat(word, Const(0, BUS_DATA_BITS - len(word))) for word in gated),
+                    register_rdata), len(gated) + 1, BUS_DATA_BITS))
         else:
             with m.If(any_memory):
                 for number, word in memory_words:
