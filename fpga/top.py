@@ -230,18 +230,17 @@ class BoardCore(wiring.Component):
             slave = near.up
         else:
             slave = macro.wb
-        src = decoder.macro
+
+        def driven_by(master):
+            return [slave.adr.eq(master.adr), slave.dat_w.eq(master.dat_w),
+                    slave.sel.eq(master.sel), slave.we.eq(master.we),
+                    slave.cyc.eq(master.cyc), slave.stb.eq(master.stb),
+                    master.ack.eq(slave.ack), master.dat_r.eq(slave.dat_r)]
+
         with m.If(writer.done):
-            m.d.comb += [slave.adr.eq(src.adr), slave.dat_w.eq(src.dat_w),
-                         slave.sel.eq(src.sel), slave.we.eq(src.we),
-                         slave.cyc.eq(src.cyc), slave.stb.eq(src.stb),
-                         src.ack.eq(slave.ack), src.dat_r.eq(slave.dat_r)]
+            m.d.comb += driven_by(decoder.macro)
         with m.Else():
-            w = writer.bus
-            m.d.comb += [slave.adr.eq(w.adr), slave.dat_w.eq(w.dat_w),
-                         slave.sel.eq(w.sel), slave.we.eq(w.we),
-                         slave.cyc.eq(w.cyc), slave.stb.eq(w.stb),
-                         w.ack.eq(slave.ack), w.dat_r.eq(slave.dat_r)]
+            m.d.comb += driven_by(writer.bus)
 
         def stretched(pulse, name):
             # The pulse (through two registers) and the lit flag go through registers of

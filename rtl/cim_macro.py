@@ -140,6 +140,11 @@ def _register(m, value, name):
     return reg
 
 
+def _any_per_block(bits):
+    """One bit per block of LANE_BLOCK lanes: some lane of the block is set."""
+    return Cat(*(bits[b:b + LANE_BLOCK].any() for b in range(0, len(bits), LANE_BLOCK)))
+
+
 def _onehot(m, value, count, name):
     """A ``count``-bit signal with bit ``value`` set (none when ``value >= count``)."""
     onehot = Signal(count, name=name)
@@ -498,10 +503,7 @@ class CimMacro(wiring.Component):
 
         def decoded(value, name):
             """``value`` one cycle later (the registered decode of the L = 4 build)."""
-            value = Value.cast(value)
-            reg = Signal(len(value), name=f"{name}_d")
-            m.d.sync += reg.eq(value)
-            return reg
+            return _register(m, value, f"{name}_d")
 
         if deep:
             # The L = 4 build registers each check's outcome in cycle t (with the state
@@ -1006,9 +1008,8 @@ class CimMacro(wiring.Component):
                 # block of lanes (register reads are captured late enough, see below).
                 sat_lanes = Signal(P, name="acc_sat_lanes")
                 m.d.sync += sat_lanes.eq(shift_acc.saturated & store_lanes & run_lanes)
-                sat_blocks = Signal(-(-P // 8), name="acc_sat_blocks")
-                m.d.sync += sat_blocks.eq(Cat(*(sat_lanes[b:b + 8].any()
-                                                for b in range(0, P, 8))))
+                sat_blocks = Signal(-(-P // LANE_BLOCK), name="acc_sat_blocks")
+                m.d.sync += sat_blocks.eq(_any_per_block(sat_lanes))
                 with m.If(sat_blocks.any()):
                     m.d.sync += acc_sat.eq(1)
         with m.If(in_phase[Phase.WRITE]):
@@ -1044,8 +1045,7 @@ class CimMacro(wiring.Component):
             # the flags, then over the blocks.
             flag_blocks = Signal(-(-P // LANE_BLOCK), name="cal_flag_blocks")
             with m.If(calibrated):
-                m.d.sync += flag_blocks.eq(Cat(*(calibration.flags[b:b + LANE_BLOCK].any()
-                                                 for b in range(0, P, LANE_BLOCK))))
+                m.d.sync += flag_blocks.eq(_any_per_block(calibration.flags))
             any_flag = flag_blocks.any()
         else:
             any_flag = flags.any()
@@ -1110,8 +1110,6 @@ class CimMacro(wiring.Component):
         ]
         register_rdata = Signal(BUS_DATA_BITS)
         if deep:
-            # Two stages: each region's word into a register of its own (0 unless read),
-            # then their OR.
             # Every region's word is captured in every cycle, and the OR takes the one
             # read, by read flags registered from the first registered decode (a decode
             # of t+2's registers, or a flag in front of every word bit's reset, was a
@@ -1266,7 +1264,6 @@ class CimMacro(wiring.Component):
             m.d.sync += register_q2.eq(register_rdata)
             register_rdata = register_q2
 
-        any_memory = Cat(*(read_from[n] for n, _ in memory_words)).any()
         if deep:
             # The deep bus registers the answer on its way out (with the ack), as one
             # OR: the lane words are already gated by their region's read flag, and the
@@ -1278,7 +1275,7 @@ class CimMacro(wiring.Component):
                 Cat(*(Cat(word, Const(0, BUS_DATA_BITS - len(word))) for word in gated),
                     register_rdata), len(gated) + 1, BUS_DATA_BITS))
         else:
-            with m.If(any_memory):
+            with m.If(Cat(*(read_from[n] for n, _ in memory_words)).any()):
                 for number, word in memory_words:
                     with m.If(read_from[number]):
                         m.d.comb += wb.dat_r.eq(word)

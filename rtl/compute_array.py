@@ -601,8 +601,6 @@ class ComputeArray(wiring.Component):
             # -limit as ~limit + 1: both operands of the adder keep their width.
             neg_limit = _comb_signal(m, signed(W), "neg_limit",
                                      ((~limit).as_unsigned() + Const(1, 1))[:W])
-            limit_cmp = sign_extend(m, limit, clamp_bits, "limit_ext")
-            neg_limit_cmp = sign_extend(m, neg_limit, clamp_bits, "neg_limit_ext")
             # Bits kept by the quantiser, one full-width constant per qshift value (every
             # value of the 4-bit register has its case, so the case statement is complete).
             keep = Signal(W, name="quantise_keep")
@@ -614,12 +612,16 @@ class ComputeArray(wiring.Component):
                 # The limit's copies per block at cut 4, for the bias stage's comparisons.
                 limit_cut4 = for_lanes(limit, "limit_cmp", 4)
             # The clamp stage's copies of the limits and the mask, per lane.
+            limit_ext_src, neg_limit_ext_src = limit, neg_limit
             limit = for_lanes(mid(limit, "limit"), "limit", 1)
             neg_limit = for_lanes(mid(neg_limit, "neg_limit"), "neg_limit", 1)
             if not precompare:
-                limit_cmp = for_lanes(mid(limit_cmp, "limit_ext"), "limit_ext", 1)
-                neg_limit_cmp = for_lanes(mid(neg_limit_cmp, "neg_limit_ext"), "neg_limit_ext",
-                                          1)
+                # The limits at the clamp's comparison width.
+                limit_cmp = for_lanes(mid(sign_extend(m, limit_ext_src, clamp_bits, "limit_ext"),
+                                          "limit_ext"), "limit_ext", 1)
+                neg_limit_cmp = for_lanes(mid(sign_extend(m, neg_limit_ext_src, clamp_bits,
+                                                          "neg_limit_ext"), "neg_limit_ext"),
+                                          "neg_limit_ext", 1)
             keep = for_lanes(mid(keep, "quantise_keep"), "quantise_keep", 1)
 
         # 1. agree = popcount(plane & w_eff) per lane.
