@@ -65,7 +65,8 @@ from .batchnorm_binarize import BatchnormBinarize
 from .calibration_fsm import CalibrationFSM
 from .column_memory import ColumnMemory
 from .compute_array import ComputeArray, lane_popcount_planes, lane_popcounts_from_planes
-from .replicas import LANE_BLOCK, REPLICA_ATTR, TREE_FANOUT, block_copies, replicated
+from .replicas import (LANE_BLOCK, REPLICA_ATTR, TREE_FANOUT, block_copies, lane_blocks,
+                       replicated)
 from .shift_accumulate import ShiftAccumulate
 
 __all__ = ["Phase", "CimMacro"]
@@ -703,8 +704,29 @@ class CimMacro(wiring.Component):
             combined after the registers, so the error checks end at one flip-flop."""
             if not L:
                 return Mux(write & hit[number], enables, Const(0, len(enables)))
-            # The accepted-write bit in one copy per block of lanes (rtl/replicas.py).
             per_lane = len(enables) // P
+            if deep:
+                # Each lane's enable is a register of its region's own that drives the
+                # memory's clock enables directly: in t+3 the decoded enables (one
+                # register for all regions) and the accepted-write bit (one copy per
+                # TREE_FANOUT blocks), ANDed into it for t+4. An AND after one register
+                # shared by the regions was a LUT between a flip-flop and the clock
+                # enables of several lanes' memories, routed across them.
+                enables_q = Signal(len(enables), name=f"{name}_enables_q")
+                m.d.sync += enables_q.eq(enables)
+                groups = -(-lane_blocks(P) // TREE_FANOUT)
+                firsts = []
+                for j in range(groups):
+                    first = Signal(name=f"{name}_write_t{j}_q",
+                                   attrs={REPLICA_ATTR: 1} if groups > 1 else {})
+                    m.d.sync += first.eq(write & hit[number])
+                    firsts.append(first)
+                lanes = Signal(len(enables), name=f"{name}_lanes_q2")
+                m.d.sync += lanes.eq(enables_q & Cat(*(
+                    firsts[i // (LANE_BLOCK * TREE_FANOUT)].replicate(per_lane)
+                    for i in range(P))))
+                return lanes
+            # The accepted-write bit in one copy per block of lanes (rtl/replicas.py).
             accepted = replicated(m, write & hit[number], P, f"{name}_write", suffix="_q",
                                   tree=deep)
             return bus_write(enables, f"{name}_lanes") & Cat(*(accepted[i].replicate(per_lane)
@@ -1095,9 +1117,25 @@ class CimMacro(wiring.Component):
         # STATUS.acc_sat is then already set for a read decoded in the last write-back
         # cycle.
         reg_read, reg_hit_of, reg_fields = read, hit, fields_of
+        if deep:
+            # One-hot register selects registered from the first registered decode, and
+            # an AND-OR of the registers: a select from t+2's offset made its default (no
+            # register at that index) a reset of the word register behind five levels of
+            # decode.
+            csr_keys = sorted(csr_values)
+            csr_selects = Signal(len(csr_keys), name="csr_read_select_d",
+                                 attrs={REPLICA_ATTR: 1}, reset_less=True)
+            m.d.sync += csr_selects.eq(Cat(*(early["reg_hit"][key] for key in csr_keys)))
+            csr_word = Signal(BUS_DATA_BITS, name="csr_word")
+            m.d.comb += csr_word.eq(_or_words(Cat(*(
+                Cat(csr_values[key], Const(0, BUS_DATA_BITS - len(Value.cast(csr_values[key]))))
+                & csr_selects[j].replicate(BUS_DATA_BITS) for j, key in enumerate(csr_keys))),
+                len(csr_keys), BUS_DATA_BITS))
+        else:
+            csr_word = _select(m, reg_fields[Region.CSR]["reg"], csr_values, BUS_DATA_BITS,
+                               "csr_word")
         register_words = [
-            (Region.CSR, _select(m, reg_fields[Region.CSR]["reg"], csr_values, BUS_DATA_BITS,
-                                 "csr_word")),
+            (Region.CSR, csr_word),
             (Region.FLIP, _select(m, reg_fields[Region.FLIP]["word"], packed(flip), BUS_DATA_BITS,
                                   "flip_word")),
             (Region.OUT, _select(m, reg_fields[Region.OUT]["word"], packed(out), BUS_DATA_BITS,
