@@ -1117,34 +1117,38 @@ class CimMacro(wiring.Component):
         # STATUS.acc_sat is then already set for a read decoded in the last write-back
         # cycle.
         reg_read, reg_hit_of, reg_fields = read, hit, fields_of
-        if deep:
-            # One-hot register selects registered from the first registered decode, and
-            # an AND-OR of the registers: a select from t+2's offset made its default (no
-            # register at that index) a reset of the word register behind five levels of
-            # decode.
-            csr_keys = sorted(csr_values)
-            csr_selects = Signal(len(csr_keys), name="csr_read_select_d",
-                                 attrs={REPLICA_ATTR: 1}, reset_less=True)
-            m.d.sync += csr_selects.eq(Cat(*(early["reg_hit"][key] for key in csr_keys)))
-            csr_word = Signal(BUS_DATA_BITS, name="csr_word")
-            m.d.comb += csr_word.eq(_or_words(Cat(*(
-                Cat(csr_values[key], Const(0, BUS_DATA_BITS - len(Value.cast(csr_values[key]))))
-                & csr_selects[j].replicate(BUS_DATA_BITS) for j, key in enumerate(csr_keys))),
-                len(csr_keys), BUS_DATA_BITS))
-        else:
-            csr_word = _select(m, reg_fields[Region.CSR]["reg"], csr_values, BUS_DATA_BITS,
-                               "csr_word")
+
+        def word_select(field, items, name):
+            """Register word ``items[index]`` of the field ``field`` of the access: at L = 4
+            an AND-OR of the items gated by one-hot selects registered from the first
+            registered decode (from t+2's offset, the select's default, no item at that
+            index, became a reset of the word register behind the whole decode)."""
+            region, *names = field
+            if not deep:
+                return _select(m, Cat(*(reg_fields[region][n] for n in names)), items,
+                               BUS_DATA_BITS, name)
+            if not isinstance(items, dict):
+                items = dict(enumerate(items))
+            index = Cat(*(early["fields_of"][region][n] for n in names))
+            keys = sorted(items)
+            selects = Signal(len(keys), name=f"{name}_select_d", attrs={REPLICA_ATTR: 1},
+                             reset_less=True)
+            m.d.sync += selects.eq(Cat(*(_eq_const(index, key) for key in keys)))
+            word = Signal(BUS_DATA_BITS, name=name)
+            m.d.comb += word.eq(_or_words(Cat(*(
+                Cat(items[key], Const(0, BUS_DATA_BITS - len(Value.cast(items[key]))))
+                & selects[j].replicate(BUS_DATA_BITS) for j, key in enumerate(keys))),
+                len(keys), BUS_DATA_BITS))
+            return word
+
         register_words = [
-            (Region.CSR, csr_word),
-            (Region.FLIP, _select(m, reg_fields[Region.FLIP]["word"], packed(flip), BUS_DATA_BITS,
-                                  "flip_word")),
-            (Region.OUT, _select(m, reg_fields[Region.OUT]["word"], packed(out), BUS_DATA_BITS,
-                                 "out_word")),
-            (Region.CALFLAG, _select(m, reg_fields[Region.CALFLAG]["word"], packed(calflag),
-                                     BUS_DATA_BITS, "calflag_word")),
-            (Region.INPUT, _select(m, Cat(reg_fields[Region.INPUT]["chunk"],
-                                          reg_fields[Region.INPUT]["plane"]),
-                                   input_words, BUS_DATA_BITS, "input_word")),
+            (Region.CSR, word_select((Region.CSR, "reg"), csr_values, "csr_word")),
+            (Region.FLIP, word_select((Region.FLIP, "word"), packed(flip), "flip_word")),
+            (Region.OUT, word_select((Region.OUT, "word"), packed(out), "out_word")),
+            (Region.CALFLAG, word_select((Region.CALFLAG, "word"), packed(calflag),
+                                         "calflag_word")),
+            (Region.INPUT, word_select((Region.INPUT, "chunk", "plane"), input_words,
+                                       "input_word")),
         ]
         register_rdata = Signal(BUS_DATA_BITS)
         if deep:
