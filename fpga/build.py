@@ -309,8 +309,13 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     # design's arcs after 4.5 minutes. iCE40 keeps router1: router2 looped for minutes
     # on 2 overused wires of the pipelined 32x96 P=4 design.
     router = "router2" if b.family == "ecp5" else "router1"
+    # ECP5 also rips up and reroutes the nets of failing paths (--tmg-ripup): a
+    # fully parallel 32x96 L = 4 build whose Fmax was 79.8 MHz without it reached
+    # 100.5 MHz with it (same design and seed, docs/FPGA.md), where the last paths were
+    # register-to-register wires detoured by congestion.
+    router_opts = f"--router {router}" + (" --tmg-ripup" if b.family == "ecp5" else "")
     nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {int(seed)} "
-                    f"--router {router}" + (" --detailed-timing-report" if detailed_timing else ""))
+                    f"{router_opts}" + (" --detailed-timing-report" if detailed_timing else ""))
     if mapper is None:
         mapper = "abc" if b.family == "ecp5" else "abc9"
     if mapper not in ("abc", "abc9"):
