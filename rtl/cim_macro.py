@@ -624,17 +624,29 @@ class CimMacro(wiring.Component):
                 m.d.sync += flip_regs[j].eq(dat_w[:len(flip_regs[j])])
 
         # Memory writes from the bus: one chunk (row memories) or lane (lane memories).
-        row_slot_hit = _onehot(m, row_fields["slot"], P, "row_slot_hit")
-        row_chunk_hit = _onehot(m, row_fields["chunk"], chunks, "row_chunk_hit")
-        # Enable s * chunks + c: slot s and chunk c. One cell for all of them, and a signal
-        # (each use of an expression would copy it).
-        row_en = Signal(P * chunks, name="row_en")
-        if chunks == 1:
-            m.d.comb += row_en.eq(row_slot_hit)
+        def memory_enables(fields, suffix):
+            row_slot_hit = _onehot(m, fields[Region.WEIGHT]["slot"], P, f"row_slot_hit{suffix}")
+            row_chunk_hit = _onehot(m, fields[Region.WEIGHT]["chunk"], chunks,
+                                    f"row_chunk_hit{suffix}")
+            # Enable s * chunks + c: slot s and chunk c. One cell for all of them, and a
+            # signal (each use of an expression would copy it).
+            row_en = Signal(P * chunks, name=f"row_en{suffix}")
+            if chunks == 1:
+                m.d.comb += row_en.eq(row_slot_hit)
+            else:
+                m.d.comb += row_en.eq(Cat(*(row_slot_hit[s].replicate(chunks) for s in range(P)))
+                                      & row_chunk_hit.replicate(P))
+            return row_en, _onehot(m, fields[Region.COMP]["slot"], P, f"lane_slot_hit{suffix}")
+
+        if deep:
+            # Decoded from the first registered decode and registered in t+2: the decode
+            # of a slot into 96 lane enables from t+2's offset ended on the enables'
+            # register in t+3 across the die.
+            row_en, lane_en = (decoded(en, name) for en, name in
+                               zip(memory_enables(early["fields_of"], "_early"),
+                                   ("row_en", "lane_en")))
         else:
-            m.d.comb += row_en.eq(Cat(*(row_slot_hit[s].replicate(chunks) for s in range(P)))
-                                  & row_chunk_hit.replicate(P))
-        lane_en = _onehot(m, lane_fields["slot"], P, "lane_slot_hit")
+            row_en, lane_en = memory_enables(fields_of, "")
 
         # --- sequencer state --------------------------------------------------------------
         phase = Signal(Phase)
