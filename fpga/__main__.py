@@ -61,6 +61,9 @@ def _parser():
     b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     b.add_argument("--mapper", choices=("abc", "abc9"), default=None,
                    help="Yosys LUT mapper (default abc9 on iCE40, abc on ECP5)")
+    b.add_argument("--no-tmg-ripup", dest="tmg_ripup", action="store_false", default=None,
+                   help="ECP5: route without nextpnr's timing-driven ripup (faster when "
+                        "timing cannot be met; see docs/FPGA.md)")
     b.add_argument("--detailed-timing", action="store_true",
                    help="nextpnr also writes every net's timing to work/report.json")
     b.add_argument("-o", "--out", default=None, metavar="DIR",
@@ -216,7 +219,8 @@ def main(argv=None) -> int:
                            baud=args.baud, bridge_timeout=args.bridge_timeout,
                            nonideal=nonideal, input_bits=args.input_bits,
                            pipeline=args.pipeline, seed=args.seed,
-                           mapper=args.mapper, detailed_timing=args.detailed_timing)
+                           mapper=args.mapper, detailed_timing=args.detailed_timing,
+                           tmg_ripup=args.tmg_ripup)
         except (BuildError, ValueError, TypeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -250,7 +250,7 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
           baud: int = DEFAULT_BAUD, bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
           nonideal=None, input_bits: int = 5, pipeline: int = 0, seed: int = 1,
           mapper: str | None = None, detailed_timing: bool = False,
-          quiet: bool = True) -> dict:
+          tmg_ripup: bool | None = None, quiet: bool = True) -> dict:
     """Build a bitstream for ``board`` and return the report (also written as JSON).
 
     Parameters
@@ -277,10 +277,23 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
         Also have nextpnr write every net's timing into ``work/report.json``
         (``--detailed-timing-report``; tens of MB for a large design), to find what
         fails beyond the one critical path.
+    tmg_ripup : bool or None
+        Route with nextpnr's timing-driven ripup (router2 ``--tmg-ripup``); default on
+        for ECP5, which routes with router2. The router then reroutes the arcs that miss
+        the clock until none does, or stops ripping up after 1500 iterations and
+        finishes the build as usual (for the fully parallel 32x96 that adds about 25
+        minutes to a build that cannot meet timing). iCE40 builds route with router1,
+        which has no such option.
     """
     if board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
     b = BOARDS[board]
+    if tmg_ripup is None:
+        tmg_ripup = b.family == "ecp5"
+    if not isinstance(tmg_ripup, bool):
+        raise TypeError(f"tmg_ripup must be a bool or None, not {tmg_ripup!r}")
+    if tmg_ripup and b.family != "ecp5":
+        raise ValueError(f"tmg_ripup is for ECP5 builds (router2) only, not {board}")
     kwargs = dict(cols_per_cycle=cols_per_cycle, input_bits=input_bits, pipeline=pipeline)
     if nonideal is not None:
         kwargs["nonideal"] = nonideal
@@ -313,7 +326,7 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     # fully parallel 32x96 L = 4 build whose Fmax was 79.8 MHz without it reached
     # 100.5 MHz with it (same design and seed, docs/FPGA.md), where the last paths were
     # register-to-register wires detoured by congestion.
-    router_opts = f"--router {router}" + (" --tmg-ripup" if b.family == "ecp5" else "")
+    router_opts = f"--router {router}" + (" --tmg-ripup" if tmg_ripup else "")
     nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {int(seed)} "
                     f"{router_opts}" + (" --detailed-timing-report" if detailed_timing else ""))
     if mapper is None:

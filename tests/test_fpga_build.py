@@ -165,8 +165,12 @@ def test_build_icebreaker_32x96_meets_24mhz(tmp_path):
 
 
 def test_build_ulx3s_small_with_chip(tmp_path):
-    report = build("ulx3s", 4, 4, cols_per_cycle=2, chip_seed=3, out_dir=tmp_path)
+    # Also the one ECP5 build of the default run without timing-driven ripup.
+    report = build("ulx3s", 4, 4, cols_per_cycle=2, chip_seed=3, out_dir=tmp_path,
+                   tmg_ripup=False)
     _check_report(report, "ulx3s", tmp_path)
+    assert "--tmg-ripup" not in report["nextpnr_opts"].split()
+    assert "tmgfail" not in (tmp_path / "work" / "top.tim").read_text()
     assert report["chip"]["seed"] == 3 and report["chip"]["baked"] == ["offset"]
     assert report["chip"]["writes"] == 4
 
@@ -218,6 +222,16 @@ def test_build_sweep(tmp_path, board, rows, cols, p, pipeline, freq):
     if freq:
         assert report["timing"]["clock_hz"] == freq * 1e6 and report["timing"]["pll"]
     print(summary_line(report))
+
+
+def test_tmg_ripup_is_checked_before_any_output(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"^tmg_ripup is for ECP5 builds \(router2\) only, "
+                                         r"not icebreaker$"):
+        build("icebreaker", 4, 4, cols_per_cycle=2, out_dir=out, tmg_ripup=True)
+    with pytest.raises(TypeError, match=r"^tmg_ripup must be a bool or None, not 'yes'$"):
+        build("ulx3s", 4, 4, cols_per_cycle=2, out_dir=out, tmg_ripup="yes")
+    assert not out.exists()
 
 
 def test_cli_build_rejects_bad_parameters_in_one_line(capsys):
