@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export AMARANTH_USE_YOSYS := builtin
 
-.PHONY: setup gen test test-all bench clean
+.PHONY: setup gen test test-all fpga-target bench clean
 setup:
 	@bash scripts/bootstrap.sh
 
@@ -15,6 +15,10 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# The ECP5 target build alone (fully parallel 32x96 at 100 MHz, about 13 minutes).
+fpga-target: setup
+	$(PY) -m pytest -q -s -m slow tests/test_fpga_build.py -k fully_parallel_meets_100mhz
 
 bench: setup
 	$(PY) -m bench.gen_speed
