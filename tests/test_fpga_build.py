@@ -229,7 +229,7 @@ def test_build_ulx3s_32x96_fully_parallel_meets_100mhz(tmp_path):
     """Issue target: the fully parallel 32x96 macro on the ECP5-85F at >= 100 MHz.
 
     L = 4 from the PLL at 100 MHz, placement seed 1, timing-driven ripup (the default);
-    the report must show the constraint met. About 13 minutes alone on this machine
+    the report must show the constraint met. About 16 minutes on this machine
     (`make fpga-target`).
     """
     report = build("ulx3s", 32, 96, pipeline=4, freq_mhz=100, out_dir=tmp_path)
