@@ -281,8 +281,8 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
         Route with nextpnr's timing-driven ripup (router2 ``--tmg-ripup``); default on
         for ECP5, which routes with router2. The router then reroutes the arcs that miss
         the clock until none does, or stops ripping up after 1500 iterations and
-        finishes the build as usual (for the fully parallel 32x96 that adds about 25
-        minutes to a build that cannot meet timing). iCE40 builds route with router1,
+        finishes the build as usual (for the fully parallel 32x96 that added 26-34
+        minutes to the builds that could not meet timing). iCE40 builds route with router1,
         which has no such option.
     """
     if board not in BOARDS:
@@ -324,7 +324,7 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     router = "router2" if b.family == "ecp5" else "router1"
     # ECP5 also rips up and reroutes the nets of failing paths (--tmg-ripup): a
     # fully parallel 32x96 L = 4 build whose Fmax was 79.8 MHz without it reached
-    # 100.5 MHz with it (same design and seed, docs/FPGA.md), where the last paths were
+    # 100.5 MHz with it (the same RTL and seed, docs/FPGA.md), where the last paths were
     # register-to-register wires detoured by congestion.
     router_opts = f"--router {router}" + (" --tmg-ripup" if tmg_ripup else "")
     nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {int(seed)} "

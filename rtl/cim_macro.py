@@ -724,8 +724,7 @@ class CimMacro(wiring.Component):
                 # TREE_FANOUT blocks), ANDed into it for t+4. An AND after one register
                 # shared by the regions was a LUT between a flip-flop and the clock
                 # enables of several lanes' memories, routed across them.
-                enables_q = Signal(len(enables), name=f"{name}_enables_q")
-                m.d.sync += enables_q.eq(enables)
+                enables_q = _register(m, enables, f"{name}_enables_q")
                 groups = -(-lane_blocks(P) // TREE_FANOUT)
                 firsts = []
                 for j in range(groups):
@@ -739,8 +738,7 @@ class CimMacro(wiring.Component):
                     for i in range(P))))
                 return lanes
             # The accepted-write bit in one copy per block of lanes (rtl/replicas.py).
-            accepted = replicated(m, write & hit[number], P, f"{name}_write", suffix="_q",
-                                  tree=deep)
+            accepted = replicated(m, write & hit[number], P, f"{name}_write", suffix="_q")
             return bus_write(enables, f"{name}_lanes") & Cat(*(accepted[i].replicate(per_lane)
                                                               for i in range(P)))
 
