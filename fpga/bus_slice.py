@@ -11,6 +11,11 @@ from register to register.
 Each slice adds two cycles to an access: the request reaches the slave a cycle after
 the master presents it, and the slave's ack and read data reach the master a cycle after
 the slave gives them. Masters wait for ack, so none of them needs to know.
+
+A master that drops ``cyc`` before its ack abandons the access, as the macro's bus
+allows (docs/ARCHITECTURE.md section 6): the slice still completes it at the slave
+(which performs it, as the macro would) and drops only the ack, so that a later access
+of the master never takes the abandoned one's answer.
 """
 
 from amaranth.hdl import Module, Signal
@@ -30,7 +35,9 @@ class WishboneSlice(wiring.Component):
     master sees ack, with the read data registered in cycle u, in cycle u+1 only. The
     slice ignores the master in that cycle (it holds ``stb`` until the ack it sees), so
     each master access reaches the slave exactly once; a new access may start in the
-    cycle after. The slave must acknowledge every access (the macro does).
+    cycle after. The slave must acknowledge every access (the macro does). An access
+    whose master drops ``cyc`` before the ack is completed at the slave and not
+    acknowledged, and ``ack`` is never high while ``cyc`` is low.
 
     Parameters
     ----------
@@ -56,6 +63,7 @@ class WishboneSlice(wiring.Component):
 
         pending = Signal()        # the access is presented to the slave
         answered = Signal()       # the master sees the ack
+        live = Signal()           # the master has held cyc since its access
         adr = Signal.like(up.adr, name="adr_q")
         dat_w = Signal.like(up.dat_w, name="dat_w_q")
         sel = Signal.like(up.sel, name="sel_q")
@@ -69,7 +77,9 @@ class WishboneSlice(wiring.Component):
             with m.If(down.ack):
                 m.d.sync += [pending.eq(0), answered.eq(1), dat_r.eq(down.dat_r)]
         with m.Elif(up.cyc & up.stb):
-            m.d.sync += pending.eq(1)
+            m.d.sync += [pending.eq(1), live.eq(1)]
+        with m.If(~up.cyc):
+            m.d.sync += live.eq(0)
         # The request is taken in every cycle without one pending (a master holds it
         # from the start of its access to the ack): its registers' only enable is then
         # a flip-flop, and the master's outputs reach them as plain wires.
@@ -79,6 +89,6 @@ class WishboneSlice(wiring.Component):
         m.d.comb += [
             down.adr.eq(adr), down.dat_w.eq(dat_w), down.sel.eq(sel), down.we.eq(we),
             down.cyc.eq(pending), down.stb.eq(pending),
-            up.ack.eq(answered), up.dat_r.eq(dat_r),
+            up.ack.eq(answered & live & up.cyc), up.dat_r.eq(dat_r),
         ]
         return m

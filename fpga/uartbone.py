@@ -27,8 +27,9 @@ Where this bridge differs from LiteX's (only on input LiteX's host tools never s
   never finish such a frame before its timer fires).
 * The timeout counts *silence*, not frame duration: when a frame is unfinished and
   nothing moves (no byte received, no byte sent, no Wishbone ack) for
-  ``timeout_cycles`` cycles, the bridge abandons the frame (dropping ``cyc`` if an access
-  is pending) and waits for a new command. A host that lost bytes mid-frame therefore
+  ``timeout_cycles`` cycles, the bridge abandons the frame (dropping ``cyc`` in the next
+  cycle if an access is pending: the macro performs it and drops its ack) and waits for
+  a new command. A host that lost bytes mid-frame therefore
   resynchronises by staying silent for longer than the timeout. LiteX's timer limits a
   whole frame to 100 ms, which also aborts long bursts at low baud rates.
 
@@ -234,6 +235,8 @@ class UARTBone(wiring.Component):
             m.d.sync += [silence.eq(0), state.eq(BridgeState.COMMAND)]
         with m.Else():
             m.d.sync += silence.eq(silence + 1)
-        with m.If(self.timeout):
-            m.d.comb += [bus.cyc.eq(0), bus.stb.eq(0)]
+        # cyc comes from the state register alone and falls in the cycle after the
+        # timeout: dropping it in the timeout cycle itself would close a loop through
+        # the slave's ack, which is never high while cyc is low (docs/ARCHITECTURE.md
+        # section 6) and is part of `progress`.
         return m

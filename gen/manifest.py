@@ -85,7 +85,10 @@ def register_map(p: MacroParams) -> dict:
         region_shift=shift,
         address_rule="word address = (region << region_shift) | offset",
         ack_latency=p.bus_latency,
-        ack_rule="ack exactly ack_latency cycles after cyc & stb (1 for L = 0, 2 for L = 1..3, 5 for L = 4)",
+        ack_rule=("ack exactly ack_latency cycles after cyc & stb (1 for L = 0, 2 for L = 1..3, "
+                  "5 for L = 4) if cyc stays high up to then; an access abandoned by dropping "
+                  "cyc is performed and not acknowledged, and the next access begins after "
+                  "its ack slot"),
         regions=regions,
         csrs=[dict(c, address=csr_base | c["offset"]) for c in csrs],
     )

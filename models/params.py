@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a bit-exact rule or the register map changes.
-CONTRACT_VERSION = (1, 1)
+CONTRACT_VERSION = (1, 2)
 #: Value of the ID register: ASCII "CiM1".
 ID_MAGIC = 0x4369_4D31
 

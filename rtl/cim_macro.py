@@ -24,7 +24,9 @@ Bus timing
     it presents a memory read's address in t+1 and acts on a decode registered twice
     in t+2 (register writes, TABLE, commands; memory writes land in t+4 through two
     levels of copies). It selects a memory word's lane in t+2..t+4 and a register word
-    in t+2..t+3, and registers the read data on its way out.
+    in t+2..t+3, and registers the read data on its way out. A master that drops
+    ``cyc`` before the ack abandons the access: it is performed all the same and only
+    its ack is dropped; the next access begins after the abandoned one's ack slot.
 
 Sequencing (section 5)
     A command accepted in cycle t raises BUSY from cycle t+1. Per column group:
@@ -410,14 +412,27 @@ class CimMacro(wiring.Component):
         # few flip-flops instead of at the error registers and the clock enables of the
         # register file, and the read multiplexers do not reach into the bridge.
         deep = L == 4
+        # An access is in flight from its cycle to its ack slot. A master that drops CYC
+        # before the ack abandons it (section 6): the access was accepted in its first
+        # cycle and is performed, since an L = 4 write lands later and cannot be undone;
+        # only its ack is dropped. The slot still blocks the next access, so that
+        # accesses act in order and a command accepted late cannot let a memory write
+        # through while BUSY.
         access = Signal()
+        ack_slot = Signal(name="bus_ack_slot")
+        ack_live = Signal(name="bus_ack_live")     # CYC held from the access to here
         if latency == 1:
-            m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack)
-            m.d.sync += wb.ack.eq(access)
+            m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot)
+            m.d.sync += ack_slot.eq(access)
+            m.d.comb += ack_live.eq(ack_slot)
         else:
             pending = Signal(latency - 1, name="bus_pending")
-            m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack & ~pending.any())
-            m.d.sync += [pending.eq(Cat(access, pending[:-1])), wb.ack.eq(pending[-1])]
+            live = Signal(latency - 1, name="bus_live")
+            m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot & ~pending.any())
+            m.d.sync += [pending.eq(Cat(access, pending[:-1])), ack_slot.eq(pending[-1]),
+                         live.eq(Cat(access, live[:-1]) & wb.cyc.replicate(latency - 1)),
+                         ack_live.eq(live[-1] & wb.cyc)]
+        m.d.comb += wb.ack.eq(ack_live & wb.cyc)
 
         region = wb.adr[rs:]
         offset = wb.adr[:rs]

@@ -495,6 +495,68 @@ def test_back_to_back_accesses_with_cyc_held():
     simulate(p, scenario)
 
 
+@pytest.mark.parametrize("pipeline", [0, 1, 2, 3, 4])
+def test_abandoned_accesses(rng, pipeline):
+    """A master that drops CYC before the ack (section 6): the access is performed, its
+    ack never comes (and no ack is high while CYC is low), and an access presented again
+    right away begins only after the abandoned one's ack slot. Random writes and reads,
+    dropped 1..bus_latency cycles after the access; the model performs every write, and
+    every word is compared at the end."""
+    p = MacroParams(rows=4, cols=6, cols_per_cycle=3, input_bits=2, comp_rows=2,
+                    nonideal=NONIDEALITIES, pipeline=pipeline)
+    lat = p.bus_latency
+    writable = [r for r in p.regions() if r["access"] == "rw"]
+
+    async def scenario(bench):
+        ctx, wb = bench.ctx, bench.dut.wb
+        for _ in range(25):
+            r = writable[rng.integers(len(writable))]
+            addr = int(rng.choice(region_words(p, r)))
+            we = bool(rng.random() < 0.7)
+            data = random_value(rng, r)
+            if we:
+                bench.model.write(addr, data)
+            held = int(rng.integers(1, lat + 1))      # cycles with CYC high, from the access
+            ctx.set(wb.adr, addr)
+            ctx.set(wb.dat_w, data)
+            ctx.set(wb.sel, 0xF)
+            ctx.set(wb.we, we)
+            ctx.set(wb.cyc, 1)
+            ctx.set(wb.stb, 1)
+            for _ in range(held):
+                assert not ctx.get(wb.ack)
+                await ctx.tick()
+            ctx.set(wb.cyc, 0)
+            ctx.set(wb.stb, 0)
+            assert not ctx.get(wb.ack), "ack while CYC is low"
+            if rng.random() < 0.5:
+                # CYC up again at once with a read of the same word: it begins in the
+                # cycle after the abandoned access's ack slot (access + lat) at the
+                # earliest, and is acknowledged lat cycles after that.
+                await ctx.tick()
+                assert not ctx.get(wb.ack)
+                ctx.set(wb.we, 0)
+                ctx.set(wb.cyc, 1)
+                ctx.set(wb.stb, 1)
+                begins = max(held + 1, lat + 1)
+                for cycle in range(held + 1, begins + lat):
+                    assert not ctx.get(wb.ack), f"ack in cycle {cycle} of {begins + lat}"
+                    await ctx.tick()
+                assert ctx.get(wb.ack)
+                assert ctx.get(wb.dat_r) == bench.model.read(addr)
+                ctx.set(wb.cyc, 0)
+                ctx.set(wb.stb, 0)
+                await ctx.tick()
+            else:
+                for _ in range(lat + 1 - held):
+                    await ctx.tick()
+                    assert not ctx.get(wb.ack)
+        assert await bench.rtl_read(bench.csr(CSR.STATUS)) == 0     # no error recorded
+        await bench.compare_all()
+
+    simulate(p, scenario)
+
+
 @pytest.mark.parametrize("pipeline", [0, 4])
 def test_clear_and_command_flags(rng, pipeline):
     """CLEAR zeroes ACC and OUT; DONE/acc_sat W1C; CMD reads the last accepted command.

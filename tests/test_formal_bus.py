@@ -11,8 +11,10 @@ it proves, in the cycle after an invalid access:
 * the error registers: STATUS.error is set, and when it was clear before, ERRCODE is
   the code of the first rule that applies (section 6 check order) and ERRADDR the
   address; a valid access never sets STATUS.error;
-* ``ack`` follows ``p.bus_latency`` cycles after every access, and a faulty read
-  returns 0;
+* ``ack`` follows ``p.bus_latency`` cycles after every access whose master kept CYC
+  high up to then, never otherwise (the master may drop CYC at any time, abandoning the
+  access in flight: no ack outside CYC, none for an abandoned access, and no new access
+  before the abandoned one's ack slot has passed), and a faulty read returns 0;
 * idle (BUSY low, for L = 4 since the cycle before, in which that build still sets
   STATUS.acc_sat): no memory is written in the cycle where the access's writes would
   land (every column memory's write enables and the TABLE write enable are 0), and
@@ -26,9 +28,11 @@ it proves, in the cycle after an invalid access:
 
 The parameter set is tiny (1 x 2, two column groups, B = 2, K = 2, every non-ideality),
 so the proof stays narrow and fast; the properties do not depend on the sizes. It is
-proved without a pipeline (ack in t+1), with L = 1 (ack in t+2, memory writes a cycle
-late) and with L = 4 (ack in t+5, the fault recorded in t+1 from checks registered in t, the
-access acting in t+2 from a decode registered twice).
+proved at every pipeline depth: without a pipeline (ack in t+1), with L = 1, 2 and 3 (ack
+in t+2, memory writes a cycle late) and with L = 4 (ack in t+5, the fault recorded in t+1
+from checks registered in t, the access acting in t+2 from a decode registered twice).
+The harness drives CYC, STB and the rest freely in every cycle, so every way of
+abandoning an access is covered.
 """
 
 import pytest
@@ -54,11 +58,16 @@ PIPELINED = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycl
 #: (S + 1) L) = 12 cycles) fits the same induction depth as the L = 1 set's.
 DEEP = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=2,
                    nonideal=NONIDEALITIES, pipeline=4)
+#: L = 2 and 3 (ack in t+2 as with L = 1, longer readout pipelines): one column group, so
+#: that CALIBRATE (G (S + 3 + (S + 1) L) = 8 and 10 cycles) fits the same depth.
+MIDDLE = [MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=2,
+                      nonideal=NONIDEALITIES, pipeline=L) for L in (2, 3)]
 
 #: Registers that an invalid access may change: the error registers and the read
 #: response (ack, the captured register word, which memory answers, the lane selects).
 ERROR_REGISTERS = {"error", "errcode", "erraddr"}
-READ_PIPELINE = {"wb__ack", "register_rdata", "bus_pending", "register_rdata_q2", "table_word"}
+READ_PIPELINE = {"register_rdata", "bus_pending", "bus_live", "bus_ack_slot", "bus_ack_live",
+                 "register_rdata_q2", "table_word"}
 #: Name endings of the pipelined read path's registers (split lane multiplexers), and
 #: the readout stage registers `NAME_qK` of a pipelined array: each copies a function of
 #: the state that is checked (they follow their inputs every cycle, reset or not).
@@ -139,8 +148,8 @@ class BusHarness(Elaboratable):
         adr, data, we = wb.adr, wb.dat_w, wb.we
         csr = {name: (Region.CSR << p.region_shift) | getattr(CSR, name)
                for name in ("CMD", "SAT", "QSHIFT", "STATUS")}
-        # Section 6: ack p.bus_latency cycles after the access (and no new access while
-        # one is pending).
+        # Section 6: ack p.bus_latency cycles after the access if CYC stays high up to
+        # then; no new access while one is in flight, up to and including its ack slot.
         lat = p.bus_latency
         access = Signal()
 
@@ -152,8 +161,28 @@ class BusHarness(Elaboratable):
                 value = reg
             return value
 
-        in_flight = [later(access, k, "in_flight") for k in range(1, lat)]
-        m.d.comb += access.eq(wb.cyc & wb.stb & ~wb.ack & ~Cat(*in_flight).any())
+        in_flight = [later(access, k, "in_flight") for k in range(1, lat + 1)]
+        m.d.comb += access.eq(wb.cyc & wb.stb & ~Cat(*in_flight).any())
+        # The access of `lat` cycles ago, with CYC high in every cycle since: the only
+        # one that may be acknowledged now.
+        held, helds = access, []
+        for k in range(lat):
+            reg = Signal(name=f"held_{k + 1}")
+            m.d.sync += reg.eq(held & wb.cyc & ~rst)
+            held = reg
+            helds.append(reg)
+        owed = held & wb.cyc
+        # Induction invariant: the macro's own in-flight and CYC-held registers are the
+        # harness's (without it, induction starts from states where they disagree).
+        slots = [self.registers["bus_ack_slot"]]
+        heldq = [self.registers["bus_ack_live"]] if lat > 1 else []
+        if lat > 1:  # (at latency 1 the ack slot is the only bus register)
+            slots = [*self.registers["bus_pending"], *slots]
+            heldq = [*self.registers["bus_live"], *heldq]
+        with m.If(~rst):
+            m.d.comb += Assert(Cat(*slots) == Cat(*in_flight))
+            if heldq:
+                m.d.comb += Assert(Cat(*heldq) == Cat(*helds))
         # The cycle after the access in which the macro acts on it (register writes, the
         # TABLE write: 0 unless the decode is registered, 2 with L = 4) and the one in
         # which its memory writes land (a cycle later with a pipeline, two with L = 4).
@@ -212,7 +241,7 @@ class BusHarness(Elaboratable):
         acked = later(was_access, lat - 1, "acked")
         acked_invalid = later(was_invalid, lat - 1, "acked_invalid")
         acked_read = later(was_read, lat - 1, "acked_read")
-        m.d.comb += Assert(~now | (wb.ack == acked))
+        m.d.comb += [Assert(~now | (wb.ack == owed)), Assert(~wb.ack | wb.cyc)]
         # The error registers record the access at its end of cycle t (t+1 with L = 4,
         # from its checks registered in t): checked a cycle later.
         if lat >= 4:
@@ -226,7 +255,7 @@ class BusHarness(Elaboratable):
             m.d.comb += Assert(dut.error)
             with m.If(~rec_error):
                 m.d.comb += [Assert(errcode == rec_code), Assert(erraddr == rec_adr)]
-        with m.If(now & acked_invalid & acked_read):
+        with m.If(now & wb.ack & acked_invalid & acked_read):
             m.d.comb += Assert(wb.dat_r == 0)
         with m.If(now & rec_access & ~rec_invalid & ~rec_error):
             m.d.comb += Assert(~dut.error)
@@ -278,8 +307,12 @@ class BusHarness(Elaboratable):
                 m.d.comb += Assert(~self.table_we)
 
         # Not vacuous: invalid accesses happen while idle and while busy.
+        # An abandoned write (its ack slot passed without an ack), then a new access.
+        abandoned = Signal()
+        m.d.sync += abandoned.eq(now & acked & ~acked_read & ~wb.ack)
         m.d.comb += [Cover(now & was_invalid & was_idle & (was_code == ErrCode.BAD_VALUE)),
-                     Cover(now & was_invalid & ~was_idle & (was_code == ErrCode.BUSY))]
+                     Cover(now & was_invalid & ~was_idle & (was_code == ErrCode.BUSY)),
+                     Cover(now & abandoned & access)]
         return m
 
 
@@ -315,7 +348,7 @@ def _sby(harness, task, tmp_path):
 
 
 @pytest.mark.parametrize("task", ["prove", "cover"])
-@pytest.mark.parametrize("p", [PARAMS, PIPELINED, DEEP], ids=["L0", "L1", "L4"])
+@pytest.mark.parametrize("p", [PARAMS, PIPELINED, *MIDDLE, DEEP], ids=["L0", "L1", "L2", "L3", "L4"])
 def test_formal_invalid_access_changes_nothing(task, p, tmp_path):
     result, summary = _sby(BusHarness(p), task, tmp_path)
     assert result.returncode == 0, "\n".join(summary) or result.stdout[-3000:] + result.stderr[-3000:]
