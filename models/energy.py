@@ -332,7 +332,7 @@ def run_decision_events(p, planes: int | None = None, density: float = 0.5) -> d
 
 def macs_per_image(net) -> int:
     """Multiply-accumulates of one image through ``net`` (real neurons only): an input
-    times a weight counts once whatever the input's bits; an operation is 2 MACs' worth."""
+    times a weight counts once whatever the input's bits; one MAC is 2 operations."""
     return sum(layer.inputs * layer.outputs for layer in net.layers)
 
 
