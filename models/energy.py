@@ -767,3 +767,58 @@ def fpga_clock(report_path) -> tuple[float, MacroParams, str]:
     if not isinstance(fmax_hz, (int, float)) or isinstance(fmax_hz, bool) or fmax_hz <= 0:
         raise ValueError(f"{path}: timing.fmax_hz must be a positive number, not {fmax_hz!r}")
     return fmax_hz / 1e6, p, f"achieved Fmax of {report.get('board', '?')} build {path}"
+
+
+# --- text report ---------------------------------------------------------------------------
+
+def _si(value_pj: float) -> str:
+    """An energy in pJ with a readable unit."""
+    for unit, scale in (("uJ", 1e6), ("nJ", 1e3), ("pJ", 1.0), ("fJ", 1e-3)):
+        if abs(value_pj) >= scale or unit == "fJ":
+            return f"{value_pj / scale:.4g} {unit}"
+    return f"{value_pj:.4g} pJ"  # pragma: no cover
+
+
+def _time(ns: float) -> str:
+    for unit, scale in (("ms", 1e6), ("us", 1e3), ("ns", 1.0)):
+        if ns >= scale or unit == "ns":
+            return f"{ns / scale:.4g} {unit}"
+    return f"{ns:.4g} ns"  # pragma: no cover
+
+
+def format_report(report: EnergyReport, what: str = "decision") -> list[str]:
+    """The lines ``python -m models energy`` prints for ``report``."""
+    lines = [f"events per {what}:"]
+    for name in EVENTS:
+        count = report.events[name]
+        if count:
+            priced = report.energy_pj_by_event.get(name, 0.0)
+            text = f"{count:.6g}" if isinstance(count, float) and count != int(count) else f"{int(count)}"
+            lines.append(f"  {name:28} {text:>14}" + (f"   {_si(priced)}" if priced else ""))
+    e = report.energy_pj_per_decision
+    lines.append(f"energy per {what}: {_si(e)}")
+    eff = f"{report.tops_per_w:.4g} TOPS/W" if report.tops_per_w else "n/a (no priced event)"
+    lines.append(f"efficiency: {eff} ({report.ops_per_decision:.6g} operations per {what}, "
+                 f"one MAC = 2 operations)")
+    if report.area_mm2 is None:
+        lines.append("area: n/a (the preset has no area figures)")
+    else:
+        dens = f", {report.tops_per_mm2:.4g} TOPS/mm2" if report.tops_per_mm2 else ""
+        lines.append(f"area: {report.area_mm2:.4g} mm2{dens}")
+    lines.append(f"latency: {report.latency_cycles:.6g} cycles = {_time(report.latency_ns)} per "
+                 f"{what} at {report.clock_mhz:.6g} MHz ({report.clock_source})")
+    return lines
+
+
+def paper_comparison(preset: Preset) -> list[dict]:
+    """Every fitted and predicted figure of ``preset``: the model's value on the figure's
+    configuration beside the published one."""
+    rows = []
+    for kind, figures in (("fitted", preset.fitted), ("predicted", preset.predictions)):
+        for f in figures:
+            model = evaluate_configuration(preset, f["configuration"]).metric(f["metric"])
+            ratio = model / f["published"] if model and f["published"] else None
+            rows.append(dict(kind=kind, figure=f["figure"], metric=f["metric"], unit=f["unit"],
+                             model=model, published=f["published"], ratio=ratio,
+                             factor=f["factor"], source=f["source"], note=f["note"]))
+    return rows
