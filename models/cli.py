@@ -518,12 +518,12 @@ def cmd_sweep(args) -> int:
 
 # --- energy -------------------------------------------------------------------------------
 
-def _load_preset(text):
+def _load_preset(text, option="--preset"):
     from .energy import PresetError, load_preset
     try:
         return load_preset(text)
     except PresetError as exc:
-        raise UsageError(f"argument --preset: {_one_line(exc)}") from None
+        raise UsageError(f"argument {option}: {_one_line(exc)}") from None
 
 
 def _network_report(net, x, preset, comp_rows, *, clock=None):
@@ -546,7 +546,7 @@ def _energy_suffix(args, net, x) -> str:
     """``eval --energy P``: energy and latency per image, appended to the accuracy line."""
     if getattr(args, "energy", None) is None:
         return ""
-    preset = _load_preset(args.energy)
+    preset = _load_preset(args.energy, "--energy")
     _, r = _network_report(net, x, preset, args.comp_rows)
     return (f"; {r.energy_pj_per_decision / 1e3:.4g} nJ and {r.latency_ns / 1e3:.4g} us per "
             f"image (preset {preset.name}, {r.clock_mhz:g} MHz)")
