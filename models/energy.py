@@ -577,6 +577,24 @@ def load_preset(name_or_path) -> Preset:
     return _parse_preset(data, where, str(path))
 
 
+def _quantities(where, d, names, units, sources, kind, *, nullable):
+    """Every quantity ``names`` of the object ``d`` (all required, no others), converted."""
+    if not isinstance(d, dict):
+        _fail(where, f"must be an object, not {d!r}")
+    out = {}
+    for name in names:
+        if name not in d:
+            _fail(where, f"missing field {name!r}" + (
+                "" if nullable else " (every event is priced; 0 with a source for one the "
+                                    "paper does not cover)"))
+        out[name], sources[f"{where.split(': ')[-1]}.{name}"] = _quantity(
+            f"{where}.{name}", d[name], units, nullable=nullable)
+    extra = sorted(set(d) - set(names))
+    if extra:
+        _fail(where, f"unknown {kind} {extra[0]!r} ({kind}s: {', '.join(names)})")
+    return out
+
+
 def _parse_preset(data, where, path) -> Preset:
     if not isinstance(data, dict):
         _fail(where, "must hold a JSON object")
@@ -605,31 +623,10 @@ def _parse_preset(data, where, path) -> Preset:
     clock, sources["clock"] = _quantity(f"{where}: clock", data["clock"], _CLOCK_UNITS)
     if clock == 0:
         _fail(f"{where}: clock.value", "must be > 0")
-    energy = data["energy"]
-    if not isinstance(energy, dict):
-        _fail(f"{where}: energy", f"must be an object, not {energy!r}")
-    energy_pj = {}
-    for event in PRICED_EVENTS:
-        if event not in energy:
-            _fail(f"{where}: energy", f"missing field {event!r} (every event is priced; "
-                                      f"0 with a source for one the paper does not cover)")
-        energy_pj[event], sources[f"energy.{event}"] = _quantity(
-            f"{where}: energy.{event}", energy[event], _ENERGY_UNITS)
-    extra = sorted(set(energy) - set(PRICED_EVENTS))
-    if extra:
-        _fail(f"{where}: energy", f"unknown event {extra[0]!r} (events: {', '.join(PRICED_EVENTS)})")
-    area = data["area"]
-    if not isinstance(area, dict):
-        _fail(f"{where}: area", f"must be an object, not {area!r}")
-    area_mm2 = {}
-    for part in AREA_PARTS:
-        if part not in area:
-            _fail(f"{where}: area", f"missing field {part!r}")
-        area_mm2[part], sources[f"area.{part}"] = _quantity(
-            f"{where}: area.{part}", area[part], _AREA_UNITS, nullable=True)
-    extra = sorted(set(area) - set(AREA_PARTS))
-    if extra:
-        _fail(f"{where}: area", f"unknown part {extra[0]!r} (parts: {', '.join(AREA_PARTS)})")
+    energy_pj = _quantities(f"{where}: energy", data["energy"], PRICED_EVENTS, _ENERGY_UNITS,
+                            sources, "event", nullable=False)
+    area_mm2 = _quantities(f"{where}: area", data["area"], AREA_PARTS, _AREA_UNITS, sources,
+                           "part", nullable=True)
     config = _config(f"{where}: configuration", data["configuration"])
     coverage = data["coverage"]
     if not isinstance(coverage, dict) or sorted(coverage) != ["array", "digital", "io", "periphery"]:
