@@ -29,7 +29,9 @@ S = log2 K, p = a RUN's planes, L = pipeline):
   cycles per bus access: the project's Wishbone masters take that long per access);
 * ``run_commands``, ``calibrate_commands``, ``clear_commands``.
 
-Only numpy and the standard library; nothing here imports the RTL or the host driver.
+Only numpy (imported where a network is counted, so that ``python -m gen`` does not load
+it for the manifest's formulas) and the standard library; nothing here imports the RTL or
+the host driver.
 """
 
 from __future__ import annotations
@@ -40,8 +42,6 @@ import math
 import operator
 from importlib import resources
 from pathlib import Path
-
-import numpy as np
 
 from .params import BUS_DATA_BITS, MacroParams
 
@@ -311,8 +311,10 @@ def _add(total: dict, part: dict, times: int = 1) -> None:
         total[k] += times * v
 
 
-def _plane_ones(x: np.ndarray, planes: int) -> np.ndarray:
+def _plane_ones(x, planes: int):
     """Set bits of bits 0..planes-1 of every row of ``x`` (N, R), summed per image."""
+    import numpy as np
+
     x = np.asarray(x, dtype=np.int64)
     total = np.zeros(x.shape[0], np.int64)
     for b in range(planes):
@@ -363,6 +365,8 @@ def network_events(p, net, images, *, status_polls: int = 1, check_errors: bool 
     -------
     dict of every event (the whole run, all N images).
     """
+    import numpy as np
+
     from .export import check_fits, infer_folded
 
     if not isinstance(p, MacroParams):
