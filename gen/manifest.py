@@ -12,13 +12,14 @@ import hashlib
 import json
 from importlib import metadata
 
+from models.energy import access_events, command_events, event_formulas
 from models.params import (BUS_DATA_BITS, CONTRACT_VERSION, GAIN_BITS, GAIN_FRAC_BITS,
                            NONIDEALITIES, QSHIFT_BITS, Region, MacroParams)
 
 from . import __version__
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "field_counts", "register_map",
-           "cycle_counts", "command_line", "build_manifest", "dumps"]
+           "cycle_counts", "event_counts", "command_line", "build_manifest", "dumps"]
 
 #: Identifies the file kind, so a tool can tell a manifest from any other JSON file.
 MANIFEST_FORMAT = "cim-bnn-kit macro manifest"
@@ -106,6 +107,20 @@ def cycle_counts(p: MacroParams) -> dict:
     )
 
 
+def event_counts(p: MacroParams) -> dict:
+    """Events of every command and of one bus access for this build (docs/ENERGY.md): the
+    formulas of ``models.energy`` and their values; a RUN's data word-line activations
+    depend on its inputs and stay a formula."""
+    run = {}
+    for n in range(1, p.input_bits + 1):
+        counts = command_events(p, "run", n)
+        counts["data_wordline_activations"] = "G*ones"
+        run[str(n)] = counts
+    calibrate = command_events(p, "calibrate")
+    return dict(formulas=event_formulas(), run=run, calibrate=calibrate,
+                clear=command_events(p, "clear"), bus_access=access_events(p))
+
+
 def command_line(p: MacroParams) -> str:
     """The ``python -m gen`` options that rebuild exactly ``p`` (every option explicit)."""
     nonideal = ",".join(n for n in NONIDEALITIES if p.has(n)) or "none"
@@ -152,6 +167,7 @@ def build_manifest(p: MacroParams, verilog_text: str, ports: list[dict]) -> dict
         ports=ports,
         register_map=register_map(p),
         cycles=cycle_counts(p),
+        events=event_counts(p),
         verilog=dict(file=f"{p.name}.v", sha256=hashlib.sha256(data).hexdigest(),
                      bytes=len(data), lines=verilog_text.count("\n")),
     )

@@ -8,6 +8,8 @@
   without calibration.
 * ``sweep``: accuracy versus variation over N chip instances (docs/EXPERIMENTS.md),
   writing ``sweep.csv`` and one PNG per experiment.
+* ``energy``: events, energy, TOPS/W, area and latency of a macro or of a network on it,
+  priced with a technology preset (docs/ENERGY.md).
 
 Every bad invocation (missing or malformed file, bad number, unknown data set,
 incompatible options) ends with exit status 2 and one line on stderr,
@@ -416,10 +418,12 @@ def cmd_eval(args) -> int:
         seed = ((net.meta.get("preprocessing") or {}).get("split") or {}).get("seed", 0)
         data = load_dataset(args.dataset, seed=seed)
         x, y = data.x_val.astype(np.int64), data.y_val
+    energy = _energy_suffix(args, net, x)
     print(f"seed: {args.chip_seed}")
     if cfg is None:
         acc = accuracy(infer_folded(net, x), y)
-        print(f"accuracy: {100 * acc:.2f} % ({int(round(acc * len(y)))}/{len(y)} images, ideal hardware)")
+        print(f"accuracy: {100 * acc:.2f} % ({int(round(acc * len(y)))}/{len(y)} images, "
+              f"ideal hardware){energy}")
         return 0
     from .chip_readout import predict_chips
 
@@ -434,12 +438,12 @@ def cmd_eval(args) -> int:
         (", trimmed" if args.trim else "")
     if len(seeds) == 1:
         print(f"accuracy: {100 * accs[0]:.2f} % ({int(round(accs[0] * len(y)))}/{len(y)} images, "
-              f"chip {seeds[0]}, {what})")
+              f"chip {seeds[0]}, {what}){energy}")
     else:
         for s, a in zip(seeds, accs):
             print(f"chip {s}: {100 * a:.2f} %")
         print(f"accuracy: {100 * accs.mean():.2f} % mean, {100 * accs.std():.2f} % std, "
-              f"{100 * accs.min():.2f} % min over {len(seeds)} chips ({len(y)} images, {what})")
+              f"{100 * accs.min():.2f} % min over {len(seeds)} chips ({len(y)} images, {what}){energy}")
     return 0
 
 
@@ -512,6 +516,175 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+# --- energy -------------------------------------------------------------------------------
+
+def _load_preset(text, option="--preset"):
+    from .energy import PresetError, load_preset
+    try:
+        return load_preset(text)
+    except PresetError as exc:
+        raise UsageError(f"argument {option}: {_one_line(exc)}") from None
+
+
+def _network_report(net, x, preset, comp_rows, *, clock=None):
+    """Energy report per image of ``net`` on ``x`` run by the network runner on the
+    macro of ``macro_params_for(net, comp_rows)`` (or the FPGA build's ``clock`` = (MHz,
+    params, source))."""
+    from .chip_readout import macro_params_for
+    from .energy import ArrayShape, evaluate, macs_per_image, network_events
+
+    p = macro_params_for(net, comp_rows)
+    clock_mhz = source = None
+    if clock is not None:
+        clock_mhz, p, source = clock
+    events = network_events(p, net, x)
+    return p, evaluate(preset, events, ArrayShape.of(p), ops=2.0 * macs_per_image(net),
+                       decisions=len(x), clock_mhz=clock_mhz, clock_source=source)
+
+
+def _energy_suffix(args, net, x) -> str:
+    """``eval --energy P``: energy and latency per image, appended to the accuracy line."""
+    if getattr(args, "energy", None) is None:
+        return ""
+    preset = _load_preset(args.energy, "--energy")
+    _, r = _network_report(net, x, preset, args.comp_rows)
+    return (f"; {r.energy_pj_per_decision / 1e3:.4g} nJ and {r.latency_ns / 1e3:.4g} us per "
+            f"image (preset {preset.name}, {r.clock_mhz:g} MHz)")
+
+
+def _energy_images(args, net):
+    """The images ``energy --model`` runs: --images (with --range) or a validation split."""
+    if args.images is not None:
+        images, _ = _load_idx_pair(args.images, args.labels, args.range) if args.labels \
+            else (_load_images_only(args.images, args.range), None)
+        x = _preprocess(net, images, args.images)
+    else:
+        source = (net.meta.get("preprocessing") or {}).get("source")
+        name = args.dataset or {"sklearn-digits": "digits", "mnist-idx": "mnist"}.get(source)
+        if name is None:
+            raise UsageError(f"argument --model: the model's data ({source!r}) is not a known "
+                             f"data set; give --images IDX")
+        seed = ((net.meta.get("preprocessing") or {}).get("split") or {}).get("seed", 0)
+        try:
+            x = load_dataset(name, seed=seed).x_val.astype(np.int64)
+        except ValueError as exc:
+            raise UsageError(f"argument --dataset: {name}: {_one_line(exc)}") from None
+    if args.count is not None:
+        x = x[:args.count]
+    return x
+
+
+def _load_images_only(path, rng_sel):
+    try:
+        x = load_idx(path, ndim=3)
+    except ValueError as exc:
+        raise UsageError(f"argument --images: {_one_line(exc)}") from None
+    if rng_sel is not None:
+        a, b = rng_sel
+        if b > len(x):
+            raise UsageError(f"argument --range: {a}:{b} exceeds the {len(x)} images of {path}")
+        x = x[a:b]
+    return x
+
+
+def cmd_energy(args) -> int:
+    from . import energy as E
+    from .params import MacroParams
+
+    preset = _load_preset(args.preset)
+    if args.model is not None and args.rows is not None:
+        raise UsageError("argument --rows: a macro of its own or --model's macro; not allowed "
+                         "with --model")
+    if (args.rows is None) != (args.cols is None):
+        raise UsageError("argument --rows/--cols: give both or neither")
+    if args.model is None:
+        for opt in ("images", "labels", "range", "dataset", "count"):
+            if getattr(args, opt) is not None:
+                raise UsageError(f"argument --{opt}: selects the images of --model; not allowed "
+                                 f"without it")
+    clock = None
+    if args.fpga_report is not None:
+        try:
+            clock = E.fpga_clock(args.fpga_report)
+        except ValueError as exc:
+            raise UsageError(f"argument --fpga-report: {_one_line(exc)}") from None
+    comparison = []
+    if args.model is not None:
+        net = _load_model(args.model)
+        x = _energy_images(args, net)
+        if not len(x):
+            raise UsageError("argument --count: no images selected")
+        if clock is not None:
+            from .export import check_fits
+            try:
+                check_fits(net, clock[1])
+            except ValueError as exc:
+                raise UsageError(f"argument --fpga-report: {_one_line(exc)}") from None
+        p, report = _network_report(net, x, preset, args.comp_rows, clock=clock)
+        what = "image"
+        header = (f"network {Path(args.model).name}: {'-'.join(str(l.inputs) for l in net.layers)}"
+                  f"-{net.classes}, {len(x)} images through the runner on a {p.rows}x{p.cols} macro "
+                  f"(B={p.input_bits}, K={p.comp_rows}, P={p.cols_per_cycle}, L={p.pipeline}); "
+                  f"events per image (bus traffic included)")
+    else:
+        if args.rows is not None or clock is not None:
+            if clock is not None and args.rows is None:
+                p = clock[1]
+            else:
+                try:
+                    p = MacroParams(rows=args.rows, cols=args.cols, input_bits=args.input_bits,
+                                    comp_rows=args.comp_rows, cols_per_cycle=args.cols_per_cycle,
+                                    pipeline=args.pipeline, readout_bits=args.readout_bits,
+                                    acc_bits=args.acc_bits)
+                except (TypeError, ValueError) as exc:
+                    msg = _one_line(exc)
+                    raise UsageError(f"argument --{msg.split()[0].replace('_', '-')}: {msg}") from None
+            shape = E.ArrayShape.of(p)
+            planes = shape.input_bits if args.planes is None else args.planes
+            if planes > shape.input_bits:
+                raise UsageError(f"argument --planes: must be in 1..{shape.input_bits} "
+                                 f"(input bits), not {planes}")
+            config = dict(rows=shape.rows, cols=shape.cols, input_bits=shape.input_bits,
+                          planes=planes, comp_rows=shape.comp_rows,
+                          cols_per_cycle=shape.cols_per_cycle, pipeline=shape.pipeline,
+                          input_density=args.input_density)
+            header = (f"macro {shape.rows}x{shape.cols} (B={shape.input_bits}, "
+                      f"K={shape.comp_rows}, P={shape.cols_per_cycle}, L={shape.pipeline}): one "
+                      f"RUN of {planes} planes, input bits 1 with probability "
+                      f"{args.input_density:g}, compute events only")
+        else:
+            config = preset.configuration
+            header = (f"paper configuration {config['rows']}x{config['cols']} (B="
+                      f"{config['input_bits']}, {config['planes']} planes, K={config['comp_rows']}, "
+                      f"P={config['cols_per_cycle']}, L={config['pipeline']}): {config['note']}")
+            comparison = E.paper_comparison(preset)
+        shape = preset.shape(config)
+        events = E.run_decision_events(shape, config["planes"], config["input_density"])
+        report = E.evaluate(preset, events, shape, ops=2.0 * shape.rows * shape.cols,
+                            clock_mhz=None if clock is None else clock[0],
+                            clock_source=None if clock is None else clock[2])
+        what = "decision"
+    print(f"preset {preset.name}: {preset.title}")
+    print(header)
+    for line in E.format_report(report, what):
+        print(line)
+    if comparison:
+        print("published figures (model / paper):")
+        for c in comparison:
+            model = "n/a" if c["model"] is None else f"{c['model']:.4g}"
+            ratio = "" if c["ratio"] is None else f" = {c['ratio']:.3g}x"
+            print(f"  {c['kind']:9} {c['figure']}: {model} / {c['published']:g} {c['unit']}{ratio} "
+                  f"(allowed factor {c['factor']:g})")
+    print("coverage: " + "; ".join(f"{k} {v}" for k, v in preset.coverage.items()))
+    if args.json:
+        out = report.to_json()
+        out["energy_pj_per_" + what] = report.energy_pj_per_decision
+        if comparison:
+            out["published"] = comparison
+        print(json.dumps(out, sort_keys=True))
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Train, evaluate and sweep BNNs for the CiM macro on sampled "
                                  "chips (docs/EXPERIMENTS.md).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                metavar="{train,eval,sweep}")
+                                metavar="{train,eval,sweep,energy}")
 
     t = sub.add_parser("train", allow_abbrev=False, help="train a BNN and write MODEL.json/.npz",
                        description="Train the default BNN recipe, fold batch norm and write "
@@ -565,6 +738,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--chips", type=_int_type("chips", 1, 100000), default=1, metavar="N",
                    help="evaluate N instances, seeds S..S+N-1 (default 1)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--energy", metavar="PRESET", default=None,
+                   help="also print energy and latency per image with this preset (a name: "
+                        "jssc17, jetcas19, valavi18, or a preset file; docs/ENERGY.md)")
     _add_chip_options(e, seed_help="chip instance seed S (default 0)")
     e.set_defaults(func=cmd_eval)
 
@@ -608,6 +784,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default build/sweep)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_sweep)
+
+    n = sub.add_parser("energy", allow_abbrev=False,
+                       help="events, energy, TOPS/W, area and latency with a technology preset",
+                       description="Events, energy per decision (or image), TOPS/W, area and "
+                                   "latency of a macro or of a network on it, priced with a "
+                                   "technology preset (docs/ENERGY.md). Without --model and "
+                                   "--rows: the preset's paper configuration and its published "
+                                   "figures.")
+    n.add_argument("--preset", required=True, metavar="P",
+                   help="jssc17, jetcas19, valavi18, or the path of a preset file")
+    n.add_argument("--model", metavar="MODEL", help="a network (MODEL.json): energy per image")
+    n.add_argument("--images", metavar="IDX", help="with --model: images (IDX; default: the "
+                                                   "model's validation split)")
+    n.add_argument("--labels", metavar="IDX", help="label file (optional, not used)")
+    n.add_argument("--range", type=_range_type, metavar="START:STOP", help="images START..STOP-1")
+    n.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="with --model: that data set's validation split")
+    n.add_argument("--count", type=_int_type("count", 1), default=None, metavar="N",
+                   help="with --model: the first N images only")
+    g = n.add_argument_group("a macro of its own (python -m gen's options)")
+    g.add_argument("--rows", type=_int_type("rows", 1, 1024), default=None, metavar="R")
+    g.add_argument("--cols", type=_int_type("cols", 1, 1024), default=None, metavar="C")
+    g.add_argument("--input-bits", type=_int_type("input-bits", 1, 8), default=5, metavar="B")
+    g.add_argument("--comp-rows", type=_int_type("comp-rows", 2, 32), default=8, metavar="K",
+                   help="compensation rows (also of --model's macro; default 8)")
+    g.add_argument("--cols-per-cycle", type=_int_type("cols-per-cycle", 1, 1024), default=None,
+                   metavar="P")
+    g.add_argument("--pipeline", type=_int_type("pipeline", 0, 4), default=0, metavar="L")
+    g.add_argument("--readout-bits", type=_int_type("readout-bits", 1, 16), default=None, metavar="W")
+    g.add_argument("--acc-bits", type=_int_type("acc-bits", 1, 32), default=None, metavar="A")
+    g.add_argument("--planes", type=_int_type("planes", 1, 8), default=None, metavar="p",
+                   help="planes of the RUN (default B)")
+    g.add_argument("--input-density", type=_float_type("input-density"), default=0.5, metavar="D",
+                   help="probability of an input bit being 1, for word-line events (default 0.5)")
+    n.add_argument("--fpga-report", metavar="REPORT", default=None,
+                   help="an FPGA build's report.json (python -m fpga build): its macro and "
+                        "its achieved Fmax as the clock")
+    n.add_argument("--json", action="store_true",
+                   help="also print the results as one JSON object on the last line")
+    n.set_defaults(func=cmd_energy)
     return parser
 
 
@@ -618,7 +834,7 @@ def main(argv=None) -> int:
         comp_rows = getattr(args, "comp_rows", 8)
         if comp_rows & (comp_rows - 1):
             raise UsageError(f"argument --comp-rows: must be a power of two in [2, 32], not {comp_rows}")
-        if hasattr(args, "rows"):
+        if hasattr(args, "rows") and args.command != "energy":
             _check_macro(args)
         return args.func(args)
     except UsageError as exc:

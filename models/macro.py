@@ -42,6 +42,7 @@ import operator
 
 import numpy as np
 
+from .energy import EventCounts
 from .params import (
     BUS_DATA_BITS, CSR, GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS, ErrCode, MacroParams, Op,
     Region, Status,
@@ -64,6 +65,11 @@ _CMD_ACCUMULATE = 1 << 4
 _CMD_NPLANES_SHIFT = 8
 _CMD_NPLANES_MASK = 0xF << _CMD_NPLANES_SHIFT
 _CMD_RESERVED = _WORD_MASK & ~(_CMD_OPCODE_MASK | _CMD_ACCUMULATE | _CMD_NPLANES_MASK)
+
+# Accepted bus writes that are events of models.energy (docs/ENERGY.md).
+_WRITE_EVENTS = {Region.WEIGHT: "weight_writes", Region.COMP: "comp_writes",
+                 Region.THRESH: "threshold_writes", Region.FLIP: "threshold_writes",
+                 Region.INPUT: "input_writes"}
 
 
 # --- argument checking ----------------------------------------------------------------
@@ -623,6 +629,11 @@ class MacroModel:
         SAT and QSHIFT registers; ``None`` when ``readout`` is not built.
     cmd, status, errcode, erraddr, cycles : int
         The CSRs of the same names.
+    events : models.energy.EventCounts
+        Every event of ``models.energy.EVENTS`` since power-on or
+        :meth:`clear_events`, counted as the accesses and commands happen (docs/ENERGY.md);
+        ``events.counters()`` are the RTL's activity counters. The convenience methods
+        (``load_weights``, ...) are no bus accesses and count none; their commands count.
     """
 
     def __init__(self, p: MacroParams):
@@ -666,6 +677,11 @@ class MacroModel:
         self.errcode = ErrCode.NONE
         self.erraddr = 0
         self.cycles = 0
+        self.events = EventCounts()
+
+    def clear_events(self) -> None:
+        """Set every event count (and so every activity counter) to 0."""
+        self.events.clear()
 
     def readout_kwargs(self) -> dict:
         """The non-ideality registers as keyword arguments of :func:`readout`."""
@@ -743,6 +759,7 @@ class MacroModel:
             Byte selects; anything but 0b1111 is BAD_SEL.
         """
         addr, data, sel = self._check_bus(addr, data, sel)
+        self._count_access()
         if sel != 0xF:
             return self._error(ErrCode.BAD_SEL, addr)
         decoded = self._decode(addr)
@@ -783,6 +800,14 @@ class MacroModel:
             else:
                 target = self.thresh if number == Region.THRESH else self.offset
                 target[self._column(f)] = value
+        if number in _WRITE_EVENTS:
+            self.events.add(_WRITE_EVENTS[number])
+
+    def _count_access(self) -> None:
+        # Every access on the bus is acknowledged, a faulty one too; the project's
+        # masters take bus_latency + 1 cycles per access.
+        self.events.add("bus_accesses")
+        self.events.add("idle_cycles", self.p.bus_latency + 1)
 
     def _write_csr(self, addr: int, reg: int, data: int) -> None:
         if self._csrs[reg]["access"] == "ro":
@@ -821,6 +846,7 @@ class MacroModel:
             32-bit unsigned word.
         """
         addr, _, _ = self._check_bus(addr)
+        self._count_access()
         decoded = self._decode(addr)
         if decoded is None:
             self._error(ErrCode.BAD_ADDRESS, addr)
@@ -883,20 +909,53 @@ class MacroModel:
                 self.status |= 1 << Status.ACC_SAT
             self.out = binarize(self.acc, self.thresh, self.flip)
             self.cycles = p.run_cycles(planes)
+            self._count_run(planes)
         elif opcode == Op.CALIBRATE:
             self.status &= ~(1 << Status.CAL_RANGE)
-            n, flags, _ = calibrate(p, offset=self.offset, gain=self.gain, sat=self.sat,
-                                    qshift=self.qshift, table=self.table)
+            n, flags, reads = calibrate(p, offset=self.offset, gain=self.gain, sat=self.sat,
+                                        qshift=self.qshift, table=self.table)
             self.comp_bits = thermometer(p, n)
             self.calflag = flags
             if flags.any():
                 self.status |= 1 << Status.CAL_RANGE
             self.cycles = p.calibrate_cycles()
+            self._count_calibrate(len(reads))
         else:
             self.acc = np.zeros(p.cols, dtype=np.int64)
             self.out = np.zeros(p.cols, dtype=np.uint8)
             self.cycles = p.clear_cycles()
+            self.events.add("clear_commands")
+        self.events.add("busy_cycles", self.cycles)
         self.status |= 1 << Status.DONE
+
+    def _count_run(self, planes: int) -> None:
+        """The events of a RUN as the sequencer steps through them: per group, planes
+        ``planes-1 .. 0``, each one plane cycle of P columns (docs/ENERGY.md)."""
+        p, e = self.p, self.events
+        e.add("run_commands")
+        ones = [int(self.input_planes[b].sum()) for b in range(planes)]
+        for _group in range(p.groups):
+            for b in range(planes - 1, -1, -1):
+                e.add("plane_operations")
+                e.add("column_conversions", p.cols_per_cycle)
+                e.add("bitline_evaluations", p.cols_per_cycle)
+                e.add("shift_accumulate_ops", p.cols_per_cycle)
+                e.add("data_wordline_activations", ones[b])
+                e.add("comp_wordline_activations", p.comp_rows)
+            e.add("binarize_ops", p.cols_per_cycle)
+
+    def _count_calibrate(self, reads: int) -> None:
+        """The events of a CALIBRATE: per group ``reads`` reads (S search reads and the
+        verification read) of P columns with all K compensation rows, then the group's
+        P COMP words."""
+        p, e = self.p, self.events
+        e.add("calibrate_commands")
+        for _group in range(p.groups):
+            for _read in range(reads):
+                e.add("calibration_reads")
+                e.add("column_conversions", p.cols_per_cycle)
+                e.add("comp_wordline_activations", p.comp_rows)
+            e.add("comp_writes", p.cols_per_cycle)
 
     # --- convenience: whole arrays at once, same state and same executor -----------
 
