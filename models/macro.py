@@ -18,8 +18,7 @@ throughout; nothing is ever rounded through floating point.
 methods (``load_weights``, ``run``, ...) drive the same state and the same command
 executor.
 
-Choices where the contract text is silent (the lead is asked to write them into
-``docs/ARCHITECTURE.md``):
+Rules of ``docs/ARCHITECTURE.md`` that are easy to miss, and how the model keeps them:
 
 * Quantisation (step 6) uses ``q = min(QSHIFT, W - 1)``. For ``QSHIFT >= W`` the exact
   formula would give ``-2^QSHIFT`` for a negative ``t``, outside the signed W-bit
@@ -44,7 +43,7 @@ import numpy as np
 
 from .energy import EventCounts
 from .params import (
-    BUS_DATA_BITS, CSR, GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS, ErrCode, MacroParams, Op,
+    BUS_DATA_BITS, CSR, GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS, Cmd, ErrCode, MacroParams, Op,
     Region, Status,
 )
 
@@ -59,12 +58,6 @@ _GAIN_HALF = 1 << (GAIN_FRAC_BITS - 1)
 _QSHIFT_MAX = (1 << QSHIFT_BITS) - 1
 _WORD_MASK = (1 << BUS_DATA_BITS) - 1
 
-# CMD register fields (section 6, "CMD format").
-_CMD_OPCODE_MASK = 0x7
-_CMD_ACCUMULATE = 1 << 4
-_CMD_NPLANES_SHIFT = 8
-_CMD_NPLANES_MASK = 0xF << _CMD_NPLANES_SHIFT
-_CMD_RESERVED = _WORD_MASK & ~(_CMD_OPCODE_MASK | _CMD_ACCUMULATE | _CMD_NPLANES_MASK)
 
 # Accepted bus writes that are events of models.energy (docs/ENERGY.md).
 _WRITE_EVENTS = {Region.WEIGHT: "weight_writes", Region.COMP: "comp_writes",
@@ -537,12 +530,6 @@ def unpack_bits(words, n: int) -> np.ndarray:
     return bits.ravel()[:n].astype(np.uint8)
 
 
-def _field_sizes(p: MacroParams) -> dict:
-    """Number of valid values of each address field (section 6, "Regions")."""
-    return dict(reg=32, group=p.groups, slot=p.cols_per_cycle, chunk=p.chunks,
-                plane=p.input_bits, word=p.packed_words, index=1 << p.readout_bits)
-
-
 def _region_by_name_or_number(p: MacroParams, region) -> dict:
     for r in p.regions():
         if region == r["region"] or (isinstance(region, str) and region.upper() == r["name"]):
@@ -568,7 +555,7 @@ def word_address(p: MacroParams, region, **fields) -> int:
     """
     _check_params(p)
     r = _region_by_name_or_number(p, region)
-    sizes = _field_sizes(p)
+    sizes = p.field_sizes()
     names = [name for name, _ in r["fields"]]
     unknown = sorted(set(fields) - set(names))
     if unknown:
@@ -641,7 +628,7 @@ class MacroModel:
         self.p = p
         self._regions = {r["region"]: r for r in p.regions()}
         self._csrs = {c["offset"]: c for c in p.csrs()}
-        self._sizes = _field_sizes(p)
+        self._sizes = p.field_sizes()
         self.reset()
 
     # --- state ---------------------------------------------------------------------
@@ -885,26 +872,26 @@ class MacroModel:
     # --- commands (sections 2-5) ---------------------------------------------------
 
     def _command_ok(self, cmd: int) -> bool:
-        opcode = cmd & _CMD_OPCODE_MASK
-        nplanes = (cmd & _CMD_NPLANES_MASK) >> _CMD_NPLANES_SHIFT
-        if opcode not in Op.ALL or cmd & _CMD_RESERVED:
+        opcode = cmd & Cmd.OPCODE_MASK
+        nplanes = (cmd & Cmd.NPLANES_MASK) >> Cmd.NPLANES_SHIFT
+        if opcode not in Op.ALL or cmd & Cmd.RESERVED_MASK:
             return False
         if opcode == Op.RUN:
             return nplanes <= self.p.input_bits
-        return not cmd & (_CMD_ACCUMULATE | _CMD_NPLANES_MASK)
+        return not cmd & (Cmd.ACCUMULATE | Cmd.NPLANES_MASK)
 
     def _execute(self, cmd: int) -> None:
         """Carry out an accepted command from BUSY to DONE, with its CYCLES."""
         p = self.p
         self.cmd = cmd
         self.status &= ~(1 << Status.DONE)
-        opcode = cmd & _CMD_OPCODE_MASK
+        opcode = cmd & Cmd.OPCODE_MASK
         if opcode == Op.RUN:
-            planes = (cmd & _CMD_NPLANES_MASK) >> _CMD_NPLANES_SHIFT or p.input_bits
+            planes = (cmd & Cmd.NPLANES_MASK) >> Cmd.NPLANES_SHIFT or p.input_bits
             v = readout(p, self.input_planes[:planes], self.weights, comp_value(p, self.comp_bits),
                         **self.readout_kwargs())
             self.acc, saturated = shift_accumulate(p, v, acc_prev=self.acc,
-                                                   accumulate=bool(cmd & _CMD_ACCUMULATE))
+                                                   accumulate=bool(cmd & Cmd.ACCUMULATE))
             if saturated.any():
                 self.status |= 1 << Status.ACC_SAT
             self.out = binarize(self.acc, self.thresh, self.flip)
@@ -1041,8 +1028,8 @@ class MacroModel:
             _check_range("x", x, 0, (1 << (nplanes or p.input_bits)) - 1,
                          f"an unsigned {nplanes or p.input_bits}-bit input")
             self.load_inputs(x)
-        self._command(Op.RUN | (_CMD_ACCUMULATE if accumulate else 0)
-                      | nplanes << _CMD_NPLANES_SHIFT)
+        self._command(Op.RUN | (Cmd.ACCUMULATE if accumulate else 0)
+                      | nplanes << Cmd.NPLANES_SHIFT)
         return self.acc.copy()
 
     def calibrate(self) -> np.ndarray:

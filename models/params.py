@@ -15,7 +15,7 @@ from typing import Iterable
 __all__ = [
     "CONTRACT_VERSION", "ID_MAGIC", "NONIDEALITIES", "DEFAULT_NONIDEALITIES",
     "GAIN_BITS", "GAIN_FRAC_BITS", "QSHIFT_BITS", "MAX_ROWS", "MAX_COLS",
-    "Op", "ErrCode", "Status", "Region", "CSR", "MacroParams",
+    "Op", "Cmd", "ErrCode", "Status", "Region", "CSR", "MacroParams",
 ]
 
 #: Bumped whenever a bit-exact rule or the register map changes.
@@ -46,6 +46,20 @@ class Op:
     CALIBRATE = 2
     CLEAR = 3
     ALL = (RUN, CALIBRATE, CLEAR)
+
+
+class Cmd:
+    """Fields of the CMD register (section 6, "CMD format"): opcode in bits 2:0, the
+    ACCUMULATE bit, NPLANES in bits 11:8; every other bit is reserved."""
+    OPCODE_MASK = 0x7
+    ACCUMULATE_BIT = 4
+    ACCUMULATE = 1 << ACCUMULATE_BIT
+    NPLANES_SHIFT = 8
+    NPLANES_BITS = 4
+    NPLANES_MASK = ((1 << NPLANES_BITS) - 1) << NPLANES_SHIFT
+    #: Bits an accepted command can have set (CMD reads back only these).
+    BITS = NPLANES_SHIFT + NPLANES_BITS
+    RESERVED_MASK = 0xFFFF_FFFF & ~(OPCODE_MASK | ACCUMULATE | NPLANES_MASK)
 
 
 class ErrCode:
@@ -89,7 +103,8 @@ class Region:
 
 
 class CSR:
-    """Word offsets of the registers in region 0."""
+    """Word offsets of the registers in region 0 (the ``reg`` field, :data:`REG_BITS` bits)."""
+    REG_BITS = 5
     ID = 0
     VERSION = 1
     ROWS = 2
@@ -314,7 +329,7 @@ class MacroParams:
         col_fields = [("group", p.group_addr_bits), ("slot", p.slot_addr_bits)]
         weight_fields = col_fields + [("chunk", p.chunk_addr_bits)]
         regs = [
-            dict(name="CSR", region=Region.CSR, access="see registers", fields=[("reg", 5)],
+            dict(name="CSR", region=Region.CSR, access="see registers", fields=[("reg", CSR.REG_BITS)],
                  kind="csr", width=32),
             dict(name="WEIGHT", region=Region.WEIGHT, access="rw", fields=weight_fields,
                  kind="bits", width=p.chunk_rows,
@@ -358,6 +373,19 @@ class MacroParams:
         for r in regs:
             r["offset_bits"] = sum(w for _, w in r["fields"])
         return regs
+
+    @property
+    def cycle_bits(self) -> int:
+        """Width of CYCLES: holds the longest command's busy time (section 5)."""
+        return max(self.run_cycles(self.input_bits), self.calibrate_cycles(),
+                   self.clear_cycles()).bit_length()
+
+    def field_sizes(self) -> dict:
+        """Number of valid values of each address field (section 6, "Regions"): an offset
+        whose field is at or above its size is a hole (BAD_ADDRESS)."""
+        return dict(reg=1 << CSR.REG_BITS, group=self.groups, slot=self.cols_per_cycle,
+                    chunk=self.chunks, plane=self.input_bits, word=self.packed_words,
+                    index=1 << self.readout_bits)
 
     @property
     def region_shift(self) -> int:
