@@ -28,6 +28,11 @@ Calibration is :func:`models.macro.calibrate` (docs/ARCHITECTURE.md section 4).
 
 ``"analog"`` (SRAM or ReRAM): the statistical device models of :mod:`models.devices`
 (per-cell currents, float offsets, read noise drawn at every read, bit-line curve).
+The read noise is counter-based (:mod:`models.sampler`): the draw of a read is fixed by
+(chip seed, tile, plane, image index, column), so the same chip and images give the same
+readouts whatever the stack, the chunking or the order of the work. Calibration reads
+have their own keys (purpose ``calibration``, image index = the read's number: the
+search reads ``0 .. S-1``, the verification read ``S``, the trim read ``S + 1``).
 SRAM calibration runs the same search (:func:`models.macro.calibration_moves`) on the
 analog readout with all data rows off. ReRAM tiles hold the binary weights as
 ``+1/-1`` on the chip's cells (:func:`models.devices.rram_mac`); the readout is the
@@ -43,6 +48,7 @@ from .chip import ChipConfig, chip_to_rtl, sample_chips
 from .devices import rram_mac, sram_readout
 from .export import FoldedNet, infer_folded
 from .params import NONIDEALITIES, MacroParams
+from .sampler import CALIBRATION, EVAL, ReadNoise
 
 __all__ = ["BACKENDS", "ChipReadout", "predict_chips", "macro_params_for"]
 
@@ -96,7 +102,9 @@ class ChipReadout:
         the same by adding ``r (2^P - 1)`` per row tile to THRESH and subtracting it from
         the last layer's scores; both are exact as long as no readout saturates.
     rng : numpy.random.Generator or None
-        Per-read noise of the analog model (required when ``config.read_noise > 0``).
+        Per-read noise of the analog model drawn from this generator in call order (the
+        draws then depend on the order and split of the work). Default: the counter-based
+        streams of :mod:`models.sampler`, keyed by chip seed and image index.
 
     Members
     -------
@@ -110,7 +118,16 @@ class ChipReadout:
         Out-of-range flags of the calibration (SRAM, after ``calibrate``).
     residual : dict of (l, t, j) -> ndarray (N, C) int64
         Zero-input readout subtracted by ``trim`` (SRAM, after ``trim``).
+    images : ndarray of int or None
+        Image index of every input row of the next reads (:meth:`use_images`); ``None``:
+        row ``k`` is image ``k``.
+    noise : models.sampler.ReadNoise or None
+        The counter-based noise streams of the next reads (``None`` with ``rng``).
     """
+
+    #: Image index of the trim read in the calibration streams (after the search reads
+    #: and the verification read of the longest search, K = 32).
+    TRIM_READ = 16
 
     def __init__(self, net: FoldedNet, config: ChipConfig, seeds, *, comp_rows: int = 8,
                  backend: str = "macro", calibrate: bool = False, trim: bool = False,
@@ -128,10 +145,15 @@ class ChipReadout:
         if rram and config.weight_bits != 1:
             raise ValueError(f"a BNN stores binary weights: the ReRAM config needs weight_bits=1, "
                              f"not {config.weight_bits}")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, not {type(rng).__name__}")
         self.net, self.config, self.backend, self.rng = net, config, backend, rng
         self._shared_input = False
         self.seeds = _check_seeds(seeds)
         self.n = len(self.seeds)
+        self.images = None
+        self.noise = None if rng is not None else ReadNoise(self.seeds, purpose=EVAL)
+        self._cal_noise = None if rng is not None else ReadNoise(self.seeds, purpose=CALIBRATION)
         self.params = macro_params_for(net, comp_rows)
         p = self.params
         K = p.comp_rows
@@ -154,7 +176,9 @@ class ChipReadout:
                     self.comp[key] = comp
                     if trim:
                         zeros = np.zeros((self.n, 1, p.rows), np.uint8)
-                        self.residual[key] = self._read(key, zeros, layer.weights[t, j])[:, 0]
+                        self.residual[key] = self._read(
+                            key, zeros, layer.weights[t, j], 0,
+                            self._calibration_source(key, self.TRIM_READ))[:, 0]
 
     # --- macro backend ---------------------------------------------------------------
 
@@ -212,20 +236,36 @@ class ChipReadout:
             n, flags, _ = macro.calibrate(p, **kw)
             n = np.broadcast_to(n, (self.n, p.cols))
             return 2 * n - K, np.broadcast_to(flags, (self.n, p.cols)).astype(np.uint8)
-        # Analog: the same search on the analog readout, every read with fresh noise.
+        # Analog: the same search on the analog readout, every read with its own noise.
         chips = self.chips[key]
         zeros = np.zeros((self.n, 1, p.rows), np.uint8)
         n = np.full((self.n, p.cols), K // 2, np.int64)
-        for d in macro.calibration_moves(p):
+        moves = macro.calibration_moves(p)
+        for k, d in enumerate(moves):
             v = sram_readout(zeros, weight_bits, chips, 2 * n - K, readout_bits=p.readout_bits,
-                             rng=self.rng)[:, 0]
+                             **self._calibration_source(key, k))[:, 0]
             n = np.where(v >= 0, n - d, n + d)
         v = sram_readout(zeros, weight_bits, chips, 2 * n - K, readout_bits=p.readout_bits,
-                         rng=self.rng)[:, 0]
+                         **self._calibration_source(key, len(moves)))[:, 0]
         flags = ((n == 0) & (v >= 0)) | ((n == K) & (v < 0))
         return 2 * n - K, flags.astype(np.uint8)
 
+    def _calibration_source(self, key, read: int) -> dict:
+        """Noise keyword of calibration read number ``read`` of tile ``key``."""
+        if self._cal_noise is None:
+            return dict(rng=self.rng)
+        return dict(noise=self._cal_noise.at(key, np.array([read])))
+
     # --- the Readout callback --------------------------------------------------------
+
+    def use_images(self, images=None, *, purpose="eval", pass_index: int = 0) -> None:
+        """Key the reads that follow: ``images`` is the image index of every input row
+        (``None``: row ``k`` is image ``k``), ``purpose`` and ``pass_index`` name the pass
+        (:class:`models.sampler.ReadNoise`; e.g. ``purpose="train"`` with the batch
+        counter for chip-in-the-loop training). No effect on ``rng`` draws."""
+        self.images = None if images is None else np.asarray(images, dtype=np.int64)
+        if self.rng is None:
+            self.noise = ReadNoise(self.seeds, purpose=purpose, pass_index=pass_index)
 
     def __call__(self, layer, row_tile, col_tile, plane, plane_bits, weight_bits):
         key = (layer, row_tile, col_tile)
@@ -238,31 +278,40 @@ class ChipReadout:
             # predict() repeats the same images for every chip: one shared (M, R) plane
             # lets the analog model use one large product for all chips.
             x = x[0]
-        v = self._read(key, x, weight_bits)
+        v = self._read(key, x, weight_bits, plane, self._noise_source(key))
         if v.ndim == 2:
             v = v[None]
         if key in self.residual:
             v = v - self.residual[key][:, None]
         return v.reshape(total, -1)
 
-    def _read(self, key, x, weight_bits):
-        """Readouts (N, M, C) int64 of planes ``x`` (N, M, R) on tile ``key``."""
+    def _noise_source(self, key) -> dict:
+        """Noise keyword of the evaluation reads of tile ``key``."""
+        if self.noise is None:
+            return dict(rng=self.rng)
+        return dict(noise=self.noise.at(key, self.images))
+
+    def _read(self, key, x, weight_bits, plane, source):
+        """Readouts (N, M, C) int64 of planes ``x`` (N, M, R) or (M, R) on tile ``key``;
+        ``plane`` and ``source`` (``noise=`` or ``rng=``) key the read noise."""
         chips = self.chips[key]
         if self.config.technology == "rram":
             q = 2 * weight_bits.astype(np.int64) - 1
-            est = rram_mac(x.astype(np.float32), q, chips, rng=self.rng)
+            est = rram_mac(x.astype(np.float32), q, chips, **source)
             v = np.floor(est.astype(np.float64) + 0.5).astype(np.int64)
         elif self.backend == "analog":
             v = sram_readout(x, weight_bits, chips, self.comp[key],
-                             readout_bits=self.params.readout_bits, rng=self.rng)
+                             readout_bits=self.params.readout_bits, plane=plane, **source)
         else:
             v = macro.readout(self.params, x, weight_bits, self.comp[key][:, None],
                               **self._macro_kwargs(key, with_images=True))
         return v.astype(np.int64)
 
-    def predict(self, x) -> np.ndarray:
-        """Predictions ``(N, M)`` of every instance for the images ``x`` (M, inputs)."""
+    def predict(self, x, images=None) -> np.ndarray:
+        """Predictions ``(N, M)`` of every instance for the images ``x`` (M, inputs) with
+        image indices ``images`` (default ``0 .. M-1``; the read-noise key)."""
         x = np.asarray(x)
+        self.use_images(images)
         rep = np.tile(x, (self.n, 1))
         acc_bits = self.params.acc_bits
         self._shared_input = True
@@ -279,10 +328,11 @@ class ChipReadout:
 
 def predict_chips(net: FoldedNet, config: ChipConfig, seeds, x, *, comp_rows: int = 8,
                   backend: str = "macro", calibrate: bool = False, trim: bool = False,
-                  rng=None, max_rows: int = 40000, progress=None) -> np.ndarray:
+                  rng=None, images=None, max_rows: int = 40000, progress=None) -> np.ndarray:
     """Predictions ``(len(seeds), M)`` of ``net`` on every chip instance, in chunks of at
     most ``max_rows`` (instances x images) rows; ``progress(k)`` is called with the number
-    of instances finished after every chunk."""
+    of instances finished after every chunk. ``images``: the image index of every row of
+    ``x`` (the read-noise key, default ``0 .. M-1``)."""
     seeds = _check_seeds(seeds)
     x = np.asarray(x)
     per = max(1, int(max_rows) // max(1, len(x)))
@@ -291,7 +341,7 @@ def predict_chips(net: FoldedNet, config: ChipConfig, seeds, x, *, comp_rows: in
         chunk = seeds[i:i + per]
         cr = ChipReadout(net, config, chunk, comp_rows=comp_rows, backend=backend,
                          calibrate=calibrate, trim=trim, rng=rng)
-        out.append(cr.predict(x))
+        out.append(cr.predict(x, images))
         if progress is not None:
             progress(len(chunk))
     return np.concatenate(out)

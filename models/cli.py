@@ -310,6 +310,26 @@ def _model_base(text) -> Path:
     return path.with_suffix("") if path.suffix in (".json", ".npz") else path
 
 
+def _image_index(data: Dataset) -> np.ndarray:
+    """Image index of every validation image, the read-noise key: its index in the IDX
+    file (``preprocessing.val``), else its position in the validation split."""
+    val = data.preprocessing.get("val")
+    if val is not None:
+        return np.arange(val[0], val[0] + len(data.y_val))
+    return np.arange(len(data.y_val))
+
+
+def _training_hook(readout, hook):
+    """``hook`` with a new read-noise pass (purpose ``train``) for every forward pass."""
+    passes = iter(range(1, 1 << 62))
+
+    def keyed(layer, inputs, weight_bits, acc):
+        if layer == 0:
+            readout.use_images(None, purpose="train", pass_index=next(passes))
+        return hook(layer, inputs, weight_bits, acc)
+    return keyed
+
+
 # --- train ------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
@@ -336,7 +356,7 @@ def cmd_train(args) -> int:
     data = _data_for_training(args)
     print(f"seed: {args.seed}")
     from . import experiments
-    from .chip_readout import ChipReadout
+    from .chip_readout import ChipReadout, predict_chips
 
     start = time.perf_counter()
     epochs_total = args.epochs if args.epochs is not None else recipe(data.name)[1].epochs
@@ -354,9 +374,8 @@ def cmd_train(args) -> int:
         from .bnn import train as bnn_train
         net0 = export_model(model, args.rows, args.cols)
         readout = ChipReadout(net0, chip_cfg, [args.chip_in_loop], comp_rows=args.comp_rows,
-                              backend=backend, calibrate=args.calibrate, trim=args.trim,
-                              rng=np.random.default_rng(args.seed))
-        hook = macro_hook(args.rows, args.cols, data.input_bits, readout)
+                              backend=backend, calibrate=args.calibrate, trim=args.trim)
+        hook = _training_hook(readout, macro_hook(args.rows, args.cols, data.input_bits, readout))
         config = TrainConfig(epochs=args.chip_epochs, lr=1e-3, lr_final=3e-5, seed=args.seed,
                              dva_sigma=args.dva)
         bar = _progress(args.chip_epochs, "chip in the loop", args.quiet)
@@ -377,10 +396,11 @@ def cmd_train(args) -> int:
         accuracy=dict(val_ideal=val, on="validation split: " + json.dumps(
             data.preprocessing.get("val") or data.preprocessing.get("split"))))
     if args.chip_in_loop is not None:
-        chip = ChipReadout(net, chip_cfg, [args.chip_in_loop], comp_rows=args.comp_rows,
-                           backend=backend, calibrate=args.calibrate, trim=args.trim,
-                           rng=np.random.default_rng(args.seed))
-        on_chip = accuracy(chip.predict(data.x_val)[0], data.y_val)
+        # Exactly what `models eval` computes for this chip and these images.
+        pred = predict_chips(net, chip_cfg, [args.chip_in_loop], data.x_val.astype(np.int64),
+                             comp_rows=args.comp_rows, backend=backend, calibrate=args.calibrate,
+                             trim=args.trim, images=_image_index(data))
+        on_chip = accuracy(pred[0], data.y_val)
         net.meta["accuracy"]["val_chip"] = on_chip
     jpath, npath = _atomic_model(net, out)
     print(f"trained {data.name} {'-'.join(map(str, model.sizes))} in {seconds:.1f} s; "
@@ -409,6 +429,8 @@ def cmd_eval(args) -> int:
     if args.images is not None:
         images, y = _load_idx_pair(args.images, args.labels, args.range)
         x = _preprocess(net, images, args.images)
+        first = args.range[0] if args.range is not None else 0
+        index = np.arange(first, first + len(y))
     else:
         source = (net.meta.get("preprocessing") or {}).get("source")
         want = {"digits": "sklearn-digits", "mnist": "mnist-idx"}[args.dataset]
@@ -418,6 +440,7 @@ def cmd_eval(args) -> int:
         seed = ((net.meta.get("preprocessing") or {}).get("split") or {}).get("seed", 0)
         data = load_dataset(args.dataset, seed=seed)
         x, y = data.x_val.astype(np.int64), data.y_val
+        index = _image_index(data)
     energy = _energy_suffix(args, net, x)
     print(f"seed: {args.chip_seed}")
     if cfg is None:
@@ -430,8 +453,8 @@ def cmd_eval(args) -> int:
     seeds = list(range(args.chip_seed, args.chip_seed + args.chips))
     bar = _progress(len(seeds), "chips", args.quiet)
     pred = predict_chips(net, cfg, seeds, x, comp_rows=args.comp_rows, backend=backend,
-                         calibrate=args.calibrate, trim=args.trim,
-                         rng=np.random.default_rng(args.chip_seed), progress=bar.update)
+                         calibrate=args.calibrate, trim=args.trim, images=index,
+                         progress=bar.update)
     bar.close()
     accs = np.mean(pred == np.asarray(y)[None], axis=1)
     what = f"{backend} model, {cfg.technology}" + (", calibrated" if args.calibrate else "") + \

@@ -40,6 +40,7 @@ import numpy as np
 
 from .dfp import slice_weights
 from .params import QSHIFT_BITS, signed_bits_for
+from .sampler import ArrayNoise
 
 __all__ = [
     "DISTRIBUTIONS", "CURVE_SHAPES", "BL_MODES", "DEFAULT_MAX_ELEMENTS",
@@ -122,9 +123,27 @@ def _chip_batch(chip, field):
     return a if chip.batch is not None else a[None]
 
 
-def _check_rng(rng, sigma):
-    if sigma > 0 and not isinstance(rng, np.random.Generator):
-        raise ValueError("read_noise > 0: pass rng=numpy.random.Generator for the per-read noise")
+def _check_noise(noise, rng, sigma):
+    """The source of the per-read noise: a counter-based :class:`models.sampler.ArrayNoise`
+    (``noise``) or a ``numpy.random.Generator`` (``rng``, draws in call order)."""
+    if noise is not None and rng is not None:
+        raise ValueError("give noise (counter-based) or rng (a numpy Generator), not both")
+    if noise is not None and not isinstance(noise, ArrayNoise):
+        raise TypeError(f"noise must be a models.sampler.ArrayNoise, not {type(noise).__name__}")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, not {type(rng).__name__}")
+    if sigma > 0 and noise is None and rng is None:
+        raise ValueError("read_noise > 0: pass noise=models.sampler.ReadNoise(...).at(...) (or "
+                         "rng=numpy.random.Generator) for the per-read noise")
+
+
+def _draw(noise, rng, plane, start, shape, chip_major):
+    """Standard normals for one chunk: ``shape`` is (N, m, C) (chip-major) or (m, N, C);
+    the chunk holds the call's input rows ``start .. start+m-1``."""
+    if noise is not None:
+        m = shape[1] if chip_major else shape[0]
+        return noise.standard_normal(plane, start, m, shape[-1], chip_major=chip_major)
+    return rng.standard_normal(shape, dtype=np.float32)
 
 
 def _as_bits(name, a):
@@ -235,12 +254,13 @@ class _SramArray:
     def chunk_rows(self, max_elements):
         return max(1, int(max_elements) // (self.n * self.mat.shape[-1]))
 
-    def analog(self, xb, rng):
+    def analog(self, xb, noise=None, rng=None, plane=0, start=0):
         """Analog values t (float32) of binary planes ``xb``.
 
         ``xb`` ``(m, R)`` (the same inputs for every chip) gives ``(m, N, C)``: the chips
         then share one large matrix product ``(m, R) @ (R, N*C)``, far faster than N
-        small ones. ``xb`` ``(N, m, R)`` gives ``(N, m, C)``.
+        small ones. ``xb`` ``(N, m, R)`` gives ``(N, m, C)``. ``noise``/``rng``, ``plane``
+        and ``start`` (the chunk's first row in the call) locate the read-noise draws.
         """
         cfg = self.cfg
         shared = xb.ndim == 2
@@ -261,10 +281,10 @@ class _SramArray:
             a += (self.comp_pos - self.comp_neg).reshape(layout)
         a += self.offset.reshape(layout)
         if cfg.read_noise > 0:
-            noise = rng.standard_normal(a.shape, dtype=np.float32)
-            noise *= np.float32(cfg.read_noise)
-            a += noise
-            del noise
+            z = _draw(noise, rng, plane, start, a.shape, chip_major=not shared)
+            z *= np.float32(cfg.read_noise)
+            a += z
+            del z
         a *= self.gain.reshape(layout)
         np.clip(a, -self.sat, self.sat, out=a)
         if not self.bitline and np.isfinite(cfg.bl_vmax):
@@ -272,23 +292,26 @@ class _SramArray:
         return a
 
 
-def _plane_call(x_plane, weights, chip, comp, readout_bits, sat, qshift, rng, max_elements, digital):
+def _plane_call(x_plane, weights, chip, comp, readout_bits, sat, qshift, noise, rng, plane,
+                max_elements, digital):
     arr = _SramArray(chip, weights, comp, readout_bits, sat, qshift)
-    _check_rng(rng, arr.cfg.read_noise)
+    _check_noise(noise, rng, arr.cfg.read_noise)
     x, single = _inputs(_as_bits("x_plane", x_plane), chip.batch, arr.rows, "x_plane")
     shared, m_total = x.shape[0] == 1, x.shape[1]
+    if noise is not None:
+        noise.check(m_total, arr.n)
     out = np.empty((arr.n, m_total, arr.cols), np.int32 if digital else np.float32)
     step = arr.chunk_rows(max_elements)
     for m0 in range(0, m_total, step):
         xb = (x[0] if shared else x)[..., m0:m0 + step, :].astype(np.float32)
-        t = arr.analog(xb, rng)
+        t = arr.analog(xb, noise, rng, plane, m0)
         t = _adc(t, arr.readout_bits, arr.qshift) if digital else t
         out[:, m0:m0 + step] = t.transpose(1, 0, 2) if shared else t
     return _finish(out, chip, single)
 
 
-def sram_column(x_plane, weights, chip, comp=None, *, readout_bits=None, sat=None, rng=None,
-                max_elements=DEFAULT_MAX_ELEMENTS) -> np.ndarray:
+def sram_column(x_plane, weights, chip, comp=None, *, readout_bits=None, sat=None, noise=None,
+                rng=None, plane=0, max_elements=DEFAULT_MAX_ELEMENTS) -> np.ndarray:
     """Analog column value ``t`` of one bit-plane, before the ADC rounds it (float32).
 
     Parameters
@@ -306,26 +329,34 @@ def sram_column(x_plane, weights, chip, comp=None, *, readout_bits=None, sat=Non
         ADC width W; default the smallest holding ``±(R + K)``.
     sat : int, optional
         Saturation limit L in cell units; default ``chip.config.sat``, else ``2^(W-1) - 1``.
-    rng : numpy.random.Generator
-        Source of the per-read noise; required when ``read_noise > 0``.
+    noise : models.sampler.ArrayNoise, optional
+        Counter-based per-read noise (``ReadNoise(seeds).at(array, images)``): the draw
+        of every read is fixed by (chip seed, array, ``plane``, image index, column).
+    rng : numpy.random.Generator, optional
+        Instead of ``noise``: draws from this generator in call order. One of the two is
+        required when ``read_noise > 0``.
+    plane : int
+        The read's number within one input (its bit-plane), part of the noise key.
     max_elements : int
         Bound on one chunk's ``N x m x C`` intermediate.
     """
-    return _plane_call(x_plane, weights, chip, comp, readout_bits, sat, 0, rng, max_elements, False)
+    return _plane_call(x_plane, weights, chip, comp, readout_bits, sat, 0, noise, rng, plane,
+                       max_elements, False)
 
 
 def sram_readout(x_plane, weights, chip, comp=None, *, readout_bits=None, sat=None, qshift=None,
-                 rng=None, max_elements=DEFAULT_MAX_ELEMENTS) -> np.ndarray:
+                 noise=None, rng=None, plane=0, max_elements=DEFAULT_MAX_ELEMENTS) -> np.ndarray:
     """The ADC's signed integer readout ``v`` of one bit-plane (int32); see :func:`sram_column`.
 
     ``qshift`` (default ``chip.config.qshift``) floors ``v`` to a multiple of ``2^qshift``.
     On an ideal chip with balanced compensation ``v`` equals ``sum_r x[r] (2 w[r,c] - 1)``.
     """
-    return _plane_call(x_plane, weights, chip, comp, readout_bits, sat, qshift, rng, max_elements, True)
+    return _plane_call(x_plane, weights, chip, comp, readout_bits, sat, qshift, noise, rng, plane,
+                       max_elements, True)
 
 
 def sram_mac(x, weights, chip, input_bits: int, comp=None, *, readout_bits=None, sat=None,
-             qshift=None, rng=None, max_elements=DEFAULT_MAX_ELEMENTS) -> np.ndarray:
+             qshift=None, noise=None, rng=None, max_elements=DEFAULT_MAX_ELEMENTS) -> np.ndarray:
     """Bit-serial multiply-accumulate of unsigned inputs: ``tile = sum_b 2^b v_b`` (int32).
 
     Each of the ``input_bits`` planes of ``x`` is one array readout (with its own offset,
@@ -342,7 +373,8 @@ def sram_mac(x, weights, chip, input_bits: int, comp=None, *, readout_bits=None,
     input_bits : int
         Number of bit-planes B (1 for binary activations).
 
-    The other parameters are those of :func:`sram_readout`.
+    The other parameters are those of :func:`sram_readout`; plane ``b`` is read ``b``
+    of the noise key.
     """
     if isinstance(input_bits, bool) or not isinstance(input_bits, (int, np.integer)) \
             or not 1 <= input_bits <= 16:
@@ -355,17 +387,20 @@ def sram_mac(x, weights, chip, input_bits: int, comp=None, *, readout_bits=None,
     if x.size and (x.min() < 0 or x.max() >= 1 << input_bits):
         raise ValueError(f"x must lie in [0, {(1 << input_bits) - 1}] for input_bits={input_bits}")
     arr = _SramArray(chip, weights, comp, readout_bits, sat, qshift)
-    _check_rng(rng, arr.cfg.read_noise)
+    _check_noise(noise, rng, arr.cfg.read_noise)
     x, single = _inputs(x, chip.batch, arr.rows)
     x = x.astype(np.int32)
     shared, m_total = x.shape[0] == 1, x.shape[1]
+    if noise is not None:
+        noise.check(m_total, arr.n)
     out = np.empty((arr.n, m_total, arr.cols), np.int32)
     step = arr.chunk_rows(max_elements)
     for m0 in range(0, m_total, step):
         xc = (x[0] if shared else x)[..., m0:m0 + step, :]
         tile = None
         for b in range(input_bits):
-            v = _adc(arr.analog(((xc >> b) & 1).astype(np.float32), rng), arr.readout_bits, arr.qshift)
+            t = arr.analog(((xc >> b) & 1).astype(np.float32), noise, rng, b, m0)
+            v = _adc(t, arr.readout_bits, arr.qshift)
             if b:
                 v <<= b
             tile = v if tile is None else tile + v
@@ -424,12 +459,12 @@ def rram_column_current(x, conductance, *, read_noise: float = 0.0, rng=None) ->
     """
     current = np.matmul(np.asarray(x, dtype=np.float32), np.asarray(conductance, dtype=np.float32))
     if read_noise > 0:
-        _check_rng(rng, read_noise)
+        _check_noise(None, rng, read_noise)
         current += np.float32(read_noise) * rng.standard_normal(current.shape, dtype=np.float32)
     return current
 
 
-def rram_mac(x, q, chip, *, rng=None, max_elements=DEFAULT_MAX_ELEMENTS) -> np.ndarray:
+def rram_mac(x, q, chip, *, noise=None, rng=None, max_elements=DEFAULT_MAX_ELEMENTS) -> np.ndarray:
     """Estimated dot products ``sum_r x[r] q[r, c]`` read from a ReRAM crossbar (float32).
 
     The integer weights ``q`` (``+1/-1`` when ``chip.config.weight_bits == 1``, else codes
@@ -449,13 +484,15 @@ def rram_mac(x, q, chip, *, rng=None, max_elements=DEFAULT_MAX_ELEMENTS) -> np.n
         Weights ``(R, C)`` or ``(N, R, C)``.
     chip : models.chip.Chip
         ReRAM instance or stack; its ``cell_factor`` has one cell per slice of each weight.
-    rng : numpy.random.Generator
-        Required when ``read_noise > 0``.
+    noise, rng
+        Source of the per-read noise (see :func:`sram_column`); one is required when
+        ``read_noise > 0``. The noise key's columns are the physical columns
+        ``c * J + j`` (read 0).
     """
     cfg = chip.config
     if cfg.technology != "rram":
         raise ValueError(f"this is a ReRAM model; the chip's technology is {cfg.technology!r}")
-    _check_rng(rng, cfg.read_noise)
+    _check_noise(noise, rng, cfg.read_noise)
     rows, cols, cells = chip.cell_factor.shape[-3:]
     q = np.asarray(q)
     _weights_batch(q, chip, rows, cols, "q")
@@ -471,6 +508,8 @@ def rram_mac(x, q, chip, *, rng=None, max_elements=DEFAULT_MAX_ELEMENTS) -> np.n
     x, single = _inputs(x, chip.batch, rows)
     x = x.astype(np.float32)
     m_total = x.shape[1]
+    if noise is not None:
+        noise.check(m_total, n)
     out = np.empty((n, m_total, cols), np.float32)
     chunk = max(1, int(max_elements) // (n * cols * cells))
     shared = x.shape[0] == 1 and n > 1
@@ -480,10 +519,15 @@ def rram_mac(x, q, chip, *, rng=None, max_elements=DEFAULT_MAX_ELEMENTS) -> np.n
     for m0 in range(0, m_total, chunk):
         xc = x[:, m0:m0 + chunk]
         if shared:
-            current = rram_column_current(xc[0], g_flat, read_noise=cfg.read_noise, rng=rng)
-            current = current.reshape(xc.shape[1], n, -1).transpose(1, 0, 2)
+            current = rram_column_current(xc[0], g_flat)
+            current = current.reshape(xc.shape[1], n, -1)
         else:
-            current = rram_column_current(xc, g, read_noise=cfg.read_noise, rng=rng)
+            current = rram_column_current(xc, g)
+        if cfg.read_noise > 0:
+            z = _draw(noise, rng, 0, m0, current.shape, chip_major=not shared)
+            current += np.float32(cfg.read_noise) * z
+        if shared:
+            current = current.transpose(1, 0, 2)
         xsum = xc.sum(axis=-1)[..., None, None]                       # (Nx, m, 1, 1)
         est = (current.reshape(n, xc.shape[1], cols, cells) - g_off * xsum) / step
         out[:, m0:m0 + chunk] = est @ coef32 - np.float32(bias) * xsum[..., 0]

@@ -48,7 +48,12 @@ __all__ = [
 ]
 
 FORMAT_NAME = "cim-bnn-model"
-FORMAT_VERSION = 1
+#: 2: figures recorded on sampled chips (``accuracy.val_chip``) use the counter-based
+#: read noise of :mod:`models.sampler` and are what ``models eval`` reproduces; 1: the
+#: same fields, with read noise from a shared generator (not reproducible).
+FORMAT_VERSION = 2
+#: Versions this reader loads (the arrays and fields are the same).
+READ_VERSIONS = (1, 2)
 
 #: ``readout(layer, row_tile, col_tile, plane, plane_bits, weight_bits) -> v``:
 #: ``plane_bits`` (N, R) uint8 is bit ``plane`` of the tile's inputs, ``weight_bits``
@@ -482,8 +487,9 @@ def load_folded(path) -> FoldedNet:
         fail("top level must be a JSON object")
     if doc.get("format") != FORMAT_NAME:
         fail(f"format must be {FORMAT_NAME!r}, not {doc.get('format')!r}")
-    if doc.get("version") != FORMAT_VERSION:
-        fail(f"version {doc.get('version')!r} is not supported (this reader: {FORMAT_VERSION})")
+    if doc.get("version") not in READ_VERSIONS or isinstance(doc.get("version"), bool):
+        fail(f"version {doc.get('version')!r} is not supported (this reader: "
+             f"{', '.join(map(str, READ_VERSIONS))})")
 
     def get_int(d, key, where, lo=None):
         v = d.get(key) if isinstance(d, dict) else None
