@@ -37,7 +37,7 @@ from models.params import GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS, MacroParams
 
 from .replicas import LANE_BLOCK, lane_blocks, replicated
 
-__all__ = ["ComputeArray", "popcount", "sign_extend", "add_same_width", "lane_popcount_planes",
+__all__ = ["ComputeArray", "count_bits", "popcount", "sign_extend", "add_same_width", "lane_popcount_planes",
            "lane_popcounts", "lane_popcounts_from_planes", "lane_sign_fills"]
 
 
@@ -55,6 +55,11 @@ def _comb_signal(m, shape, name, value):
 def _count_bits(count):
     """Width of a count of ``count`` bits, as :func:`popcount` returns it."""
     return 1 if count == 1 else (count - 1).bit_length() + 1
+
+
+def count_bits(count):
+    """Width of the ones count of ``count`` bits (the L = 4 array's ``plane_ones`` lanes)."""
+    return _count_bits(count)
 
 
 def _bits_for_range(lo, hi):

@@ -18,10 +18,13 @@ it proves, in the cycle after an invalid access:
 * idle (BUSY low, for L = 4 since the cycle before, in which that build still sets
   STATUS.acc_sat): no memory is written in the cycle where the access's writes would
   land (every column memory's write enables and the TABLE write enable are 0), and
-  every register of the macro and its blocks except the error registers and the bus
-  pipeline (``ack``, the captured read word, the read-select registers, the registered
-  decode of the L = 4 build) holds its value up to the cycle after the one in which the
-  macro acts on the access;
+  every register of the macro holds its value up to the cycle after the one in which
+  the macro acts on the access, except those of the components in
+  :data:`BUS_PIPELINE_PATHS` (the bus front end, whose error registers are checked
+  above; the memory port, whose memories are checked by their write enables; the
+  register read word; the compute array's readout pipeline). The registers are found by
+  walking the elaborated design, so a register added to any other component is checked
+  without being named here;
 * busy: no bus-written memory (WEIGHT, STUCK_*, OFFSET, GAIN, THRESH, TABLE) is written,
   the COMP write enable is the calibration sequencer's own, and the registers only the
   bus writes (INPUT, FLIP, CMD, SAT, QSHIFT) hold.
@@ -63,23 +66,19 @@ DEEP = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=2,
 MIDDLE = [MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=2,
                       nonideal=NONIDEALITIES, pipeline=L) for L in (2, 3)]
 
-#: Registers that an invalid access may change: the error registers and the read
-#: response (ack, the captured register word, which memory answers, the lane selects).
-ERROR_REGISTERS = {"error", "errcode", "erraddr"}
-READ_PIPELINE = {"register_rdata", "bus_pending", "bus_live", "bus_ack_slot", "bus_ack_live",
-                 "register_rdata_q2", "table_word"}
-#: Name endings of the pipelined read path's registers (split lane multiplexers), and
-#: the readout stage registers `NAME_qK` of a pipelined array: each copies a function of
-#: the state that is checked (they follow their inputs every cycle, reset or not).
-READ_PIPELINE_SUFFIXES = ("_blocks", "_groups", "_slot_high", "_group_select", "_q1", "_q2", "_q3",
-                          "_q4", "_d")
-#: The L = 4 build's copies of INPUT per block of lanes, the planes chosen from them, and
-#: the planes' ones counts (rtl/cim_macro.py): they follow the checked registers every
-#: cycle (the copies and chosen planes without a reset).
-COPY_PREFIXES = ("input_copy", "plane_value_b", "input_ones", "plane_ones_b")
-#: Registers only the bus writes (they must hold even while busy).
-BUS_ONLY_PREFIXES = ("input_", "flip_")
-BUS_ONLY_NAMES = {"cmd", "sat", "qshift"}
+#: Components (submodule paths) whose registers an invalid access may change: they follow
+#: the bus in every cycle (handshake, decode, error registers, read answer, the memories'
+#: write pipelines) or the memories' read ports, which show the bus's address while idle
+#: (the compute array's readout pipeline). Every other register must hold.
+BUS_PIPELINE_PATHS = {("front",), ("memories",), ("registers", "read"), ("lanes", "array")}
+#: Components whose registers copy checked state a few cycles late (the L = 4 blocks'
+#: copies of INPUT, of its planes' ones counts and of the plane select): they may still
+#: be settling from an earlier valid write when an invalid access comes.
+COPY_PATHS = {("planes",)}
+#: Registers only the bus writes (they must hold even while busy): (component, name or
+#: name prefix ending in "_").
+BUS_ONLY = {("registers", "input_"), ("registers", "flip_"), ("registers", "sat"),
+            ("registers", "qshift"), ("sequencer", "cmd")}
 
 
 def address_classes(p):
@@ -117,7 +116,7 @@ def inspect(fragment):
                 table_we = obj.table_we
         for stmt in frag.statements.get("sync", ()):
             for sig in stmt._lhs_signals():
-                registers[".".join(path + (sig.name,))] = sig
+                registers[path + (sig.name,)] = sig
     return registers, enables, table_we
 
 
@@ -174,11 +173,12 @@ class BusHarness(Elaboratable):
         owed = held & wb.cyc
         # Induction invariant: the macro's own in-flight and CYC-held registers are the
         # harness's (without it, induction starts from states where they disagree).
-        slots = [self.registers["bus_ack_slot"]]
-        heldq = [self.registers["bus_ack_live"]] if lat > 1 else []
+        front = {name: sig for (*path, name), sig in self.registers.items() if path == ["front"]}
+        slots = [front["bus_ack_slot"]]
+        heldq = [front["bus_ack_live"]] if lat > 1 else []
         if lat > 1:  # (at latency 1 the ack slot is the only bus register)
-            slots = [*self.registers["bus_pending"], *slots]
-            heldq = [*self.registers["bus_live"], *heldq]
+            slots = [*front["bus_pending"], *slots]
+            heldq = [*front["bus_live"], *heldq]
         with m.If(~rst):
             m.d.comb += Assert(Cat(*slots) == Cat(*in_flight))
             if heldq:
@@ -234,7 +234,7 @@ class BusHarness(Elaboratable):
         m.d.sync += [was_access.eq(access & ~rst), was_invalid.eq(invalid & ~rst),
                      was_read.eq(~we), was_idle.eq(~dut.busy), was_error.eq(dut.error),
                      was_code.eq(code), was_adr.eq(adr)]
-        errcode, erraddr = self.registers["errcode"], self.registers["erraddr"]
+        errcode, erraddr = self.registers["front", "errcode"], self.registers["front", "erraddr"]
         # A reset in the cycle being checked would change every register.
         now = ~rst
         # ... and `lat` cycles later (the ack and the read data).
@@ -272,18 +272,25 @@ class BusHarness(Elaboratable):
             m.d.comb += idle.eq(~dut.busy & ~busy_before.any())
         else:
             m.d.comb += idle.eq(~dut.busy)
-        holds = [(later(invalid, k, "invalid_then"), later(idle, k, "idle_then"))
+        # Registers that follow other state a cycle late (the search's registered result)
+        # settle in the cycles right after a reset, whatever the bus does: the hold check
+        # starts with accesses two cycles after the reset.
+        settled = later(Const(1, 1), 2, "settled")
+        holds = [(later(invalid & settled, k, "invalid_then"), later(idle, k, "idle_then"))
                  for k in range(1, acts + 2)]
         checked_idle, checked_busy = [], []
-        for name, sig in self.registers.items():
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf in ERROR_REGISTERS and not (self.hold_errcode and leaf == "errcode") \
-                    or leaf in READ_PIPELINE or leaf.startswith("read_from_") or leaf.endswith("_q") \
-                    or leaf.endswith(READ_PIPELINE_SUFFIXES) or leaf.startswith(COPY_PREFIXES):
+        for path, sig in self.registers.items():
+            *component, leaf = path
+            if any(tuple(component[:k]) in BUS_PIPELINE_PATHS | COPY_PATHS
+                   for k in range(1, len(component) + 1)) \
+                    and not (self.hold_errcode and path == ("front", "errcode")):
                 continue
+            name = ".".join(path)
             prev = Signal.like(sig, name=f"prev_{name.replace('.', '_')}")
             m.d.sync += prev.eq(sig)
-            bus_only = "." not in name and (leaf in BUS_ONLY_NAMES or leaf.startswith(BUS_ONLY_PREFIXES))
+            bus_only = any(tuple(component) == (part,) and
+                           (leaf.startswith(rule) if rule.endswith("_") else leaf == rule)
+                           for part, rule in BUS_ONLY)
             for then_invalid, then_idle in holds:
                 with m.If(now & then_invalid & (then_idle | Const(1 if bus_only else 0, 1))):
                     m.d.comb += Assert(sig == prev)
@@ -330,9 +337,13 @@ def test_harness_finds_the_state():
     assert {"weight_mem", "comp_mem", "acc_mem", "thresh_mem", "offset_mem", "gain_mem",
             "stuck_mask_mem", "stuck_value_mem"} <= set(h.enables)
     assert h.table_we is not None
-    assert {"errcode", "erraddr"} <= set(h.registers)
+    assert {("front", "errcode"), ("front", "erraddr")} <= set(h.registers)
     # The busy-time check must not be vacuous: the bus-only registers were found.
-    assert any(n.startswith("input_") for n in h.checked["busy"]) and "cmd" in h.checked["busy"]
+    assert any(n.startswith("registers.input_") for n in h.checked["busy"])
+    assert "sequencer.cmd" in h.checked["busy"] and "registers.sat" in h.checked["busy"]
+    # Every component outside the bus pipeline has registers under the check.
+    for part in ("registers", "sequencer", "lanes.shift_acc", "lanes.calibration"):
+        assert any(n.startswith(part + ".") for n in h.checked["idle"]), part
     assert len(h.checked["idle"]) > len(h.checked["busy"])
     print("checked registers:", h.checked)
 

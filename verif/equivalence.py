@@ -42,6 +42,9 @@ _REFERENCE = _READ + "opt_clean\n"
 _CANDIDATE = _READ
 #: The wires on register outputs (flip-flop Q).
 _REGISTERS = "t:$*dff* %x:+[Q] t:$*dff* %d"
+#: Yosys's own (private) names as ``select -write`` prints them ($auto$..., $procdff$...,
+#: $flatten\...): equiv_make does not pair them. Amaranth's temporaries ($8) are public.
+_PRIVATE = re.compile(r"\$[A-Za-z_]+[$\\]|.*:")
 _LIST = ("select -write registers.txt " + _REGISTERS + "\n"
          "select -write aliases.txt " + _REGISTERS + " %a\n"
          "select -write ports.txt x:*\nselect -write wires.txt w:*\n")
@@ -119,7 +122,7 @@ def netlist_names(verilog: Path, top: str, workdir: Path, *, reference: bool,
         found = []
         for line in (workdir / file).read_text().splitlines():
             module, _, wire = line.partition("/")
-            if module == top and wire:
+            if module == top and wire and not _PRIVATE.match(wire):
                 found.append(wire)
         return found
 

@@ -169,7 +169,7 @@ class MacroBench(TB):
     async def start(self) -> None:
         await self.reset()
         cov = self.ctx.coverage
-        from rtl.cim_macro import Phase
+        from rtl.sequencer import Phase
         from rtl.calibration_fsm import CalState
         if hasattr(self.dut, "cov_phase"):
             self.monitors.append(PhaseMonitor(self, self.dut.cov_phase, cov, "macro",

@@ -1,0 +1,405 @@
+"""The command sequencer: accepts RUN, CALIBRATE and CLEAR, steps through the column
+groups and their phases, and drives the lanes' strobes (``docs/ARCHITECTURE.md``
+section 5).
+
+A command accepted in cycle t raises BUSY from cycle t+1. Per column group: RUN: a read
+cycle (group address presented, tile cleared), p plane cycles (MSB plane first), L drain
+cycles with a pipelined array (the shift-accumulator steps L cycles after each plane
+cycle) and a write-back cycle (ACC, OUT, acc_sat); CALIBRATE: a read cycle (search
+started), S search reads, the verification read (each lasting L + 1 cycles; COMP and
+CALFLAG are taken from it) and the write-back slot; CLEAR: one cycle writing ACC and OUT
+of the group to 0.
+
+Strobes that reach every lane come from copies per block of lanes (``rtl/replicas.py``),
+through two levels of copies where the macro acts two cycles after an access.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from models.params import CSR, Cmd, Region
+
+from .access import access_layout
+from .logic import clog2, eq_const, onehot
+from .pipeline_timing import PipelineTiming
+from .replicas import replicated
+
+__all__ = ["Phase", "Sequencer"]
+
+
+class Phase(enum.Enum, shape=3):
+    """Step of the command sequencer within one column group.
+
+    Members
+    -------
+    IDLE
+        Not busy.
+    READ
+        RUN or CALIBRATE: the group's address is on every memory read port.
+    PLANES
+        RUN: one bit-plane per cycle, most significant first.
+    SEARCH
+        CALIBRATE: the S search reads, then the verification read.
+    WRITE
+        Write-back: RUN stores ACC and OUT; CALIBRATE has stored its results already.
+    CLEAR
+        CLEAR: ACC and OUT of the group to 0.
+    DRAIN
+        RUN with a pipelined array (``pipeline`` = L > 0): the L cycles after the last
+        plane, in which the last L readouts reach the shift-accumulator.
+    """
+    IDLE = 0
+    READ = 1
+    PLANES = 2
+    SEARCH = 3
+    WRITE = 4
+    CLEAR = 5
+    DRAIN = 6
+
+
+class Sequencer(wiring.Component):
+    """Phases, counters and lane strobes of the macro's commands.
+
+    Parameters
+    ----------
+    p : MacroParams
+
+    Members
+    -------
+    access : In(access_layout(p))
+        The bus access in the cycle it acts in (a CMD write starts a command).
+    early : In(access_layout(p))
+        The access a cycle after it, when it acts two cycles late: the command's lane
+        copies and the first store enable of a CLEAR are loaded from it.
+    calibration_done : In(1)
+        The calibration FSM's verification read (its last cycle).
+    acc_saturated : In(1)
+        Some lane's accumulator saturated: in the write-back cycle, or (with copy
+        trees) as the datapath's registered flags.
+    any_flag : In(1)
+        Some lane of the group is out of its compensation range (with the flags).
+    busy : Out(1)
+    cmd : Out(12)
+        The last accepted command (bits 11:0).
+    cycles : Out(p.cycle_bits)
+        CYCLES: cycles the last command was busy.
+    group : Out(max(1, ceil(log2 G)))
+        The column group of the command.
+    phase : Out(Phase)
+    plane_next : Out(max(1, ceil(log2 B)))
+        The bit-plane of the next cycle, and ``planes_next``: the next cycle is a plane
+        cycle.
+    plane_select : Out(B)
+        Copy trees only: a one-hot plane select two cycles ahead of the planes (bit b:
+        plane b two cycles later; all zeros outside), for the blocks' plane registers.
+    calibration_start : Out(1)
+    calibrated : Out(1)
+        The verification read of a group: the search's results are valid.
+    calibrating : Out(P)
+        Per lane: the array's compensation comes from the search.
+    tile_clear, step, accumulate : Out(P)
+        The shift-accumulator's controls, per lane.
+    margin_capture, margin_capture_late : Out(P)
+        With a pipeline: the threshold margin (and, with copy trees, the accumulator
+        operand, then the margin a cycle later) are captured.
+    store : Out(P)
+        Per lane: ACC and OUT of the group are stored at the clock edge (with a pipeline,
+        from copies computed a cycle ahead).
+    store_result : Out(P)
+        Per lane: what is stored is the RUN's result (else 0, a CLEAR).
+    comp_store : Out(P)
+        Per lane: the search's result is written to COMP (with a pipeline, in the
+        write-back cycle from a registered result).
+    out_groups, calflag_groups : Out(G)
+        The group whose OUT, CALFLAG bits are written.
+    command_done, set_acc_sat, set_cal_range : Out(1)
+        STATUS events: the command completes, an accumulator saturated, a calibrated
+        column is out of range.
+    """
+
+    def __init__(self, p):
+        self._p = p
+        self._timing = timing = PipelineTiming.of(p.pipeline)
+        P, G = p.cols_per_cycle, p.groups
+        members = {
+            "access": In(access_layout(p)),
+            "calibration_done": In(1),
+            "acc_saturated": In(1),
+            "any_flag": In(1),
+            "busy": Out(1),
+            "cmd": Out(Cmd.BITS),
+            "cycles": Out(p.cycle_bits),
+            "group": Out(max(1, p.group_addr_bits)),
+            "phase": Out(Phase),
+            "plane_next": Out(max(1, clog2(p.input_bits))),
+            "planes_next": Out(1),
+            "calibration_start": Out(1),
+            "calibrated": Out(1),
+            "calibrating": Out(P),
+            "tile_clear": Out(P),
+            "step": Out(P),
+            "accumulate": Out(P),
+            "store": Out(P),
+            "store_result": Out(P),
+            "comp_store": Out(P),
+            "out_groups": Out(G),
+            "calflag_groups": Out(G),
+            "command_done": Out(1),
+            "set_acc_sat": Out(1),
+            "set_cal_range": Out(1),
+        }
+        if timing.pipelined:
+            members["margin_capture"] = Out(P)
+        if timing.copy_trees:
+            members.update(early=In(access_layout(p)),
+                           plane_select=Out(p.input_bits), margin_capture_late=Out(P))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        p, timing = self._p, self._timing
+        B, P, G, L = p.input_bits, p.cols_per_cycle, p.groups, timing.stages
+        gb, cycle_bits = p.group_addr_bits, p.cycle_bits
+        m = Module()
+        access = self.access
+        dat_w, opcode = access.data, access.data[:3]
+        cmd_write = Signal()
+        m.d.comb += cmd_write.eq(access.valid & access.we & access.regions[Region.CSR]
+                                 & access.regs[CSR.CMD])
+
+        busy = Signal(name="busy")
+        cmd = Signal(Cmd.BITS, name="cmd")
+        cycles = Signal(cycle_bits, name="cycles")
+        phase = Signal(Phase, name="phase")
+        in_phase = {}
+        for ph in Phase:
+            in_phase[ph] = Signal(name=f"in_{ph.name.lower()}")
+            m.d.comb += in_phase[ph].eq(eq_const(phase.as_value(), ph.value))
+        # 1-bit minimum: Yosys writes a zero-width register as [-1:0] (ASCRANGE).
+        group_reg = Signal(max(1, gb), name="group")
+        group = group_reg[:gb]
+        plane_bits = max(1, clog2(B))
+        plane = Signal(plane_bits, name="plane")         # index of the current bit-plane
+        # DRAIN cycles left after this one (pipelined arrays only).
+        drain_left = Signal(max(1, clog2(L)), name="drain_left") if L else None
+        busy_count = Signal(cycle_bits, name="busy_count")
+        cmd_run = Signal()
+        cmd_calibrate = Signal()
+        # Accepted commands have opcode 1, 2 or 3.
+        m.d.comb += [cmd_run.eq(cmd[0] & ~cmd[1]), cmd_calibrate.eq(~cmd[0] & cmd[1])]
+        group_hit = onehot(m, group, G, "group_hit")
+        last_group = eq_const(group, G - 1)
+        m.d.comb += [self.busy.eq(busy), self.cmd.eq(cmd), self.cycles.eq(cycles),
+                     self.group.eq(group_reg), self.phase.eq(phase), self.out_groups.eq(group_hit)]
+
+        # The plane of the next cycle, and whether it is a plane cycle (the plane select
+        # registers the plane a cycle ahead).
+        nplanes = cmd[Cmd.NPLANES_SHIFT:Cmd.BITS]
+        plane_next = Signal(plane_bits, name="plane_next")
+        planes_next = Signal(name="planes_next")
+        m.d.comb += plane_next.eq(plane)
+        with m.If(in_phase[Phase.READ] & cmd_run):
+            m.d.comb += planes_next.eq(1)
+            with m.If(nplanes.any()):
+                m.d.comb += plane_next.eq((nplanes - 1)[:plane_bits])
+            with m.Else():
+                m.d.comb += plane_next.eq(B - 1)
+        with m.Elif(in_phase[Phase.PLANES] & plane.any()):
+            m.d.comb += [planes_next.eq(1), plane_next.eq((plane - 1)[:plane_bits])]
+        m.d.sync += plane.eq(plane_next)
+        m.d.comb += [self.plane_next.eq(plane_next), self.planes_next.eq(planes_next)]
+
+        # The command's ACCUMULATE bit and "the command is a RUN" (and, with copy trees,
+        # "a CALIBRATE"), loaded with CMD into one copy per block of lanes. With copy
+        # trees they are loaded in the early cycle through two levels: the blocks see the
+        # command in the read cycle, as the others do a cycle after the CMD write.
+        if timing.copy_trees:
+            early = self.early
+            command_early = Signal(name="early_cmd_write")
+            m.d.comb += command_early.eq(early.valid & early.we & early.regions[Region.CSR]
+                                         & early.regs[CSR.CMD])
+            cmd_lanes = dict(enable=command_early, tree=True)
+            cmd_data = early.data
+        else:
+            command_early = None
+            cmd_lanes = dict(enable=cmd_write)
+            cmd_data = dat_w
+        accumulate_lanes = replicated(m, cmd_data[Cmd.ACCUMULATE_BIT], P, "accumulate", **cmd_lanes)
+        run_lanes = replicated(m, eq_const(cmd_data[:3], 1), P, "cmd_run", **cmd_lanes)
+        m.d.comb += self.accumulate.eq(accumulate_lanes)
+        if timing.copy_trees:
+            m.d.comb += self.calibrating.eq(replicated(m, eq_const(cmd_data[:3], 2), P,
+                                                       "cmd_calibrate", **cmd_lanes))
+            self._plane_select(m, command_early, early.data, cmd,
+                               in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run & ~last_group)
+        else:
+            m.d.comb += self.calibrating.eq(cmd_calibrate.replicate(P))
+
+        def next_group(same_phase):
+            with m.If(last_group):
+                m.d.comb += self.command_done.eq(1)
+                m.d.sync += [busy.eq(0), phase.eq(Phase.IDLE),
+                             cycles.eq((busy_count + 1)[:cycle_bits])]
+            with m.Else():
+                m.d.sync += [group_reg.eq((group + 1)[:gb]), phase.eq(same_phase)]
+
+        with m.If(busy):
+            m.d.sync += busy_count.eq((busy_count + 1)[:cycle_bits])
+
+        # If chains on decoded phases rather than a Switch: Amaranth splits a Switch per
+        # assigned signal, and a signal assigned in some phases only would get a case
+        # statement without a default.
+        clear_tile = Signal(name="clear_tile")
+        calibrated = Signal()
+        with m.If(in_phase[Phase.READ]):
+            with m.If(cmd_run):
+                m.d.comb += clear_tile.eq(1)
+                m.d.sync += phase.eq(Phase.PLANES)
+            with m.Else():
+                m.d.comb += self.calibration_start.eq(1)
+                m.d.sync += phase.eq(Phase.SEARCH)
+        with m.Elif(in_phase[Phase.PLANES]):
+            with m.If(~plane.any()):
+                if L:
+                    m.d.sync += [drain_left.eq(L - 1), phase.eq(Phase.DRAIN)]
+                else:
+                    m.d.sync += phase.eq(Phase.WRITE)
+        if L:
+            with m.Elif(in_phase[Phase.DRAIN]):
+                with m.If(drain_left.any()):
+                    m.d.sync += drain_left.eq((drain_left - 1)[:len(drain_left)])
+                with m.Else():
+                    m.d.sync += phase.eq(Phase.WRITE)
+        with m.Elif(in_phase[Phase.SEARCH]):
+            # The FSM's verification read (its last cycle, with a pipeline) ends the search.
+            with m.If(self.calibration_done):
+                m.d.comb += calibrated.eq(1)
+                m.d.sync += phase.eq(Phase.WRITE)
+        m.d.comb += self.calibrated.eq(calibrated)
+
+        # The shift-accumulator takes a plane's readout L cycles after the plane cycle;
+        # the last register of the delay is copied per block of lanes. With a pipeline
+        # the tile is cleared a cycle after the read cycle, from copies too: its first
+        # step comes L >= 1 cycles later still.
+        step = in_phase[Phase.PLANES]
+        for i in range(L):
+            if i == L - 1:
+                step = replicated(m, step, P, "step", suffix=f"_q{L}")
+            else:
+                step_q = Signal(name=f"step_q{i + 1}")
+                m.d.sync += step_q.eq(step)
+                step = step_q
+        if L:
+            m.d.comb += [self.step.eq(step),
+                         self.tile_clear.eq(replicated(m, clear_tile, P, "tile_clear"))]
+            # The threshold margin is captured while the planes run (the group's ACC and
+            # THRESH words are valid from the first plane cycle on), from copies per
+            # block of lanes a cycle after each plane cycle.
+            m.d.comb += self.margin_capture.eq(replicated(m, in_phase[Phase.PLANES], P,
+                                                          "margin_capture"))
+        else:
+            m.d.comb += [self.step.eq(step.replicate(P)), self.tile_clear.eq(clear_tile.replicate(P))]
+        if timing.copy_trees:
+            planes_q = Signal(name="planes_q")
+            m.d.sync += planes_q.eq(in_phase[Phase.PLANES])
+            m.d.comb += self.margin_capture_late.eq(replicated(m, planes_q, P,
+                                                               "margin_capture_late"))
+
+        self._stores(m, in_phase, cmd_write, command_early, cmd_run, run_lanes, group, last_group,
+                     drain_left)
+        with m.If(in_phase[Phase.WRITE]):
+            next_group(Phase.READ)
+        with m.Elif(in_phase[Phase.CLEAR]):
+            next_group(Phase.CLEAR)
+
+        # CALFLAG and cal_range take the FSM's flags in the verification read, or, in a
+        # pipelined macro, from the datapath's register in the write-back cycle (the
+        # flags come from the readout, and the OR over the lanes would follow it in one
+        # cycle).
+        if L:
+            flags_we = Signal(name="cal_flags_we")
+            m.d.comb += flags_we.eq(in_phase[Phase.WRITE] & cmd_calibrate)
+        else:
+            flags_we = calibrated
+        m.d.comb += [self.calflag_groups.eq(flags_we.replicate(G) & group_hit),
+                     self.set_cal_range.eq(flags_we & self.any_flag)]
+        if timing.copy_trees:
+            # The datapath's flags are per lane into a register, then an OR per block.
+            m.d.comb += self.set_acc_sat.eq(self.acc_saturated)
+        else:
+            m.d.comb += self.set_acc_sat.eq(in_phase[Phase.WRITE] & cmd_run & self.acc_saturated)
+
+        # Command acceptance (only while idle: a CMD write while busy is a BUSY error).
+        with m.If(cmd_write):
+            m.d.sync += [cmd.eq(dat_w[:Cmd.BITS]), busy.eq(1), busy_count.eq(0), group_reg.eq(0)]
+            with m.If(eq_const(opcode, 3)):
+                m.d.sync += phase.eq(Phase.CLEAR)
+            with m.Else():
+                m.d.sync += phase.eq(Phase.READ)
+        return m
+
+    def _plane_select(self, m, command_early, command_data, cmd, next_group_run):
+        """The one-hot plane select of the blocks' plane registers: a shift register two
+        cycles ahead of the planes, loaded with the command's first plane two cycles
+        before a RUN's read cycle (in the cycle after the CMD write is accepted, or in
+        the last DRAIN cycle of the previous group, ``next_group_run``), moving one plane
+        down per cycle, so that it is all zeros outside plane cycles."""
+        B = self._p.input_bits
+        nplanes = slice(Cmd.NPLANES_SHIFT, Cmd.BITS)
+
+        def first_plane(count):
+            # NPLANES = n selects plane n - 1 first; 0 selects plane B - 1.
+            return Cat(*(eq_const(count, b + 1) | (eq_const(count, 0) if b == B - 1
+                                                   else Const(0, 1))
+                         for b in range(B)))
+
+        run_write = command_early & eq_const(command_data[:3], 1)
+        # select(t) is the select of cycle t + 1: the blocks' copies are those of t.
+        select = Signal(B, name="plane_select")
+        with m.If(run_write):
+            m.d.sync += select.eq(first_plane(command_data[nplanes]))
+        with m.Elif(next_group_run):
+            m.d.sync += select.eq(first_plane(cmd[nplanes]))
+        with m.Else():
+            m.d.sync += select.eq(Cat(select[1:], Const(0, 1)))
+        m.d.comb += self.plane_select.eq(select)
+
+    def _stores(self, m, in_phase, cmd_write, command_early, cmd_run, run_lanes, group,
+                last_group, drain_left):
+        """ACC/OUT store lanes, what they store, and the COMP store of CALIBRATE."""
+        p, timing = self._p, self._timing
+        P, G = p.cols_per_cycle, p.groups
+        if not timing.pipelined:
+            # The write-back (or CLEAR) cycle stores the whole group; the search's results
+            # go to COMP in the verification read.
+            run_store = in_phase[Phase.WRITE] & cmd_run
+            m.d.comb += [self.store.eq((run_store | in_phase[Phase.CLEAR]).replicate(P)),
+                         self.store_result.eq(run_store.replicate(P)),
+                         self.comp_store.eq(self.calibrated.replicate(P))]
+            return
+        # ACC and OUT are written from copies per block of lanes of a store enable
+        # registered a cycle ahead (the cycle before a RUN's write-back is its last DRAIN
+        # cycle; CLEAR cycles follow the CMD write or each other); the data is gated by
+        # the RUN copies, so that CLEAR writes 0.
+        cmd_clear = cmd_write & eq_const(self.access.data[:3], 3)
+        if timing.copy_trees:
+            # The same enable through two levels of copies, from the cycle before: the
+            # cycle after next is a store cycle.
+            store_ahead = Signal(name="store_ahead")
+            terms = [in_phase[Phase.DRAIN] & eq_const(drain_left, 1) & cmd_run,
+                     command_early & eq_const(self.early.data[:3], 3),
+                     in_phase[Phase.CLEAR] & ~last_group & ~eq_const(group, G - 2)]
+            if G >= 2:      # the CMD cycle itself precedes group 1's CLEAR cycle by two
+                terms.append(cmd_clear)
+            m.d.comb += store_ahead.eq(Cat(*terms).any())
+            store_lanes = replicated(m, store_ahead, P, "acc_store", tree=True)
+        else:
+            store_next = Signal(name="store_next")
+            m.d.comb += store_next.eq((in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run)
+                                      | cmd_clear | (in_phase[Phase.CLEAR] & ~last_group))
+            store_lanes = replicated(m, store_next, P, "acc_store")
+        # The search's results are stored a cycle after the verification read (in the
+        # write-back cycle, the group unchanged), from the datapath's register and
+        # copies per block of lanes of the store enable.
+        m.d.comb += [self.store.eq(store_lanes), self.store_result.eq(run_lanes),
+                     self.comp_store.eq(replicated(m, self.calibrated, P, "comp_store"))]
