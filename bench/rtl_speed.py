@@ -3,7 +3,7 @@
 One run measures, on the same 32x96 macro (``verif.runner`` parameter set ``32x96``) and
 the same exported network (default: the three-layer MNIST network 100-96-96-10 of the
 ``models.bnn`` recipe), the end-to-end inference through the RTL exactly as the test
-suite does it (``verif/cocotb/tb_network.py``: ``verif.network.run_network`` and the host
+suite does it (``verif/cocotb/tb_network.py``: ``host.network.run_network`` and the host
 driver over the burst-engine transport, predictions checked against the golden model),
 on Verilator and on Icarus, and reports simulated clock cycles per second of wall time,
 images per second and the Verilator/Icarus ratio of both. The wall time covers the

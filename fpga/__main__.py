@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from .boards import BOARDS
-from .serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
+from host.serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
 
 
 def _parser():
@@ -178,10 +178,10 @@ def _prepare_run(args):
 
 
 async def _run(args, net, x, labels, port) -> int:
-    from verif.driver import MacroDriver
-    from verif.network import measure_residual, run_network
+    from host.driver import MacroDriver
+    from host.network import measure_residual, run_network
 
-    from .serial_transport import SerialTransport
+    from host.serial_transport import SerialTransport
 
     transport = SerialTransport(port, baudrate=args.baud, bridge_timeout=args.bridge_timeout)
     start = time.monotonic()

@@ -12,7 +12,7 @@ addresses below ``2**addr_bits``; every other address reads 0 and ignores writes
 
 from __future__ import annotations
 
-from .uartbone import ADDR_BYTES, DATA_BYTES, Command
+from host.uartbone_protocol import ADDR_BYTES, DATA_BYTES, Command
 
 __all__ = ["UARTBoneModel", "BoardBus", "FakeBridgePort"]
 

@@ -39,7 +39,7 @@ from models.params import MacroParams
 from rtl.replicas import KEEP_REPLICAS_SCRIPT
 
 from .boards import BOARDS, BoardTop, pll_config
-from .serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
+from host.serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
 from .top import BoardCore, chip_image
 from .uart import uart_divisor
 

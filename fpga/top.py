@@ -276,7 +276,7 @@ def chip_image(p: MacroParams, seed: int, config=None) -> tuple[list[tuple[int, 
     The instance is ``models.chip.sample_chip(config, seed, R, C, K)`` (default config
     ``ChipConfig.typical("sram")``), mapped by ``models.chip.chip_to_rtl``; effects the
     macro does not build are dropped (listed in the summary). The writes are exactly the
-    ones :class:`verif.driver.MacroDriver` makes for them (``write_offsets``,
+    ones :class:`host.driver.MacroDriver` makes for them (``write_offsets``,
     ``write_gains``, ``write_table``, ``write_stuck``, ``set_readout``), recorded on the
     golden model, so the one encoding of the register map is the driver's.
 
@@ -291,8 +291,8 @@ def chip_image(p: MacroParams, seed: int, config=None) -> tuple[list[tuple[int, 
 
     from models.chip import ChipConfig, chip_to_rtl, sample_chip
     from models.macro import MacroModel
-    from verif.driver import MacroDriver
-    from verif.transport import CountingTransport, ModelTransport
+    from host.driver import MacroDriver
+    from host.transport import CountingTransport, ModelTransport
 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"chip seed must be a non-negative integer, not {seed!r}")

@@ -42,21 +42,11 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from host.uartbone_protocol import ADDR_BYTES, DATA_BYTES, Command
 from rtl import wishbone
 
 __all__ = ["Command", "BridgeState", "UARTBone", "ADDR_BYTES", "DATA_BYTES"]
 
-ADDR_BYTES = 4
-DATA_BYTES = 4
-
-
-class Command:
-    """Command bytes of a UARTBone frame (LiteX's ``CMD_*_BURST_*``)."""
-    WRITE_INCR = 0x01
-    READ_INCR = 0x02
-    WRITE_FIXED = 0x03
-    READ_FIXED = 0x04
-    ALL = (WRITE_INCR, READ_INCR, WRITE_FIXED, READ_FIXED)
 
 
 class BridgeState(enum.Enum, shape=3):

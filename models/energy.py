@@ -340,9 +340,9 @@ def macs_per_image(net) -> int:
 
 def network_events(p, net, images, *, status_polls: int = 1, check_errors: bool = True,
                    hidden_inputs=None) -> dict:
-    """Events of ``verif.network.run_network(driver, net, images)`` on a macro ``p``.
+    """Events of ``host.network.run_network(driver, net, images)`` on a macro ``p``.
 
-    The runner's schedule in closed form (docs/DRIVER.md, ``verif/network.py``): per layer
+    The runner's schedule in closed form (docs/DRIVER.md, ``host/network.py``): per layer
     and column tile one threshold write (binarized layers), per image the row tiles (odd
     images in reverse when :func:`order_free`), a weight tile written only when it is not
     the one last written, per RUN the INPUT planes, CMD, ``status_polls`` STATUS reads and

@@ -3,7 +3,7 @@
 The digits network (``models.bnn`` recipe, 64-96-96-10) and an MNIST-subset network
 (10x10, 100-96-96-10: four row tiles in the first layer) are trained (cached in
 ``build/cocotb/nets``), exported for the 32x96 macro and run by
-``verif/cocotb/tb_network.py`` through ``verif.network.run_network`` on the Verilator
+``verif/cocotb/tb_network.py`` through ``host.network.run_network`` on the Verilator
 model; every prediction must equal the golden model's (``models.export.infer_folded``),
 and the first images' per-layer accumulators and outputs too. A calibrated chip instance
 (comparator offsets of sigma 4 cell units) is compared with the register model run

@@ -1,4 +1,4 @@
-"""The host driver (verif/driver.py) on the golden model, and the cocotb Wishbone master.
+"""The host driver (host/driver.py) on the golden model, and the cocotb Wishbone master.
 
 Driver tests run ``MacroDriver`` over ``ModelTransport(MacroModel(p))`` for several
 parameter sets and compare with the array functions of ``models.macro`` (which the
@@ -17,10 +17,10 @@ from models.macro import (
     thermometer, word_address,
 )
 from models.params import CSR, NONIDEALITIES, ErrCode, MacroParams, Status
-from verif.driver import (
+from host.driver import (
     FeatureError, MacroDriver, MacroError, ProtocolError, RegisterMap,
 )
-from verif.transport import CountingTransport, ModelTransport, Transport
+from host.transport import CountingTransport, ModelTransport, Transport
 
 ALL = frozenset(NONIDEALITIES)
 
@@ -625,7 +625,7 @@ if cocotb is not None:
         assert await bus.read_burst([3, 4]) == ref[3:5]
 
         # The driver runs in the cocotb scheduler too; a RAM is no macro.
-        from verif.driver import MacroDriver, ProtocolError
+        from host.driver import MacroDriver, ProtocolError
         try:
             await MacroDriver.connect(bus)
         except ProtocolError as e:

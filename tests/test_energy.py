@@ -153,9 +153,9 @@ def run(coro):
     ((70, 33, 4), 32, 11, 2),      # 3 row tiles, 3 column tiles
 ])
 def test_network_runner_counts_equal_formula(sizes, rows, cols, bits, rng, seed):
-    from verif.driver import MacroDriver
-    from verif.network import run_network
-    from verif.transport import ModelTransport
+    from host.driver import MacroDriver
+    from host.network import run_network
+    from host.transport import ModelTransport
 
     net = random_net(rng, sizes, bits, rows, cols)
     from models.chip_readout import macro_params_for

@@ -18,8 +18,12 @@ import time
 
 import pytest
 
+from amaranth.hdl import Fragment
+
 from gen import emit
 from models.params import NONIDEALITIES, MacroParams
+from rtl.cim_macro import CimMacro
+from rtl.replicas import REPLICA_ATTR
 from verif.equivalence import pairing_renames, prove_equivalent
 from tests.conftest import ROOT
 
@@ -46,6 +50,15 @@ FPGA_SETS = {
     "32x96-P96-L4": dict(rows=32, cols=96, pipeline=4),
     "32x96-P4-L2": dict(rows=32, cols=96, cols_per_cycle=4, pipeline=2),
 }
+#: Register bits (memories apart) and cim_replica copies of each set at the reference
+#: commit, from the elaborated design (``registers_and_replicas``).
+REFERENCE_REGISTERS = {
+    "32x96": (2503, 36), "2x3-ideal": (153, 0), "16x10-folded-all": (310, 0),
+    "8x4-B8-K2": (244, 0), "32x8-K16-all": (461, 0), "64x12-P4-gain-table": (588, 0),
+    "5x7-B1-P1-stuck-wide": (144, 0), "64x33-K32-offset": (861, 6),
+    "32x12-P4-all-L2": (961, 0), "8x6-L1": (595, 0), "16x6-all-L3": (1003, 0),
+    "64x9-P9-L4": (4433, 73), "32x96-P96-L4": (22438, 406), "32x96-P4-L2": (1099, 0),
+}
 #: In the default run: one set per pipeline depth, the small ones.
 DEFAULT_RUN = {"2x3-ideal", "8x6-L1", "32x12-P4-all-L2", "16x6-all-L3", "64x9-P9-L4"}
 
@@ -64,6 +77,30 @@ def test_references_cover_every_pipeline_depth():
     assert {MacroParams(**SETS[k]).pipeline for k in DEFAULT_RUN} == depths
     for key in [*SETS, *FPGA_SETS]:
         assert (REFERENCES / f"{key}.v.gz").is_file(), key
+
+
+def registers_and_replicas(p):
+    """Register bits (every signal a clocked statement assigns) and registers marked as
+    copies (``rtl.replicas.REPLICA_ATTR``) of ``CimMacro(p)``."""
+    def walk(fragment):
+        yield fragment
+        for sub, _, _ in fragment.subfragments:
+            yield from walk(sub)
+
+    registers = {}
+    for fragment in walk(Fragment.get(CimMacro(p), None)):
+        for statement in fragment.statements.get("sync", ()):
+            for signal in statement._lhs_signals():
+                registers[id(signal)] = signal
+    return (sum(len(s) for s in registers.values()),
+            sum(REPLICA_ATTR in s.attrs for s in registers.values()))
+
+
+@pytest.mark.parametrize("key", [pytest.param(k, marks=(pytest.mark.slow,) if k in FPGA_SETS else ())
+                                 for k in sorted(REFERENCE_REGISTERS)])
+def test_register_bits_and_copies_unchanged(key):
+    assert registers_and_replicas(MacroParams(**{**SETS, **FPGA_SETS}[key])) == \
+        REFERENCE_REGISTERS[key]
 
 
 def test_pairing_prefers_declared_registers_and_moves_others_out_of_the_way():

@@ -1,6 +1,6 @@
 """The serial host path: SerialTransport framing and failure handling, then end to end in cocotb.
 
-The first part drives :class:`fpga.serial_transport.SerialTransport` against
+The first part drives :class:`host.serial_transport.SerialTransport` against
 :class:`fpga.bridge_model.FakeBridgePort` (the bridge's byte-level model on a golden
 macro, virtual time) and a real pyserial loopback; the second builds the board core
 (UART, bridge, chip image, macro) as Verilog and runs ``verif/cocotb/fpga_host.py`` on
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from fpga.bridge_model import BoardBus, FakeBridgePort
-from fpga.serial_transport import (SerialDesyncError, SerialLinkError, SerialTransport,
+from host.serial_transport import (SerialDesyncError, SerialLinkError, SerialTransport,
                                    encode_read, encode_write, split_runs)
 from models.macro import MacroModel
 from models.params import CSR, ID_MAGIC, MacroParams
-from verif.driver import MacroDriver
-from verif.transport import ModelTransport
+from host.driver import MacroDriver
+from host.transport import ModelTransport
 
 from .random_nets import random_net
 
@@ -84,7 +84,7 @@ def test_bursts_go_out_as_single_frames(rng):
 def test_driver_over_serial_equals_golden_model(rng):
     """The same driver calls give the same answers over the UART bridge as on the model."""
     from models.export import infer_folded
-    from verif.network import run_network
+    from host.network import run_network
     p = MacroParams(32, 12, cols_per_cycle=4)
     _, t, _ = fake_link(p)
 

@@ -1,4 +1,4 @@
-"""The network runner (verif/network.py) on the golden model: results, bus traffic, trim.
+"""The network runner (host/network.py) on the golden model: results, bus traffic, trim.
 
 ``run_network`` drives ``MacroDriver`` over ``ModelTransport(MacroModel(p))``. The
 references are independent numpy computations: ``models.export.infer_folded`` (ideal
@@ -16,9 +16,9 @@ from models.chip import ChipConfig, chip_to_rtl, sample_chip
 from models.export import infer_folded
 from models.macro import MacroModel
 from models.params import NONIDEALITIES, MacroParams
-from verif.driver import MacroDriver, RegisterMap
-from verif.network import measure_residual, order_free, run_network, trim_shift
-from verif.transport import CountingTransport, ModelTransport
+from host.driver import MacroDriver, RegisterMap
+from host.network import measure_residual, order_free, run_network, trim_shift
+from host.transport import CountingTransport, ModelTransport
 
 from .random_nets import random_net
 

@@ -14,7 +14,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from fpga.bridge_model import UARTBoneModel
-from fpga.serial_transport import encode_read, encode_write, split_runs
+from host.serial_transport import encode_read, encode_write, split_runs
 from fpga.uartbone import BridgeState, Command, UARTBone
 
 _MASK = (1 << 32) - 1

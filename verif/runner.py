@@ -89,8 +89,8 @@ DESIGNS = {
 #: Internal state exposed to the coverage monitors: name -> (width, path below dut,
 #: owning submodule or None for the top, register name).
 _MACRO_PROBES = {
-    "phase": (3, "phase", None, "phase"),
-    "cal_state": (2, "calibration.state", "calibration", "state"),
+    "phase": (3, "sequencer.phase", "sequencer", "phase"),
+    "cal_state": (2, "lanes.calibration.state", "lanes.calibration", "state"),
 }
 
 

@@ -1,7 +1,7 @@
 """A cocotb 2.1 Wishbone B4 classic master: the transport of the driver on simulated RTL.
 
 :class:`CocotbWishboneTransport` drives ``adr``, ``dat_w``, ``sel``, ``cyc``, ``stb``
-and ``we`` and waits for ``ack``; :class:`verif.driver.MacroDriver` runs on top of it
+and ``we`` and waits for ``ack``; :class:`host.driver.MacroDriver` runs on top of it
 inside a cocotb test exactly as it runs on the golden model.
 
 Timing: signals are driven just after a rising clock edge and sampled at the rising
@@ -19,7 +19,7 @@ from typing import Iterable
 
 from cocotb.triggers import Lock, RisingEdge
 
-from .transport import Transport
+from host.transport import Transport
 
 __all__ = ["CocotbWishboneTransport", "WishboneTimeout", "WishboneProtocolError"]
 

@@ -1,6 +1,6 @@
 """A driver transport that plays whole lists of bus accesses through the harness's engine.
 
-:class:`BurstTransport` is a :class:`verif.transport.Transport` for the macro inside the
+:class:`BurstTransport` is a :class:`host.transport.Transport` for the macro inside the
 harness of :mod:`verif.cocotb.harness`. Instead of awaiting every clock edge in Python
 (as :class:`verif.wishbone_master.CocotbWishboneTransport` does), it hands lists of
 accesses to the Verilog burst engine (``wb_burst.v``), which plays them back to back on
@@ -31,7 +31,7 @@ from typing import Iterable
 from cocotb.triggers import NextTimeStep, ReadOnly
 
 from models.params import CSR, Status
-from verif.transport import Transport
+from host.transport import Transport
 from verif.wishbone_master import WishboneProtocolError, WishboneTimeout
 
 from .harness import ENGINE_DEPTH

@@ -2,7 +2,7 @@
 
 The design is :class:`fpga.top.BoardCore` (UART, UARTBone bridge, chip image writer,
 macro) converted to Verilog; the host side is the project's one driver over
-:class:`fpga.serial_transport.SerialTransport` on :class:`CocotbUartPort`. Everything
+:class:`host.serial_transport.SerialTransport` on :class:`CocotbUartPort`. Everything
 the host does is mirrored on the golden model with the same chip image, and the answers
 must be equal. ``tests/test_fpga_host.py`` builds the design and passes the test data
 through the file named by ``FPGA_HOST_DATA`` (a JSON with the parameters, the clock and
@@ -23,9 +23,9 @@ from cocotb.triggers import RisingEdge, Timer
 from models.export import load_folded
 from models.macro import MacroModel
 from models.params import MacroParams
-from verif.driver import MacroDriver
-from verif.network import run_network
-from verif.transport import ModelTransport
+from host.driver import MacroDriver
+from host.network import run_network
+from host.transport import ModelTransport
 
 from .fpga_uart_port import CocotbUartPort
 
@@ -38,7 +38,7 @@ def _load():
 
 
 async def _start(dut, cfg):
-    from fpga.serial_transport import SerialTransport
+    from host.serial_transport import SerialTransport
     period = cfg["clock_period_ns"]
     Clock(dut.clk, period, unit="ns").start(start_high=False)
     port = CocotbUartPort(dut.rx, dut.tx, cfg["divisor"] * period)
@@ -115,7 +115,7 @@ async def fpga_host_end_to_end(dut):
 @cocotb.test()
 async def fpga_host_faults(dut):
     """Lost bytes, garbage both ways and a dead line: a clear error or a resync, no hang."""
-    from fpga.serial_transport import SerialDesyncError, SerialLinkError
+    from host.serial_transport import SerialDesyncError, SerialLinkError
     cfg, arrays = _load()
     port, transport = await _start(dut, cfg)
     drv = await MacroDriver.connect(transport)

@@ -1,4 +1,4 @@
-"""A serial port made of a cocotb UART line model, for :class:`fpga.serial_transport.SerialTransport`.
+"""A serial port made of a cocotb UART line model, for :class:`host.serial_transport.SerialTransport`.
 
 :class:`CocotbUartPort` has the methods of a pyserial port as coroutines: ``write``
 drives the design's receive pin bit by bit (8N1, ``bit_time_ns`` per bit), a background

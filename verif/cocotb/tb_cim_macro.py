@@ -47,8 +47,8 @@ from models.params import (
 )
 from verif.address_space import (ACCUMULATE, NPLANES_SHIFT, command_cycles, command_ok,
                                  field_sizes, readback_addresses, region_words)
-from verif.driver import MacroDriver
-from verif.transport import ModelTransport
+from host.driver import MacroDriver
+from host.transport import ModelTransport
 from verif.wishbone_master import CocotbWishboneTransport
 
 from .burst import BurstTransport

@@ -15,7 +15,7 @@ after every load, default false: faults still surface at the next command's STAT
 ``transport`` (``burst``, default, or ``edge``: the per-edge cocotb master, for
 comparison), ``label``.
 
-The network runs through :func:`verif.network.run_network` and :class:`MacroDriver` on
+The network runs through :func:`host.network.run_network` and :class:`MacroDriver` on
 the :class:`BurstTransport`, so no Python runs per clock cycle. The predictions must
 equal the golden model's on every image (``models.export.infer_folded`` for the ideal
 macro); the accuracy against the labels, the simulated cycles and the wall time are
@@ -30,9 +30,9 @@ import numpy as np
 from models.chip import ChipConfig, chip_to_rtl, sample_chip
 from models.export import infer_folded, load_folded
 from models.macro import MacroModel
-from verif.driver import MacroDriver
-from verif.network import measure_residual, run_network
-from verif.transport import ModelTransport
+from host.driver import MacroDriver
+from host.network import measure_residual, run_network
+from host.transport import ModelTransport
 from verif.wishbone_master import CocotbWishboneTransport
 
 from .burst import BurstTransport

@@ -1,6 +1,6 @@
 """Bus transports of the host driver: one word read or write at a word address.
 
-The driver (:mod:`verif.driver`) talks to a macro only through an object with the
+The driver (:mod:`host.driver`) talks to a macro only through an object with the
 :class:`Transport` methods below, so the same driver code runs on every backend: the
 golden model (:class:`ModelTransport`), the RTL in a cocotb simulation
 (:class:`verif.wishbone_master.CocotbWishboneTransport`) and an FPGA over a serial port.

@@ -176,7 +176,7 @@ async def run_network(driver, model, images, *, residual=None, return_trace: boo
 
     Parameters
     ----------
-    driver : verif.driver.MacroDriver
+    driver : host.driver.MacroDriver
     model : models.export.FoldedNet, or a path accepted by ``models.export.load_folded``
     images : array_like of int, shape (N, inputs) or (inputs,)
         First-layer inputs, ``0 .. 2^planes - 1`` (already preprocessed).

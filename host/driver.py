@@ -2,7 +2,7 @@
 
 :class:`MacroDriver` turns numpy arrays (weights, thresholds, inputs, non-idealities)
 into the bus words of ``docs/ARCHITECTURE.md`` section 6 and back, issues commands and
-checks STATUS. It reaches the macro only through a :class:`verif.transport.Transport`,
+checks STATUS. It reaches the macro only through a :class:`host.transport.Transport`,
 so the same calls run on the golden model, on the RTL in cocotb and on an FPGA.
 
 Every bus address is computed by :meth:`RegisterMap.addr`, from the field layouts of

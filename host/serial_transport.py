@@ -1,7 +1,8 @@
-"""The host driver's transport over a serial port: LiteX UARTBone frames (:mod:`fpga.uartbone`).
+"""The host driver's transport over a serial port: LiteX UARTBone frames (the bridge is
+``fpga/uartbone.py``; the framing constants are :mod:`host.uartbone_protocol`).
 
-:class:`SerialTransport` implements :class:`verif.transport.Transport` on a pyserial port
-(or anything with the same few methods), so :class:`verif.driver.MacroDriver` runs a
+:class:`SerialTransport` implements :class:`host.transport.Transport` on a pyserial port
+(or anything with the same few methods), so :class:`host.driver.MacroDriver` runs a
 macro on an FPGA exactly as on the golden model. A burst of consecutive addresses goes
 out as one frame (up to ``max_burst`` words); write frames are sent back to back, and
 every read waits for its answer before the next frame.
@@ -44,9 +45,8 @@ import math
 import time
 from typing import Iterable
 
-from verif.transport import Transport
-
-from .uartbone import ADDR_BYTES, DATA_BYTES, Command
+from .transport import Transport
+from .uartbone_protocol import ADDR_BYTES, DATA_BYTES, Command
 
 __all__ = ["SerialTransport", "SerialLinkError", "SerialDesyncError", "encode_write",
            "encode_read", "split_runs", "DEFAULT_BAUD", "DEFAULT_BRIDGE_TIMEOUT"]
