@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from models.params import (
-    CONTRACT_VERSION, CSR, GAIN_BITS, ID_MAGIC, NONIDEALITIES, QSHIFT_BITS, BUS_DATA_BITS,
+    CONTRACT_VERSION, COUNTERS_FEATURE_BIT, CSR, GAIN_BITS, ID_MAGIC, NONIDEALITIES, QSHIFT_BITS,
+    BUS_DATA_BITS,
     ErrCode, MacroParams, Op, Status,
 )
 
@@ -373,9 +374,9 @@ class MacroDriver:
         values = dict(zip(names, await read_burst(transport, [getattr(CSR, n) for n in names])))
         values.setdefault("PIPELINE", 0)
         features = values["FEATURES"]
-        if features >> len(NONIDEALITIES):
+        if features >> (COUNTERS_FEATURE_BIT + 1):
             raise ProtocolError(f"FEATURES reads {features:#x}: bits above "
-                                f"{len(NONIDEALITIES) - 1} are not defined by contract "
+                                f"{COUNTERS_FEATURE_BIT} are not defined by contract "
                                 f"{CONTRACT_VERSION[0]}.{CONTRACT_VERSION[1]}")
         try:
             p = MacroParams(
@@ -383,7 +384,8 @@ class MacroDriver:
                 comp_rows=values["COMP_ROWS"], readout_bits=values["READOUT_BITS"],
                 acc_bits=values["ACC_BITS"], cols_per_cycle=values["COLS_PER_CYCLE"],
                 nonideal={n for i, n in enumerate(NONIDEALITIES) if features >> i & 1},
-                pipeline=values["PIPELINE"], name=name)
+                pipeline=values["PIPELINE"], counters=bool(features >> COUNTERS_FEATURE_BIT & 1),
+                name=name)
         except (TypeError, ValueError) as e:
             raise ProtocolError(f"the macro's parameter CSRs describe no valid macro "
                                 f"({', '.join(f'{n}={v}' for n, v in values.items())}): {e}") from None

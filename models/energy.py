@@ -116,6 +116,11 @@ class EventCounts:
         for name in self._n:
             self._n[name] = 0
 
+    def clear_counters(self) -> None:
+        """Zero the four RTL counters (a STATUS write with bit CLEAR_COUNTERS)."""
+        for name in RTL_COUNTERS:
+            self._n[name] = 0
+
     def __add__(self, other):
         return EventCounts({k: self._n[k] + other[k] for k in EVENTS})
 

@@ -59,6 +59,10 @@ _QSHIFT_MAX = (1 << QSHIFT_BITS) - 1
 _WORD_MASK = (1 << BUS_DATA_BITS) - 1
 
 
+# The activity counter CSRs (macros built with counters) and the events they report.
+_COUNTER_CSRS = {CSR.PLANE_OPS: "plane_operations", CSR.CONVERSIONS: "column_conversions",
+                 CSR.CAL_READS: "calibration_reads", CSR.BUS_ACCESSES: "bus_accesses"}
+
 # Accepted bus writes that are events of models.energy (docs/ENERGY.md).
 _WRITE_EVENTS = {Region.WEIGHT: "weight_writes", Region.COMP: "comp_writes",
                  Region.THRESH: "threshold_writes", Region.FLIP: "threshold_writes",
@@ -790,6 +794,11 @@ class MacroModel:
         if number in _WRITE_EVENTS:
             self.events.add(_WRITE_EVENTS[number])
 
+    def count_access(self) -> None:
+        """Count a bus access the model does not perform: one a testbench makes while the
+        RTL is busy (the model is never busy), which the RTL's activity counters count."""
+        self._count_access()
+
     def _count_access(self) -> None:
         # Every access on the bus is acknowledged, a faulty one too; the project's
         # masters take bus_latency + 1 cycles per access.
@@ -804,6 +813,8 @@ class MacroModel:
                 self.errcode = ErrCode.NONE
                 self.erraddr = 0
             self.status &= ~(data & Status.W1C_MASK)
+            if self.p.counters and data >> Status.CLEAR_COUNTERS & 1:
+                self.events.clear_counters()
         elif reg == CSR.CMD:
             if not self._command_ok(data):
                 return self._error(ErrCode.BAD_COMMAND, addr)
@@ -833,6 +844,8 @@ class MacroModel:
             32-bit unsigned word.
         """
         addr, _, _ = self._check_bus(addr)
+        # A read of an activity counter returns the count of the accesses before it.
+        self._counters_before = self.events.counters()
         self._count_access()
         decoded = self._decode(addr)
         if decoded is None:
@@ -867,6 +880,8 @@ class MacroModel:
                 CSR.QSHIFT: self.qshift}
         if reg in live:
             return live[reg]
+        if reg in _COUNTER_CSRS:
+            return self._counters_before[_COUNTER_CSRS[reg]]
         return self._csrs[reg]["reset"]
 
     # --- commands (sections 2-5) ---------------------------------------------------

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 #: Bumped whenever a bit-exact rule or the register map changes.
-CONTRACT_VERSION = (1, 2)
+CONTRACT_VERSION = (1, 3)
 #: Value of the ID register: ASCII "CiM1".
 ID_MAGIC = 0x4369_4D31
 
@@ -38,6 +38,8 @@ MAX_READOUT_BITS = 16
 MAX_ACC_BITS = 32
 MAX_PIPELINE = 4
 BUS_DATA_BITS = 32
+#: FEATURES bit of the activity counters (bits 0..4 are the non-idealities).
+COUNTERS_FEATURE_BIT = 5
 
 
 class Op:
@@ -81,6 +83,8 @@ class Status:
     CAL_RANGE = 3     # some column's offset is outside the compensation range; cleared by CALIBRATE
     ACC_SAT = 4       # an accumulator saturated; W1C
     W1C_MASK = (1 << DONE) | (1 << ERROR) | (1 << ACC_SAT)
+    #: Write 1: clear the activity counters (macros built with ``counters``); reads 0.
+    CLEAR_COUNTERS = 5
 
 
 class Region:
@@ -125,6 +129,11 @@ class CSR:
     CYCLES = 20
     SAT = 21
     QSHIFT = 22
+    # Activity counters (``counters`` built): 32 bits, saturating (docs/ENERGY.md).
+    PLANE_OPS = 23
+    CONVERSIONS = 24
+    CAL_READS = 25
+    BUS_ACCESSES = 26
 
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -200,6 +209,7 @@ class MacroParams:
     cols_per_cycle: int | None = None
     nonideal: frozenset = DEFAULT_NONIDEALITIES
     pipeline: int = 0
+    counters: bool = False
     name: str = "cim_macro"
 
     def __post_init__(self):
@@ -240,6 +250,8 @@ class MacroParams:
                              f"{', '.join(map(str, divisors))}), not {self.cols_per_cycle}")
 
         _check_int("pipeline", self.pipeline, 0, MAX_PIPELINE)
+        if not isinstance(self.counters, bool):
+            raise TypeError(f"counters must be True or False, not {self.counters!r}")
 
         nonideal = self.nonideal
         if isinstance(nonideal, str):
@@ -312,7 +324,10 @@ class MacroParams:
 
     @property
     def features(self) -> int:
-        return sum(1 << i for i, n in enumerate(NONIDEALITIES) if n in self.nonideal)
+        """FEATURES: bit i = non-ideality i built; bit :data:`COUNTERS_FEATURE_BIT` = the
+        activity counters built."""
+        return (sum(1 << i for i, n in enumerate(NONIDEALITIES) if n in self.nonideal)
+                | (self.counters << COUNTERS_FEATURE_BIT))
 
     @property
     def gain_frac(self) -> int:
@@ -419,7 +434,8 @@ class MacroParams:
              "register stages L in the readout path (cycle counts depend on it)"),
             ("CMD", CSR.CMD, "rw", 0, "write starts a command; reads the last accepted command"),
             ("STATUS", CSR.STATUS, "rw", 0,
-             "busy[0] done[1] error[2] cal_range[3] acc_sat[4]; write 1 clears done, error, acc_sat"),
+             "busy[0] done[1] error[2] cal_range[3] acc_sat[4]; write 1 clears done, error, acc_sat"
+             + (", and with bit 5 the activity counters" if p.counters else "")),
             ("ERRCODE", CSR.ERRCODE, "ro", 0, "cause of the first error (ErrCode)"),
             ("ERRADDR", CSR.ERRADDR, "ro", 0, "word address of the first error"),
             ("CYCLES", CSR.CYCLES, "ro", 0, "clock cycles the last command was busy"),
@@ -430,6 +446,15 @@ class MacroParams:
                  f"readout saturation limit, 0..{p.readout_max}"),
                 ("QSHIFT", CSR.QSHIFT, "rw", 0,
                  f"readout quantisation: floor to a multiple of 2^QSHIFT, 0..{(1 << QSHIFT_BITS) - 1}"),
+            ]
+        if p.counters:
+            regs += [
+                ("PLANE_OPS", CSR.PLANE_OPS, "ro", 0, "plane cycles of RUNs (one per group and plane)"),
+                ("CONVERSIONS", CSR.CONVERSIONS, "ro", 0,
+                 "column readouts converted: P per plane cycle and per calibration read"),
+                ("CAL_READS", CSR.CAL_READS, "ro", 0, "search and verification reads of a group"),
+                ("BUS_ACCESSES", CSR.BUS_ACCESSES, "ro", 0,
+                 "bus accesses, faulty and abandoned ones included (a read excludes itself)"),
             ]
         return [dict(name=n, offset=o, access=a, reset=r, doc=d) for n, o, a, r, d in regs]
 
@@ -465,7 +490,7 @@ class MacroParams:
             name=self.name, rows=self.rows, cols=self.cols, input_bits=self.input_bits,
             comp_rows=self.comp_rows, readout_bits=self.readout_bits, acc_bits=self.acc_bits,
             cols_per_cycle=self.cols_per_cycle, nonideal=sorted(self.nonideal),
-            pipeline=self.pipeline, derived=dict(
+            pipeline=self.pipeline, counters=self.counters, derived=dict(
                 groups=self.groups, comp_bits=self.comp_bits, comp_steps=self.comp_steps,
                 tile_bits=self.tile_bits, offset_bits=self.offset_bits,
                 readout_max=self.readout_max, gain_bits=GAIN_BITS, gain_frac=self.gain_frac,
@@ -478,5 +503,5 @@ class MacroParams:
     @classmethod
     def from_dict(cls, d: dict) -> "MacroParams":
         keys = ("rows", "cols", "input_bits", "comp_rows", "readout_bits", "acc_bits",
-                "cols_per_cycle", "nonideal", "pipeline", "name")
+                "cols_per_cycle", "nonideal", "pipeline", "counters", "name")
         return cls(**{k: d[k] for k in keys if k in d})

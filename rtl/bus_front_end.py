@@ -62,6 +62,9 @@ class BusFrontEnd(wiring.Component):
         (``valid`` is accepted) and registered once.
     access : Out(access_layout(p))
         The access in the cycle it acts in.
+    access_acts : Out(1)
+        With the activity counters: an access, faulty or abandoned ones included, in the
+        cycle it acts in.
     early_input_data : Out(min(R, 32))
         With early write enables: the low bits of the written word in the acting cycle,
         from a register of their own loaded from the early record (the INPUT registers
@@ -90,6 +93,8 @@ class BusFrontEnd(wiring.Component):
             members["early"] = Out(record)
         if timing.early_write_enables:
             members["early_input_data"] = Out(p.chunk_rows)
+        if p.counters:
+            members["access_acts"] = Out(1)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -200,6 +205,11 @@ class BusFrontEnd(wiring.Component):
                           hit={n: register(m, h, f"hit_{region_name(n)}_2_d")
                                for n, h in early["hit"].items()})
         self._drive(m, self.access, record)
+        if p.counters:
+            acts = check_access
+            if timing.acts_after:
+                acts = register(m, check_access, "bus_access_2_d")
+            m.d.comb += self.access_acts.eq(acts)
 
         if timing.registered_answer:
             # The answer registered on its way out (with the ack), as one OR: the memory

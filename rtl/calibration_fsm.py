@@ -91,6 +91,9 @@ class CalibrationFSM(wiring.Component):
         ``(n == 0 and readout >= 0) or (n == K and readout < 0)``.
     state : Out(CalState)
         Current phase.
+    read_done : Out(1)
+        The last cycle of a search or verification read (the readout of ``comp`` is
+        taken in it): one pulse per read, for the activity counters.
     p : MacroParams
         The parameters the FSM was built from.
     """
@@ -109,6 +112,7 @@ class CalibrationFSM(wiring.Component):
             "therm": Out(data.ArrayLayout(unsigned(p.comp_rows), lanes)),
             "flags": Out(unsigned(lanes)),
             "state": Out(CalState),
+            "read_done": Out(1),
         })
 
     @property
@@ -189,6 +193,7 @@ class CalibrationFSM(wiring.Component):
             self.state.eq(state),
             self.busy.eq(~idle),
             self.done.eq(verifying & settled),
+            self.read_done.eq(~idle & settled),
         ]
 
         with m.If(idle):

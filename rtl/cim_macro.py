@@ -15,6 +15,8 @@ of its own:
   at L = 4): the input plane of each cycle.
 * :class:`~rtl.lane_datapath.LaneDatapath`: compute array, shift-accumulate,
   batchnorm-binarize and the calibration FSM over the P lanes.
+* :class:`~rtl.activity_counters.ActivityCounters` (when ``counters`` is built): the
+  events the energy model counts.
 
 Bus timing
     An access (``cyc & stb``) in cycle t is checked in cycle t and acts in cycle t (t+2
@@ -26,13 +28,14 @@ Bus timing
     access begins after the abandoned one's ack slot.
 """
 
-from amaranth.hdl import Module
+from amaranth.hdl import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from models.params import MacroParams
 
 from . import wishbone
+from .activity_counters import ActivityCounters
 from .bus_front_end import BusFrontEnd
 from .lane_datapath import LaneDatapath
 from .memory_port import MemoryBusPort
@@ -158,6 +161,16 @@ class CimMacro(wiring.Component):
                 m.d.comb += getattr(lanes, name).eq(getattr(memories, name))
         if p.has("readout"):
             m.d.comb += [lanes.sat.eq(registers.sat), lanes.qshift.eq(registers.qshift)]
+        if p.counters:
+            m.submodules.counters = counters = ActivityCounters(p)
+            m.d.comb += [counters.plane_cycle.eq(sequencer.plane_cycle),
+                         counters.calibration_read.eq(lanes.calibration_read),
+                         counters.access.eq(front.access_acts),
+                         counters.clear.eq(registers.clear_counters),
+                         registers.counters.eq(Cat(counters.plane_operations,
+                                                   counters.column_conversions,
+                                                   counters.calibration_reads,
+                                                   counters.bus_accesses))]
         if p.has("table"):
             m.d.comb += [lanes.table_addr.eq(memories.table_addr),
                          lanes.table_wdata.eq(memories.table_wdata),

@@ -73,6 +73,8 @@ class LaneDatapath(wiring.Component):
         after the store).
     calibration_done : Out(1)
         The search's verification read.
+    calibration_read : Out(1)
+        The last cycle of each search or verification read.
     comp_result : Out(P * K)
         The search's compensation cells, for COMP (a cycle after the verification read
         with a pipeline).
@@ -104,6 +106,7 @@ class LaneDatapath(wiring.Component):
             "out_bits": Out(P),
             "acc_saturated": Out(1),
             "calibration_done": Out(1),
+            "calibration_read": Out(1),
             "comp_result": Out(P * K),
             "flags": Out(P),
             "any_flag": Out(1),
@@ -168,6 +171,7 @@ class LaneDatapath(wiring.Component):
             binarize.theta.eq(self.theta),
             binarize.flip.eq(self.flip),
             self.calibration_done.eq(calibration.done),
+            self.calibration_read.eq(calibration.read_done),
         ]
         if timing.copy_trees:
             m.d.comb += array.plane_ones.eq(self.plane_ones)

@@ -11,6 +11,7 @@ from amaranth.hdl import Cat, Const, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from models.energy import COUNTER_BITS
 from models.params import BUS_DATA_BITS, CSR, QSHIFT_BITS, Cmd, Region, Status
 
 from .access import access_layout, offset_fields
@@ -67,6 +68,11 @@ class RegisterFile(wiring.Component):
     read_word : Out(32)
         The register word of a bus read, for the ack's cycle (0 when the read is not of
         a register region).
+    clear_counters : Out(1)
+        With the activity counters: a STATUS write with bit CLEAR_COUNTERS.
+    counters : In(4 * 32)
+        With the activity counters: PLANE_OPS, CONVERSIONS, CAL_READS and BUS_ACCESSES,
+        read back.
     """
 
     def __init__(self, p):
@@ -103,6 +109,8 @@ class RegisterFile(wiring.Component):
         if p.has("readout"):
             members["sat"] = Out(p.readout_bits - 1, init=p.readout_max)
             members["qshift"] = Out(QSHIFT_BITS)
+        if p.counters:
+            members.update(clear_counters=Out(1), counters=In(4 * COUNTER_BITS))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -139,6 +147,8 @@ class RegisterFile(wiring.Component):
         # STATUS: write 1 to clear, the sequencer's events set (and win).
         status_write = csr_write(CSR.STATUS)
         m.d.comb += self.clear_errors.eq(status_write & dat_w[Status.ERROR])
+        if p.counters:
+            m.d.comb += self.clear_counters.eq(status_write & dat_w[Status.CLEAR_COUNTERS])
         with m.If(status_write):
             with m.If(dat_w[Status.DONE]):
                 m.d.sync += done.eq(0)
@@ -208,6 +218,8 @@ class RegisterFile(wiring.Component):
             m.d.comb += read.early.eq(self.early)
         if p.has("readout"):
             m.d.comb += [read.sat.eq(sat), read.qshift.eq(qshift)]
+        if p.counters:
+            m.d.comb += read.counters.eq(self.counters)
         return m
 
     def _word_enables(self, m, number, hits, name, fields_of):
@@ -247,9 +259,9 @@ class RegisterReadWord(wiring.Component):
     access, early : In(access_layout(p))
         The access where it acts, and a cycle after it (``early``, when it acts two
         cycles late).
-    cmd, status, errcode, erraddr, cycles, sat, qshift : In
+    cmd, status, errcode, erraddr, cycles, sat, qshift, counters : In
         The CSRs' values (STATUS: its five bits; SAT and QSHIFT when ``readout`` is
-        built).
+        built; the four activity counters when built).
     inputs : In(B * R)
     flip, out, calflag : In(C)
     word : Out(32)
@@ -276,6 +288,8 @@ class RegisterReadWord(wiring.Component):
             members["early"] = In(access_layout(p))
         if p.has("readout"):
             members.update(sat=In(p.readout_bits - 1), qshift=In(QSHIFT_BITS))
+        if p.counters:
+            members["counters"] = In(4 * COUNTER_BITS)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -292,6 +306,10 @@ class RegisterReadWord(wiring.Component):
         if p.has("readout"):
             csr_values[CSR.SAT] = self.sat
             csr_values[CSR.QSHIFT] = self.qshift
+        if p.counters:
+            for j, reg in enumerate((CSR.PLANE_OPS, CSR.CONVERSIONS, CSR.CAL_READS,
+                                     CSR.BUS_ACCESSES)):
+                csr_values[reg] = self.counters[j * COUNTER_BITS:(j + 1) * COUNTER_BITS]
 
         def packed(bits):
             padded = Cat(bits, Const(0, words * BUS_DATA_BITS - C))

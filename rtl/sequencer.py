@@ -87,6 +87,8 @@ class Sequencer(wiring.Component):
     group : Out(max(1, ceil(log2 G)))
         The column group of the command.
     phase : Out(Phase)
+    plane_cycle : Out(1)
+        A plane cycle (of one group and one plane).
     plane_next : Out(max(1, ceil(log2 B)))
         The bit-plane of the next cycle, and ``planes_next``: the next cycle is a plane
         cycle.
@@ -132,6 +134,7 @@ class Sequencer(wiring.Component):
             "cycles": Out(p.cycle_bits),
             "group": Out(max(1, p.group_addr_bits)),
             "phase": Out(Phase),
+            "plane_cycle": Out(1),
             "plane_next": Out(max(1, clog2(p.input_bits))),
             "planes_next": Out(1),
             "calibration_start": Out(1),
@@ -190,7 +193,8 @@ class Sequencer(wiring.Component):
         group_hit = onehot(m, group, G, "group_hit")
         last_group = eq_const(group, G - 1)
         m.d.comb += [self.busy.eq(busy), self.cmd.eq(cmd), self.cycles.eq(cycles),
-                     self.group.eq(group_reg), self.phase.eq(phase), self.out_groups.eq(group_hit)]
+                     self.group.eq(group_reg), self.phase.eq(phase), self.out_groups.eq(group_hit),
+                     self.plane_cycle.eq(in_phase[Phase.PLANES])]
 
         # The plane of the next cycle, and whether it is a plane cycle (the plane select
         # registers the plane a cycle ahead).

@@ -48,6 +48,10 @@ PARAMS = {
     # 40 lanes at L = 4: the read multiplexer's third stage (two groups of four blocks,
     # the second one short) and the two-level copy trees.
     "4x40-B2-K2-L4": dict(rows=4, cols=40, input_bits=2, comp_rows=2, pipeline=4),
+    # The activity counters (read as CSRs by every scoreboard), at L = 0, 2 and 4.
+    "6x5-P5-all-counters": dict(rows=6, cols=5, nonideal=NONIDEALITIES, counters=True),
+    "8x6-P3-L2-counters": dict(rows=8, cols=6, cols_per_cycle=3, pipeline=2, counters=True),
+    "12x18-B3-L4-counters": dict(rows=12, cols=18, input_bits=3, pipeline=4, counters=True),
     # 20 lanes: the split lane multiplexer (blocks of 8, the last one short).
     "64x20-K4-all-L2": dict(rows=64, cols=20, comp_rows=4, nonideal=NONIDEALITIES, pipeline=2),
 }
@@ -128,7 +132,7 @@ class Bench:
         expected = command_cycles(self.p, cmd)
         assert cycles == expected, f"command {cmd:#x}: BUSY for {cycles} cycles, not {expected}"
         assert self.model.cycles == expected
-        assert await self.rtl_read(self.csr(CSR.CYCLES)) == expected
+        assert await self.read(self.csr(CSR.CYCLES)) == expected
 
     async def wait_idle(self, limit=100_000):
         """Cycles until ``busy`` falls; the length of the busy run that just ended."""

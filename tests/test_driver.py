@@ -125,7 +125,7 @@ def test_connect_bad_id():
 
 
 @pytest.mark.parametrize("override, message", [
-    ({CSR.VERSION: 2 << 16}, "contract version 2.0, this driver implements 1.2"),
+    ({CSR.VERSION: 2 << 16}, "contract version 2.0, this driver implements 1.3"),
     ({CSR.REGION_SHIFT: 3}, "REGION_SHIFT reads 3"),
     ({CSR.GAIN_FRAC: 6}, "GAIN_FRAC reads 6"),
     ({CSR.FEATURES: 1 << 7}, "FEATURES reads 0x80"),

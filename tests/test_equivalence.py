@@ -1,8 +1,7 @@
 """The macro's emitted netlist is sequentially equivalent to the committed reference.
 
 ``tests/data/reference_netlists/KEY.v.gz`` holds the Verilog that ``python -m gen`` emitted
-for each parameter set below at the commit named in that folder's README (the bus of
-contract 1.2, before the macro top was split into components). Each test generates the
+for each parameter set below at the commit named in that folder's README. Each test generates the
 same set from the current code and proves the two equivalent with Yosys
 (:func:`verif.equivalence.prove_equivalent`: every same-named wire and every output
 paired and proven by ``equiv_simple``/``equiv_induct``). A change that alters what the
@@ -21,7 +20,7 @@ import pytest
 from amaranth.hdl import Fragment
 
 from gen import emit
-from models.params import NONIDEALITIES, MacroParams
+from models.params import CONTRACT_VERSION, NONIDEALITIES, MacroParams
 from rtl.cim_macro import CimMacro
 from rtl.replicas import REPLICA_ATTR
 from verif.equivalence import pairing_renames, prove_equivalent
@@ -134,11 +133,12 @@ def test_netlist_equivalent_to_reference(key, kw, tmp_path):
 
 
 def test_a_changed_netlist_fails(tmp_path):
-    """The proof can fail: the 2x3 macro with its ack no longer gated by CYC."""
+    """The proof can fail: the 2x3 macro with another VERSION register value."""
     reference = tmp_path / "reference.v"
     reference.write_bytes(gzip.decompress((REFERENCES / "2x3-ideal.v.gz").read_bytes()))
     text = emit.generate(MacroParams(**SETS["2x3-ideal"])).verilog
-    changed = text.replace("assign wb__ack = bus_ack_live & wb__cyc;", "assign wb__ack = bus_ack_live;")
+    version = CONTRACT_VERSION[0] << 16 | CONTRACT_VERSION[1]
+    changed = text.replace(f"32'd{version};", f"32'd{version ^ 1};")
     assert changed != text
     candidate = tmp_path / "candidate.v"
     candidate.write_text(changed)

@@ -51,7 +51,7 @@ from verif.formal import run_sby
 from rtl.compute_array import ComputeArray
 
 PARAMS = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=1,
-                     nonideal=NONIDEALITIES)
+                     nonideal=NONIDEALITIES, counters=True)
 #: The same with the readout pipeline of the FPGA builds: ack two cycles after the
 #: access, memory writes one cycle late from registers.
 PIPELINED = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=1,
@@ -60,7 +60,7 @@ PIPELINED = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycl
 #: late from a registered decode. One column group, so that its CALIBRATE (G (S + 3 +
 #: (S + 1) L) = 12 cycles) fits the same induction depth as the L = 1 set's.
 DEEP = MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=2,
-                   nonideal=NONIDEALITIES, pipeline=4)
+                   nonideal=NONIDEALITIES, pipeline=4, counters=True)
 #: L = 2 and 3 (ack in t+2 as with L = 1, longer readout pipelines): one column group, so
 #: that CALIBRATE (G (S + 3 + (S + 1) L) = 8 and 10 cycles) fits the same depth.
 MIDDLE = [MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=2,
@@ -71,6 +71,9 @@ MIDDLE = [MacroParams(rows=1, cols=2, input_bits=2, comp_rows=2, cols_per_cycle=
 #: write pipelines) or the memories' read ports, which show the bus's address while idle
 #: (the compute array's readout pipeline). Every other register must hold.
 BUS_PIPELINE_PATHS = {("front",), ("memories",), ("registers", "read"), ("lanes", "array")}
+#: The activity counters count every access, an invalid one too (a named exemption,
+#: like the error registers): the sets without a pipeline and with L = 4 build them.
+COUNTER_PATHS = {("counters",)}
 #: Components whose registers copy checked state a few cycles late (the L = 4 blocks'
 #: copies of INPUT, of its planes' ones counts and of the plane select): they may still
 #: be settling from an earlier valid write when an invalid access comes.
@@ -281,7 +284,7 @@ class BusHarness(Elaboratable):
         checked_idle, checked_busy = [], []
         for path, sig in self.registers.items():
             *component, leaf = path
-            if any(tuple(component[:k]) in BUS_PIPELINE_PATHS | COPY_PATHS
+            if any(tuple(component[:k]) in BUS_PIPELINE_PATHS | COPY_PATHS | COUNTER_PATHS
                    for k in range(1, len(component) + 1)) \
                     and not (self.hold_errcode and path == ("front", "errcode")):
                 continue
@@ -344,6 +347,7 @@ def test_harness_finds_the_state():
     # Every component outside the bus pipeline has registers under the check.
     for part in ("registers", "sequencer", "lanes.shift_acc", "lanes.calibration"):
         assert any(n.startswith(part + ".") for n in h.checked["idle"]), part
+    assert any(path[0] == "counters" for path in h.registers)
     assert len(h.checked["idle"]) > len(h.checked["busy"])
     print("checked registers:", h.checked)
 

@@ -243,7 +243,7 @@ def test_manifest_command_rebuilds_the_same_parameters(rng):
 def test_version_option():
     result = run_gen(["--version"])
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"gen {gen.__version__} (contract 1.2)"
+    assert result.stdout.strip() == f"gen {gen.__version__} (contract 1.3)"
 
 
 def test_generator_version_is_the_project_version():
@@ -279,7 +279,7 @@ def test_manifest_register_map_follows_the_contract(kwargs):
     # Section 6: ack 1 cycle after an access without a pipeline (these sets).
     assert regmap["ack_latency"] == 1
     assert m["params"] == json.loads(json.dumps(p.to_dict()))
-    assert m["contract_version"] == "1.2"
+    assert m["contract_version"] == "1.3"
     assert m["verilog"]["sha256"] == hashlib.sha256(FAKE_VERILOG.encode()).hexdigest()
     assert m["verilog"]["lines"] == 3
 
@@ -319,7 +319,7 @@ def test_manifest_register_map_follows_the_contract(kwargs):
     assert set(csrs) == expected_csrs
     for name, c in csrs.items():
         assert c["address"] == getattr(CSR, name) == c["offset"]
-    assert csrs["ID"]["reset"] == 0x43694D31 and csrs["VERSION"]["reset"] == 0x00010002
+    assert csrs["ID"]["reset"] == 0x43694D31 and csrs["VERSION"]["reset"] == 0x00010003
     assert csrs["REGION_SHIFT"]["reset"] == shift
     assert len({c["address"] for c in regmap["csrs"]}) == len(csrs)
 

@@ -116,7 +116,7 @@ def test_manifest_describes_the_verilog(build):
     for key in ("format", "manifest_version", "generator", "contract_version", "top", "command",
                 "params", "ports", "register_map", "cycles", "verilog"):
         assert key in m, key
-    assert m["generator"]["version"] and m["contract_version"] == "1.2"
+    assert m["generator"]["version"] and m["contract_version"] == "1.3"
     assert m["params"] == json.loads(json.dumps(p.to_dict()))
     assert MacroParams.from_dict(m["params"]) == p
     assert m["verilog"]["file"] == f"{p.name}.v"

@@ -558,7 +558,7 @@ def test_word_address_by_hand():
 def test_id_and_parameter_registers(p):
     m = MacroModel(p)
     expect = {
-        CSR.ID: 0x43694D31, CSR.VERSION: 0x00010002, CSR.ROWS: p.rows, CSR.COLS: p.cols,
+        CSR.ID: 0x43694D31, CSR.VERSION: 0x00010003, CSR.ROWS: p.rows, CSR.COLS: p.cols,
         CSR.INPUT_BITS: p.input_bits, CSR.COMP_ROWS: p.comp_rows,
         CSR.COLS_PER_CYCLE: p.cols_per_cycle, CSR.READOUT_BITS: p.readout_bits,
         CSR.ACC_BITS: p.acc_bits, CSR.REGION_SHIFT: p.region_shift,

@@ -43,8 +43,9 @@ _CANDIDATE = _READ
 #: The wires on register outputs (flip-flop Q).
 _REGISTERS = "t:$*dff* %x:+[Q] t:$*dff* %d"
 #: Yosys's own (private) names as ``select -write`` prints them ($auto$..., $procdff$...,
-#: $flatten\...): equiv_make does not pair them. Amaranth's temporaries ($8) are public.
-_PRIVATE = re.compile(r"\$[A-Za-z_]+[$\\]|.*:")
+#: $flatten\..., $\mem$rdreg...): equiv_make does not pair them. Amaranth's temporaries
+#: ($8) are public.
+_PRIVATE = re.compile(r"\$[A-Za-z_]*[$\\]|.*:")
 _LIST = ("select -write registers.txt " + _REGISTERS + "\n"
          "select -write aliases.txt " + _REGISTERS + " %a\n"
          "select -write ports.txt x:*\nselect -write wires.txt w:*\n")

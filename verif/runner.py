@@ -73,7 +73,8 @@ PARAM_SETS = {
     "32x96-P12-all": dict(rows=32, cols=96, cols_per_cycle=12, nonideal=_ALL),
     # Pipelined readout (the FPGA builds): for the macro testbench only, the block
     # testbenches drive the combinational blocks.
-    "16x12-P4-all-L2": dict(rows=16, cols=12, cols_per_cycle=4, nonideal=_ALL, pipeline=2),
+    "16x12-P4-all-L2": dict(rows=16, cols=12, cols_per_cycle=4, nonideal=_ALL, pipeline=2,
+                            counters=True),
     "32x96-L1": dict(rows=32, cols=96, pipeline=1),
 }
 

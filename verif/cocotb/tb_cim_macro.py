@@ -265,14 +265,18 @@ class MacroBench(TB):
         model = self.model
         code = self._predict_busy(we, addr, data, sel)
         if code:
+            model.count_access()            # the RTL counts it, the model never sees it
             if not model.status >> Status.ERROR & 1:
                 model.status |= 1 << Status.ERROR
                 model.errcode, model.erraddr = code, addr
         if we:
             await self.bus.write(addr, data, sel)
             if not code and addr == self.csr(CSR.STATUS):
-                # Only the ERROR clear: DONE and ACC_SAT change at the end of the command.
+                # Only the ERROR clear: DONE and ACC_SAT change at the end of the command
+                # (the activity counters are not cleared while busy, see test_macro).
                 model.write(addr, data & 1 << Status.ERROR)
+            elif not code:
+                model.count_access()
             return
         got = await self.bus.read(addr)
         if code:
@@ -282,6 +286,8 @@ class MacroBench(TB):
         want = model.read(addr)
         if reg == CSR.CYCLES:
             return                                   # latched at the end of the command
+        if reg in (CSR.PLANE_OPS, CSR.CONVERSIONS, CSR.CAL_READS) and self.p.counters:
+            return                                   # counted as the command runs
         if reg == CSR.STATUS:
             assert got & 1 << Status.BUSY and not got & 1 << Status.DONE, \
                 f"STATUS {got:#x} while busy"
@@ -296,9 +302,17 @@ class MacroBench(TB):
         """Every CSR and every word of every region, RTL (burst engine) against the model."""
         addrs = readback_addresses(self.p)
         got = await self.burst.read_burst(addrs)
-        bad = [(a, g, self.model.read(a)) for a, g in zip(addrs, got) if g != self.model.read(a)]
+        # One model read per RTL read: the activity counters count both.
+        want = [self.model.read(a) for a in addrs]
+        bad = [(a, g, w) for a, g, w in zip(addrs, got, want) if g != w]
         assert not bad, f"{where}: {len(bad)} words differ, first: " + ", ".join(
             f"{a:#x} RTL {g:#x} model {w:#x}" for a, g, w in bad[:8])
+
+    async def sync_counters(self) -> None:
+        """Zero the activity counters on both sides: after traffic that was not in lock
+        step (two drivers poll a busy RTL and a never-busy model differently)."""
+        if self.p.counters:
+            await self.write(self.csr(CSR.STATUS), 1 << Status.CLEAR_COUNTERS)
 
     async def check_errors(self, where: str) -> None:
         for reg in (CSR.STATUS, CSR.ERRCODE, CSR.ERRADDR):
@@ -377,11 +391,13 @@ class Traffic:
         return we, addr, data, sel, []
 
     def busy_access(self):
-        """An access to make while busy: no CMD data that would matter, no W1C of DONE/ACC_SAT."""
+        """An access to make while busy: no CMD data that would matter, no W1C of DONE/ACC_SAT
+        and no clear of the activity counters (the model runs a command at once, so it
+        cannot clear them half-way through one)."""
         we, addr, data, sel, _ = self.access(csr_cmd=-1)
         p = self.p
         if addr >> p.region_shift == Region.CSR and addr & 0x1F == CSR.STATUS:
-            data &= ~(1 << Status.DONE | 1 << Status.ACC_SAT)
+            data &= ~(1 << Status.DONE | 1 << Status.ACC_SAT | 1 << Status.CLEAR_COUNTERS)
         return we, addr, data, sel
 
 
@@ -523,6 +539,7 @@ async def bus_errors(dut):
     await tb.write(second, 0)
     assert await tb.read(csr(CSR.ERRCODE)) == ErrCode.BAD_ADDRESS
     assert await tb.read(csr(CSR.ERRADDR)) == first
+    await tb.sync_counters()
     await tb.compare_all("after every kind of bus error")
     tb.finish()
 
@@ -563,6 +580,7 @@ async def calibration_sweep(dut):
                            ("below_range", ~inside & (o < 0))):
             if np.any(mask):
                 ctx.coverage.hit("calibration", name)
+    await tb.sync_counters()
     await tb.compare_all("after the calibration sweep")
     tb.finish()
 
@@ -629,6 +647,7 @@ async def chip_instances(dut):
         if rng.integers(2):
             for d in (drv, ref):
                 await d.clear()
+    await tb.sync_counters()
     await tb.compare_all("after the chip instances")
     tb.finish()
 
@@ -669,5 +688,6 @@ async def accumulator_saturation(dut):
         assert (await drv.status())["acc_sat"] and (await ref.status())["acc_sat"]
         await tb.write(tb.csr(CSR.STATUS), 1 << Status.ACC_SAT)
         assert not (await drv.status())["acc_sat"]
+    await tb.sync_counters()
     await tb.compare_all("after the saturation runs")
     tb.finish()
