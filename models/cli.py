@@ -72,7 +72,7 @@ def _given(args, *names) -> list[str]:
 
 def _refuse(given: list[str], reason: str) -> None:
     if given:
-        raise UsageError(f"{reason}; not allowed here", given[0])
+        raise UsageError(reason, given[0])
 
 
 def _chip_config(args) -> tuple[ChipConfig | None, str]:
@@ -311,8 +311,9 @@ def cmd_eval(args) -> int:
         # --comp-rows is the energy model's K too (--energy); otherwise it needs a chip.
         _refuse(_given(args, "chip_seed", "chips", "backend",
                        *(() if args.energy else ("comp_rows",))),
-                "chip options need a chip: give a spread (--sram-offset-sigma, "
-                "--sram-cell-sigma, --read-noise, --rram-sigma, --on-off-ratio) or --calibrate")
+                "needs a chip: give a spread (--sram-offset-sigma, --sram-cell-sigma, "
+                "--read-noise, --rram-sigma, --on-off-ratio) or --calibrate; on ideal "
+                "hardware it would be ignored")
     comp_rows = args.comp_rows or 8
     chip_seed = args.chip_seed or 0
     chips = args.chips or 1
@@ -397,7 +398,8 @@ def cmd_sweep(args) -> int:
                                           "--experiment offset")
     if args.model is not None:
         _refuse(_given(args, "epochs", "rows", "cols"),
-                "the model given with --model is already trained and mapped")
+                "trains and maps the recipe's model; not allowed with --model (already "
+                "trained and mapped)")
     files = ["sweep.csv"] + [f"{exp}.png" for exp in experiments]
     outdir = cmdline.check_output_folder(args.out, OUT, files=files)
     comp_rows = args.comp_rows or 8

@@ -660,12 +660,20 @@ def _umask() -> int:
     return mask
 
 
+def _blob(data) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"data must be bytes or str, not {type(data).__name__}")
+
+
 def atomic_write(path, data) -> Path:
     """Write ``data`` (bytes or str, UTF-8) to ``path`` through a temporary file in the
     same folder, synced, then renamed: ``path`` is either its old content or complete.
     The folder must exist."""
     path = Path(path)
-    blob = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    blob = _blob(data)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -729,9 +737,8 @@ def write_files(folder, files: dict) -> list:
     (:func:`staged_outputs`); returns the paths written."""
     with staged_outputs(folder, list(files)) as stage:
         for name, data in files.items():
-            blob = data.encode("utf-8") if isinstance(data, str) else bytes(data)
             with open(stage / name, "wb") as f:
-                f.write(blob)
+                f.write(_blob(data))
                 f.flush()
                 os.fsync(f.fileno())
     return [Path(folder) / name for name in files]
@@ -815,7 +822,11 @@ def progress_bar(total: int, desc: str, quiet: bool = False):
         from tqdm import tqdm
     except ImportError:                      # pragma: no cover - tqdm is pinned
         return _NoBar()
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+    # A terminal that reports no size (0x0, e.g. a pseudo-terminal under `script`) would
+    # hide the bar (tqdm hides bars below the last row): give it the fallback size.
+    size = shutil.get_terminal_size((100, 20))
+    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, ncols=size.columns,
+                nrows=size.lines)
 
 
 class StatusLine:
