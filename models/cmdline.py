@@ -631,6 +631,8 @@ def check_output_folder(path, option: str, *, files=()) -> Path:
                 raise UsageError(f"{str(target)!r} is not a regular file, cannot write {name}",
                                  option)
         return path
+    if path.is_symlink():
+        raise UsageError(f"{text!r} is a symbolic link to nothing", option)
     ancestor = _nearest_existing(path, option)
     if not ancestor.is_dir():
         raise UsageError(f"cannot create folder {text!r}: {str(ancestor)!r} is a file, "

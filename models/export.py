@@ -412,6 +412,9 @@ def macro_hook(rows: int, cols: int, input_bits: int, readout: Readout | None = 
 
 def _paths(path) -> tuple[Path, Path]:
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise ModelFileError(f"{str(path)!r} names a folder, not a model (NAME, NAME.json or "
+                             f"NAME.npz)")
     if path.suffix in (".json", ".npz"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".json"), path.with_name(path.name + ".npz")

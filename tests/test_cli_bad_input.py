@@ -37,6 +37,8 @@ from models.bnn import BNN
 from models.datasets import DEFAULT_MNIST_DIR, MNIST_FILES, save_idx
 from models.export import export_model, save_folded
 
+from .damage import JSON_VALUES, json_paths, replace_at
+
 ROOT = Path(__file__).resolve().parent.parent
 
 DIGITS_PRE = dict(source="sklearn-digits", image_shape=[8, 8], downsample=None, input_bits=5,
@@ -617,25 +619,7 @@ def test_every_case_named_in_the_issue_is_covered():
 
 # --- generated damage -----------------------------------------------------------------------
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False)
-    | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5),
-                                                                      children, max_size=3),
-    max_leaves=6)
-
-
-def _paths(doc, prefix=()):
-    yield prefix
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc[:3]):
-            yield from _paths(v, prefix + (i,))
-
-
-GENERATED = settings(max_examples=60, deadline=None, derandomize=True,
+GENERATED = settings(max_examples=150, deadline=None, derandomize=True,
                      suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -663,16 +647,8 @@ def test_damaged_model_json_is_one_line_or_runs(data, tmp_path_factory, capsys):
         save_idx(src / "i.idx", np.arange(5 * 64).reshape(5, 8, 8).astype(np.uint8) % 17)
         save_idx(src / "l.idx", np.arange(5).astype(np.uint8))
     doc = json.loads((src / "digits.json").read_text())
-    paths = list(_paths(doc))[1:]
-    path = data.draw(st.sampled_from(paths))
-    value = data.draw(JSON_VALUES)
-    target = doc
-    for key in path[:-1]:
-        target = target[key]
-    if data.draw(st.booleans()) and isinstance(target, dict):
-        target.pop(path[-1])
-    else:
-        target[path[-1]] = value
+    path = data.draw(st.sampled_from(list(json_paths(doc))[1:]))
+    replace_at(doc, path, data.draw(JSON_VALUES), remove=data.draw(st.booleans()))
     work = tmp_path_factory.mktemp("gen")
     (work / "m.json").write_text(json.dumps(dict(doc, arrays_file="m.npz")))
     shutil.copyfile(src / "digits.npz", work / "m.npz")
@@ -746,7 +722,7 @@ def _parsers():
 OPTION_CASES = _parsers()
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=600, deadline=None, derandomize=True)
 @given(case=st.sampled_from(OPTION_CASES),
        value=st.one_of(st.text(max_size=12), st.floats().map(repr), st.integers().map(str),
                        st.sampled_from(["nan", "-inf", "1e999", "0x10", "", " ", "1_0", "--", "-1"])))

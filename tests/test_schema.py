@@ -16,6 +16,8 @@ from gen import manifest
 from models import schema
 from models.params import NONIDEALITIES, MacroParams
 
+from .damage import JSON_VALUES, json_paths, replace_at
+
 FAKE_VERILOG = "module cim_macro(clk);\n  input clk;\nendmodule\n"
 PORTS = [dict(name="clk", direction="input", width=1, role="clock")]
 
@@ -59,7 +61,7 @@ def test_generated_manifests_follow_the_schema_and_load(rng, tmp_path):
     (lambda d: d.update(top="module x"), "top must match"),
 ])
 def test_damaged_manifest_is_one_line(tmp_path, edit, words):
-    doc = manifest.build_manifest(MacroParams(32, 96), FAKE_VERILOG, PORTS)
+    doc = json.loads(manifest.dumps(manifest.build_manifest(MacroParams(32, 96), FAKE_VERILOG, PORTS)))
     edit(doc)
     path = tmp_path / "m.json"
     path.write_text(json.dumps(doc))
@@ -69,33 +71,14 @@ def test_damaged_manifest_is_one_line(tmp_path, edit, words):
     assert "\n" not in str(info.value)
 
 
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False)
-    | st.text(max_size=6),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
-    max_leaves=5)
-
-
-def _paths(doc, prefix=()):
-    yield prefix
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc[:2]):
-            yield from _paths(v, prefix + (i,))
-
-
 @settings(max_examples=200, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_randomly_damaged_manifest_loads_or_is_one_line(data, tmp_path):
-    doc = manifest.build_manifest(MacroParams(8, 12, cols_per_cycle=4), FAKE_VERILOG, PORTS)
-    path = data.draw(st.sampled_from(list(_paths(doc))[1:]))
-    target = doc
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = data.draw(JSON_VALUES)
+    doc = json.loads(manifest.dumps(manifest.build_manifest(MacroParams(8, 12, cols_per_cycle=4),
+                                                            FAKE_VERILOG, PORTS)))
+    path = data.draw(st.sampled_from(list(json_paths(doc, items=2))[1:]))
+    replace_at(doc, path, data.draw(JSON_VALUES))
     file = tmp_path / "m.json"
     file.write_text(json.dumps(doc))
     try:
