@@ -221,7 +221,8 @@ def cmd_build(args) -> int:
         msg = one_line(exc)
         option = next((o for prefix, o in _BUILD_OPTIONS if msg.startswith(prefix)), None)
         raise UsageError(msg, option) from None
-    except BuildError as exc:
+    except (BuildError, RuntimeError) as exc:
+        # A tool failed (BuildError, FitError) or could not run (the PLL calculator).
         raise UsageError(one_line(exc)) from None
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"tools stopped; no bitstream or report written (logs in "

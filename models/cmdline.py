@@ -278,6 +278,14 @@ def run(name: str, body, argv=None) -> int:
     """
     try:
         status = body(argv)
+        try:
+            sys.stdout.flush()        # a full disk shows here, not as a traceback at exit
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            _drop_stdout()
+            raise OSError(exc.errno, f"cannot write the standard output: "
+                                     f"{exc.strerror or exc}") from None
         return 0 if status is None else int(status)
     except UsageError as exc:
         _print_line(f"{name}: error: {exc}")
@@ -291,8 +299,7 @@ def run(name: str, body, argv=None) -> int:
         return 130
     except BrokenPipeError:
         # stdout went to a pipe that closed (`| head`): stop quietly, as cat does.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         return 1
     except MemoryError:
         _print_line(f"{name}: error: out of memory (ask for less at once: fewer chips, "
@@ -303,6 +310,11 @@ def run(name: str, body, argv=None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         _print_line(f"{name}: error: {where}{one_line(exc.strerror or exc)}")
         return 2
+
+
+def _drop_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main_entry(name: str, load) -> int:
