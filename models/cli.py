@@ -525,9 +525,14 @@ def _energy_images(args, net):
 def _fpga_clock(path):
     """(MHz, MacroParams, source) of an FPGA build's report.json, checked against its schema."""
     from .energy import fpga_clock
-    from .schema import SchemaError, load_json
+    from .schema import SchemaError, check, load_json
     try:
-        load_json(cmdline.check_input_file(path, "--fpga-report", what="report"), "fpga-report")
+        doc = load_json(cmdline.check_input_file(path, "--fpga-report", what="report"))
+        kind = doc.get("format") if isinstance(doc, dict) else None
+        if kind != "cim-fpga-report":
+            raise SchemaError(f"{path}: format must be 'cim-fpga-report' (an FPGA build's "
+                              f"report.json), not {kind!r}")
+        check(doc, "fpga-report", path)
         return fpga_clock(path)
     except (SchemaError, ValueError) as exc:
         raise UsageError(one_line(exc), "--fpga-report") from None

@@ -400,7 +400,38 @@ MODELS = [
      ["--model", "digits", "--dataset mnist"]),
     ("sweep-model-rows-40", SW + ["--model", "D/rows40"], ["--model", "not 40"]),
     ("sweep-old-output", SW + ["--output", "T/x"], ["--output", "-o/--out"]),
-    ("unknown-command", ["fit"], ["'fit'", "train", "eval", "sweep"]),
+    # energy
+    ("energy-no-preset", ["energy"], ["required", "--preset"]),
+    ("energy-preset-unknown", ["energy", "--preset", "nosuch"], ["--preset", "nosuch"]),
+    ("energy-preset-garbage", ["energy", "--preset", "D/garbage.json"], ["--preset", "not JSON"]),
+    ("energy-density-2", ["energy", "--preset", "jssc17", "--rows", "32", "--cols", "8",
+                          "--input-density", "2"], ["--input-density", "'2'", "[0, 1]"]),
+    ("energy-density-nan", ["energy", "--preset", "jssc17", "--input-density", "nan"],
+     ["--input-density", "'nan'"]),
+    ("energy-density-no-macro", ["energy", "--preset", "jssc17", "--input-density", "0.3"],
+     ["--input-density", "--rows and --cols"]),
+    ("energy-count-0", ["energy", "--preset", "jssc17", "--model", "D/digits", "--count", "0"],
+     ["--count", "not 0"]),
+    ("energy-rows-with-model", ["energy", "--preset", "jssc17", "--model", "D/digits", "--rows",
+                                "32", "--cols", "8"], ["--rows", "--model"]),
+    ("energy-p-with-model", ["energy", "--preset", "jssc17", "--model", "D/digits",
+                             "--cols-per-cycle", "4"], ["--cols-per-cycle", "--model"]),
+    ("energy-comp-rows-6", ["energy", "--preset", "jssc17", "--comp-rows", "6"],
+     ["--comp-rows", "not 6", "power of two"]),
+    ("energy-images-alone", ["energy", "--preset", "jssc17", "--images", "D/dimg.idx"],
+     ["--images", "--model"]),
+    ("energy-images-size", ["energy", "--preset", "jssc17", "--model", "D/digits", "--images",
+                            "D/img3.idx"], ["--images", "3x3", "8x8"]),
+    ("energy-cut-model", ["energy", "--preset", "jssc17", "--model", "D/cutnpz"],
+     ["--model", "cutnpz.npz"]),
+    ("energy-report-garbage", ["energy", "--preset", "jssc17", "--fpga-report", "D/garbage.json"],
+     ["--fpga-report", "not valid JSON"]),
+    ("energy-report-folder", ["energy", "--preset", "jssc17", "--fpga-report", "D/dir.json"],
+     ["--fpga-report", "folder"]),
+    ("energy-report-other", ["energy", "--preset", "jssc17", "--fpga-report", "D/digits.json"],
+     ["--fpga-report", "format must be 'cim-fpga-report'"]),
+    ("eval-energy-unknown", E + ["--dataset", "digits", "--energy", "nosuch"], ["--energy", "nosuch"]),
+    ("unknown-command", ["fit"], ["'fit'", "train", "eval", "sweep", "energy"]),
     ("no-command", [], ["required", "train"]),
 ]
 
@@ -838,11 +869,12 @@ def test_ctrl_c_while_training_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_ctrl_c_while_generating(tmp_path):
-    """256x256 takes 15 s of CPU time: after 3 s the generator is converting."""
+    """256x256 takes 15 s of CPU time: after 3 s the generator is elaborating or converting."""
     status, out, err = _interrupt(["gen", "--rows", "256", "--cols", "256", "-o", "out"],
                                   tmp_path, "", after=3.0)
     assert status == 130, (out, err)
-    assert err == "gen: interrupted; nothing written\n" and out == ""
+    # On a loaded machine the signal may still find it importing: then no note.
+    assert err in ("gen: interrupted; nothing written\n", "gen: interrupted\n") and out == ""
     assert list(tmp_path.iterdir()) == []
 
 

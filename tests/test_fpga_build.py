@@ -14,6 +14,7 @@ import pytest
 from fpga.boards import BOARDS, BoardTop, pll_config
 from fpga.build import (FitError, build, check_fit, lut_ff_counts, parse_nextpnr_report,
                         parse_yosys_stats, summary_line, tool_environment)
+from models import schema
 from models.params import MacroParams
 
 YOSYS_LOG = """
@@ -140,6 +141,7 @@ def test_board_top_checks_and_tool_environment():
 def _check_report(report, board, out):
     saved = json.loads((out / "report.json").read_text())
     assert saved == json.loads(json.dumps(report))
+    schema.check(saved, "fpga-report", out / "report.json")     # models/schemas/
     assert saved["board"] == board and saved["format"] == "cim-fpga-report"
     t = saved["timing"]
     assert t["clock_hz"] == BOARDS[board].clock_hz
