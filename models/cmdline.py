@@ -279,7 +279,8 @@ def run(name: str, body, argv=None) -> int:
     try:
         status = body(argv)
         try:
-            sys.stdout.flush()        # a full disk shows here, not as a traceback at exit
+            if sys.stdout is not None:    # None when the command started with fd 1 closed
+                sys.stdout.flush()        # a full disk shows here, not as a traceback at exit
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):
                 raise
@@ -332,7 +333,7 @@ def main_entry(name: str, load) -> int:
 
 
 def _print_line(line: str) -> None:
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, AttributeError):
         sys.stdout.flush()
     with contextlib.suppress(OSError):
         print(line, file=sys.stderr, flush=True)
