@@ -34,15 +34,13 @@ import asyncio
 import time
 from pathlib import Path
 
-import numpy as np
-
 from gen.cli import ALLOWED, macro_int_type, nonideal_type, params_from_args
 from models import cmdline
 from models.cmdline import UsageError, integer, number, one_line
 from models.params import NONIDEALITIES
 
-from .boards import BOARDS
-from host.serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
+# Amaranth (behind .boards and host.serial_transport) and numpy load inside the functions,
+# where Ctrl-C is one line: `python -m fpga` runs this module itself.
 
 PROG = "fpga"
 OUT = "-o/--out"
@@ -64,6 +62,9 @@ def _bridge_timeout():
 
 
 def build_parser() -> cmdline.CommandParser:
+    from .boards import BOARDS
+    from host.serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
+
     ap = cmdline.CommandParser(
         name=PROG, prog="python -m fpga",
         description="Build the macro for an FPGA board, run a network on it, list the "
@@ -189,6 +190,7 @@ _BUILD_OPTIONS = (("baud", "--baud"), ("no PLL setting", "--freq"), ("freq", "--
 
 
 def cmd_build(args) -> int:
+    from .boards import BOARDS
     from .build import BuildError, bitstream_name, build, check_freq, default_out_dir, summary_line
     board = BOARDS[args.board]
     if args.tmg_ripup is False and board.family != "ecp5":
@@ -276,6 +278,8 @@ RUN_CHUNK = 25
 
 
 async def _run(args, net, x, labels, port) -> int:
+    import numpy as np
+
     from host.driver import MacroDriver
     from host.network import measure_residual, run_network
     from host.serial_transport import SerialTransport

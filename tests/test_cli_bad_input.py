@@ -873,8 +873,10 @@ def test_ctrl_c_while_generating(tmp_path):
     status, out, err = _interrupt(["gen", "--rows", "256", "--cols", "256", "-o", "out"],
                                   tmp_path, "", after=3.0)
     assert status == 130, (out, err)
-    # On a loaded machine the signal may still find it importing: then no note.
-    assert err in ("gen: interrupted; nothing written\n", "gen: interrupted\n") and out == ""
+    # The note depends on where the signal lands: importing (none), generating, or (the
+    # builtin Yosys holds the signal until the conversion returns) writing.
+    assert err in ("gen: interrupted\n", "gen: interrupted; nothing written\n",
+                   "gen: interrupted; nothing written to 'out'\n") and out == "", err
     assert list(tmp_path.iterdir()) == []
 
 
