@@ -473,6 +473,8 @@ def _load_preset(text, option="--preset"):
         return load_preset(text)
     except PresetError as exc:
         raise UsageError(one_line(exc), option) from None
+    except RecursionError:            # json's parser on a file nested thousands deep
+        raise UsageError(f"{text}: not JSON (nested too deeply)", option) from None
 
 
 def _network_report(net, x, preset, comp_rows, *, clock=None):

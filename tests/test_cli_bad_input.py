@@ -122,6 +122,7 @@ def data(tmp_path_factory):
     (d / "cut.idx.gz").write_bytes(cut[:len(cut) // 2])
     (d / "file.txt").write_text("x")
     (d / "garbage.json").write_text("{not json")
+    (d / "deep.json").write_text("[" * 100000 + "]" * 100000)
     (d / "empty.json").write_text("")
     (d / "dir.json").mkdir()
     (d / "dir.npz").write_bytes(b"")
@@ -404,6 +405,8 @@ MODELS = [
     ("energy-no-preset", ["energy"], ["required", "--preset"]),
     ("energy-preset-unknown", ["energy", "--preset", "nosuch"], ["--preset", "nosuch"]),
     ("energy-preset-garbage", ["energy", "--preset", "D/garbage.json"], ["--preset", "not JSON"]),
+    ("energy-preset-deep", ["energy", "--preset", "D/deep.json"], ["--preset", "nested too deeply"]),
+    ("energy-preset-folder", ["energy", "--preset", "D/dir.json"], ["--preset", "dir.json"]),
     ("energy-density-2", ["energy", "--preset", "jssc17", "--rows", "32", "--cols", "8",
                           "--input-density", "2"], ["--input-density", "'2'", "[0, 1]"]),
     ("energy-density-nan", ["energy", "--preset", "jssc17", "--input-density", "nan"],
