@@ -60,6 +60,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 __all__ = [
@@ -289,11 +290,13 @@ def run(name: str, body, argv=None) -> int:
                                      f"{exc.strerror or exc}") from None
         return 0 if status is None else int(status)
     except UsageError as exc:
+        _quiet_abandoned_objects()
         _print_line(f"{name}: error: {exc}")
         return 2
     except SystemExit as exc:             # argparse: errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     except KeyboardInterrupt as exc:
+        _quiet_abandoned_objects()
         with _sigint_ignored():
             note = one_line(exc.args[0]) if exc.args else ""
             _print_line(f"{name}: interrupted" + (f"; {note}" if note else ""))
@@ -311,6 +314,12 @@ def run(name: str, body, argv=None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         _print_line(f"{name}: error: {where}{one_line(exc.strerror or exc)}")
         return 2
+
+
+def _quiet_abandoned_objects() -> None:
+    """A run stopped half way leaves Amaranth designs it never elaborated; their "created
+    but never used" warnings (at exit) would follow the one line."""
+    warnings.filterwarnings("ignore", message=r".* created but never used$")
 
 
 def _drop_stdout() -> None:
