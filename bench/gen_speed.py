@@ -11,7 +11,6 @@ with status 1 when a target is missed.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import subprocess
@@ -19,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from models import cmdline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,11 +56,24 @@ def run_once(rows: int, cols: int, out: Path) -> dict:
     return result
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gen_speed", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=1,
+PROG = "bench.gen_speed"
+
+
+def build_parser():
+    parser = cmdline.CommandParser(name=PROG, prog="python -m bench.gen_speed",
+                                   description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--repeat", type=cmdline.integer("repeat", 1, 100), default=1, metavar="N",
                         help="builds per size; the table shows the fastest time and the largest peak")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the benchmark; exit status 0 all targets met, 1 one missed, 2 bad input."""
+    return cmdline.run(PROG, _main, argv)
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
 
     rows_out = []
     failed = False

@@ -15,18 +15,18 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from models import cmdline  # noqa: E402
 from models.bnn import BNN  # noqa: E402
 from models.chip import ChipConfig  # noqa: E402
 from models.chip_readout import ChipReadout  # noqa: E402
 from models.datasets import load_dataset  # noqa: E402
-from models.export import export_model, load_folded  # noqa: E402
+from models.export import export_model  # noqa: E402
 
 
 def run(net, x, config, chips, backend, calibrate, chunk):
@@ -45,22 +45,52 @@ def run(net, x, config, chips, backend, calibrate, chunk):
     return np.concatenate(preds), t_sample, t_infer
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.model_speed", description=__doc__.split("\n")[0])
-    ap.add_argument("--chips", type=int, default=100)
-    ap.add_argument("--images", type=int, default=2000)
-    ap.add_argument("--chunk", type=int, default=20, help="instances evaluated at once (memory)")
-    ap.add_argument("--model", default=None, help="exported MNIST model (default: untrained net)")
-    ap.add_argument("--quick", action="store_true", help="only the headline configuration")
-    args = ap.parse_args(argv)
+PROG = "bench.model_speed"
 
-    data = load_dataset("mnist")
-    x = data.x_val[:args.images].astype(np.int64)
-    y = data.y_val[:args.images]
+
+def build_parser():
+    ap = cmdline.CommandParser(name=PROG, prog="python -m bench.model_speed",
+                               description=__doc__.split("\n")[0],
+                               renamed={"--images": "--n-images N"})
+    ap.add_argument("--chips", type=cmdline.integer("chips", 1, 100000), default=100, metavar="N",
+                    help="chip instances")
+    ap.add_argument("--n-images", type=cmdline.integer("n-images", 1), default=2000, metavar="N",
+                    help="MNIST validation images (at most the 2000 of the subset)")
+    ap.add_argument("--chunk", type=cmdline.integer("chunk", 1, 10000), default=20, metavar="N",
+                    help="instances evaluated at once (memory)")
+    ap.add_argument("--model", default=None, metavar="MODEL",
+                    help="exported MNIST model, 100 inputs (default: an untrained network)")
+    ap.add_argument("--quick", action="store_true", help="only the headline configuration")
+    return ap
+
+
+def main(argv=None) -> int:
+    """Run the benchmark; exit status 0, or 2 for bad input."""
+    return cmdline.run(PROG, _main, argv)
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    net = None
     if args.model:
-        net = load_folded(args.model)
-    else:
+        from models.inputs import load_model
+        net = load_model(args.model)
+    try:
+        data = load_dataset("mnist")
+    except ValueError as exc:
+        raise cmdline.UsageError(f"the MNIST subset is needed: {cmdline.one_line(exc)}") from None
+    if args.n_images > len(data.x_val):
+        raise cmdline.UsageError(f"n-images must be at most the {len(data.x_val)} validation "
+                                 f"images of the MNIST subset, not {args.n_images}", "--n-images")
+    x = data.x_val[:args.n_images].astype(np.int64)
+    y = data.y_val[:args.n_images]
+    if net is None:
         net = export_model(BNN((100, 96, 96, 10), seed=0), 32, 96)
+    elif (net.layers[0].inputs, net.layers[0].planes, net.classes) != (x.shape[1], 5, 10):
+        raise cmdline.UsageError(f"{args.model}: the benchmark runs MNIST 10x10 (100 inputs of "
+                                 f"5 bits, 10 classes), the model takes {net.layers[0].inputs} "
+                                 f"inputs of {net.layers[0].planes} bits and {net.classes} "
+                                 f"classes", "--model")
     configs = [("typical SRAM + noise, analog, calibrated", ChipConfig.typical("sram"), "analog", True)]
     if not args.quick:
         configs += [

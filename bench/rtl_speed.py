@@ -12,20 +12,21 @@ model). ``--edge`` adds a Verilator run over the per-edge cocotb Wishbone master
 (Python awaiting every clock edge) for comparison.
 
     python -m bench.rtl_speed                       # MNIST, 200 images Verilator, 3 Icarus
-    python -m bench.rtl_speed --dataset digits --images 500 --icarus-images 5 --edge
+    python -m bench.rtl_speed --dataset digits --n-images 500 --n-icarus-images 5 --edge
 
-Results are printed as a Markdown table and written to ``build/bench/rtl_speed.json``.
+Results are printed as a Markdown table and written to ``OUT/rtl_speed.json`` (``-o/--out``,
+default ``build/bench``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import sys
 import time
 
+from models import cmdline
 from verif import runner
 from verif.cocotb.nets import prepare
 
@@ -42,26 +43,45 @@ def measure(sim: str, net: dict, count: int, **args) -> dict:
     return stats
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.rtl_speed", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", choices=("mnist", "digits"), default="mnist")
-    parser.add_argument("--images", type=int, default=200, help="images on Verilator (default 200)")
-    parser.add_argument("--icarus-images", type=int, default=3, help="images on Icarus (default 3)")
-    parser.add_argument("--edge", action="store_true", help="also Verilator with the per-edge master")
-    parser.add_argument("--output", default=str(runner.ROOT / "build" / "bench" / "rtl_speed.json"))
-    opts = parser.parse_args(argv)
+PROG = "bench.rtl_speed"
 
+
+def build_parser():
+    parser = cmdline.CommandParser(
+        name=PROG, prog="python -m bench.rtl_speed", description=__doc__.split("\n")[0],
+        renamed={"--images": "--n-images N", "--icarus-images": "--n-icarus-images N",
+                 "--output": "-o/--out DIR"})
+    parser.add_argument("--dataset", choices=("mnist", "digits"), default="mnist",
+                        help="network and images: the MNIST recipe or the digits recipe")
+    parser.add_argument("--n-images", type=cmdline.integer("n-images", 1, 2000), default=200,
+                        metavar="N", help="images on Verilator")
+    parser.add_argument("--n-icarus-images", type=cmdline.integer("n-icarus-images", 1, 200),
+                        default=3, metavar="N", help="images on Icarus")
+    parser.add_argument("--edge", action="store_true", help="also Verilator with the per-edge master")
+    parser.add_argument("-o", "--out", default=str(runner.ROOT / "build" / "bench"), metavar="DIR",
+                        help="output folder of rtl_speed.json, created if missing")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the benchmark; exit status 0, or 2 for bad input."""
+    return cmdline.run(PROG, _main, argv)
+
+
+def _main(argv) -> int:
+    opts = build_parser().parse_args(argv)
+    out = cmdline.check_output_folder(opts.out, "-o/--out", files=["rtl_speed.json"])
     start = time.perf_counter()
-    net = prepare(opts.dataset, images=max(opts.images, opts.icarus_images))
+    net = prepare(opts.dataset, images=max(opts.n_images, opts.n_icarus_images))
     print(f"network: {opts.dataset} ({net['net']}), validation accuracy "
           f"{100 * net['val_accuracy']:.2f} %", flush=True)
     runs = {}
-    runs["verilator"] = measure("verilator", net, opts.images)
+    runs["verilator"] = measure("verilator", net, opts.n_images)
     print(f"verilator: {runs['verilator']['images_per_s']:.1f} images/s", flush=True)
-    runs["icarus"] = measure("icarus", net, opts.icarus_images)
+    runs["icarus"] = measure("icarus", net, opts.n_icarus_images)
     print(f"icarus: {runs['icarus']['images_per_s']:.3f} images/s", flush=True)
     if opts.edge:
-        runs["verilator-edge"] = measure("verilator", net, min(opts.images, 50), transport="edge")
+        runs["verilator-edge"] = measure("verilator", net, min(opts.n_images, 50), transport="edge")
     v, i = runs["verilator"], runs["icarus"]
     ratio = dict(cycles_per_s=v["cycles_per_s"] / i["cycles_per_s"],
                  images_per_s=v["images_per_s"] / i["images_per_s"])
@@ -79,10 +99,8 @@ def main(argv=None) -> int:
     print(f"\nVerilator / Icarus: {ratio['cycles_per_s']:.0f}x cycles/s, "
           f"{ratio['images_per_s']:.0f}x images/s (load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores)")
-    os.makedirs(os.path.dirname(opts.output), exist_ok=True)
-    with open(opts.output, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"written: {opts.output}")
+    written = cmdline.write_files(out, {"rtl_speed.json": json.dumps(report, indent=1)})
+    print(f"written: {written[0]}")
     return 0
 
 

@@ -1,186 +1,287 @@
 """``python -m fpga build|run|endpoints ...``: bitstreams, inference on a board, timing.
 
 build
-    Board top -> YoWASP Yosys/nextpnr -> bitstream and ``report.json``; prints one line.
-    Exit status 0 when timing is met at the design clock, 1 when it is not (the
-    bitstream and report are still written), 2 when the design does not fit or a tool
-    fails.
+    Board top -> YoWASP Yosys/nextpnr -> bitstream and ``report.json``; shows its stages
+    on stderr (synthesis, placement, routing with the router's iterations, bitstream)
+    and names its logs; prints one line. Exit status 0 when timing is met at the design
+    clock, 1 when it is not (the bitstream and report are still written), 2 for bad
+    input, a design that does not fit, or a tool that fails.
 
 run
     Loads an exported network (docs/MODEL_FORMAT.md), reads images and labels from IDX
     files, connects to the board's UARTBone bridge with the project's driver, calibrates
     the macro (unless ``--no-calibrate``), with ``--trim`` measures each column's residual
     and folds it into the run (docs/DRIVER.md, calibration trim), runs the network and
-    prints the accuracy. ``--port model`` runs the same code against the golden model
-    behind a byte-level model of the bridge (a dry run without a board); ``--chip-seed S``
-    gives that model the non-idealities of sampled chip S, as ``build --chip-seed S``
-    bakes them into a board.
+    prints the accuracy; a progress bar on a terminal. ``--port model`` runs the same
+    code against the golden model behind a byte-level model of the bridge (a dry run
+    without a board); ``--chip-seed S`` gives that model the non-idealities of sampled
+    chip S, as ``build --chip-seed S`` bakes them into a board.
 
 endpoints
     Reads the ``work/report.json`` of a build made with ``--detailed-timing`` and lists
     the flip-flop endpoints whose worst arrival exceeds ``--period`` ns (default the
     report's own clock), grouped by register (``fpga/endpoints.py``). Exit status 0 when
     none fail, 1 when some do, 2 for a missing or unusable report.
+
+Arguments, errors, output paths and Ctrl-C follow the project's command-line layer
+(:mod:`models.cmdline`, docs/CLI.md): bad input is one line ``fpga: error: ...`` and exit
+status 2, checked before anything is created.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
 import time
+from pathlib import Path
 
-import numpy as np
+from gen.cli import ALLOWED, macro_int_type, nonideal_type, params_from_args
+from models import cmdline
+from models.cmdline import UsageError, integer, number, one_line
+from models.params import NONIDEALITIES
 
-from .boards import BOARDS
-from host.serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
+# Amaranth (behind .boards and host.serial_transport) and numpy load inside the functions,
+# where Ctrl-C is one line: `python -m fpga` runs this module itself.
+
+PROG = "fpga"
+OUT = "-o/--out"
+#: Serial rates the host and the bridge are checked for (the FTDI chips of both boards
+#: top out at 12 Mbaud).
+BAUD_RANGE = (300, 12_000_000)
+MAX_BRIDGE_TIMEOUT = 10.0
+#: The bridge's silence timeout must exceed this many bit times (three bytes with start
+#: and stop bits), or it drops frames whose bytes arrive back to back.
+MIN_TIMEOUT_BITS = 30
 
 
-def _parser():
-    ap = argparse.ArgumentParser(prog="python -m fpga", description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="command", required=True)
+def _baud():
+    return integer("baud", *BAUD_RANGE)
 
-    b = sub.add_parser("build", help="build a bitstream and its report")
-    b.add_argument("--board", required=True, choices=sorted(BOARDS))
-    b.add_argument("--rows", type=int, required=True)
-    b.add_argument("--cols", type=int, required=True)
-    b.add_argument("--cols-per-cycle", type=int, default=None, metavar="P",
-                   help="columns computed per cycle (folding); default all")
-    b.add_argument("--input-bits", type=int, default=5)
-    b.add_argument("--pipeline", type=int, default=0, metavar="L",
-                   help="register stages in the readout path, 0..4 (default 0)")
-    b.add_argument("--nonideal", default=None,
-                   help="comma-separated non-idealities to build (default offset,readout)")
-    b.add_argument("--chip-seed", type=int, default=None, metavar="S",
-                   help="bake the sampled SRAM chip instance S into the reset state")
-    b.add_argument("--freq", type=float, default=None, metavar="MHZ",
-                   help="design clock from a PLL; default the board oscillator")
-    b.add_argument("--baud", type=int, default=DEFAULT_BAUD)
-    b.add_argument("--bridge-timeout", type=float, default=DEFAULT_BRIDGE_TIMEOUT, metavar="S",
-                   help="silence after which the bridge drops an unfinished frame")
-    b.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
-    b.add_argument("--mapper", choices=("abc", "abc9"), default=None,
-                   help="Yosys LUT mapper (default abc9 on iCE40, abc on ECP5)")
-    b.add_argument("--no-tmg-ripup", dest="tmg_ripup", action="store_false", default=None,
-                   help="ECP5: route without nextpnr's timing-driven ripup (faster when "
-                        "timing cannot be met; see docs/FPGA.md)")
-    b.add_argument("--detailed-timing", action="store_true",
-                   help="nextpnr also writes every net's timing to work/report.json")
+
+def _bridge_timeout():
+    return number("bridge-timeout", 0, MAX_BRIDGE_TIMEOUT, lo_open=True, unit="s")
+
+
+def build_parser() -> cmdline.CommandParser:
+    from .boards import BOARDS
+    from host.serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
+
+    ap = cmdline.CommandParser(
+        name=PROG, prog="python -m fpga",
+        description="Build the macro for an FPGA board, run a network on it, list the "
+                    "flip-flops that miss the clock (docs/FPGA.md).",
+        epilog="Bad input exits with status 2 and one line on stderr; nothing is written.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{build,run,endpoints}")
+
+    b = sub.add_parser(
+        "build", help="build a bitstream and its report",
+        renamed={"--seed": "--placement-seed (the nextpnr seed)", "--output": "-o/--out"},
+        description="Board top -> Yosys -> nextpnr -> bitstream and report.json in OUT; the "
+                    "stages and the logs (OUT/work) are shown on stderr. Exit status 0: "
+                    "timing met; 1: timing failed (bitstream still written); 2: bad input, "
+                    "no fit or a tool failed.")
+    m = b.add_argument_group("the macro (as python -m gen)")
+    m.add_argument("--board", required=True, choices=sorted(BOARDS),
+                   help="icebreaker: iCE40 UP5K, 12 MHz oscillator; ulx3s: ECP5-85F, 25 MHz")
+    m.add_argument("--rows", type=macro_int_type("rows"), required=True, metavar="R",
+                   help=f"data word lines R: {ALLOWED['rows']}; required")
+    m.add_argument("--cols", type=macro_int_type("cols"), required=True, metavar="C",
+                   help=f"columns C: {ALLOWED['cols']}; required")
+    m.add_argument("--cols-per-cycle", type=macro_int_type("cols_per_cycle"), default=None,
+                   metavar="P", help="columns computed in parallel (folding): a divisor of C "
+                                     "(default C)")
+    m.add_argument("--input-bits", type=macro_int_type("input_bits"), default=5, metavar="B",
+                   help=f"bit-planes of an input: {ALLOWED['input_bits']}")
+    m.add_argument("--pipeline", type=macro_int_type("pipeline"), default=0, metavar="L",
+                   help=f"register stages in the readout path: {ALLOWED['pipeline']}")
+    which = m.add_mutually_exclusive_group()
+    which.add_argument("--nonideal", type=nonideal_type, default=None, metavar="LIST",
+                       help="non-idealities to build: comma-separated subset of "
+                            + ",".join(NONIDEALITIES) + ", or 'none' (default offset,readout)")
+    which.add_argument("--ideal", dest="nonideal", action="store_const", const=frozenset(),
+                       help="build no non-ideality (same as --nonideal none)")
+    which.add_argument("--all-nonidealities", dest="nonideal", action="store_const",
+                       const=frozenset(NONIDEALITIES), help="build all five non-idealities")
+    c = b.add_argument_group("clock, UART and the baked chip")
+    c.add_argument("--freq", type=number("freq", 0, lo_open=True, unit="MHz"), default=None,
+                   metavar="MHZ", help="design clock from the PLL: icebreaker 16..275, ulx3s "
+                                       "10..400 (default the board oscillator, no PLL)")
+    c.add_argument("--baud", type=_baud(), default=DEFAULT_BAUD,
+                   help=f"UART rate of the bridge, {BAUD_RANGE[0]}..{BAUD_RANGE[1]}; at most "
+                        "2%% off at the design clock")
+    c.add_argument("--bridge-timeout", type=_bridge_timeout(), default=DEFAULT_BRIDGE_TIMEOUT,
+                   metavar="S", help="silence in seconds after which the bridge drops an "
+                                     "unfinished frame, in (0, 10]")
+    c.add_argument("--chip-seed", type=integer("chip-seed", 0, 2**32 - 1), default=None,
+                   metavar="S", help="bake the sampled SRAM chip instance S into the reset "
+                                     "state (default none: an ideal chip)")
+    t = b.add_argument_group("the tools")
+    t.add_argument("--placement-seed", type=integer("placement-seed", 0, 2**31 - 1), default=1,
+                   metavar="S", help="nextpnr placement seed")
+    t.add_argument("--mapper", choices=("abc", "abc9"), default=None,
+                   help="Yosys LUT mapper (default abc9 on iCE40, the only one there; abc on ECP5)")
+    t.add_argument("--no-tmg-ripup", dest="tmg_ripup", action="store_false", default=None,
+                   help="ECP5 only: route without nextpnr's timing-driven ripup (faster when "
+                        "timing cannot be met; docs/FPGA.md)")
+    t.add_argument("--detailed-timing", action="store_true",
+                   help="nextpnr also writes every net's timing to OUT/work/report.json "
+                        "(for python -m fpga endpoints)")
     b.add_argument("-o", "--out", default=None, metavar="DIR",
-                   help="output folder (default build/fpga/BOARD-RxC-pP)")
+                   help="output folder, created if missing (default build/fpga/BOARD-RxC-pP)")
+    b.add_argument("--quiet", action="store_true", help="no stage lines on stderr")
 
-    r = sub.add_parser("run", help="run a network on a board and print the accuracy")
-    r.add_argument("--port", required=True,
-                   help="serial device or pyserial URL of the board; 'model' for a dry run")
-    r.add_argument("--model", required=True, help="exported network (NAME, NAME.json or NAME.npz)")
-    r.add_argument("--images", required=True, help="IDX file of images")
-    r.add_argument("--labels", required=True, help="IDX file of labels")
-    r.add_argument("--baud", type=int, default=DEFAULT_BAUD)
-    r.add_argument("--bridge-timeout", type=float, default=DEFAULT_BRIDGE_TIMEOUT, metavar="S")
-    r.add_argument("--limit", type=int, default=None, metavar="N", help="first N images only")
+    r = sub.add_parser(
+        "run", help="run a network on a board and print the accuracy",
+        renamed={"--limit": "--range START:STOP"},
+        description="Calibrate the board's macro (or not), run an exported network on IDX "
+                    "images over the UART and print the accuracy (docs/DRIVER.md).")
+    r.add_argument("--port", required=True, type=cmdline.non_empty("port"),
+                   help="serial device or pyserial URL of the board; 'model' for a dry run on "
+                        "the golden model behind a model of the bridge")
+    r.add_argument("--model", required=True, metavar="MODEL",
+                   help="exported network: NAME, NAME.json or NAME.npz")
+    r.add_argument("--images", required=True, metavar="IDX",
+                   help="IDX file of images at the size the model records")
+    r.add_argument("--labels", required=True, metavar="IDX", help="IDX file of labels")
+    r.add_argument("--range", type=cmdline.index_range(), metavar="START:STOP",
+                   help="use images START..STOP-1 only (e.g. 6000:8000, the validation images "
+                        "of the MNIST subset; default all)")
+    r.add_argument("--baud", type=_baud(), default=DEFAULT_BAUD,
+                   help=f"UART rate, {BAUD_RANGE[0]}..{BAUD_RANGE[1]}, as built")
+    r.add_argument("--bridge-timeout", type=_bridge_timeout(), default=DEFAULT_BRIDGE_TIMEOUT,
+                   metavar="S", help="the bridge's silence timeout in seconds, as built, in (0, 10]")
     r.add_argument("--no-calibrate", action="store_true", help="keep the macro's COMP as it is")
     r.add_argument("--trim", action="store_true",
                    help="after CALIBRATE, read each column's residual (one zero-input RUN) and "
                         "fold it into the thresholds and scores")
-    r.add_argument("--chip-seed", type=int, default=None, metavar="S",
-                   help="with --port model: give the model the sampled SRAM chip instance S")
-    e = sub.add_parser("endpoints", help="flip-flops that miss the clock, by register")
-    e.add_argument("report", help="nextpnr report of a --detailed-timing build (DIR/work/report.json)")
-    e.add_argument("--period", type=float, default=None, metavar="NS",
+    r.add_argument("--chip-seed", type=integer("chip-seed", 0, 2**32 - 1), default=None,
+                   metavar="S", help="with --port model: give the model the sampled SRAM chip "
+                                     "instance S (default an ideal chip)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser(
+        "endpoints", help="flip-flops that miss the clock, by register",
+        description="List the flip-flop endpoints of a --detailed-timing build whose worst "
+                    "arrival exceeds the period, grouped by register. Exit status 0: none "
+                    "fails; 1: some do; 2: bad input.")
+    e.add_argument("report", metavar="REPORT",
+                   help="nextpnr report of a --detailed-timing build (DIR/work/report.json)")
+    e.add_argument("--period", type=number("period", 0, 1e6, lo_open=True, unit="ns"),
+                   default=None, metavar="NS",
                    help="clock period in ns (default: from the report's clock constraint)")
     e.add_argument("--all", action="store_true", help="also list groups that meet the period")
     return ap
 
 
-def _check_run_args(args) -> None:
-    """One-line errors for options that contradict each other (before any file or port)."""
-    if args.trim and args.no_calibrate:
-        raise ValueError("--trim measures the residual that CALIBRATE leaves; "
-                         "it cannot be combined with --no-calibrate")
-    if args.chip_seed is not None and args.port != "model":
-        raise ValueError("--chip-seed gives the dry-run model (--port model) a sampled chip; "
-                         "a board has its own (bake one in with 'fpga build --chip-seed')")
-    if args.chip_seed is not None and args.chip_seed < 0:
-        raise ValueError(f"--chip-seed must be >= 0, not {args.chip_seed}")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, not {args.limit}")
+def _check_timeout(baud: int, timeout: float) -> None:
+    need = MIN_TIMEOUT_BITS / baud
+    if timeout < need:
+        raise UsageError(f"{timeout:g} s is shorter than {MIN_TIMEOUT_BITS} bit times at "
+                         f"{baud} baud ({need:.3g} s); the bridge would drop frames",
+                         "--bridge-timeout")
 
 
-def prepare_images(images: np.ndarray, net) -> np.ndarray:
-    """First-layer inputs ``(N, inputs)`` from IDX images, as the network was trained on.
+# --- build ----------------------------------------------------------------------------------
 
-    Images already at the network's input size (``(N, inputs)`` or ``(N, h, w)`` with
-    ``h * w == inputs``) and within ``0 .. 2^planes - 1`` are taken as they are; larger
-    ``(N, H, W)`` images go through the model's recorded preprocessing
-    (``models.datasets.downsample`` and ``quantize``).
-    """
-    from models.datasets import downsample, quantize
-    first = net.layers[0]
-    x = np.asarray(images)
-    top = (1 << first.planes) - 1
-    if x.ndim >= 2 and int(np.prod(x.shape[1:])) == first.inputs:
-        flat = x.reshape(len(x), -1).astype(np.int64)
-        if flat.size and (flat.min() < 0 or flat.max() > top):
-            raise ValueError(f"images are {first.inputs} pixels but hold values up to "
-                             f"{flat.max()}, the network takes 0..{top}")
-        return flat
-    pre = (net.meta or {}).get("preprocessing") or {}
-    size = pre.get("downsample")
-    if x.ndim != 3 or not size:
-        raise ValueError(f"images of shape {x.shape} do not fit the network's {first.inputs} "
-                         f"inputs, and the model records no downsampling to apply")
-    small = downsample(x.astype(np.int64), int(size[0]), int(size[1]))
-    q = quantize(small, int(pre.get("input_bits", first.planes)),
-                 normalisation=pre.get("normalisation", "minmax"))
-    flat = q.reshape(len(q), -1).astype(np.int64)
-    if flat.shape[1] != first.inputs:
-        raise ValueError(f"preprocessed images have {flat.shape[1]} pixels, the network "
-                         f"takes {first.inputs}")
-    return flat
+#: Which option a ValueError of fpga.build.build is about, by the start of its message.
+_BUILD_OPTIONS = (("baud", "--baud"), ("no PLL setting", "--freq"), ("freq", "--freq"),
+                  ("bridge_timeout", "--bridge-timeout"), ("mapper", "--mapper"),
+                  ("iCE40 builds map", "--mapper"), ("tmg_ripup", "--no-tmg-ripup"),
+                  ("seed", "--placement-seed"))
+
+
+def cmd_build(args) -> int:
+    from .boards import BOARDS
+    from .build import BuildError, bitstream_name, build, check_freq, default_out_dir, summary_line
+    board = BOARDS[args.board]
+    if args.tmg_ripup is False and board.family != "ecp5":
+        raise UsageError(f"timing-driven ripup is router2's, used on ECP5 (ulx3s) only; "
+                         f"not allowed with --board {args.board}", "--no-tmg-ripup")
+    if args.mapper == "abc" and board.family == "ice40":
+        raise UsageError(f"iCE40 builds map LUTs with abc9 only; not allowed with --board "
+                         f"{args.board}", "--mapper")
+    p = params_from_args(args)
+    try:
+        check_freq(args.board, args.freq)
+    except ValueError as exc:
+        raise UsageError(one_line(exc), "--freq") from None
+    _check_timeout(args.baud, args.bridge_timeout)
+    out = Path(args.out) if args.out is not None else default_out_dir(args.board, p)
+    cmdline.check_output_folder(out, OUT, files=[bitstream_name(args.board, p, args.chip_seed),
+                                                 "report.json"])
+    if (out / "work").exists() and not (out / "work").is_dir():
+        raise UsageError(f"{str(out / 'work')!r} is a file; the tools need it as their folder", OUT)
+    status = cmdline.StatusLine(PROG, quiet=args.quiet)
+    try:
+        report = build(args.board, args.rows, args.cols, cols_per_cycle=p.cols_per_cycle,
+                       chip_seed=args.chip_seed, out_dir=out, freq_mhz=args.freq,
+                       baud=args.baud, bridge_timeout=args.bridge_timeout,
+                       nonideal=p.nonideal, input_bits=p.input_bits, pipeline=p.pipeline,
+                       seed=args.placement_seed, mapper=args.mapper,
+                       detailed_timing=args.detailed_timing, tmg_ripup=args.tmg_ripup,
+                       status=status)
+    except (ValueError, TypeError) as exc:
+        msg = one_line(exc)
+        option = next((o for prefix, o in _BUILD_OPTIONS if msg.startswith(prefix)), None)
+        raise UsageError(msg, option) from None
+    except (BuildError, RuntimeError) as exc:
+        # A tool failed (BuildError, FitError) or could not run (the PLL calculator).
+        raise UsageError(one_line(exc)) from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"tools stopped; no bitstream or report written (logs in "
+                                f"{out / 'work'})") from None
+    print(summary_line(report))
+    return 0 if report["timing"]["met"] else 1
+
+
+# --- run ------------------------------------------------------------------------------------
+
+def _model_port(net, args):
+    from models.macro import MacroModel
+    from models.params import MacroParams
+
+    from .bridge_model import BoardBus, FakeBridgePort
+    p = MacroParams(net.rows, net.cols, input_bits=max(net.input_bits, net.layers[0].planes))
+    if p.acc_bits < net.min_acc_bits:
+        p = MacroParams(net.rows, net.cols, input_bits=p.input_bits, acc_bits=net.min_acc_bits)
+    model = MacroModel(p)
+    if args.chip_seed is not None:
+        from .top import chip_image
+        for addr, data in chip_image(p, args.chip_seed)[0]:
+            model.write(addr, data, 0xF)
+    return FakeBridgePort(BoardBus(model, p.addr_bits), baudrate=args.baud,
+                          bridge_timeout=args.bridge_timeout)
 
 
 def _prepare_run(args):
-    """Network, inputs, labels and port of ``run``; everything that needs no event loop
+    """Network, inputs, labels, port and note of ``run``: every check that needs no port
     (``chip_image`` runs the driver on a model under its own ``asyncio.run``)."""
-    from models.datasets import load_idx
-    from models.export import load_folded
+    from models.inputs import load_images_labels, load_model, model_inputs, training_overlap
 
-    _check_run_args(args)
-    net = load_folded(args.model)
-    images = load_idx(args.images)
-    labels = np.asarray(load_idx(args.labels)).reshape(-1).astype(np.int64)
-    if len(labels) != len(images):
-        raise ValueError(f"{args.images} has {len(images)} images but {args.labels} "
-                         f"{len(labels)} labels")
-    if args.limit is not None:
-        images, labels = images[:args.limit], labels[:args.limit]
-    x = prepare_images(images, net)
+    if args.trim and args.no_calibrate:
+        raise UsageError("measures the residual that CALIBRATE leaves; not allowed with "
+                         "--no-calibrate", "--trim")
+    if args.chip_seed is not None and args.port != "model":
+        raise UsageError("gives the dry-run model (--port model) a sampled chip; a board has "
+                         "its own (bake one in with 'fpga build --chip-seed')", "--chip-seed")
+    _check_timeout(args.baud, args.bridge_timeout)
+    net = load_model(args.model)
+    images, labels = load_images_labels(args.images, args.labels, classes=net.classes,
+                                        selection=args.range, image_ndims=(2, 3))
+    x = model_inputs(net, images, args.images)
+    note = training_overlap(net, args.images, args.range or (0, len(images)))
+    port = _model_port(net, args) if args.port == "model" else args.port
+    return net, x, labels, port, note
 
-    if args.port == "model":
-        from models.macro import MacroModel
-        from models.params import MacroParams
 
-        from .bridge_model import BoardBus, FakeBridgePort
-        p = MacroParams(net.rows, net.cols, input_bits=max(net.input_bits, net.layers[0].planes))
-        if p.acc_bits < net.min_acc_bits:
-            p = MacroParams(net.rows, net.cols, input_bits=p.input_bits,
-                            acc_bits=net.min_acc_bits)
-        model = MacroModel(p)
-        if args.chip_seed is not None:
-            from .top import chip_image
-            for addr, data in chip_image(p, args.chip_seed)[0]:
-                model.write(addr, data, 0xF)
-        port = FakeBridgePort(BoardBus(model, p.addr_bits), baudrate=args.baud,
-                              bridge_timeout=args.bridge_timeout)
-    else:
-        port = args.port
-    return net, x, labels, port
+#: Images per call of run_network between two updates of the progress bar.
+RUN_CHUNK = 25
 
 
 async def _run(args, net, x, labels, port) -> int:
+    import numpy as np
+
     from host.driver import MacroDriver
     from host.network import measure_residual, run_network
-
     from host.serial_transport import SerialTransport
 
     transport = SerialTransport(port, baudrate=args.baud, bridge_timeout=args.bridge_timeout)
@@ -197,7 +298,19 @@ async def _run(args, net, x, labels, port) -> int:
         residual = await measure_residual(drv)
         notes.append(f"trim: residual {int(residual.min())}..{int(residual.max())}, "
                      f"nonzero in {int(np.count_nonzero(residual))} of {drv.p.cols} columns")
-    predictions = await run_network(drv, net, x, residual=residual)
+    bar = cmdline.progress_bar(len(x), "images", args.quiet)
+    predictions = []
+    try:
+        # In chunks, for the progress bar; each chunk reloads the layers' weights.
+        for i in range(0, len(x), RUN_CHUNK):
+            predictions.append(await run_network(drv, net, x[i:i + RUN_CHUNK], residual=residual))
+            bar.update(len(predictions[-1]))
+            # Let the event loop run: asyncio delivers Ctrl-C as a cancellation, which
+            # needs a suspension point (the model port never suspends on its own).
+            await asyncio.sleep(0)
+    finally:
+        bar.close()
+    predictions = np.concatenate(predictions)
     seconds = time.monotonic() - start
     correct = int(np.sum(predictions == labels))
     print(f"accuracy {100.0 * correct / len(labels):.2f}% ({correct}/{len(labels)} images) "
@@ -208,48 +321,70 @@ async def _run(args, net, x, labels, port) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "build":
-        from .build import BuildError, build, summary_line
-        nonideal = None if args.nonideal is None else [n for n in args.nonideal.split(",") if n]
-        try:
-            report = build(args.board, args.rows, args.cols, cols_per_cycle=args.cols_per_cycle,
-                           chip_seed=args.chip_seed, out_dir=args.out, freq_mhz=args.freq,
-                           baud=args.baud, bridge_timeout=args.bridge_timeout,
-                           nonideal=nonideal, input_bits=args.input_bits,
-                           pipeline=args.pipeline, seed=args.seed,
-                           mapper=args.mapper, detailed_timing=args.detailed_timing,
-                           tmg_ripup=args.tmg_ripup)
-        except (BuildError, ValueError, TypeError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(summary_line(report))
-        return 0 if report["timing"]["met"] else 1
-    if args.command == "endpoints":
-        from .endpoints import EndpointsError, format_groups, group_endpoints, load_report
-        try:
-            report = load_report(args.report)
-            period = args.period
-            if period is None:
-                fmax = report.get("fmax") or {}
-                constraints = [v.get("constraint") for v in fmax.values() if isinstance(v, dict)]
-                constraints = [c for c in constraints if isinstance(c, (int, float)) and c > 0]
-                if not constraints:
-                    raise EndpointsError(f"{args.report} names no clock constraint; pass --period NS")
-                period = 1e3 / max(constraints)
-            groups = group_endpoints(report, period)
-        except EndpointsError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(format_groups(groups, period, show_all=args.all))
-        return 1 if any(g.failing for g in groups) else 0
+def cmd_run(args) -> int:
+    from host.driver import FeatureError, MacroError, ProtocolError
+    from host.serial_transport import SerialLinkError
+
+    net, x, labels, port, note = _prepare_run(args)
+    if note:
+        print(note)
     try:
-        return asyncio.run(_run(args, *_prepare_run(args)))
-    except (OSError, ValueError, TypeError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return asyncio.run(_run(args, net, x, labels, port))
+    except (SerialLinkError, ProtocolError) as exc:
+        raise UsageError(one_line(exc), "--port") from None
+    except OSError as exc:
+        # pyserial cannot open the port (SerialException is an OSError).
+        msg = one_line(exc.strerror or exc)
+        raise UsageError(msg if args.port in msg else f"{args.port}: {msg}", "--port") from None
+    except FeatureError as exc:
+        raise UsageError(one_line(exc), "--model") from None
+    except ValueError as exc:
+        # The network does not fit the board's macro (models.export.check_fits).
+        raise UsageError(one_line(exc), "--model") from None
+    except MacroError as exc:
+        raise UsageError(f"the macro reported an error: {one_line(exc)}") from None
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+def cmd_endpoints(args) -> int:
+    from models.schema import SchemaError, check, load_json
+
+    from .endpoints import format_groups, group_endpoints
+    try:
+        report = load_json(args.report)
+        if not isinstance(report, dict) or "detailed_net_timings" not in report:
+            raise SchemaError(f"{args.report} has no per-net timing (detailed_net_timings); "
+                              f"build with --detailed-timing and pass DIR/work/report.json")
+        check(report, "nextpnr-report", args.report)
+    except SchemaError as exc:
+        raise UsageError(one_line(exc), "REPORT") from None
+    period = args.period
+    if period is None:
+        fmax = report.get("fmax") or {}
+        constraints = [v.get("constraint") for v in fmax.values() if isinstance(v, dict)]
+        constraints = [c for c in constraints if isinstance(c, (int, float)) and c > 0]
+        if not constraints:
+            raise UsageError(f"{args.report} names no clock constraint; pass --period NS", "REPORT")
+        period = 1e3 / max(constraints)
+    groups = group_endpoints(report, period)
+    print(format_groups(groups, period, show_all=args.all))
+    return 1 if any(g.failing for g in groups) else 0
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    return {"build": cmd_build, "run": cmd_run, "endpoints": cmd_endpoints}[args.command](args)
+
+
+def main(argv=None) -> int:
+    """Run ``python -m fpga`` with ``argv`` (default ``sys.argv[1:]``); returns the exit
+    status (build: 0 timing met, 1 not met; endpoints: 1 when some fail; 2 bad input;
+    130 Ctrl-C)."""
+    return cmdline.run(PROG, _main, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import sys
+
+    sys.exit(cmdline.main_entry(PROG, lambda: main))

@@ -25,16 +25,17 @@ should fit, estimated from the per-column share of the failing resource.
 
 from __future__ import annotations
 
-import functools
 import json
+import math
 import os
 import re
-import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from models.cmdline import write_files
 from models.params import MacroParams
 from rtl.replicas import KEEP_REPLICAS_SCRIPT
 
@@ -44,14 +45,24 @@ from .top import BoardCore, chip_image
 from .uart import uart_divisor
 
 __all__ = ["FitError", "BuildError", "tool_environment", "build", "summary_line", "check_fit",
-           "parse_nextpnr_report", "parse_yosys_stats", "default_out_dir"]
+           "parse_nextpnr_report", "parse_yosys_stats", "default_out_dir", "check_freq",
+           "bitstream_name", "FlowMonitor", "PLL_RANGE_MHZ"]
 
 REPORT_FORMAT = "cim-fpga-report"
 
-#: Logic per column lane and data row, for the folding suggestion of a FitError:
-#: iCE40 32x96 measured 4085 LCs at P = 4 and 6019 at P = 8, i.e. 483 LCs per lane or
-#: about 15 per row (docs/FPGA.md).
-LANE_COST_PER_ROW = {"ICESTORM_LC": 15}
+#: Logic of one column lane, ``base + per_row * rows``, for the folding suggestion of a
+#: FitError (iCE40 LCs: the popcount grows with the rows, the readout, accumulator,
+#: comparator and calibration lane do not). Fitted to docs/FPGA.md's builds: about 490
+#: LCs per lane at 32 rows (32x96, P = 2, 4, 8) and 380 at 16 rows (16x32, P = 4 and 32).
+LANE_COST = {"ICESTORM_LC": (270, 7)}
+#: iCE40 block RAMs per lane of a folded macro (P < C): the weights, ``ceil(rows / 16)``
+#: 16-bit wide RAMs, and about 3 for THRESH, ACC, COMP and OFFSET (docs/FPGA.md). A fully
+#: parallel macro (P = C) keeps them in logic cells and uses no block RAM.
+RAM_PER_LANE = {"ICESTORM_RAM": (3, 1 / 16)}
+#: Share of a resource a suggested folding may fill (place and route needs slack).
+FIT_SHARE = 0.9
+#: Design clocks the PLLs make (what yowasp-icepll and yowasp-ecppll accept), MHz.
+PLL_RANGE_MHZ = {"ice40": (16.0, 275.0), "ecp5": (10.0, 400.0)}
 REPORT_VERSION = 1
 
 
@@ -192,38 +203,81 @@ def _utilisation_from_log(log_text: str) -> dict:
 def check_fit(board: str, p: MacroParams, nextpnr_log: str) -> "FitError | None":
     """The :class:`FitError` for the first over-full resource in a nextpnr log, or None."""
     b = BOARDS[board]
-    for cell, (n, avail) in _utilisation_from_log(nextpnr_log).items():
+    used = _utilisation_from_log(nextpnr_log)
+    for cell, (n, avail) in used.items():
         if n > avail:
             label = b.resources.get(cell, (cell, avail))[0]
-            suggestion = _suggest_folding(p, cell, n, avail)
+            suggestion = _suggest_folding(p, used)
             hint = (f"try --cols-per-cycle {suggestion} (estimated from the per-column "
-                    f"share of {label})" if suggestion else
-                    "no folding of this size fits; choose fewer rows or columns")
+                    f"share of each resource)" if suggestion else
+                    "even --cols-per-cycle 1 is estimated not to fit; choose fewer rows "
+                    "or columns")
             return FitError(f"{board}: {p.rows}x{p.cols} with cols_per_cycle="
                             f"{p.cols_per_cycle} needs {n} {label} ({cell}), the device has "
                             f"{avail}; {hint}", cell, n, avail, suggestion)
     return None
 
 
-def _suggest_folding(p: MacroParams, cell: str, used: int, available: int) -> int | None:
-    """Largest divisor P' < P of C whose estimated use fits in 90% of the device.
+def _estimated_use(p: MacroParams, cell: str, used: int, lanes: int) -> float:
+    """Estimated use of ``cell`` with ``lanes`` column lanes, from ``used`` at ``p``.
 
-    The estimate splits the use into a per-lane part, :data:`LANE_COST_PER_ROW` times
-    ``rows`` for each of the P lanes (the popcount, readout, accumulate and compare
-    logic of one column), and the rest, which does not depend on P (UART, bridge,
-    register file, sequencer). Resources without a lane cost (block RAMs, DSPs) count as
-    all per-lane. It is a starting point for the next build, not a promise.
+    A resource with a per-lane model (:data:`LANE_COST`) splits into lanes and a rest
+    that does not depend on P (UART, bridge, register file, sequencer; at P = C also the
+    memories, which folded builds move into block RAM: the estimate errs high). Block
+    RAMs of iCE40 follow :data:`RAM_PER_LANE`; every other resource counts as all
+    per-lane.
     """
-    lane_cost = LANE_COST_PER_ROW.get(cell)
-    if lane_cost is None:
-        per_lane, fixed = used / p.cols_per_cycle, 0.0
-    else:
-        per_lane = lane_cost * p.rows
-        fixed = max(0.0, used - per_lane * p.cols_per_cycle)
+    if cell in LANE_COST:
+        base, per_row = LANE_COST[cell]
+        lane = base + per_row * p.rows
+        return max(0.0, used - lane * p.cols_per_cycle) + lane * lanes
+    if cell in RAM_PER_LANE and lanes < p.cols:
+        fixed, per_row = RAM_PER_LANE[cell]
+        return lanes * (fixed + math.ceil(per_row * p.rows))
+    return used / p.cols_per_cycle * lanes
+
+
+def _suggest_folding(p: MacroParams, used: dict) -> int | None:
+    """Largest divisor P' < P of C whose estimated use of every resource of the log
+    (``{cell: (used, available)}``) fits in :data:`FIT_SHARE` of the device.
+
+    It is a starting point for the next build, not a promise.
+    """
     for cand in sorted((d for d in range(1, p.cols_per_cycle) if p.cols % d == 0), reverse=True):
-        if fixed + per_lane * cand <= 0.9 * available:
+        if all(_estimated_use(p, cell, n, cand) <= FIT_SHARE * avail
+               for cell, (n, avail) in used.items() if avail):
             return cand
     return None
+
+
+def check_freq(board: str, freq_mhz) -> float:
+    """The design clock in Hz for ``freq_mhz`` (None: the board oscillator).
+
+    Raises
+    ------
+    ValueError
+        ``freq_mhz`` is not a finite number, or neither the oscillator's frequency nor
+        inside the range the board's PLL makes (:data:`PLL_RANGE_MHZ`).
+    """
+    b = BOARDS[board]
+    if freq_mhz is None:
+        return b.clock_hz
+    lo, hi = PLL_RANGE_MHZ[b.family]
+    osc = b.clock_hz / 1e6
+    if isinstance(freq_mhz, bool) or not isinstance(freq_mhz, (int, float)) \
+            or not math.isfinite(freq_mhz) or not (freq_mhz == osc or lo <= freq_mhz <= hi):
+        shown = f"{freq_mhz:g}" if isinstance(freq_mhz, (int, float)) else repr(freq_mhz)
+        raise ValueError(f"freq must be {osc:g} MHz (the {board} oscillator, no PLL) or "
+                         f"{lo:g}..{hi:g} MHz (its PLL), not {shown}")
+    return float(freq_mhz) * 1e6
+
+
+def bitstream_name(board: str, p: MacroParams, chip_seed: int | None = None) -> str:
+    """File name of the bitstream a build of ``p`` on ``board`` writes into its folder."""
+    ext = "bin" if BOARDS[board].family == "ice40" else "bit"
+    return (f"{board}_{p.rows}x{p.cols}_p{p.cols_per_cycle}"
+            + (f"_l{p.pipeline}" if p.pipeline else "")
+            + (f"_chip{chip_seed}" if chip_seed is not None else "") + f".{ext}")
 
 
 def _tool_versions_cached(path: str) -> tuple:
@@ -250,8 +304,14 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
           baud: int = DEFAULT_BAUD, bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
           nonideal=None, input_bits: int = 5, pipeline: int = 0, seed: int = 1,
           mapper: str | None = None, detailed_timing: bool = False,
-          tmg_ripup: bool | None = None, quiet: bool = True) -> dict:
+          tmg_ripup: bool | None = None, quiet: bool = True, status=None) -> dict:
     """Build a bitstream for ``board`` and return the report (also written as JSON).
+
+    Every argument is checked before anything is created; the bitstream and
+    ``report.json`` appear together, complete, at the end (temporary names, then
+    renames). The tools' working files and logs go to ``OUT/work`` (``flow.log``: the
+    commands' output; ``top.rpt``: Yosys's log; ``top.tim``: nextpnr's log). Ctrl-C stops
+    the tools (``KeyboardInterrupt``), leaving only ``OUT/work``.
 
     Parameters
     ----------
@@ -284,6 +344,12 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
         finishes the build as usual (for the fully parallel 32x96 that added 26-34
         minutes to the builds that could not meet timing). iCE40 builds route with router1,
         which has no such option.
+    quiet : bool
+        False: print the summary line when done.
+    status : models.cmdline.StatusLine or None
+        Shows the stages (elaboration, synthesis, placement, routing with its iterations,
+        bitstream) with their elapsed time, parsed from the tools' logs as they grow
+        (:class:`FlowMonitor`), and names the log.
     """
     if board not in BOARDS:
         raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {board!r}")
@@ -298,20 +364,29 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     if nonideal is not None:
         kwargs["nonideal"] = nonideal
     p = MacroParams(rows, cols, **kwargs)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(board, p)
-    out.mkdir(parents=True, exist_ok=True)
-    env = tool_environment()
-
-    clock_hz = b.clock_hz if freq_mhz is None else float(freq_mhz) * 1e6
+    clock_hz = check_freq(board, freq_mhz)
+    if mapper is None:
+        mapper = "abc" if b.family == "ecp5" else "abc9"
+    if mapper not in ("abc", "abc9"):
+        raise ValueError(f"mapper must be abc or abc9, not {mapper!r}")
+    if b.family == "ice40" and mapper != "abc9":
+        raise ValueError("iCE40 builds map LUTs with abc9 only")
+    if isinstance(bridge_timeout, bool) or not isinstance(bridge_timeout, (int, float)) \
+            or not 0 < bridge_timeout <= 10:
+        raise ValueError(f"bridge_timeout must be in (0, 10] seconds, not {bridge_timeout!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise ValueError(f"seed must be an integer in 0..{2**31 - 1}, not {seed!r}")
     pll = None
     if clock_hz != b.clock_hz:
         pll = pll_config(b.family, b.clock_hz, clock_hz, tool_dir=str(_venv_bin()))
         clock_hz = pll["achieved_hz"]
     divisor = uart_divisor(clock_hz, baud)
-    if isinstance(bridge_timeout, bool) or not isinstance(bridge_timeout, (int, float)) \
-            or not 0 < bridge_timeout <= 10:
-        raise ValueError(f"bridge_timeout must be in (0, 10] seconds, not {bridge_timeout!r}")
+    out = Path(out_dir) if out_dir is not None else default_out_dir(board, p)
+    env = tool_environment()
     timeout_cycles = max(1, round(bridge_timeout * clock_hz))
+
+    if status is not None:
+        status.begin("elaboration (Amaranth)")
     image, chip = ([], None) if chip_seed is None else chip_image(p, chip_seed)
     core = BoardCore(p, divisor=divisor, timeout_cycles=timeout_cycles, image=image,
                      stretch_cycles=max(1, int(0.05 * clock_hz)))
@@ -329,15 +404,9 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     router_opts = f"--router {router}" + (" --tmg-ripup" if tmg_ripup else "")
     nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {int(seed)} "
                     f"{router_opts}" + (" --detailed-timing-report" if detailed_timing else ""))
-    if mapper is None:
-        mapper = "abc" if b.family == "ecp5" else "abc9"
-    if mapper not in ("abc", "abc9"):
-        raise ValueError(f"mapper must be abc or abc9, not {mapper!r}")
     # Registers copied per block of lanes stay apart (rtl/replicas.py).
     overrides = {"script_after_read": KEEP_REPLICAS_SCRIPT}
     if b.family == "ice40":
-        if mapper != "abc9":
-            raise ValueError("iCE40 builds map LUTs with abc9 only")
         # -device u: timing-driven mapping for the UltraPlus, not the default HX.
         overrides["synth_opts"] = "-dsp -device u"
     elif mapper == "abc":
@@ -356,17 +425,19 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     log_path = work / "flow.log"
     work.mkdir(parents=True, exist_ok=True)
     plan.extract(str(work))
+    if status is not None:
+        status.note(f"logs in {work}: flow.log (commands), top.rpt (Yosys), top.tim (nextpnr)")
     t1 = time.monotonic()
-    with open(log_path, "w") as log:
-        result = subprocess.run(["sh", f"{plan.script}.sh"], cwd=work, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+    monitor = FlowMonitor(work, status, router)
+    result = _run_flow(["sh", f"{plan.script}.sh"], work, env, log_path, monitor)
     t_tools = time.monotonic() - t1
     yosys_log = (work / "top.rpt").read_text() if (work / "top.rpt").exists() else ""
     pnr_log = (work / "top.tim").read_text() if (work / "top.tim").exists() else ""
     cells = parse_yosys_stats(yosys_log)
     luts, ffs = lut_ff_counts(b.family, cells)
 
-    if result.returncode != 0:
+    if result != 0:
+        monitor.stop()
         fit = check_fit(board, p, pnr_log)
         if fit is not None:
             raise fit
@@ -375,6 +446,7 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
         lines = text.strip().splitlines()
         what = errors[-1] if errors else (lines[-1].strip() if lines else "no output")
         raise BuildError(f"{board}: the FPGA tools failed (logs in {work}): {what}")
+    monitor.finish()
 
     nextpnr = json.loads((work / "report.json").read_text())
     parsed = parse_nextpnr_report(nextpnr, b.resources)
@@ -385,17 +457,15 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     fmax_hz = design[1]["achieved_hz"] if design[1] else None
 
     ext = "bin" if b.family == "ice40" else "bit"
-    stem = (f"{board}_{p.rows}x{p.cols}_p{p.cols_per_cycle}"
-            + (f"_l{p.pipeline}" if p.pipeline else "")
-            + (f"_chip{chip_seed}" if chip_seed is not None else ""))
-    bitstream = out / f"{stem}.{ext}"
-    shutil.copyfile(work / f"top.{ext}", bitstream)
+    name = bitstream_name(board, p, chip_seed)
+    bitstream = out / name
+    blob = (work / f"top.{ext}").read_bytes()
 
     report = dict(
         format=REPORT_FORMAT, version=REPORT_VERSION,
         board=board, family=b.family, device=f"{platform.device}-{platform.package}",
         params=p.to_dict(),
-        bitstream=str(bitstream), bitstream_bytes=bitstream.stat().st_size,
+        bitstream=str(bitstream), bitstream_bytes=len(blob),
         utilization=parsed["utilization"],
         luts=luts, ffs=ffs, yosys_cells=cells,
         timing=dict(board_clock_hz=b.clock_hz, clock_hz=clock_hz, pll=pll,
@@ -412,10 +482,159 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
         seconds=dict(elaborate=round(t_prepare, 1), tools=round(t_tools, 1)),
         tools=dict(_tool_versions_cached(env["PATH"])),
     )
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_files(out, {name: blob, "report.json": json.dumps(report, indent=2) + "\n"})
     if not quiet:
         print(summary_line(report))
     return report
+
+
+def _run_flow(argv, work: Path, env: dict, log_path: Path, monitor: "FlowMonitor") -> int:
+    """Run the tools' script in its own process group, output to ``log_path``; poll the
+    logs for progress; on Ctrl-C (or any error here) stop every tool of the group."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    monitor.poll()
+                    continue
+                monitor.poll()
+                return code
+        except BaseException:
+            _stop_group(proc)
+            monitor.stop()
+            raise
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class FlowMonitor:
+    """The flow's stages from its logs as they grow: Yosys's ``top.rpt``, then nextpnr's
+    ``top.tim``, then the bitstream packer.
+
+    Stages: ``synthesis (Yosys)`` with the pass running; ``placement (nextpnr)`` with
+    packing, the analytic placer or the annealer; ``routing (nextpnr ROUTER)`` with the
+    router's progress (router1: iteration and arcs left; router2: iteration, overused
+    wires and, with timing-driven ripup, failing arcs); ``timing report (nextpnr)``;
+    ``bitstream``.
+
+    Parameters
+    ----------
+    work : Path
+        The folder the tools run in.
+    status : models.cmdline.StatusLine or None
+        Receives ``begin``, ``update``, ``end`` (None: the monitor only parses).
+    router : str
+        ``router1`` or ``router2`` (named in the routing stage).
+    """
+
+    YOSYS_PASS = re.compile(r"^\d+(?:\.\d+)*\. Executing (\S+)")
+    ROUTER1 = re.compile(r"^Info:\s+(\d+)\s*\|\s*\d+\s+\d+\s*\|\s*-?\d+\s+-?\d+\s*\|\s*(\d+)\|")
+    ROUTER2 = re.compile(r"^Info:\s+iter=(\d+) wires=\d+ overused=(\d+) overuse=\d+"
+                         r"(?: tmgfail=(\d+))?")
+
+    def __init__(self, work: Path, status=None, router: str = "router1"):
+        self.work = Path(work)
+        self.status = status
+        self.router = router
+        self.stage = None
+        self.detail = ""
+        self.iterations = 0
+        self._offsets = {"top.rpt": 0, "top.tim": 0}
+        self._partial = {"top.rpt": "", "top.tim": ""}
+
+    def _begin(self, stage: str, detail: str = "") -> None:
+        if self.status is not None:
+            if self.stage is not None:
+                # The routing stage ends with its last iteration; the others' last detail
+                # (the final Yosys pass, the annealer) says nothing once they are done.
+                self.status.end(self.detail if self.stage.startswith("routing") else "")
+            self.status.begin(stage, detail)
+        self.stage, self.detail = stage, detail
+
+    def _update(self, detail: str) -> None:
+        self.detail = detail
+        if self.status is not None:
+            self.status.update(detail)
+
+    def feed(self, source: str, line: str) -> None:
+        """One line of ``top.rpt`` (Yosys) or ``top.tim`` (nextpnr)."""
+        if source == "top.rpt":
+            if self.stage is None:
+                self._begin("synthesis (Yosys)")
+            m = self.YOSYS_PASS.match(line)
+            if m and self.stage == "synthesis (Yosys)":
+                self._update(f"pass {m.group(1).rstrip('.')}")
+            return
+        if self.stage in (None, "synthesis (Yosys)"):
+            self._begin("placement (nextpnr)", "packing")
+        if line.startswith("Info: Running main analytical placer"):
+            self._update("analytic placer")
+        elif line.startswith("Info: Running simulated annealing placer"):
+            self._update("annealing placer")
+        elif line.startswith(("Info: Routing..", "Info: Routing globals", "Info: Running router2")) \
+                and not self.stage.startswith("routing"):
+            self._begin(f"routing (nextpnr {self.router})")
+        elif self.stage.startswith("routing"):
+            m2 = self.ROUTER2.match(line)
+            # router2 ends with a router1 pass that checks the routes: not progress.
+            m1 = self.ROUTER1.match(line) if self.router == "router1" else None
+            if m2:
+                self.iterations = int(m2.group(1))
+                detail = f"iteration {m2.group(1)}, {m2.group(2)} overused wires"
+                if m2.group(3) is not None:
+                    detail += f", {m2.group(3)} failing arcs"
+                self._update(detail)
+            elif m1:
+                self.iterations = int(m1.group(1))
+                self._update(f"iteration {m1.group(1)}, {m1.group(2)} arcs left")
+            elif line.startswith("Info: Routing complete"):
+                self._begin("timing report (nextpnr)")
+        if line.startswith("Info: Program finished normally"):
+            self._begin("bitstream")
+
+    def poll(self) -> None:
+        """Read what the logs gained since the last poll; redraw the elapsed time."""
+        for name in ("top.rpt", "top.tim"):
+            path = self.work / name
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self._offsets[name])
+                    chunk = f.read()
+            except OSError:
+                continue
+            self._offsets[name] += len(chunk)
+            text = self._partial[name] + chunk.decode("utf-8", "replace")
+            lines = text.split("\n")
+            self._partial[name] = lines.pop()
+            for line in lines:
+                self.feed(name, line.rstrip("\r"))
+        if self.status is not None:
+            self.status.update()
+
+    def finish(self) -> None:
+        """The flow succeeded: end the last stage."""
+        if self.status is not None:
+            self.status.end("")
+
+    def stop(self) -> None:
+        """The flow failed or was stopped: leave the stage without a 'done' line."""
+        if self.status is not None:
+            self.status.abort()
 
 
 def summary_line(report: dict) -> str:

@@ -2,7 +2,13 @@
 
 import sys
 
-from .cli import main
+from models.cmdline import main_entry
+
+
+def _load():
+    from .cli import main
+    return main
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_entry("gen", _load))

@@ -5,23 +5,26 @@ Every bad invocation ends with exit status 2 and exactly one line on stderr,
 and what is allowed, and writes nothing: all parameters and the output folder are checked
 before the Verilog is generated, and both files are written to temporary names and
 renamed only after the conversion succeeded (see :func:`gen.emit.write_outputs`).
+Parsing, errors, output checks and Ctrl-C follow the project's shared command-line layer
+(:mod:`models.cmdline`, docs/CLI.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
+from models import cmdline
+from models.cmdline import UsageError
 from models.params import (CONTRACT_VERSION, DEFAULT_NONIDEALITIES, MAX_ACC_BITS, MAX_COLS,
                            MAX_COMP_ROWS, MAX_INPUT_BITS, MAX_PIPELINE, MAX_READOUT_BITS, MAX_ROWS,
                            NONIDEALITIES, MacroParams)
 
 from . import __version__
 
-__all__ = ["OPTIONS", "UsageError", "build_parser", "params_from_args", "check_output",
-           "summary_line", "main"]
+__all__ = ["OPTIONS", "ALLOWED", "UsageError", "build_parser", "params_from_args", "check_output",
+           "summary_line", "macro_int_type", "nonideal_type", "main"]
 
 PROG = "gen"
 #: Longest module name accepted: NAME.json must stay a legal file name everywhere.
@@ -75,40 +78,13 @@ while wildcard wire with within wor xnor xor
 """.split())
 
 
-class UsageError(Exception):
-    """A bad invocation: ``option`` names the parameter, the message says the rest."""
-
-    def __init__(self, option: str, message: str):
-        super().__init__(f"argument {option}: {message}")
-        self.option = option
+def macro_int_type(field: str):
+    """argparse type of the integer macro option ``field`` (its range is MacroParams's)."""
+    return cmdline.integer(field, allowed=f"an integer ({ALLOWED[field]})")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line ``gen: error: ...`` and exit status 2, no usage."""
-
-    def error(self, message):
-        message = _one_line(message)
-        if message.startswith(("unrecognized arguments", "the following arguments are required")):
-            message += " (python -m gen --help lists every option)"
-        self.exit(2, f"{PROG}: error: {message}\n")
-
-
-def _int_type(field: str):
-    def parse(text: str) -> int:
-        try:
-            return int(text, 10)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{field} must be an integer ({ALLOWED[field]}), not {text!r}") from None
-    parse.__name__ = field  # argparse names the type in some messages
-    return parse
-
-
-def _nonideal_type(text: str) -> frozenset:
+def nonideal_type(text: str) -> frozenset:
+    """argparse type of ``--nonideal``: names, or ``none`` (MacroParams checks the names)."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     if names == ["none"]:
         return frozenset()
@@ -116,13 +92,11 @@ def _nonideal_type(text: str) -> frozenset:
     return frozenset(names)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> cmdline.CommandParser:
     """The argument parser of ``python -m gen`` (its ``--help`` is the option reference)."""
     default_nonideal = ",".join(n for n in NONIDEALITIES if n in DEFAULT_NONIDEALITIES)
-    parser = _Parser(
-        prog="python -m gen",
-        allow_abbrev=False,  # a new option must never change what an old command line means
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = cmdline.CommandParser(
+        name=PROG, prog="python -m gen",
         description=(
             "Generate one in-memory-computing BNN macro: writes OUT/NAME.v (Verilog of the\n"
             "top module NAME, a Wishbone B4 slave) and OUT/NAME.json (manifest: every\n"
@@ -138,33 +112,33 @@ def build_parser() -> argparse.ArgumentParser:
             "Bad input exits with status 2 and one line on stderr; nothing is written."),
     )
     size = parser.add_argument_group("array size")
-    size.add_argument("--rows", type=_int_type("rows"), required=True, metavar="R",
+    size.add_argument("--rows", type=macro_int_type("rows"), required=True, metavar="R",
                       help=f"data word lines R (inputs per column): {ALLOWED['rows']}; required")
-    size.add_argument("--cols", type=_int_type("cols"), required=True, metavar="C",
+    size.add_argument("--cols", type=macro_int_type("cols"), required=True, metavar="C",
                       help=f"columns C (neurons): {ALLOWED['cols']}; required")
-    size.add_argument("--input-bits", type=_int_type("input_bits"), default=5, metavar="B",
+    size.add_argument("--input-bits", type=macro_int_type("input_bits"), default=5, metavar="B",
                       help=f"bit-planes B of an unsigned input: {ALLOWED['input_bits']} (default 5)")
-    size.add_argument("--comp-rows", type=_int_type("comp_rows"), default=8, metavar="K",
+    size.add_argument("--comp-rows", type=macro_int_type("comp_rows"), default=8, metavar="K",
                       help=f"compensation rows K per column: {ALLOWED['comp_rows']} (default 8)")
-    size.add_argument("--cols-per-cycle", type=_int_type("cols_per_cycle"), default=None,
+    size.add_argument("--cols-per-cycle", type=macro_int_type("cols_per_cycle"), default=None,
                       metavar="P",
                       help="columns computed in parallel P (folding: C/P groups run one after "
                            "another): a divisor of C (default C, no folding)")
-    size.add_argument("--pipeline", type=_int_type("pipeline"), default=0, metavar="L",
+    size.add_argument("--pipeline", type=macro_int_type("pipeline"), default=0, metavar="L",
                       help=f"register stages in the readout path: {ALLOWED['pipeline']} "
                            "(default 0; 1 and 2 raise the clock rate on an FPGA and add L "
                            "cycles per group to a RUN)")
     readout = parser.add_argument_group("readout and accumulator")
-    readout.add_argument("--readout-bits", type=_int_type("readout_bits"), default=None,
+    readout.add_argument("--readout-bits", type=macro_int_type("readout_bits"), default=None,
                          metavar="W",
                          help="signed readout (ADC) width W: from the smallest width holding "
                               f"±(R+K) up to {MAX_READOUT_BITS} (default the smallest)")
-    readout.add_argument("--acc-bits", type=_int_type("acc_bits"), default=None, metavar="A",
+    readout.add_argument("--acc-bits", type=macro_int_type("acc_bits"), default=None, metavar="A",
                          help=f"signed accumulator width A: W+B .. {MAX_ACC_BITS} "
                               f"(default W+B+4, room for 16 row tiles)")
     noise = parser.add_argument_group("non-idealities built into the array model")
     which = noise.add_mutually_exclusive_group()
-    which.add_argument("--nonideal", type=_nonideal_type, default=None, metavar="LIST",
+    which.add_argument("--nonideal", type=nonideal_type, default=None, metavar="LIST",
                        help="comma-separated subset of " + ",".join(NONIDEALITIES) +
                             " (offset: per-column offset; gain: per-column gain; readout: "
                             "saturation and quantisation; table: transfer curve; stuck: "
@@ -186,56 +160,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def params_from_args(args: argparse.Namespace) -> MacroParams:
-    """MacroParams of the parsed options; a bad value raises :class:`UsageError`."""
-    kwargs = dict(rows=args.rows, cols=args.cols, input_bits=args.input_bits,
-                  comp_rows=args.comp_rows, readout_bits=args.readout_bits,
-                  acc_bits=args.acc_bits, cols_per_cycle=args.cols_per_cycle,
-                  pipeline=args.pipeline, name=args.name)
-    if args.nonideal is not None:
-        kwargs["nonideal"] = args.nonideal
+    """MacroParams of the parsed options; a bad value raises :class:`UsageError`.
+
+    Options a command does not have (``fpga build`` has no ``--comp-rows``) keep the
+    parameter's default.
+    """
+    kwargs = {field: getattr(args, field) for field in OPTIONS
+              if getattr(args, field, None) is not None}
     try:
         p = MacroParams(**kwargs)
     except (ValueError, TypeError) as err:
-        message = _one_line(err)
+        message = cmdline.one_line(err)
         # MacroParams messages start with the field they are about.
         field = message.split(" ", 1)[0]
-        raise UsageError(OPTIONS.get(field, "parameters"), message) from None
+        raise UsageError(message, OPTIONS.get(field, "parameters")) from None
     if len(p.name) > MAX_NAME_LENGTH:
-        raise UsageError("--name", f"name must be at most {MAX_NAME_LENGTH} characters, "
-                                   f"not {len(p.name)} ({p.name[:20]!r}...)")
+        raise UsageError(f"name must be at most {MAX_NAME_LENGTH} characters, "
+                         f"not {len(p.name)} ({p.name[:20]!r}...)", "--name")
     if p.name in VERILOG_KEYWORDS:
-        raise UsageError("--name", f"name must not be a Verilog keyword, not {p.name!r}")
+        raise UsageError(f"name must not be a Verilog keyword, not {p.name!r}", "--name")
     return p
 
 
 def check_output(out: str, file_names: list[str]) -> Path:
     """Check that ``out`` is, or can be created as, a folder where ``file_names`` can go.
 
-    Nothing is created here. Raises :class:`UsageError` naming ``-o/--out``.
+    Nothing is left behind (:func:`models.cmdline.check_output_folder`). Raises
+    :class:`UsageError` naming ``-o/--out``.
     """
-    option = "-o/--out"
-    if out == "":
-        raise UsageError(option, "the output folder must not be empty")
-    path = Path(out)
-    if path.exists():
-        if not path.is_dir():
-            raise UsageError(option, f"{out!r} is an existing file, not a folder")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise UsageError(option, f"{out!r} is a folder that is not writable")
-        for name in file_names:
-            target = path / name
-            if target.is_dir():
-                raise UsageError(option, f"{str(target)!r} is a folder, cannot write the file {name}")
-        return path
-    ancestor = path.absolute()
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise UsageError(option, f"cannot create folder {out!r}: {str(ancestor)!r} is a file, "
-                                 "not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UsageError(option, f"cannot create folder {out!r}: {str(ancestor)!r} is not writable")
-    return path
+    return cmdline.check_output_folder(out, "-o/--out", files=file_names)
 
 
 def summary_line(p: MacroParams, verilog_path, verilog_lines: int, manifest_path) -> str:
@@ -246,19 +199,11 @@ def summary_line(p: MacroParams, verilog_path, verilog_lines: int, manifest_path
             f"-> {verilog_path} ({verilog_lines} lines), {manifest_path}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 done, 2 bad input)."""
-    # Before Amaranth is imported anywhere: the pinned builtin Yosys makes the output
-    # independent of any Yosys on PATH.
-    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        p = params_from_args(args)
-        files = [f"{p.name}.v", f"{p.name}.json"]
-        check_output(args.out, files)
-    except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+    p = params_from_args(args)
+    files = [f"{p.name}.v", f"{p.name}.json"]
+    check_output(args.out, files)
 
     from .emit import generate, write_outputs
     try:
@@ -266,19 +211,23 @@ def main(argv: list[str] | None = None) -> int:
         # build them): it propagates with its traceback, exit status 1.
         built = generate(p)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted, nothing written", file=sys.stderr)
-        return 130
+        raise KeyboardInterrupt("nothing written") from None
     try:
         write_outputs(args.out, {files[0]: built.verilog, files[1]: built.manifest_text})
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted while writing to {args.out!r}", file=sys.stderr)
-        return 130
+        raise KeyboardInterrupt(f"nothing written to {args.out!r}") from None
     except OSError as err:
         # What check_output cannot foresee: a file system refusing new folders, a full disk.
-        reason = _one_line(err.strerror or err)
-        print(f"{PROG}: error: argument -o/--out: cannot write to {args.out!r}: {reason}",
-              file=sys.stderr)
-        return 2
+        reason = cmdline.one_line(err.strerror or err)
+        raise UsageError(f"cannot write to {args.out!r}: {reason}", "-o/--out") from None
     print(summary_line(p, os.path.join(args.out, files[0]), built.verilog.count("\n"),
                        os.path.join(args.out, files[1])))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 done, 2 bad input, 130 Ctrl-C)."""
+    # Before Amaranth is imported anywhere: the pinned builtin Yosys makes the output
+    # independent of any Yosys on PATH.
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    return cmdline.run(PROG, _main, argv)

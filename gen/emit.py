@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 from pathlib import Path
 
+from models.cmdline import _umask, write_files  # noqa: F401  (_umask: the files' mode)
 from models.params import MacroParams
 
 from .manifest import build_manifest, dumps
@@ -128,47 +128,12 @@ def generate(p: MacroParams) -> Generated:
     return Generated(params=p, verilog=text, ports=ports, manifest=build_manifest(p, text, ports))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_outputs(out_dir: str | os.PathLike, files: dict[str, str]) -> list[Path]:
     """Write ``{file name: text}`` into ``out_dir`` atomically, creating ``out_dir``.
 
     Every file is first written to a temporary file in ``out_dir`` and only then renamed
     over its final name, all renames after all writes succeeded; on any error the temporary
-    files and any directory this call created are removed and the ``OSError`` propagates.
+    files and any directory this call created are removed and the ``OSError`` propagates
+    (:func:`models.cmdline.write_files`).
     """
-    out = Path(out_dir)
-    created = []
-    for parent in reversed([out, *out.parents]):
-        if not parent.exists():
-            created.append(parent)
-    temps = {}
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        mode = 0o666 & ~_umask()
-        for name, text in files.items():
-            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
-            temps[name] = Path(tmp)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-        for name, tmp in temps.items():
-            os.replace(tmp, out / name)
-            temps[name] = None
-    except BaseException:
-        for tmp in temps.values():
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
-        for parent in reversed(created):
-            try:
-                parent.rmdir()
-            except OSError:
-                pass
-        raise
-    return [out / name for name in files]
+    return write_files(out_dir, files)

@@ -7,7 +7,13 @@ import sys
 # the vectorised chip stacks); one thread is faster. Must be set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from .cli import main  # noqa: E402
+from .cmdline import main_entry  # noqa: E402
+
+
+def _load():
+    from .cli import main
+    return main
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_entry("models", _load))

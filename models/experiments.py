@@ -46,8 +46,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -321,20 +319,10 @@ def summarize(rows) -> list[dict]:
 
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a
-    rename, so that ``path`` is either absent, its old content, or complete."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    rename, so that ``path`` is either absent, its old content, or complete
+    (:func:`models.cmdline.atomic_write`)."""
+    from .cmdline import atomic_write
+    atomic_write(path, data)
 
 
 def csv_bytes(rows) -> bytes:

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -44,7 +47,7 @@ __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "FoldedLayer", "FoldedNet", "fold_threshold",
     "acc_range", "fold_model", "tile_weights", "export_model", "infer_folded",
     "layer_acc", "macro_hook", "save_folded", "load_folded", "check_fits",
-    "Readout",
+    "Readout", "ModelFileError",
 ]
 
 FORMAT_NAME = "cim-bnn-model"
@@ -409,6 +412,9 @@ def macro_hook(rows: int, cols: int, input_bits: int, readout: Readout | None = 
 
 def _paths(path) -> tuple[Path, Path]:
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise ModelFileError(f"{str(path)!r} names a folder, not a model (NAME, NAME.json or "
+                             f"NAME.npz)")
     if path.suffix in (".json", ".npz"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".json"), path.with_name(path.name + ".npz")
@@ -457,6 +463,10 @@ def save_folded(net: FoldedNet, path) -> tuple[Path, Path]:
     return jpath, npath
 
 
+class ModelFileError(ValueError):
+    """A model file that cannot be used; the message is one line naming the file."""
+
+
 _META_RESERVED = {"format", "version", "contract_version", "arrays_file", "macro", "classes",
                   "prediction", "layers"}
 
@@ -464,87 +474,57 @@ _META_RESERVED = {"format", "version", "contract_version", "arrays_file", "macro
 def load_folded(path) -> FoldedNet:
     """Read ``NAME.json`` + ``NAME.npz`` and validate them.
 
+    ``NAME.json`` is checked against ``models/schemas/model.schema.json`` (structure, types,
+    ranges), then across fields: tiling, layer chaining, encodings, the preprocessing
+    record against the first layer. ``NAME.npz`` is read member by member without
+    pickles: each array's header (shape and integer dtype) is checked before its data
+    are read, bits must be 0/1 and thresholds inside the layer's ACC range.
+
     Raises
     ------
     ValueError
-        One line naming the file and the problem: missing or unparsable file, wrong
-        format or version, missing or mistyped field, inconsistent tiling, arrays
-        missing or of the wrong shape, bits other than 0/1, thresholds outside the ACC
-        range.
+        One line naming the file and the problem: missing file, a folder in its place,
+        unparsable or damaged file (truncated, byte-flipped, empty, not a zip archive),
+        wrong format or version, a field missing, mistyped or out of range, inconsistent
+        tiling, arrays missing or of the wrong shape or type, bits other than 0/1,
+        thresholds outside the ACC range.
     """
+    from .schema import SchemaError, check, load_json
+
     jpath, npath = _paths(path)
 
     def fail(msg, where=jpath):
-        raise ValueError(f"{where}: {msg}")
+        raise ModelFileError(f"{where}: {msg}")
 
-    if not jpath.exists():
-        fail("no such file")
     try:
-        doc = json.loads(jpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        fail(f"not valid JSON ({exc})")
+        doc = load_json(jpath)
+    except SchemaError as exc:
+        raise ModelFileError(str(exc)) from None
     if not isinstance(doc, dict):
-        fail("top level must be a JSON object")
+        fail(f"the top level must be a JSON object, not {type(doc).__name__}")
     if doc.get("format") != FORMAT_NAME:
         fail(f"format must be {FORMAT_NAME!r}, not {doc.get('format')!r}")
     if doc.get("version") not in READ_VERSIONS or isinstance(doc.get("version"), bool):
         fail(f"version {doc.get('version')!r} is not supported (this reader: "
              f"{', '.join(map(str, READ_VERSIONS))})")
+    try:
+        check(doc, "model", jpath)
+    except SchemaError as exc:
+        raise ModelFileError(str(exc)) from None
 
-    def get_int(d, key, where, lo=None):
-        v = d.get(key) if isinstance(d, dict) else None
-        if isinstance(v, bool) or not isinstance(v, int):
-            fail(f"{where}.{key} must be an integer, not {v!r}")
-        if lo is not None and v < lo:
-            fail(f"{where}.{key} must be >= {lo}, not {v}")
-        return v
-
-    macro = doc.get("macro")
-    if not isinstance(macro, dict):
-        fail("missing object 'macro'")
-    rows = get_int(macro, "rows", "macro", 1)
-    cols = get_int(macro, "cols", "macro", 1)
-    input_bits = get_int(macro, "input_bits", "macro", 1)
-    layer_docs = doc.get("layers")
-    if not isinstance(layer_docs, list) or not layer_docs:
-        fail("'layers' must be a non-empty list")
+    macro = doc["macro"]
+    rows, cols, input_bits = macro["rows"], macro["cols"], macro["input_bits"]
+    layer_docs = doc["layers"]
     if doc.get("arrays_file", npath.name) != npath.name:
         fail(f"arrays_file {doc.get('arrays_file')!r} does not match {npath.name!r}")
-    if not npath.exists():
-        fail("no such file", npath)
-    try:
-        with np.load(npath, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        fail(f"not a readable .npz file ({exc})", npath)
 
-    def array(name, shape, kind, where):
-        if not isinstance(name, str) or name not in arrays:
-            fail(f"array {name!r} of {where} is missing", npath)
-        a = arrays[name]
-        if a.shape != shape:
-            fail(f"array {name} has shape {a.shape}, expected {shape}", npath)
-        if not np.issubdtype(a.dtype, np.integer):
-            fail(f"array {name} must hold integers, not {a.dtype}", npath)
-        if kind == "bits" and a.size and (a.min() < 0 or a.max() > 1):
-            fail(f"array {name} must hold only 0 and 1", npath)
-        return a
-
-    layers = []
+    shapes = {}
     for i, ld in enumerate(layer_docs):
         where = f"layers[{i}]"
-        if not isinstance(ld, dict):
-            fail(f"{where} must be an object")
-        n_in = get_int(ld, "inputs", where, 1)
-        n_out = get_int(ld, "outputs", where, 1)
-        planes = get_int(ld, "planes", where, 1)
-        rt = get_int(ld, "row_tiles", where, 1)
-        ct = get_int(ld, "col_tiles", where, 1)
-        acc_min = get_int(ld, "acc_min", where)
-        acc_max = get_int(ld, "acc_max", where)
+        n_in, n_out, planes = ld["inputs"], ld["outputs"], ld["planes"]
+        rt, ct = ld["row_tiles"], ld["col_tiles"]
         last = i == len(layer_docs) - 1
-        enc = ld.get("input_encoding")
-        out_kind = ld.get("output")
+        enc, out_kind = ld["input_encoding"], ld["output"]
         if enc != ("unsigned" if i == 0 else "bit"):
             fail(f"{where}.input_encoding must be {'unsigned' if i == 0 else 'bit'!r}, not {enc!r}")
         if out_kind != ("acc" if last else "binary"):
@@ -553,30 +533,110 @@ def load_folded(path) -> FoldedNet:
             fail(f"{where}.planes must be <= macro.input_bits={input_bits}, not {planes}")
         if i > 0 and planes != 1:
             fail(f"{where}.planes must be 1 for bit inputs, not {planes}")
-        if i > 0 and n_in != layers[-1].outputs:
-            fail(f"{where}.inputs must equal layers[{i - 1}].outputs={layers[-1].outputs}, not {n_in}")
+        if i > 0 and n_in != layer_docs[i - 1]["outputs"]:
+            fail(f"{where}.inputs must equal layers[{i - 1}].outputs="
+                 f"{layer_docs[i - 1]['outputs']}, not {n_in}")
         if rt != -(-n_in // rows) or ct != -(-n_out // cols):
             fail(f"{where} tiling {rt}x{ct} does not match ceil({n_in}/{rows}) x ceil({n_out}/{cols})")
-        if acc_min > 0 or acc_max < 0:
-            fail(f"{where} acc range [{acc_min}, {acc_max}] must contain 0")
-        names = ld.get("arrays")
-        if not isinstance(names, dict):
-            fail(f"{where}.arrays must be an object")
-        weights = array(names.get("weights"), (rt, ct, rows, cols), "bits", where).astype(np.uint8)
+        names = ld["arrays"]
+        shapes[names["weights"]] = ((rt, ct, rows, cols), "bits", where)
+        if not last:
+            for key in ("thresh", "flip"):
+                if key not in names:
+                    fail(f"{where}.arrays: missing {key!r} (a binary layer has thresh and flip)")
+            shapes[names["thresh"]] = ((ct, cols), "int", where)
+            shapes[names["flip"]] = ((ct, cols), "bits", where)
+    classes = doc.get("classes", layer_docs[-1]["outputs"])
+    if classes != layer_docs[-1]["outputs"]:
+        fail(f"classes={classes!r} differs from the last layer's {layer_docs[-1]['outputs']} outputs")
+    _check_preprocessing(doc.get("preprocessing"), layer_docs[0], fail)
+
+    if npath.is_dir():
+        fail("is a folder, not an .npz file", npath)
+    if not npath.exists():
+        fail("no such file", npath)
+    arrays = _read_npz(npath, shapes, fail)
+
+    layers = []
+    for i, ld in enumerate(layer_docs):
+        last = i == len(layer_docs) - 1
+        names = ld["arrays"]
+        weights = arrays[names["weights"]].astype(np.uint8)
         thresh = flip = None
         if not last:
-            thresh = array(names.get("thresh"), (ct, cols), "int", where).astype(np.int64)
-            flip = array(names.get("flip"), (ct, cols), "bits", where).astype(np.uint8)
-            real = thresh.reshape(-1)[:n_out]
-            if real.min() < acc_min or real.max() > acc_max + 1:
-                fail(f"array {names['thresh']} leaves the range [{acc_min}, {acc_max + 1}]", npath)
-        layers.append(FoldedLayer(n_in, n_out, planes, enc, not last, weights, thresh, flip,
-                                  acc_min, acc_max))
-    classes = doc.get("classes", layers[-1].outputs)
-    if classes != layers[-1].outputs:
-        fail(f"classes={classes!r} differs from the last layer's {layers[-1].outputs} outputs")
+            thresh = arrays[names["thresh"]].astype(np.int64)
+            flip = arrays[names["flip"]].astype(np.uint8)
+            real = thresh.reshape(-1)[:ld["outputs"]]
+            if real.min() < ld["acc_min"] or real.max() > ld["acc_max"] + 1:
+                fail(f"array {names['thresh']} leaves the range "
+                     f"[{ld['acc_min']}, {ld['acc_max'] + 1}]", npath)
+        layers.append(FoldedLayer(ld["inputs"], ld["outputs"], ld["planes"], ld["input_encoding"],
+                                  not last, weights, thresh, flip, ld["acc_min"], ld["acc_max"]))
     net = FoldedNet(rows, cols, input_bits, layers,
                     {k: v for k, v in doc.items() if k not in _META_RESERVED})
     if net.min_acc_bits > MAX_ACC_BITS:
         fail(f"needs {net.min_acc_bits} accumulator bits, more than the {MAX_ACC_BITS} a macro has")
     return net
+
+
+def _check_preprocessing(pre, first: dict, fail) -> None:
+    """The preprocessing record must produce the first layer's inputs."""
+    if not pre:
+        return
+    bits = pre.get("input_bits")
+    if bits is not None and bits != first["planes"]:
+        fail(f"preprocessing.input_bits={bits} differs from layers[0].planes={first['planes']}")
+    size = pre.get("downsample") or pre.get("image_shape")
+    if size is not None and size[0] * size[1] != first["inputs"]:
+        what = "downsample" if pre.get("downsample") else "image_shape"
+        fail(f"preprocessing.{what} {size[0]}x{size[1]} gives {size[0] * size[1]} inputs, "
+             f"layers[0] takes {first['inputs']}")
+    if pre.get("source") == "mnist-idx" and not pre.get("downsample"):
+        fail("preprocessing.downsample is missing: an mnist-idx model records its image size")
+
+
+#: What reading an untrusted .npz can raise: zip damage, cut streams, bad .npy headers.
+_NPZ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, KeyError,
+               SyntaxError, TypeError, struct.error, NotImplementedError, OverflowError)
+
+
+def _read_npz(npath: Path, shapes: dict, fail) -> dict:
+    """``{name: array}`` of the arrays named in ``shapes`` (``name: (shape, kind, where)``),
+    each checked for shape and integer type from its header before its data are read."""
+    try:
+        with open(npath, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        fail(f"cannot read ({' '.join(str(exc.strerror or exc).split())})", npath)
+    if magic[:2] != b"PK":
+        what = "an empty file" if not magic else "not a zip archive"
+        fail(f"not an .npz file (numpy's zip archive of .npy arrays): {what}", npath)
+    arrays = {}
+    try:
+        with zipfile.ZipFile(npath) as zf:
+            members = set(zf.namelist())
+            for name, (shape, kind, where) in shapes.items():
+                member = f"{name}.npy"
+                if member not in members:
+                    fail(f"array {name!r} of {where} is missing", npath)
+                with zf.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        got, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    else:
+                        got, _, dtype = np.lib.format.read_array_header_2_0(f)
+                if dtype.hasobject or dtype.kind not in "iu":
+                    fail(f"array {name} must hold integers, not {dtype}", npath)
+                if tuple(got) != shape:
+                    fail(f"array {name} has shape {tuple(got)}, expected {shape}", npath)
+                with zf.open(member) as f:
+                    a = np.lib.format.read_array(f, allow_pickle=False)
+                if kind == "bits" and a.size and (a.min() < 0 or a.max() > 1):
+                    fail(f"array {name} must hold only 0 and 1", npath)
+                arrays[name] = a
+    except ModelFileError:
+        raise
+    except _NPZ_ERRORS as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        fail(f"not a readable .npz file, damaged or cut short ({reason})", npath)
+    return arrays

@@ -14,6 +14,7 @@ import pytest
 from fpga.boards import BOARDS, BoardTop, pll_config
 from fpga.build import (FitError, build, check_fit, lut_ff_counts, parse_nextpnr_report,
                         parse_yosys_stats, summary_line, tool_environment)
+from models import schema
 from models.params import MacroParams
 
 YOSYS_LOG = """
@@ -83,22 +84,33 @@ def test_fit_error_names_resource_amount_and_folding():
     err = check_fit("icebreaker", p, log)
     assert isinstance(err, FitError)
     assert err.resource == "ICESTORM_LC" and (err.needed, err.available) == (6019, 5280)
-    # 15 LCs per row and lane: 480 per lane, 2179 for the rest; P = 6 would need 5059
-    # (more than 90% of 5280), P = 4 needs 4099 (measured: 4085).
+    # 270 + 7 * 32 = 494 LCs per lane, 2067 for the rest; P = 6 would need 5031 (more
+    # than 90% of 5280), P = 4 needs 4043 (measured: 4085) and 12 block RAMs.
     assert err.suggestion == 4
     assert str(err) == ("icebreaker: 32x96 with cols_per_cycle=8 needs 6019 logic cells "
                         "(LCs) (ICESTORM_LC), the device has 5280; try --cols-per-cycle 4 "
-                        "(estimated from the per-column share of logic cells (LCs))")
+                        "(estimated from the per-column share of each resource)")
     assert "\n" not in str(err)
     ok = "Info: \t         ICESTORM_LC:    5000/   5280    94%\n"
     assert check_fit("icebreaker", p, ok) is None
-    # Block RAMs count as all per-lane: 40 of 30 at P = 8 gives P = 6 (30 > 27) -> 4.
+    # Folded block RAMs: 3 + ceil(32 / 16) = 5 per lane; P = 6 needs 30 of 30 (> 27) -> 4.
     ram = "Info: \t        ICESTORM_RAM:      40/     30   133%\n"
     assert check_fit("icebreaker", p, ram).suggestion == 4
     # Nothing fits: one column already needs more than the device.
     huge = "Info: \t         ICESTORM_LC:   99000/   5280  1875%\n"
     err = check_fit("icebreaker", MacroParams(1024, 2, cols_per_cycle=2), huge)
-    assert err.suggestion is None and "no folding of this size fits" in str(err)
+    assert err.suggestion is None and "even --cols-per-cycle 1 is estimated not to fit" in str(err)
+
+
+def test_fit_suggestion_agrees_with_the_measured_table():
+    """docs/FPGA.md: 16x32 fully parallel needs 13699 LCs and no block RAM (its memories
+    are logic); 16x32 at P = 4 fits (3041 LCs, 16 block RAMs). The suggestion must not
+    say that nothing fits, and must keep the block RAMs that folding brings in check
+    (P = 8 would fit the LCs but need 32 block RAMs)."""
+    log = ("Info: \t         ICESTORM_LC:   13699/   5280   259%\n"
+           "Info: \t        ICESTORM_RAM:       0/     30     0%\n")
+    err = check_fit("icebreaker", MacroParams(16, 32), log)
+    assert err.suggestion == 4 and "try --cols-per-cycle 4" in str(err)
 
 
 def test_pll_settings_from_the_yowasp_calculators():
@@ -129,6 +141,7 @@ def test_board_top_checks_and_tool_environment():
 def _check_report(report, board, out):
     saved = json.loads((out / "report.json").read_text())
     assert saved == json.loads(json.dumps(report))
+    schema.check(saved, "fpga-report", out / "report.json")     # models/schemas/
     assert saved["board"] == board and saved["format"] == "cim-fpga-report"
     t = saved["timing"]
     assert t["clock_hz"] == BOARDS[board].clock_hz
@@ -256,10 +269,11 @@ def test_cli_build_rejects_bad_parameters_in_one_line(capsys):
                  "--cols-per-cycle", "7"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err == ("error: cols_per_cycle must divide cols=96 (one of 1, 2, 3, 4, 6, 8, 12, "
-                   "16, 24, 32, 48, 96), not 7\n")
-    code = main(["build", "--board", "ulx3s", "--rows", "8", "--cols", "8", "--baud", "20000000"])
-    assert code == 2 and "too fast for a 25 MHz clock" in capsys.readouterr().err
+    assert err == ("fpga: error: argument --cols-per-cycle: cols_per_cycle must divide cols=96 "
+                   "(one of 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 96), not 7\n")
+    code = main(["build", "--board", "ulx3s", "--rows", "8", "--cols", "8", "--baud", "12000000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "argument --baud: baud 12000000 is too fast for a 25 MHz clock" in err
 
 
 def test_detailed_timing_build_feeds_the_endpoint_listing(tmp_path):

@@ -297,7 +297,8 @@ def test_cli_run_reports_a_missing_port_in_one_line(tmp_path, rng, capsys):
                  "--images", str(tmp_path / "i.idx"), "--labels", str(tmp_path / "l.idx")])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: ") and err.count("\n") == 1 and "no-such-tty" in err, err
+    assert err.startswith("fpga: error: argument --port: ") and err.count("\n") == 1 \
+        and "no-such-tty" in err, err
 
 
 def test_cli_run_with_a_sampled_chip_calibrates_and_trims(tmp_path, rng, capsys):
@@ -333,9 +334,9 @@ def test_cli_run_with_a_sampled_chip_calibrates_and_trims(tmp_path, rng, capsys)
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--trim", "--no-calibrate"], "--trim measures the residual that CALIBRATE leaves"),
-    (["--chip-seed", "3"], "--chip-seed gives the dry-run model (--port model) a sampled chip"),
-    (["--limit", "0"], "--limit must be >= 1, not 0"),
+    (["--trim", "--no-calibrate"], "argument --trim: measures the residual that CALIBRATE leaves"),
+    (["--chip-seed", "3"], "argument --chip-seed: gives the dry-run model (--port model) a sampled chip"),
+    (["--range", "0:0"], "argument --range: range must be START:STOP with integers 0 <= START < STOP"),
 ])
 def test_cli_run_rejects_contradicting_options_in_one_line(tmp_path, capsys, extra, message):
     from fpga.__main__ import main
@@ -344,4 +345,4 @@ def test_cli_run_rejects_contradicting_options_in_one_line(tmp_path, capsys, ext
                  "--images", str(tmp_path / "i.idx"), "--labels", str(tmp_path / "l.idx")] + extra)
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert err.startswith("fpga: error: ") and err.count("\n") == 1 and message in err, err

@@ -180,7 +180,7 @@ CHIP = ["--sram-offset-sigma", "4", "--sram-cell-sigma", "0.1", "--read-noise", 
 
 def test_chip_in_the_loop_records_what_eval_reproduces(tmp_path):
     r = _models(["train", "--dataset", "digits", "--epochs", "3", "--chip-in-loop", "3",
-                 "--chip-epochs", "2", *CHIP, "--quiet", "-o", tmp_path / "cil"])
+                 "--chip-epochs", "2", *CHIP, "--quiet", "-o", tmp_path, "--name", "cil"])
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "cil.json").read_text())
     assert doc["version"] == 2
