@@ -35,7 +35,7 @@ OPTIONS = {
     "rows": "--rows", "cols": "--cols", "input_bits": "--input-bits",
     "comp_rows": "--comp-rows", "readout_bits": "--readout-bits", "acc_bits": "--acc-bits",
     "cols_per_cycle": "--cols-per-cycle", "nonideal": "--nonideal", "name": "--name",
-    "pipeline": "--pipeline",
+    "pipeline": "--pipeline", "counters": "--counters",
 }
 
 #: What each integer option allows, in words (help text and "not an integer" errors).
@@ -126,8 +126,9 @@ def build_parser() -> cmdline.CommandParser:
                            "another): a divisor of C (default C, no folding)")
     size.add_argument("--pipeline", type=macro_int_type("pipeline"), default=0, metavar="L",
                       help=f"register stages in the readout path: {ALLOWED['pipeline']} "
-                           "(default 0; 1 and 2 raise the clock rate on an FPGA and add L "
-                           "cycles per group to a RUN)")
+                           "(default 0; each stage adds a cycle per group to a RUN; 2 is the "
+                           "iCE40 builds' choice, 4, which also registers the bus decode "
+                           "and answers in 5 cycles, the fully parallel ECP5 build's)")
     readout = parser.add_argument_group("readout and accumulator")
     readout.add_argument("--readout-bits", type=macro_int_type("readout_bits"), default=None,
                          metavar="W",
@@ -147,6 +148,10 @@ def build_parser() -> cmdline.CommandParser:
                        help="build no non-ideality (same as --nonideal none)")
     which.add_argument("--all-nonidealities", dest="nonideal", action="store_const",
                        const=frozenset(NONIDEALITIES), help="build all five non-idealities")
+    parser.add_argument("--counters", action="store_true", default=None,
+                        help="build the activity counters: read-only CSRs PLANE_OPS, "
+                             "CONVERSIONS, CAL_READS and BUS_ACCESSES, the events of the "
+                             "energy model (docs/ENERGY.md); default off")
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", default="build/", metavar="DIR",
                      help="output folder, created if missing (default build/)")
@@ -195,7 +200,8 @@ def summary_line(p: MacroParams, verilog_path, verilog_lines: int, manifest_path
     """The one line printed after a successful build."""
     nonideal = ",".join(n for n in NONIDEALITIES if p.has(n)) or "none"
     return (f"{p.name}: {p.rows}x{p.cols}, B={p.input_bits}, K={p.comp_rows}, "
-            f"W={p.readout_bits}, A={p.acc_bits}, P={p.cols_per_cycle}, L={p.pipeline}, nonideal={nonideal} "
+            f"W={p.readout_bits}, A={p.acc_bits}, P={p.cols_per_cycle}, L={p.pipeline}, nonideal={nonideal}"
+            f"{', counters' if p.counters else ''} "
             f"-> {verilog_path} ({verilog_lines} lines), {manifest_path}")
 
 

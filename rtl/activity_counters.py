@@ -57,24 +57,24 @@ class ActivityCounters(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bits = self._bits
-        # P as a signal of the counter's width: a constant operand would be trimmed to its
-        # minimal width (a Verilator WIDTH warning).
-        lanes = Signal(bits, name="lanes_per_cycle")
-        m.d.comb += lanes.eq(self._p.cols_per_cycle)
-        one = Signal(bits, name="one")
-        m.d.comb += one.eq(1)
+        full = 2 ** bits - 1
+        P = self._p.cols_per_cycle
         for name, event, step in (
-                ("plane_operations", self.plane_cycle, one),
-                ("column_conversions", self.plane_cycle | self.calibration_read, lanes),
-                ("calibration_reads", self.calibration_read, one),
-                ("bus_accesses", self.access, one)):
+                ("plane_operations", self.plane_cycle, 1),
+                ("column_conversions", self.plane_cycle | self.calibration_read, P),
+                ("calibration_reads", self.calibration_read, 1),
+                ("bus_accesses", self.access, 1)):
             count = Signal(bits, name=name)
-            total = Signal(bits + 1, name=f"{name}_next")
-            m.d.comb += total.eq(Cat(count, Const(0, 1)) + Cat(step, Const(0, 1)))
+            # Saturating: a count within `step` of the maximum goes to the maximum. Below it,
+            # count + step is count - (2**bits - step) modulo 2**bits: a full-width constant,
+            # which the Verilog keeps at the counter's width (a small one, like 5'h12 for
+            # P = 18, is a Verilator WIDTHEXPAND).
+            near_full = Signal(name=f"{name}_near_full")
+            m.d.comb += near_full.eq(count > Const(full - step, bits))
             with m.If(self.clear):
                 m.d.sync += count.eq(0)
             with m.Elif(event):
-                # Saturating: the carry out of the 32 bits means the maximum.
-                m.d.sync += count.eq(Mux(total[-1], Const(-1, bits), total[:bits]))
+                m.d.sync += count.eq(Mux(near_full, Const(full, bits),
+                                         (count - Const(full + 1 - step, bits))[:bits]))
             m.d.comb += getattr(self, name).eq(count)
         return m

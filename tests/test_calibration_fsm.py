@@ -209,6 +209,7 @@ def test_ports_follow_section_7(K, P):
         "therm": Out(data.ArrayLayout(unsigned(K), P)),
         "flags": Out(unsigned(P)),
         "state": Out(CalState),
+        "read_done": Out(1),
     }
     assert dict(members) == want
     assert [s.name for s in CalState] == ["IDLE", "SEARCH", "VERIFY"]

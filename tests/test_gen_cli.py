@@ -315,7 +315,9 @@ def test_manifest_register_map_follows_the_contract(kwargs):
 
     # CSRs: the contract's offsets, word address = offset inside region 0.
     csrs = {c["name"]: c for c in regmap["csrs"]}
-    expected_csrs = {n for n in vars(CSR) if n.isupper()} - ({"SAT", "QSHIFT"} if not p.has("readout") else set())
+    expected_csrs = {n for n in vars(CSR) if n.isupper() and n != "REG_BITS"} - (
+        {"SAT", "QSHIFT"} if not p.has("readout") else set()) - (
+        {"PLANE_OPS", "CONVERSIONS", "CAL_READS", "BUS_ACCESSES"} if not p.counters else set())
     assert set(csrs) == expected_csrs
     for name, c in csrs.items():
         assert c["address"] == getattr(CSR, name) == c["offset"]
@@ -434,3 +436,22 @@ def test_manifest_gives_the_ack_latency(pipeline, latency):
     p = MacroParams(rows=8, cols=4, pipeline=pipeline)
     m = json.loads(manifest.dumps(manifest.build_manifest(p, FAKE_VERILOG, [])))
     assert m["register_map"]["ack_latency"] == p.bus_latency == latency
+
+
+def test_counters_option_builds_the_counter_csrs(tmp_path):
+    result = run_gen(["--rows", "2", "--cols", "3", "--counters", "-o", tmp_path])
+    assert result.returncode == 0, result.stderr
+    assert ", counters" in result.stdout
+    m = json.loads((tmp_path / "cim_macro.json").read_text())
+    assert m["params"]["counters"] is True
+    csrs = {c["name"]: c for c in m["register_map"]["csrs"]}
+    assert {name: csrs[name]["offset"] for name in ("PLANE_OPS", "CONVERSIONS", "CAL_READS",
+                                                     "BUS_ACCESSES")} == \
+        dict(PLANE_OPS=23, CONVERSIONS=24, CAL_READS=25, BUS_ACCESSES=26)
+    assert all(csrs[n]["access"] == "ro" for n in ("PLANE_OPS", "BUS_ACCESSES"))
+    assert csrs["FEATURES"]["reset"] >> 5 & 1
+    assert "cim_macro__counters" not in (tmp_path / "cim_macro.v").read_text()   # CSRs only
+    result = run_gen(["--rows", "2", "--cols", "3", "-o", tmp_path / "plain"])
+    plain = json.loads((tmp_path / "plain" / "cim_macro.json").read_text())
+    assert plain["params"]["counters"] is False
+    assert "PLANE_OPS" not in {c["name"] for c in plain["register_map"]["csrs"]}

@@ -33,6 +33,8 @@ GRID = {
     "8x6-L1": dict(rows=8, cols=6, pipeline=1),
     "16x6-all-L3": dict(rows=16, cols=6, nonideal=NONIDEALITIES, pipeline=3),
     "64x9-P9-L4": dict(rows=64, cols=9, pipeline=4),
+    "12x18-B3-L4-counters": dict(rows=12, cols=18, input_bits=3, pipeline=4, counters=True),
+    "6x5-all-counters": dict(rows=6, cols=5, nonideal=NONIDEALITIES, counters=True),
 }
 
 # PROCASSINIT: Amaranth gives every register its reset value as a declaration initialiser
