@@ -39,6 +39,7 @@ import os
 
 import numpy as np
 
+from models.engine import check_residual
 from models.export import FoldedNet, check_fits, load_folded
 
 __all__ = ["run_network", "measure_residual", "trim_shift", "order_free"]
@@ -57,21 +58,6 @@ def _check_images(net: FoldedNet, images) -> np.ndarray:
         raise ValueError(f"images must be in 0..{(1 << first.planes) - 1} "
                          f"({first.planes}-bit inputs), not values in {x.min()}..{x.max()}")
     return x.astype(np.int64)
-
-
-def _check_residual(p, residual) -> np.ndarray:
-    r = np.asarray(residual)
-    if r.shape != (p.cols,):
-        raise ValueError(f"residual must have shape ({p.cols},) (one readout per column), "
-                         f"not {r.shape}")
-    if r.dtype.kind not in "iu":
-        raise TypeError(f"residual must hold integers, not {r.dtype} values")
-    lo, hi = -(1 << (p.readout_bits - 1)), (1 << (p.readout_bits - 1)) - 1
-    if r.size and (r.min() < lo or r.max() > hi):
-        c = int(np.flatnonzero((r < lo) | (r > hi))[0])
-        raise ValueError(f"residual[{c}] = {int(r[c])} is not a readout: a signed "
-                         f"{p.readout_bits}-bit readout is in {lo}..{hi}")
-    return r.astype(np.int64)
 
 
 def order_free(p, layer) -> bool:
@@ -94,7 +80,7 @@ def trim_shift(p, layer, residual) -> np.ndarray:
     tiles adds one RUN, so ACC is off by ``T (2^p - 1) residual[c]`` in every column
     tile (all tiles share the macro's physical columns).
     """
-    r = _check_residual(p, residual)
+    r = check_residual(p, residual)
     per_col = layer.row_tiles * ((1 << layer.planes) - 1) * r
     return np.tile(per_col, layer.col_tiles)
 

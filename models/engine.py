@@ -259,7 +259,9 @@ class NetworkProgram:
         return image_cycles(self.macro, [(l.inputs, l.outputs, l.planes) for l in self.layers])
 
 
-def _check_residual(p: MacroParams, residual) -> np.ndarray:
+def check_residual(p: MacroParams, residual) -> np.ndarray:
+    """``residual`` as int64 after checking it is C signed W-bit readouts (one line per
+    problem: ValueError for a shape or range, TypeError for non-integers)."""
     r = np.asarray(residual)
     if r.shape != (p.cols,):
         raise ValueError(f"residual must have shape ({p.cols},) (one readout per column), "
@@ -278,7 +280,7 @@ def trim_shift(p: MacroParams, row_tiles: int, planes: int, residual) -> np.ndar
     """What a residual ``r`` (C,) adds to a layer's ACC per physical column:
     ``row_tiles * (2^planes - 1) * r`` (every RUN weighs its planes' readouts by
     ``2^(planes-1) .. 1``)."""
-    return row_tiles * ((1 << planes) - 1) * _check_residual(p, residual)
+    return row_tiles * ((1 << planes) - 1) * check_residual(p, residual)
 
 
 def build_program(net, macro: MacroParams, residual=None) -> NetworkProgram:
