@@ -22,13 +22,13 @@ and written, busy and idle).
 
 import numpy as np
 import pytest
-from amaranth.hdl import Cat
 from amaranth.sim import Simulator
 
 from models.params import CSR, NONIDEALITIES, ErrCode, MacroParams, Op, Region
 from rtl.bus_front_end import BusFrontEnd
 from .bus_contract import (ACTS_AFTER, BUS_LATENCY, ERROR_VISIBLE_AFTER, PIPELINES, WORD,
                            address_map, expected_errcode, record)
+from .component_bench import Inputs
 
 PARAMS = {
     # Every region, holes in the slot, plane and index fields.
@@ -82,14 +82,11 @@ class FrontEndBench:
         self.error = (0, 0, 0)
         self.error_log = []
         self.answers = {}           # cycle -> (register, memory, answering)
-        # Every input in one Cat: each ctx.set settles the design, so one set a cycle.
         wb = dut.wb
-        self._inputs = [wb.cyc, wb.stb, wb.adr, wb.we, wb.dat_w, wb.sel, dut.busy,
-                        dut.clear_errors, dut.register_answer, dut.memory_answer,
-                        dut.memory_answering]
-        self._all_inputs = Cat(*self._inputs)
-        self._values = [0] * len(self._inputs)
-        self._driven = None
+        self.inputs = Inputs(p, dict(
+            cyc=wb.cyc, stb=wb.stb, adr=wb.adr, we=wb.we, dat_w=wb.dat_w, sel=wb.sel, busy=dut.busy,
+            clear_errors=dut.clear_errors, register_answer=dut.register_answer,
+            memory_answer=dut.memory_answer, memory_answering=dut.memory_answering))
 
     def _in_flight(self):
         return bool(self.accesses) and self.cycle <= self.accesses[-1].t + self.latency
@@ -100,18 +97,13 @@ class FrontEndBench:
         wb = dut.wb
         busy = int(rng.random() < 0.5) if busy is None else int(busy)
         clear = int(rng.random() < 0.15) if clear is None else int(clear)
-        values = self._values
-        values[:8] = [int(cyc), int(stb), addr, int(we), data, sel, busy, clear]
+        self.inputs.values.update(cyc=cyc, stb=stb, adr=addr, we=we, dat_w=data, sel=sel,
+                                  busy=busy, clear_errors=clear)
         # Random answers in the cycles an ack's dat_r depends on.
         if k in self.answers:
-            values[8:] = self.answers[k]
-        packed, pos = 0, 0
-        for signal, value in zip(self._inputs, values):
-            packed |= value << pos
-            pos += len(signal)
-        if packed != self._driven:
-            ctx.set(self._all_inputs, packed)
-            self._driven = packed
+            self.inputs.values.update(zip(("register_answer", "memory_answer", "memory_answering"),
+                                          self.answers[k]))
+        self.inputs.apply(ctx)
 
         started = None
         if cyc and stb and not self._in_flight():
