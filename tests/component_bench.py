@@ -11,7 +11,12 @@ from amaranth.hdl import Cat, Value
 
 from rtl.access import access_layout
 
-__all__ = ["Inputs", "pack_record", "random_record"]
+__all__ = ["Inputs", "pack_record", "random_bits", "random_record"]
+
+
+def random_bits(rng, width):
+    """A uniform random ``width``-bit integer (any width; numpy's stop at 64)."""
+    return int.from_bytes(rng.bytes(-(-width // 8) or 1), "little") & ((1 << width) - 1)
 
 
 def pack_record(p, record):
@@ -23,9 +28,9 @@ def pack_record(p, record):
 def random_record(p, rng):
     """A record with ``valid`` low and random fields: what a front end may show in a
     cycle in which no access acts."""
-    return dict(valid=0, we=int(rng.integers(0, 2)), data=int(rng.integers(0, 1 << 32)),
-                offset=int(rng.integers(0, 1 << p.region_shift)),
-                regions=int(rng.integers(0, 1 << 16)), regs=int(rng.integers(0, 1 << 32)))
+    return dict(valid=0, we=random_bits(rng, 1), data=random_bits(rng, 32),
+                offset=random_bits(rng, p.region_shift), regions=random_bits(rng, 16),
+                regs=random_bits(rng, 32))
 
 
 class Inputs:
