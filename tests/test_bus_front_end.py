@@ -20,7 +20,6 @@ The address space of three tiny parameter sets is swept exhaustively (every addr
 and written, busy and idle).
 """
 
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 

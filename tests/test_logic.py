@@ -9,7 +9,7 @@ output with the Python expression the helper's docstring names.
 
 import numpy as np
 import pytest
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Const, Module, Signal
 from amaranth.sim import Simulator
 
 from models.params import Region

@@ -14,7 +14,6 @@ its acting cycle, ``bus_latency - acts_after`` cycles later (a cycle less where 
 front end registers the answer), and 0 for anything but a register region.
 """
 
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
