@@ -1,4 +1,5 @@
-"""Driving a component's inputs in simulation: every input in one ``ctx.set`` a cycle.
+"""Driving a component's inputs in simulation: every input in one ``ctx.set`` a cycle,
+and a component simulated with a testbench object of its test (:func:`run_bench`).
 
 Each ``ctx.set`` of a testbench settles the whole design, which dominated the run time of
 the component tests when each input was set on its own. :class:`Inputs` packs the values
@@ -8,10 +9,25 @@ when nothing changed). Access records (``rtl/access.py``) are packed by
 """
 
 from amaranth.hdl import Cat, Value
+from amaranth.sim import Simulator
 
 from rtl.access import access_layout
 
-__all__ = ["Inputs", "pack_record", "random_bits", "random_record"]
+__all__ = ["Inputs", "pack_record", "random_bits", "random_record", "run_bench"]
+
+
+def run_bench(component, bench, p, rng, scenario, **options):
+    """Simulate ``component(p)`` with a clock, running
+    ``scenario(bench(ctx, dut, p, rng, **options))`` as its testbench."""
+    dut = component(p)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+
+    async def testbench(ctx):
+        await scenario(bench(ctx, dut, p, rng, **options))
+
+    sim.add_testbench(testbench)
+    sim.run()
 
 
 def random_bits(rng, width):

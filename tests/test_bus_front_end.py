@@ -21,13 +21,13 @@ and written, busy and idle).
 """
 
 import pytest
-from amaranth.sim import Simulator
 
 from models.params import CSR, NONIDEALITIES, ErrCode, MacroParams, Op, Region
 from rtl.bus_front_end import BusFrontEnd
+from verif.address_space import ACCUMULATE, NPLANES_SHIFT
 from .bus_contract import (ACTS_AFTER, BUS_LATENCY, ERROR_VISIBLE_AFTER, PIPELINES, WORD,
                            address_map, expected_errcode, record)
-from .component_bench import Inputs
+from .component_bench import Inputs, run_bench
 
 PARAMS = {
     # Every region, holes in the slot, plane and index fields.
@@ -46,9 +46,8 @@ PARAMS = {
 class Access:
     """One access as the cycle model sees it."""
 
-    def __init__(self, t, addr, we, data, sel, busy, code, hold):
-        self.t, self.addr, self.we, self.data, self.sel = t, addr, we, data, sel
-        self.busy, self.code, self.hold = busy, code, hold
+    def __init__(self, t, addr, we, data, code):
+        self.t, self.addr, self.we, self.data, self.code = t, addr, we, data, code
         self.live = True            # cyc high in every cycle since the access
 
 
@@ -57,10 +56,11 @@ class FrontEndBench:
 
     ``run(transactions)`` presents each transaction (a dict: ``addr``, ``we``, ``data``,
     ``sel``; ``gap``: idle cycles before it; ``idle_cyc``: hold ``cyc`` high with ``stb``
-    low in the gap; ``hold``: abandon the access after that many cycles of ``cyc``) and
-    checks every cycle. ``busy`` is random each cycle (or ``busy`` of the transaction
-    when given), ``clear_errors`` too (or ``clear`` of the transaction: the cycles,
-    relative to the access, in which to pulse it, and no others).
+    low in the gap; ``hold``: abandon the access after that many cycles of ``cyc``, then
+    drop ``cyc`` for one cycle) and checks every cycle. ``busy`` is random each cycle
+    (``busy`` of the transaction up to its access cycle when given), ``clear_errors``
+    too (or, when the transaction has them, only in its gap cycles with
+    ``clear_before`` and in the cycles listed in ``clear``, relative to the access).
 
     Members
     -------
@@ -106,9 +106,9 @@ class FrontEndBench:
 
         started = None
         if cyc and stb and not self._in_flight():
-            started = Access(k, addr, we, data, sel, busy,
+            started = Access(k, addr, we, data,
                              expected_errcode(p, addr, we=we, data=data, sel=sel, busy=busy,
-                                              mapped=self.mapped), None)
+                                              mapped=self.mapped))
             self.accesses.append(started)
             for j in (k + self.latency - 1, k + self.latency):
                 self.answers[j] = (int(rng.integers(0, WORD + 1)), int(rng.integers(0, WORD + 1)),
@@ -213,15 +213,11 @@ class FrontEndBench:
 
 
 def simulate(p, rng, scenario):
-    dut = BusFrontEnd(p)
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
+    run_bench(BusFrontEnd, FrontEndBench, p, rng, scenario)
 
-    async def testbench(ctx):
-        await scenario(FrontEndBench(ctx, dut, p, rng))
 
-    sim.add_testbench(testbench)
-    sim.run()
+def _csr(p, reg):
+    return (Region.CSR << p.region_shift) | reg
 
 
 def data_pool(p):
@@ -231,8 +227,8 @@ def data_pool(p):
     pool = {0, 1, 15, 16, 255, 256, M, M + 1, WORD, (1 << (W - 1)) - 1, 1 << (W - 1),
             WORD & -(1 << (W - 1)), WORD & -((1 << (W - 1)) + 1), WORD & -(1 << (A - 1)),
             WORD & -((1 << (A - 1)) + 1) if A < 32 else 0, (1 << (A - 1)) - 1,
-            Op.RUN, Op.CALIBRATE, Op.CLEAR, 0x7, Op.RUN | 0x10 | p.input_bits << 8,
-            Op.RUN | (p.input_bits + 1) << 8, Op.CLEAR | 0x10, Op.RUN | 1 << 20}
+            Op.RUN, Op.CALIBRATE, Op.CLEAR, 0x7, Op.RUN | ACCUMULATE | p.input_bits << NPLANES_SHIFT,
+            Op.RUN | (p.input_bits + 1) << NPLANES_SHIFT, Op.CLEAR | ACCUMULATE, Op.RUN | 1 << 20}
     return sorted(pool)
 
 
@@ -285,10 +281,6 @@ def test_every_address_read_and_written(key, pipeline, rng):
     simulate(p, rng, scenario)
 
 
-def _csr(p, reg):
-    return (Region.CSR << p.region_shift) | reg
-
-
 # (name, access builder, busy, expected ERRCODE): accesses that fail several checks; the
 # first check of section 6's order decides (BAD_SEL, BAD_ADDRESS, READ_ONLY, BUSY,
 # BAD_COMMAND/BAD_VALUE).
@@ -314,7 +306,7 @@ ORDER_CASES = [
                                                    data=1 << 20), 1, ErrCode.BUSY),
     ("bad SAT value while busy", lambda p: dict(addr=_csr(p, CSR.SAT), we=1, data=WORD), 1,
      ErrCode.BUSY),
-    ("bad command", lambda p: dict(addr=_csr(p, CSR.CMD), we=1, data=Op.CLEAR | 0x10), 0,
+    ("bad command", lambda p: dict(addr=_csr(p, CSR.CMD), we=1, data=Op.CLEAR | ACCUMULATE), 0,
      ErrCode.BAD_COMMAND),
     ("bad GAIN value", lambda p: dict(addr=Region.GAIN << p.region_shift, we=1, data=256), 0,
      ErrCode.BAD_VALUE),

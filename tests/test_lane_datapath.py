@@ -20,7 +20,6 @@ pipeline) must be :func:`calibrate`'s.
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from models.macro import binarize, calibrate, comp_value, run_tile, thermometer
 from models.params import NONIDEALITIES, MacroParams, Op
@@ -29,7 +28,7 @@ from rtl.lane_datapath import LaneDatapath
 from rtl.replicas import lane_blocks
 from verif.address_space import ACCUMULATE, NPLANES_SHIFT
 from .command_schedule import schedule
-from .component_bench import Inputs
+from .component_bench import Inputs, run_bench
 from .lane_words import pack, unpack_signed
 
 # One group (cols = P): the datapath holds one group's lanes.
@@ -248,12 +247,4 @@ def test_run_and_calibrate_against_the_model(key, pipeline, rng):
         assert bench.checked["calibrations"] == 6
         assert bench.checked["saturations"] > 0 and bench.checked["flags"] > 0
 
-    dut = LaneDatapath(p)
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-
-    async def testbench(ctx):
-        await scenario(DatapathBench(ctx, dut, p, rng))
-
-    sim.add_testbench(testbench)
-    sim.run()
+    run_bench(LaneDatapath, DatapathBench, p, rng, scenario)

@@ -20,7 +20,6 @@ or late fails.
 """
 
 import pytest
-from amaranth.sim import Simulator
 
 from models.macro import MacroModel
 from models.params import NONIDEALITIES, MacroParams, Region
@@ -28,7 +27,7 @@ from rtl.memory_port import MemoryBusPort
 from verif.address_space import region_words
 from .bus_contract import (ACTS_AFTER, BUS_LATENCY, MEMORY_WRITE_DELAY, PIPELINES, WORD,
                            address_map, record)
-from .component_bench import Inputs, random_bits
+from .component_bench import Inputs, random_bits, run_bench
 from .lane_words import pack
 
 PARAMS = {
@@ -253,15 +252,7 @@ class MemoryBench:
 
 
 def simulate(p, rng, scenario, hold_bus=True):
-    dut = MemoryBusPort(p)
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-
-    async def testbench(ctx):
-        await scenario(MemoryBench(ctx, dut, p, rng, hold_bus))
-
-    sim.add_testbench(testbench)
-    sim.run()
+    run_bench(MemoryBusPort, MemoryBench, p, rng, scenario, hold_bus=hold_bus)
 
 
 def random_word(rng, region):

@@ -15,13 +15,12 @@ front end registers the answer), and 0 for anything but a register region.
 """
 
 import pytest
-from amaranth.sim import Simulator
 
 from models.params import BUS_DATA_BITS, CSR, NONIDEALITIES, MacroParams, Op, Region, Status
 from rtl.register_file import RegisterFile
 from verif.address_space import region_words
 from .bus_contract import ACTS_AFTER, BUS_LATENCY, PIPELINES, WORD, address_map, record, region_of
-from .component_bench import Inputs, random_record
+from .component_bench import Inputs, random_record, run_bench
 
 PARAMS = {
     # SAT/QSHIFT built, three planes, two groups of three lanes.
@@ -259,15 +258,7 @@ class RegisterBench:
 
 
 def simulate(p, rng, scenario):
-    dut = RegisterFile(p)
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-
-    async def testbench(ctx):
-        await scenario(RegisterBench(ctx, dut, p, rng))
-
-    sim.add_testbench(testbench)
-    sim.run()
+    run_bench(RegisterFile, RegisterBench, p, rng, scenario)
 
 
 def register_words(p):

@@ -19,14 +19,13 @@ in all lanes.
 """
 
 import pytest
-from amaranth.sim import Simulator
 
 from models.params import CSR, MacroParams, Op, Region
 from rtl.sequencer import Phase, Sequencer
 from verif.address_space import ACCUMULATE, NPLANES_SHIFT
 from .bus_contract import ACTS_AFTER, PIPELINES, address_map, record
 from .command_schedule import STROBES, schedule
-from .component_bench import Inputs, random_bits, random_record
+from .component_bench import Inputs, random_bits, random_record, run_bench
 
 PARAMS = {
     "2x6-P3-B3-K4": dict(rows=2, cols=6, cols_per_cycle=3, input_bits=3, comp_rows=4),
@@ -168,15 +167,7 @@ class SequencerBench:
 
 
 def simulate(p, rng, scenario):
-    dut = Sequencer(p)
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-
-    async def testbench(ctx):
-        await scenario(SequencerBench(ctx, dut, p, rng))
-
-    sim.add_testbench(testbench)
-    sim.run()
+    run_bench(Sequencer, SequencerBench, p, rng, scenario)
 
 
 def commands(p):
