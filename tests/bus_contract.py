@@ -25,9 +25,11 @@ ERROR_VISIBLE_AFTER = {0: 1, 1: 1, 2: 1, 3: 1, 4: 2}
 PIPELINES = tuple(sorted(BUS_LATENCY))
 
 #: Section 6, "CSRs": the read-only registers, and the read-write ones (SAT and QSHIFT
-#: only when ``readout`` is built).
+#: only when ``readout`` is built); the activity counters (read-only, only when
+#: ``counters`` is built: docs/ENERGY.md, ``MacroParams.csrs``).
 READ_ONLY_CSRS = frozenset(range(13)) | {CSR.ERRCODE, CSR.ERRADDR, CSR.CYCLES}
 READOUT_CSRS = frozenset({CSR.SAT, CSR.QSHIFT})
+COUNTER_CSRS = (CSR.PLANE_OPS, CSR.CONVERSIONS, CSR.CAL_READS, CSR.BUS_ACCESSES)
 READ_ONLY_REGIONS = frozenset({Region.ACC, Region.OUT, Region.CALFLAG})
 WORD = (1 << BUS_DATA_BITS) - 1
 
@@ -35,7 +37,7 @@ WORD = (1 << BUS_DATA_BITS) - 1
 def csr_offsets(p):
     """The offsets of the CSRs that exist in macro ``p``."""
     rw = {CSR.CMD, CSR.STATUS} | (READOUT_CSRS if p.has("readout") else set())
-    return READ_ONLY_CSRS | rw
+    return READ_ONLY_CSRS | rw | (set(COUNTER_CSRS) if p.counters else set())
 
 
 def address_map(p):
@@ -85,7 +87,8 @@ def expected_errcode(p, addr, *, we, data=0, sel=0xF, busy=False, mapped=None):
     if region is None:
         return ErrCode.BAD_ADDRESS
     csr = region == Region.CSR
-    if we and (region in READ_ONLY_REGIONS or (csr and reg in READ_ONLY_CSRS)):
+    if we and (region in READ_ONLY_REGIONS
+               or (csr and (reg in READ_ONLY_CSRS or reg in COUNTER_CSRS))):
         return ErrCode.READ_ONLY
     if busy and (not csr or (we and reg in {CSR.CMD} | READOUT_CSRS)):
         return ErrCode.BUSY

@@ -21,14 +21,15 @@ def schedule(p, cmd, accepted):
     dict
         ``phases``: cycle -> (Phase, group); ``planes``: plane cycle -> plane;
         ``high``: strobe name (and ``calibration_start``, ``calibrated``,
-        ``calflag_groups``) -> the cycles in which it is high; ``busy``: the busy
+        ``calflag_groups``, ``calibration_read``: the last cycle of each search or
+        verification read) -> the cycles in which it is high; ``busy``: the busy
         cycles; ``last``: the last busy cycle.
     """
     L, G = p.pipeline, p.groups
     op = cmd & 7
     phases, planes = {}, {}
     high = {name: set() for name in (*STROBES, "calibration_start", "calibrated",
-                                     "calflag_groups")}
+                                     "calflag_groups", "calibration_read")}
     c = accepted + 1
     for g in range(G):
         if op == Op.RUN:
@@ -54,6 +55,8 @@ def schedule(p, cmd, accepted):
             reads = (p.comp_steps + 1) * (L + 1)
             for j in range(reads):
                 phases[c + 1 + j] = (Phase.SEARCH, g)
+            # S search reads and the verification read, L + 1 cycles each.
+            high["calibration_read"] |= {c + (j + 1) * (L + 1) for j in range(p.comp_steps + 1)}
             done = c + reads                              # the verification read's last cycle
             high["calibrated"].add(done)
             write = done + 1

@@ -6,15 +6,16 @@ A Wishbone master drives the front end cycle by cycle while a cycle model writte
 from the contract predicts every observable of every cycle: ``ack`` (exactly
 ``bus_latency`` cycles after the access, only if ``cyc`` stayed high, never while ``cyc``
 is low), the access record (``valid`` only in the cycle the access acts in, its fields
-then), the early record of L = 4 (a cycle after the access), ``early_input_data``, the
-error registers (the first fault since a clear, recorded in the access cycle or a
-cycle later at L = 4, a clear winning over a fault of the same cycle) and ``dat_r`` of
-the ack (the register or memory answer). Which check fails and in what order comes from
-``tests/bus_contract.py``, which decodes addresses with the test oracle
-``verif/address_space.py``; a table of multi-fault cases pins the order independently
-of it. ``busy`` and ``clear_errors`` change at random every cycle, so each check must use
-the state of the access cycle. Masters abandon accesses (drop ``cyc`` 1..bus_latency
-cycles after the access) and present the next access at once.
+then), ``access_acts`` (with the activity counters: high in the acting cycle of every
+access, faulty and abandoned ones included), the early record of L = 4 (a cycle after
+the access), ``early_input_data``, the error registers (the first fault since a clear,
+recorded in the access cycle or a cycle later at L = 4, a clear winning over a fault of
+the same cycle) and ``dat_r`` of the ack (the register or memory answer). Which check
+fails and in what order comes from ``tests/bus_contract.py``, which decodes addresses
+with the test oracle ``verif/address_space.py``; a table of multi-fault cases pins the
+order independently of it. ``busy`` and ``clear_errors`` change at random every cycle,
+so each check must use the state of the access cycle. Masters abandon accesses (drop
+``cyc`` 1..bus_latency cycles after the access) and present the next access at once.
 
 The address space of three tiny parameter sets is swept exhaustively (every address read
 and written, busy and idle).
@@ -30,9 +31,9 @@ from .bus_contract import (ACTS_AFTER, BUS_LATENCY, ERROR_VISIBLE_AFTER, PIPELIN
 from .component_bench import Inputs, run_bench
 
 PARAMS = {
-    # Every region, holes in the slot, plane and index fields.
-    "2x6-P3-B3-K2-all": dict(rows=2, cols=6, cols_per_cycle=3, input_bits=3, comp_rows=2,
-                             nonideal=NONIDEALITIES),
+    # Every region, holes in the slot, plane and index fields, the activity counters' CSRs.
+    "2x6-P3-B3-K2-all-counters": dict(rows=2, cols=6, cols_per_cycle=3, input_bits=3,
+                                      comp_rows=2, nonideal=NONIDEALITIES, counters=True),
     # Three row chunks (a hole at chunk 3), three groups of one lane, no TABLE.
     "96x3-P1-B2-K2": dict(rows=96, cols=3, cols_per_cycle=1, input_bits=2, comp_rows=2,
                           nonideal=("offset", "gain", "stuck", "readout")),
@@ -133,6 +134,8 @@ class FrontEndBench:
         # The access record: valid only in the acting cycle.
         acting = [a for a in self.accesses[-2:] if a.t + self.acts_after == k]
         self._check_record(dut.access, acting, f"{where}: access")
+        if p.counters:
+            assert ctx.get(dut.access_acts) == bool(acting), f"{where}: access_acts"
         if self.acts_after:
             early = [a for a in self.accesses[-2:] if a.t + 1 == k]
             self._check_record(dut.early, early, f"{where}: early")
@@ -250,7 +253,8 @@ def random_transaction(p, rng, addr, we, pool):
 
 # The default run sweeps each set at some of the three bus timings (L = 1..3 time the bus
 # alike); the slow run sweeps every set at every L.
-DEFAULT_SWEEPS = {("2x6-P3-B3-K2-all", 0), ("2x6-P3-B3-K2-all", 2), ("2x6-P3-B3-K2-all", 4),
+DEFAULT_SWEEPS = {("2x6-P3-B3-K2-all-counters", 0), ("2x6-P3-B3-K2-all-counters", 2),
+                  ("2x6-P3-B3-K2-all-counters", 4),
                   ("96x3-P1-B2-K2", 0), ("96x3-P1-B2-K2", 4), ("3x40-P20-B1-A32-none", 2)}
 
 
@@ -324,7 +328,7 @@ ORDER_CASES = [
 def test_check_order(pipeline, rng):
     """Accesses failing several checks get the ERRCODE of the first in section 6's
     order; each case starts from cleared error registers."""
-    p = MacroParams(**PARAMS["2x6-P3-B3-K2-all"], pipeline=pipeline)
+    p = MacroParams(**PARAMS["2x6-P3-B3-K2-all-counters"], pipeline=pipeline)
 
     async def scenario(bench):
         for name, build, busy, code in ORDER_CASES:
@@ -344,7 +348,7 @@ def test_check_order(pipeline, rng):
 def test_first_error_wins_and_clear(pipeline, rng):
     """The first fault since a clear is kept; a clear in the cycle a fault is recorded
     wins; a clear empties the registers; accepted accesses record nothing."""
-    p = MacroParams(**PARAMS["2x6-P3-B3-K2-all"], pipeline=pipeline)
+    p = MacroParams(**PARAMS["2x6-P3-B3-K2-all-counters"], pipeline=pipeline)
     unmapped = 15 << p.region_shift
     read_only = Region.ACC << p.region_shift
     record_cycle = ERROR_VISIBLE_AFTER[pipeline] - 1

@@ -15,7 +15,9 @@ In the write-back cycle ``acc_result`` and ``out_bits`` must be the model's
 L = 4, where STATUS takes it as it is: high then and only then), and 0 in a CLEAR's
 store cycle; a CALIBRATE's ``calibration_done`` must come in the last cycle of the
 verification read and ``comp_result``, ``flags`` and ``any_flag`` (a cycle later with a
-pipeline) must be :func:`calibrate`'s.
+pipeline) must be :func:`calibrate`'s. ``calibration_read`` (the activity counters'
+calibration reads) must be high in the last cycle of each of the S + 1 reads of a
+CALIBRATE and in no other cycle.
 """
 
 import numpy as np
@@ -171,6 +173,8 @@ class DatapathBench:
                 pulse = run and k == write + 2 and expected["saturated"]
                 assert ctx.get(dut.acc_saturated) == pulse, f"cycle {k}: acc_saturated"
                 self.checked["saturations"] += pulse
+            assert ctx.get(dut.calibration_read) == (k in high["calibration_read"]), \
+                f"cycle {k}: calibration_read"
             if run:
                 self.check_run(k, write, expected)
             else:

@@ -7,42 +7,48 @@ The testbench plays the bus front end: it hands the register file access records
 record a cycle before, spaced as the bus spaces accesses; in the other cycles the
 records carry random fields with ``valid`` low. The sequencer's and the front end's
 inputs (BUSY, CMD, CYCLES, the error registers, the STATUS events, OUT and CALFLAG group
-writes with lane masks) change at random every cycle. A register model written here
-from the contract predicts INPUT, FLIP, SAT, QSHIFT, DONE, ``group_flip``,
-``clear_errors`` and the read word: a read returns the addressed word with the state of
-its acting cycle, ``bus_latency - acts_after`` cycles later (a cycle less where the
-front end registers the answer), and 0 for anything but a register region.
+writes with lane masks, the activity counters' values) change at random every cycle. A
+register model written here from the contract predicts INPUT, FLIP, SAT, QSHIFT, DONE,
+``group_flip``, ``clear_errors``, ``clear_counters`` (a STATUS write with bit 5) and the
+read word: a read returns the addressed word with the state of its acting cycle,
+``bus_latency - acts_after`` cycles later (a cycle less where the front end registers
+the answer), and 0 for anything but a register region.
 """
 
 import pytest
 
-from models.params import BUS_DATA_BITS, CSR, NONIDEALITIES, MacroParams, Op, Region, Status
+from models.energy import COUNTER_BITS
+from models.params import (BUS_DATA_BITS, CONTRACT_VERSION, COUNTERS_FEATURE_BIT, CSR,
+                           NONIDEALITIES, MacroParams, Op, Region, Status)
 from rtl.register_file import RegisterFile
 from verif.address_space import region_words
-from .bus_contract import ACTS_AFTER, BUS_LATENCY, PIPELINES, WORD, address_map, record, region_of
-from .component_bench import Inputs, random_record, run_bench
+from .bus_contract import (ACTS_AFTER, BUS_LATENCY, COUNTER_CSRS, PIPELINES, WORD, address_map,
+                           record, region_of)
+from .component_bench import Inputs, random_bits, random_record, run_bench
 
 PARAMS = {
-    # SAT/QSHIFT built, three planes, two groups of three lanes.
-    "2x6-P3-B3-all": dict(rows=2, cols=6, cols_per_cycle=3, input_bits=3, comp_rows=2,
-                          nonideal=NONIDEALITIES),
+    # SAT/QSHIFT and the activity counters built, three planes, two groups of three lanes.
+    "2x6-P3-B3-all-counters": dict(rows=2, cols=6, cols_per_cycle=3, input_bits=3, comp_rows=2,
+                                   nonideal=NONIDEALITIES, counters=True),
     # Two row chunks, two packed words (the last one short), five groups, no readout.
     "64x40-P8-B2": dict(rows=64, cols=40, cols_per_cycle=8, input_bits=2, nonideal=("offset",)),
     # A chunk narrower than a word (20 rows), 33 columns in three groups of 11.
     "20x33-P11-B4": dict(rows=20, cols=33, cols_per_cycle=11, input_bits=4, comp_rows=4),
 }
-DEFAULT_RUNS = {("2x6-P3-B3-all", L) for L in PIPELINES} | {("64x40-P8-B2", 0),
-                                                          ("20x33-P11-B4", 2)}
+DEFAULT_RUNS = {("2x6-P3-B3-all-counters", L) for L in PIPELINES} | {("64x40-P8-B2", 0),
+                                                                   ("20x33-P11-B4", 2)}
 FEATURE_BITS = ("offset", "gain", "readout", "table", "stuck")     # section 6, FEATURES
 
 
 def constant_csrs(p):
     """The read-only constants of section 6's CSR table."""
-    return {CSR.ID: 0x43694D31, CSR.VERSION: 0x00010002, CSR.ROWS: p.rows, CSR.COLS: p.cols,
+    major, minor = CONTRACT_VERSION
+    return {CSR.ID: 0x43694D31, CSR.VERSION: major << 16 | minor, CSR.ROWS: p.rows, CSR.COLS: p.cols,
             CSR.INPUT_BITS: p.input_bits, CSR.COMP_ROWS: p.comp_rows,
             CSR.COLS_PER_CYCLE: p.cols_per_cycle, CSR.READOUT_BITS: p.readout_bits,
             CSR.ACC_BITS: p.acc_bits,
-            CSR.FEATURES: sum(1 << i for i, n in enumerate(FEATURE_BITS) if p.has(n)),
+            CSR.FEATURES: sum(1 << i for i, n in enumerate(FEATURE_BITS) if p.has(n))
+            | p.counters << COUNTERS_FEATURE_BIT,
             CSR.GAIN_FRAC: 6 if p.has("gain") else 0, CSR.REGION_SHIFT: p.region_shift,
             CSR.PIPELINE: p.pipeline}
 
@@ -82,6 +88,9 @@ class RegisterModel:
                     CSR.STATUS: sequencer["busy"] | self.done << 1 | sequencer["error"] << 2
                     | self.cal_range << 3 | self.acc_sat << 4,
                     CSR.SAT: self.sat, CSR.QSHIFT: self.qshift}
+            if p.counters:
+                live.update({reg: sequencer["counters"] >> (j * COUNTER_BITS) & WORD
+                             for j, reg in enumerate(COUNTER_CSRS)})
             return {**constant_csrs(p), **live}[f["reg"]]
         if region == Region.INPUT:
             start = f["plane"] * p.rows + BUS_DATA_BITS * f["chunk"]
@@ -156,6 +165,8 @@ class RegisterBench:
                      calflag_groups=dut.calflag_groups, calflag_bits=dut.calflag_bits)
         if self.acts_after:
             ports.update(early=dut.early, early_input_data=dut.early_input_data)
+        if p.counters:
+            ports["counters"] = dut.counters
         self.inputs = Inputs(p, ports)
         self.cycle = 0
         self.schedule = {}          # cycle -> ("early" | "acting", access dict)
@@ -180,7 +191,8 @@ class RegisterBench:
                       set_cal_range=int(rng.random() < 0.1 * events),
                       group=int(rng.integers(0, 1 << max(1, p.group_addr_bits))),
                       out_groups=bits(G, 0.3 * events / G), out_lanes=bits(P), out_bits=bits(P),
-                      calflag_groups=bits(G, 0.3 * events / G), calflag_bits=bits(P))
+                      calflag_groups=bits(G, 0.3 * events / G), calflag_bits=bits(P),
+                      counters=random_bits(rng, 4 * COUNTER_BITS))
         values.update(force)
         return values
 
@@ -219,6 +231,9 @@ class RegisterBench:
                         and acting["addr"] == self.csr(CSR.STATUS))
         clears = int(status_write and acting["data"] >> Status.ERROR & 1)
         assert ctx.get(dut.clear_errors) == clears, f"{where}: clear_errors"
+        if p.counters:
+            clears = int(status_write and acting["data"] >> Status.CLEAR_COUNTERS & 1)
+            assert ctx.get(dut.clear_counters) == clears, f"{where}: clear_counters"
         if k in self.answers:
             word, addr = self.answers.pop(k)
             got = ctx.get(dut.read_word)

@@ -13,9 +13,10 @@ or ``clear_cycles``; per group a read cycle, the planes most significant first (
 0 meaning B), L drain cycles and the write-back, or the search and its write-back, or a
 CLEAR cycle; ``step`` L cycles after each plane cycle, ``margin_capture`` one and
 ``margin_capture_late`` two; ``tile_clear``; the ACC/OUT store lanes and what they store;
-COMP's store, CALFLAG's group and the STATUS events; the plane of the next cycle (L < 4)
-or the one-hot plane select two cycles ahead (L = 4). Every lane strobe must be the same
-in all lanes.
+COMP's store, CALFLAG's group and the STATUS events; ``plane_cycle`` (the activity
+counters' plane operations: high in the plane cycles and no other); the plane of the
+next cycle (L < 4) or the one-hot plane select two cycles ahead (L = 4). Every lane
+strobe must be the same in all lanes.
 """
 
 import pytest
@@ -36,6 +37,8 @@ PARAMS = {
 }
 DEFAULT_RUNS = ({("2x6-P3-B3-K4", L) for L in PIPELINES} | {("2x36-P12-B2-K2", 0),
                 ("2x36-P12-B2-K2", 4), ("2x4-P4-B1-K8", 1)})
+
+
 class SequencerBench:
     """The sequencer between a front end's records and a calibration FSM's timing."""
 
@@ -155,6 +158,7 @@ class SequencerBench:
         planes = sched["planes"] if sched is not None else {}
         if k in planes:
             self.seen["plane_cycles"] += 1
+        assert ctx.get(dut.plane_cycle) == (k in planes), f"cycle {k}: plane_cycle"
         if p.pipeline == 4:
             ahead = planes.get(k + 2)
             expected = 0 if ahead is None else 1 << ahead
