@@ -50,7 +50,9 @@ PARAMS = {
     "1x80-P40-K2": dict(rows=1, cols=80, cols_per_cycle=40, input_bits=1, comp_rows=2,
                         nonideal=("offset",)),
 }
-DEFAULT_RUNS = ({("2x6-P3-B2-K2-all", L) for L in PIPELINES}
+# L = 1..3 build the same port (rtl/pipeline_timing.py): the default run takes one or two
+# of them, the slow run all.
+DEFAULT_RUNS = ({("2x6-P3-B2-K2-all", L) for L in (0, 2, 4)}
                 | {("64x3-P1-K4-stuck", 1), ("3x24-P12-K2", 2), ("3x24-P12-K2", 4),
                    ("1x80-P40-K2", 4)})
 REGISTER_REGIONS = (Region.CSR, Region.INPUT, Region.FLIP, Region.OUT, Region.CALFLAG)
