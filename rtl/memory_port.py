@@ -46,7 +46,14 @@ class MemoryBusPort(wiring.Component):
     Members
     -------
     access : In(access_layout(p))
-        The bus access in the cycle it acts in.
+        The bus access in the cycle it acts in. A read needs the records of the cycles
+        after it, up to its ack, to show its address still (behind BusFrontEnd they do:
+        a Wishbone master holds ADR until the ack, section 6): with one block of lanes
+        (P <= 8) and a pipeline it is answered from the read port's word and the slot of
+        the record a cycle after the acting cycle (L = 1..3) or of the early record two
+        cycles after the early cycle (L = 4). Writes take their address and data from
+        the acting cycle and the early record alone, so an abandoned write lands as
+        presented; an abandoned read has no ack.
     early : In(access_layout(p))
         With copy trees (L = 4): the access a cycle after it; read addresses, write
         enables and the write data trees start from it.
