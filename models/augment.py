@@ -94,13 +94,16 @@ class Augmenter:
         ``"minmax"`` or ``"none"`` (:func:`models.datasets.quantize`).
     full_scale : float
         Full scale of ``"none"`` normalisation.
+    contrast : float
+        :func:`models.datasets.quantize`'s contrast.
 
     Calling ``augmenter(rng)`` returns ``(N, height * width)`` uint8 inputs, one random
     warp per image drawn from ``rng``.
     """
 
     def __init__(self, images, config: AugmentConfig, *, size=(10, 10), input_bits: int = 5,
-                 normalisation: str = "minmax", full_scale: float = 255.0):
+                 normalisation: str = "minmax", full_scale: float = 255.0,
+                 contrast: float = 1.0):
         images = np.asarray(images)
         if images.ndim != 3 or images.dtype != np.uint8:
             raise ValueError(f"images must be (N, H, W) uint8, not {images.shape} {images.dtype}")
@@ -112,6 +115,7 @@ class Augmenter:
         self.images, self.config = images, config
         self.size, self.input_bits = tuple(size), int(input_bits)
         self.normalisation, self.full_scale = normalisation, float(full_scale)
+        self.contrast = float(contrast)
 
     @classmethod
     def for_dataset(cls, data, augment: dict) -> "Augmenter":
@@ -121,9 +125,10 @@ class Augmenter:
         if data.train_images is None:
             raise ValueError(f"the {data.name} data set holds no full-size training images "
                              f"to augment")
+        pre = data.preprocessing
         return cls(data.train_images, AugmentConfig(**augment), size=data.image_shape,
-                   input_bits=data.input_bits,
-                   normalisation=data.preprocessing.get("normalisation", "minmax"))
+                   input_bits=data.input_bits, normalisation=pre.get("normalisation", "minmax"),
+                   contrast=pre.get("contrast", 1.0))
 
     def __len__(self):
         return len(self.images)
@@ -132,7 +137,7 @@ class Augmenter:
         """The plain preprocessing of full-size uint8 images: ``(N, features)`` uint8."""
         small = downsample(images, *self.size)
         x = quantize(small, self.input_bits, normalisation=self.normalisation,
-                     full_scale=self.full_scale)
+                     full_scale=self.full_scale, contrast=self.contrast)
         return x.reshape(len(x), -1)
 
     def __call__(self, rng: np.random.Generator) -> np.ndarray:

@@ -651,24 +651,28 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
     return history
 
 
-#: Named training recipes. Each: ``dataset``, layer ``sizes``, ``deskew`` (the inputs are
-#: deskewed before downsampling, :func:`models.datasets.deskew`), :class:`TrainConfig`
-#: fields, and ``about`` (one line). docs/EXPERIMENTS.md gives the measured figures.
+#: Named training recipes. Each: ``dataset``, layer ``sizes``, ``inputs`` (keyword
+#: arguments of :func:`models.datasets.load_dataset` that fix the preprocessing:
+#: ``deskew_images``, ``contrast``), :class:`TrainConfig` fields, and ``about`` (one
+#: line). docs/EXPERIMENTS.md gives the measured figures.
+_AUGMENTED = dict(schedule="cosine", lr_final=1e-5, augment=dict(rotate=6.0, scale=0.06))
 RECIPES = {
-    "digits": dict(dataset="digits", sizes=(64, 96, 96, 10), deskew=False,
+    "digits": dict(dataset="digits", sizes=(64, 96, 96, 10), inputs={},
                    config=dict(epochs=30), about="8x8 digits, 30 epochs (about 1 s)"),
-    "mnist": dict(dataset="mnist", sizes=(100, 96, 96, 10), deskew=False,
+    "mnist": dict(dataset="mnist", sizes=(100, 96, 96, 10), inputs={},
                   config=dict(epochs=150),
                   about="quick: plain inputs, no augmentation, 150 epochs (about 10-30 s)"),
-    "mnist-aug": dict(dataset="mnist", sizes=(100, 96, 96, 10), deskew=True,
-                      config=dict(epochs=150, schedule="cosine", lr_final=1e-5,
-                                  augment=dict(rotate=6.0, scale=0.06)),
+    "mnist-aug": dict(dataset="mnist", sizes=(100, 96, 96, 10),
+                      inputs=dict(deskew_images=True), config=dict(epochs=150, **_AUGMENTED),
                       about="deskewed inputs, rotated/scaled training copies, cosine "
                             "schedule, 150 epochs (about 1-3 min)"),
-    "mnist-aug-long": dict(dataset="mnist", sizes=(100, 96, 96, 10), deskew=True,
-                           config=dict(epochs=400, schedule="cosine", lr_final=1e-5,
-                                       augment=dict(rotate=6.0, scale=0.06)),
+    "mnist-aug-long": dict(dataset="mnist", sizes=(100, 96, 96, 10),
+                           inputs=dict(deskew_images=True), config=dict(epochs=400, **_AUGMENTED),
                            about="mnist-aug for 400 epochs (about 3-8 min)"),
+    "mnist-chip": dict(dataset="mnist", sizes=(100, 96, 96, 10),
+                       inputs=dict(deskew_images=True, contrast=1.5),
+                       config=dict(epochs=150, **_AUGMENTED),
+                       about="mnist-aug with contrast 1.5 inputs, more robust on analog chips"),
 }
 
 #: The recipe ``python -m models train --dataset D`` uses unless ``--recipe`` says otherwise.

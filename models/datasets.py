@@ -333,13 +333,15 @@ def deskew(images) -> np.ndarray:
 
 
 def quantize(images, input_bits: int = 5, *, normalisation: str = "minmax",
-             full_scale: float = 255.0) -> np.ndarray:
+             full_scale: float = 255.0, contrast: float = 1.0) -> np.ndarray:
     """Map non-negative images to unsigned ``input_bits`` integers, one per pixel.
 
     ``normalisation="minmax"`` (per image): ``q = floor((v - lo) / (hi - lo) * M + 1/2)``
     with ``lo, hi`` the image's own minimum and maximum and ``M = 2^B - 1``, so every
     image spans the full range 0..M; a constant image maps to all zeros.
     ``normalisation="none"``: ``lo = 0, hi = full_scale`` for every image.
+    ``contrast`` (>= 1) multiplies ``M`` in that expression: the top ``1 - 1/contrast``
+    of the range saturates at M and the rest is stretched (1: no change).
     Computed in float64; the result is clipped to 0..M.
 
     Returns
@@ -350,6 +352,8 @@ def quantize(images, input_bits: int = 5, *, normalisation: str = "minmax",
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, "
                          f"not {normalisation!r}")
+    if not (isinstance(contrast, (int, float)) and np.isfinite(contrast) and contrast >= 1):
+        raise ValueError(f"contrast must be a finite number >= 1, not {contrast!r}")
     v = np.asarray(images, dtype=np.float64)
     if v.ndim < 2:
         raise ValueError(f"images must have shape (N, ...), not {v.shape}")
@@ -364,7 +368,7 @@ def quantize(images, input_bits: int = 5, *, normalisation: str = "minmax",
         lo = np.zeros((1,) * v.ndim)
         span = np.full((1,) * v.ndim, float(full_scale))
     safe = np.where(span > 0, span, 1.0)
-    q = np.floor((v - lo) / safe * top + 0.5)
+    q = np.floor((v - lo) / safe * (top * contrast) + 0.5)
     q = np.where(span > 0, q, 0.0)
     return np.clip(q, 0, top).astype(np.uint8)
 
@@ -417,13 +421,15 @@ class Dataset:
 
 def mnist_split(images, labels, *, n_train: int = 6000, n_val: int | None = None,
                 input_bits: int = 5, size: int = 10, normalisation: str = "minmax",
-                deskew_images: bool = False, record: dict | None = None) -> Dataset:
+                deskew_images: bool = False, contrast: float = 1.0,
+                record: dict | None = None) -> Dataset:
     """Preprocess full-size MNIST-format images and split them: the first ``n_train``
     train, the next ``n_val`` (default: all the rest) validate.
 
     The pipeline is :func:`deskew` (when ``deskew_images``), :func:`downsample` to
-    ``size x size``, :func:`quantize` to ``input_bits`` with ``normalisation``, flatten
-    row-major. ``record`` holds extra fields of the preprocessing record (source, files).
+    ``size x size``, :func:`quantize` to ``input_bits`` with ``normalisation`` and
+    ``contrast``, flatten row-major. ``record`` holds extra fields of the preprocessing
+    record (source, files).
     """
     images, labels = np.asarray(images), np.asarray(labels)
     if not 0 < n_train < len(images):
@@ -435,7 +441,8 @@ def mnist_split(images, labels, *, n_train: int = 6000, n_val: int | None = None
     if deskew_images:
         full = deskew(full)
     small = downsample(full, size, size)
-    x = quantize(small, input_bits, normalisation=normalisation, full_scale=255.0)
+    x = quantize(small, input_bits, normalisation=normalisation, full_scale=255.0,
+                 contrast=contrast)
     x = x.reshape(len(x), -1)
     y = labels[:n_train + n_val]
     pre = dict(record or {}, image_shape=list(images.shape[1:]), downsample=[size, size],
@@ -443,6 +450,8 @@ def mnist_split(images, labels, *, n_train: int = 6000, n_val: int | None = None
                normalisation=normalisation, train=[0, n_train], val=[n_train, n_train + n_val])
     if deskew_images:
         pre["deskew"] = "moments"
+    if contrast != 1:
+        pre["contrast"] = float(contrast)
     return Dataset("mnist", x[:n_train], y[:n_train], x[n_train:], y[n_train:], input_bits,
                    (size, size), pre, train_images=full[:n_train])
 
@@ -450,7 +459,7 @@ def mnist_split(images, labels, *, n_train: int = 6000, n_val: int | None = None
 def load_dataset(name: str = "digits", *, input_bits: int = 5, size: int = 10,
                  normalisation: str | None = None, mnist_dir=None, n_train: int | None = None,
                  n_val: int | None = None, val_fraction: float = 0.2,
-                 seed: int = 0, deskew_images: bool = False) -> Dataset:
+                 seed: int = 0, deskew_images: bool = False, contrast: float = 1.0) -> Dataset:
     """Load a data set ready for training: quantised, flattened, split.
 
     Parameters
@@ -473,6 +482,8 @@ def load_dataset(name: str = "digits", *, input_bits: int = 5, size: int = 10,
         puts its last ``round(val_fraction * 1797)`` images in the validation set.
     deskew_images : bool
         MNIST: :func:`deskew` every image before downsampling (:func:`mnist_split`).
+    contrast : float
+        MNIST: :func:`quantize`'s contrast (>= 1).
     """
     if name == "mnist":
         images, labels = load_mnist(mnist_dir)
@@ -480,7 +491,7 @@ def load_dataset(name: str = "digits", *, input_bits: int = 5, size: int = 10,
             images, labels, n_train=6000 if n_train is None else n_train, n_val=n_val,
             input_bits=input_bits, size=size,
             normalisation="minmax" if normalisation is None else normalisation,
-            deskew_images=deskew_images,
+            deskew_images=deskew_images, contrast=contrast,
             record=dict(source="mnist-idx", directory=str(Path(mnist_dir or DEFAULT_MNIST_DIR)),
                         files=list(MNIST_FILES)))
     if name == "digits":

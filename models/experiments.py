@@ -83,7 +83,7 @@ def train_bnn(data: Dataset, *, seed: int = 0, epochs: int | None = None, dva: f
     like the data set, ``data.name``) on ``data``; returns the model and the per-epoch
     history. A recipe with augmentation warps ``data.train_images``
     (:class:`models.augment.Augmenter`, through the data set's own pipeline); a recipe
-    with deskewed inputs needs data loaded with ``deskew_images=True``."""
+    with its own preprocessing (``RECIPES[name]["inputs"]``) needs data loaded with it."""
     name = data.name if recipe_name is None else recipe_name
     overrides = dict(seed=seed, dva_sigma=dva)
     if epochs is not None:
@@ -92,9 +92,11 @@ def train_bnn(data: Dataset, *, seed: int = 0, epochs: int | None = None, dva: f
     spec = RECIPES[name]
     if spec["dataset"] != data.name:
         raise ValueError(f"recipe {name!r} is for {spec['dataset']}, not {data.name}")
-    if spec["deskew"] != bool(data.preprocessing.get("deskew")):
-        raise ValueError(f"recipe {name!r} needs {'deskewed' if spec['deskew'] else 'plain'} "
-                         f"inputs; load the data with deskew_images={spec['deskew']}")
+    pre = data.preprocessing
+    have = dict(deskew_images=bool(pre.get("deskew")), contrast=pre.get("contrast", 1.0))
+    want = {"deskew_images": False, "contrast": 1.0, **spec["inputs"]}
+    if data.name == "mnist" and have != want:
+        raise ValueError(f"recipe {name!r} needs inputs loaded with {want}, not {have}")
     augmenter = None if config.augment is None else Augmenter.for_dataset(data, config.augment)
     sizes = (data.features,) + tuple(sizes[1:])
     model = BNN(sizes, input_bits=data.input_bits, seed=seed)

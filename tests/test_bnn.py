@@ -419,9 +419,10 @@ def test_save_load_round_trip(tmp_path, rng):
 def test_recipe():
     sizes, config = bnn.recipe("mnist", seed=3)
     assert sizes == (100, 96, 96, 10) and config.epochs == 150 and config.seed == 3
-    assert config.augment is None and not bnn.RECIPES["mnist"]["deskew"]
+    assert config.augment is None and bnn.RECIPES["mnist"]["inputs"] == {}
     _, default = bnn.recipe(bnn.DEFAULT_RECIPES["mnist"])
-    assert default.augment is not None and bnn.RECIPES[bnn.DEFAULT_RECIPES["mnist"]]["deskew"]
+    assert default.augment is not None
+    assert bnn.RECIPES[bnn.DEFAULT_RECIPES["mnist"]]["inputs"]["deskew_images"]
     for name, spec in bnn.RECIPES.items():
         assert spec["dataset"] in ("digits", "mnist") and spec["about"], name
         bnn.recipe(name)
