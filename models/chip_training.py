@@ -37,7 +37,7 @@ __all__ = ["NOISE_AWARE", "TRAINING_CHIP_BASE", "chip_hook", "FreshChips", "nois
 
 #: Schedule of noise-aware training, which starts from a trained model (TrainConfig
 #: fields; the recipe's other fields, such as augmentation, stay).
-NOISE_AWARE = dict(epochs=20, lr=3e-3, lr_final=1e-5, schedule="cosine")
+NOISE_AWARE = dict(epochs=40, lr=3e-3, lr_final=1e-5, schedule="cosine")
 
 #: First chip seed of noise-aware training: training run ``s`` uses seeds
 #: ``TRAINING_CHIP_BASE + s * 2^24 + k``, ``k = 0, 1, ...``.

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from .augment import Augmenter
-from .bnn import BNN, RECIPES, accuracy, recipe, train
+from .bnn import BNN, RECIPES, TrainConfig, accuracy, recipe, train
 from .chip import ChipConfig, sample_chips
 from .chip_readout import predict_chips
 from .datasets import Dataset
@@ -78,25 +78,27 @@ DEFAULT_READ_NOISES = (0.0, 0.25, 0.5, 0.75, 1.0)
 # --- BNN training -------------------------------------------------------------------
 
 def train_bnn(data: Dataset, *, seed: int = 0, epochs: int | None = None, dva: float = 0.0,
-              recipe_name: str | None = None, hook=None, progress=None) -> tuple[BNN, list]:
+              recipe_name: str | None = None, config: TrainConfig | None = None, hook=None,
+              progress=None) -> tuple[BNN, list]:
     """Train the recipe ``recipe_name`` (``models.bnn.RECIPES``; default: the one named
     like the data set, ``data.name``) on ``data``; returns the model and the per-epoch
-    history. A recipe with augmentation warps ``data.train_images``
-    (:class:`models.augment.Augmenter`, through the data set's own pipeline); a recipe
-    with its own preprocessing (``RECIPES[name]["inputs"]``) needs data loaded with it."""
+    history.
+
+    ``config`` replaces the recipe's :class:`TrainConfig` (``seed``, ``epochs`` and
+    ``dva`` are then ignored); the recipe still gives the layer sizes. A configuration
+    with augmentation warps ``data.train_images`` (:class:`models.augment.Augmenter`,
+    through the data set's own pipeline). The caller loads ``data`` with the recipe's
+    preprocessing (``RECIPES[name]["inputs"]``).
+    """
     name = data.name if recipe_name is None else recipe_name
+    if RECIPES.get(name, {}).get("dataset", data.name) != data.name:
+        raise ValueError(f"recipe {name!r} is for {RECIPES[name]['dataset']}, not {data.name}")
     overrides = dict(seed=seed, dva_sigma=dva)
     if epochs is not None:
         overrides["epochs"] = epochs
-    sizes, config = recipe(name, **overrides)
-    spec = RECIPES[name]
-    if spec["dataset"] != data.name:
-        raise ValueError(f"recipe {name!r} is for {spec['dataset']}, not {data.name}")
-    pre = data.preprocessing
-    have = dict(deskew_images=bool(pre.get("deskew")), contrast=pre.get("contrast", 1.0))
-    want = {"deskew_images": False, "contrast": 1.0, **spec["inputs"]}
-    if data.name == "mnist" and have != want:
-        raise ValueError(f"recipe {name!r} needs inputs loaded with {want}, not {have}")
+    sizes, default = recipe(name, **overrides)
+    config = default if config is None else config
+    seed = config.seed
     augmenter = None if config.augment is None else Augmenter.for_dataset(data, config.augment)
     sizes = (data.features,) + tuple(sizes[1:])
     model = BNN(sizes, input_bits=data.input_bits, seed=seed)
