@@ -222,6 +222,15 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
     return np.maximum(hi - lo, 0).astype(np.int64)
 
 
+def _integer_images(images) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"images must have shape (N, H, W), not {images.shape}")
+    if not np.issubdtype(images.dtype, np.integer):
+        raise TypeError(f"images must be integers, not {images.dtype}")
+    return images
+
+
 def downsample(images, height: int = 10, width: int = 10) -> np.ndarray:
     """Exact area-averaging resize of ``(N, H, W)`` images to ``(N, height, width)``.
 
@@ -236,11 +245,7 @@ def downsample(images, height: int = 10, width: int = 10) -> np.ndarray:
     -------
     ndarray, float64, in the input's value range.
     """
-    images = np.asarray(images)
-    if images.ndim != 3:
-        raise ValueError(f"images must have shape (N, H, W), not {images.shape}")
-    if not np.issubdtype(images.dtype, np.integer):
-        raise TypeError(f"images must be integers, not {images.dtype}")
+    images = _integer_images(images)
     n, h, w = images.shape
     a_h = area_weights(h, height)
     a_w = area_weights(w, width)
@@ -305,11 +310,7 @@ def deskew(images) -> np.ndarray:
     in float64 from the uint8 pixels. A blank image, or one whose ink lies on one row,
     is only recentred (``a = 0``).
     """
-    img = np.asarray(images)
-    if img.ndim != 3:
-        raise ValueError(f"images must have shape (N, H, W), not {img.shape}")
-    if not np.issubdtype(img.dtype, np.integer):
-        raise TypeError(f"images must be integers, not {img.dtype}")
+    img = _integer_images(images)
     n, h, w = img.shape
     v = img.astype(np.float64)
     yy = np.arange(h, dtype=np.float64)[None, :, None]
