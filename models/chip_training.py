@@ -32,12 +32,16 @@ from .chip import ChipConfig
 from .chip_readout import ChipReadout
 from .export import FoldedNet, macro_hook
 
-__all__ = ["NOISE_AWARE", "TRAINING_CHIP_BASE", "chip_hook", "FreshChips", "noise_aware_config",
+__all__ = ["EVAL_CHIPS", "NOISE_AWARE", "TRAINING_CHIP_BASE", "chip_hook", "FreshChips", "noise_aware_config",
            "noise_aware_train"]
 
 #: Schedule of noise-aware training, which starts from a trained model (TrainConfig
 #: fields; the recipe's other fields, such as augmentation, stay).
 NOISE_AWARE = dict(epochs=40, lr=3e-3, lr_final=1e-5, schedule="cosine")
+
+#: Chip instances ``0 .. EVAL_CHIPS-1`` on which ``train --noise-aware`` measures and
+#: records the validation accuracy (``accuracy.val_chips``).
+EVAL_CHIPS = 20
 
 #: First chip seed of noise-aware training: training run ``s`` uses seeds
 #: ``TRAINING_CHIP_BASE + s * 2^24 + k``, ``k = 0, 1, ...``.
@@ -45,21 +49,26 @@ TRAINING_CHIP_BASE = 1 << 32
 
 
 def chip_hook(net: FoldedNet, config: ChipConfig, seeds, *, comp_rows: int = 8,
-              backend: str = "analog", calibrate: bool = False, trim: bool = False, rng=None):
+              backend: str = "analog", calibrate: bool = False, trim: bool = False):
     """A forward hook running any batch on the chip instances ``seeds``.
 
     The batch is padded (by repeating its last image) to a multiple of ``N =
     len(seeds)`` and split into N consecutive blocks, block k on chip ``seeds[k]``, as
-    :class:`ChipReadout` stacks them.
-    ``net`` fixes the macro and the tiling (its weights are not used: every call reads
-    the weights it is given).
+    :class:`ChipReadout` stacks them. ``net`` fixes the macro and the tiling (its
+    weights are not used: every call reads the weights it is given). The read noise is
+    the counter-based noise of :mod:`models.sampler` with purpose ``train``: every
+    forward pass through the hook is a new pass (its layer-0 call starts it), so no two
+    passes reuse a draw.
     """
     readout = ChipReadout(net, config, seeds, comp_rows=comp_rows, backend=backend,
-                          calibrate=calibrate, trim=trim, rng=rng)
+                          calibrate=calibrate, trim=trim)
     inner = macro_hook(net.rows, net.cols, net.input_bits, readout)
     n = readout.n
+    passes = iter(range(1 << 62))
 
     def hook(layer, inputs, weight_bits, acc):
+        if layer == 0:
+            readout.use_images(None, purpose="train", pass_index=next(passes))
         m = len(inputs)
         pad = -m % n
         if pad:
@@ -79,8 +88,8 @@ class FreshChips:
     config : ChipConfig
         Spreads of the chips to sample.
     seed : int
-        Training seed: chips ``TRAINING_CHIP_BASE + seed * 2^24 + k`` in order, and the
-        read noise from ``numpy.random.default_rng([seed, 2])``.
+        Training seed: chips ``TRAINING_CHIP_BASE + seed * 2^24 + k`` in order (their
+        read noise is keyed by their own seeds, :func:`chip_hook`).
     chips_per_step : int
         Chip instances per training step; the batch is spread over them.
     comp_rows, backend, calibrate, trim
@@ -97,7 +106,6 @@ class FreshChips:
         self.chips_per_step = chips_per_step
         self.options = dict(comp_rows=comp_rows, backend=backend, calibrate=calibrate, trim=trim)
         self.base = TRAINING_CHIP_BASE + seed * (1 << 24)
-        self.rng = np.random.default_rng([seed, 2])
         self.used = 0
 
     def seeds(self, step: int) -> list[int]:
@@ -107,7 +115,7 @@ class FreshChips:
 
     def __call__(self, step: int):
         self.used = max(self.used, (step + 1) * self.chips_per_step)
-        return chip_hook(self.net, self.config, self.seeds(step), rng=self.rng, **self.options)
+        return chip_hook(self.net, self.config, self.seeds(step), **self.options)
 
 
 def noise_aware_config(base: TrainConfig, *, epochs: int | None = None) -> TrainConfig:
@@ -146,8 +154,7 @@ def noise_aware_train(model, data, config: ChipConfig, *, train_config: TrainCon
     # The statistics chips follow the training chips' seeds.
     first = fresh.base + fresh.used
     bn_seeds = list(range(first, first + bn_chips))
-    model.recompute_bn_stats(data.x_train, hook=chip_hook(net, config, bn_seeds, rng=fresh.rng,
-                                                          **options))
+    model.recompute_bn_stats(data.x_train, hook=chip_hook(net, config, bn_seeds, **options))
     return dict(epochs=cfg.epochs, chips_per_step=chips_per_step, config=dataclasses.asdict(config),
                 backend=backend, calibrate=calibrate, trim=trim,
                 training_chips=[fresh.base, first - 1], bn_chips=[first, first + bn_chips - 1],

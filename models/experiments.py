@@ -140,7 +140,7 @@ def offset_experiment(net: FoldedNet, x, y, *, sigmas=DEFAULT_OFFSET_SIGMAS, chi
 
 def read_noise_experiment(nets: dict, x, y, *, base: ChipConfig, noises=DEFAULT_READ_NOISES,
                           chips: int = 20, comp_rows: int = 8, calibrate: bool = True,
-                          trim: bool = True, own_chips: dict | None = None,
+                          trim: bool = True, own_chips: dict | None = None, images=None,
                           progress=None) -> list[dict]:
     """Accuracy of several trained networks against the chips' read noise.
 
@@ -150,8 +150,10 @@ def read_noise_experiment(nets: dict, x, y, *, base: ChipConfig, noises=DEFAULT_
     ``label`` (or, for a label in ``own_chips`` (label -> chip seed, a network trained
     with that chip in the loop), ``"label, own chip"`` on that chip alone and
     ``"label, other chips"`` on the instances other than it), ``sigma`` = read noise;
-    plus ``"label: ideal hardware"`` (sigma 0, ``chip_seed`` -1). ``progress(k)`` is
-    called with the number of chip instances evaluated after every chunk.
+    plus ``"label: ideal hardware"`` (sigma 0, ``chip_seed`` -1). ``images``: the image
+    index of every row of ``x`` (the read-noise key, :func:`predict_chips`), so that each
+    chip's figure is the one ``models eval`` gives. ``progress(k)`` is called with the
+    number of chip instances evaluated after every chunk.
     """
     if base.technology != "sram":
         raise ValueError("the read-noise experiment needs SRAM chips")
@@ -174,8 +176,7 @@ def read_noise_experiment(nets: dict, x, y, *, base: ChipConfig, noises=DEFAULT_
             for method, seeds in groups:
                 pred = predict_chips(net, config, seeds, x, comp_rows=comp_rows,
                                      backend="analog", calibrate=calibrate, trim=trim,
-                                     rng=np.random.default_rng([seeds[0], len(seeds)]),
-                                     progress=progress)
+                                     images=images, progress=progress)
                 for s, p in zip(seeds, pred):
                     rows.append(dict(experiment="noise", method=method, sigma=float(noise),
                                      chip_seed=s, accuracy=accuracy(p, y)))

@@ -111,6 +111,28 @@ def test_train_chip_in_the_loop(tmp_path):
     assert on_chip == pytest.approx(100 * doc["accuracy"]["val_chip"], abs=0.006)
 
 
+def test_train_noise_aware_and_eval_reproduces_it(tmp_path):
+    chip = ["--sram-offset-sigma", "4", "--sram-cell-sigma", "0.1", "--read-noise", "0.5",
+            "--backend", "analog", "--calibrate", "--trim"]
+    r = run_models(["train", "--dataset", "digits", "--epochs", "2", "--noise-aware",
+                    "--noise-epochs", "1", "--chips-per-step", "8", *chip, "--quiet",
+                    "-o", tmp_path / "na"])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "na.json").read_text())
+    na = doc["training"]["noise_aware"]
+    assert na["epochs"] == 1 and na["chips_per_step"] == 8 and na["trim"]
+    assert na["config"]["read_noise"] == 0.5 and na["training_chips"][0] >= 1 << 32
+    rec = doc["accuracy"]["val_chips"]
+    assert rec["chip_seeds"] == [0, 19]
+    e = run_models(["eval", "--model", tmp_path / "na", "--dataset", "digits", "--chips", "20",
+                    *chip, "--quiet"])
+    assert e.returncode == 0, e.stderr
+    last = e.stdout.strip().splitlines()[-1].split()
+    assert float(last[1]) == pytest.approx(100 * rec["mean"], abs=0.006)
+    assert float(last[7]) == pytest.approx(100 * rec["min"], abs=0.006)
+    assert f"{100 * rec['mean']:.2f} % mean" in r.stdout
+
+
 def test_sweep_writes_csv_and_png(tmp_path):
     out = tmp_path / "sw"
     r = run_models(["sweep", "--dataset", "digits", "--chips", "2", "--epochs", "2",
