@@ -44,7 +44,8 @@ class AugmentConfig:
     def __post_init__(self):
         for name in ("shift", "rotate", "scale"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) \
+                    or v < 0:
                 raise ValueError(f"augment {name} must be a finite number >= 0, not {v!r}")
         if self.scale >= 1:
             raise ValueError(f"augment scale must be below 1, not {self.scale}")

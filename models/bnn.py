@@ -603,7 +603,8 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
     if (x_val is None) != (y_val is None):
         raise ValueError("give both x_val and y_val or neither")
     if (augment is None) != (config.augment is None):
-        raise ValueError("config.augment and the augment callable go together: give both or neither")
+        raise ValueError("config.augment and the augment callable go together: give both or "
+                         "neither")
     rng = np.random.default_rng(config.seed)
     # Its own stream, so that augmentation leaves shuffling and DVA draws unchanged.
     aug_rng = np.random.default_rng([config.seed, 1])

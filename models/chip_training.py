@@ -32,8 +32,8 @@ from .chip import ChipConfig
 from .chip_readout import ChipReadout
 from .export import FoldedNet, macro_hook
 
-__all__ = ["EVAL_CHIPS", "NOISE_AWARE", "TRAINING_CHIP_BASE", "chip_hook", "FreshChips", "noise_aware_config",
-           "noise_aware_train"]
+__all__ = ["EVAL_CHIPS", "NOISE_AWARE", "TRAINING_CHIP_BASE", "chip_hook", "FreshChips",
+           "noise_aware_config", "noise_aware_train"]
 
 #: Schedule of noise-aware training, which starts from a trained model (TrainConfig
 #: fields; the recipe's other fields, such as augmentation, stay).
