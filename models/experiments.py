@@ -435,7 +435,7 @@ def png_bytes(rows, experiment: str, title: str | None = None) -> bytes:
     if not summary:
         raise ValueError(f"no rows of experiment {experiment!r} to plot")
     xlabel, default_title = _LABELS.get(experiment, ("sigma", experiment))
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(10 if experiment == "noise" else 7, 4.5), dpi=100)
     if experiment == "noise":
         _plot_noise(ax, summary)
         ax.set_xlabel(xlabel)
@@ -501,7 +501,7 @@ def _plot_noise(ax, summary) -> None:
     ax.set_ylabel("accuracy (%) on calibrated, trimmed chips")
     ax.set_ylim(max(0.0, 5 * np.floor(lowest / 5) - 5), 100)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower left", fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
 
 
 def plot_sweep(rows, experiment: str, path, title: str | None = None) -> None:
