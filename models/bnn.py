@@ -30,7 +30,13 @@ on ties) is exactly what the hardware computes. The loss is the squared hinge
 
 Gradients: straight-through estimators. ``wb = sign(W)`` (``W >= 0 -> +1``) passes the
 gradient where ``|W| <= 1`` and the latent weights ``W`` are clipped to ``[-1, 1]``
-after every Adam step; ``a = sign(h)`` passes the gradient where ``|h| <= 1``.
+after every Adam step; ``a = sign(h)`` passes the gradient where ``|h| <= 1`` (the
+defaults; :class:`TrainConfig` also offers another clipping bound, the ApproxSign
+estimator and softmax cross-entropy with label smoothing instead of the squared hinge).
+
+Data augmentation (:mod:`models.augment`): :func:`train` can take fresh training
+inputs every epoch; per-step forward hooks (``batch_hook``) put freshly sampled chips
+in the loop (noise-aware training, :mod:`models.chip_training`).
 
 DVA (device-variation-aware training, Long et al., DATE 2019): with ``dva_sigma > 0``
 every mini-batch multiplies the binary weights used in the forward pass element-wise by
@@ -117,6 +123,7 @@ def softmax_cross_entropy(scores: np.ndarray, labels: np.ndarray, *,
     return loss, (np.exp(logp) - target) / n
 
 
+#: Losses of :class:`TrainConfig` (:meth:`BNN.loss_and_grads`).
 LOSSES = ("hinge", "xent")
 #: Straight-through estimators of the activation's sign (:meth:`BNN.forward`).
 STES = ("clip", "approxsign")
@@ -481,7 +488,8 @@ class TrainConfig:
     lr, lr_final : float
         Adam step size, from ``lr`` in the first epoch to ``lr_final`` in the last.
     schedule : {"exp", "cosine"}
-        ``exp``: geometric decay per epoch; ``cosine``: half a cosine per epoch.
+        ``exp``: geometric decay, one step per epoch; ``cosine``: half a cosine period
+        over the epochs.
     dva_sigma, dva_mean : float
         DVA noise on the forward weights (0 disables).
     momentum : float
