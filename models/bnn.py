@@ -30,7 +30,13 @@ on ties) is exactly what the hardware computes. The loss is the squared hinge
 
 Gradients: straight-through estimators. ``wb = sign(W)`` (``W >= 0 -> +1``) passes the
 gradient where ``|W| <= 1`` and the latent weights ``W`` are clipped to ``[-1, 1]``
-after every Adam step; ``a = sign(h)`` passes the gradient where ``|h| <= 1``.
+after every Adam step; ``a = sign(h)`` passes the gradient where ``|h| <= 1`` (the
+defaults; :class:`TrainConfig` also offers another clipping bound, the ApproxSign
+estimator and softmax cross-entropy with label smoothing instead of the squared hinge).
+
+Data augmentation (:mod:`models.augment`): :func:`train` can take fresh training
+inputs every epoch; per-step forward hooks (``batch_hook``) put freshly sampled chips
+in the loop (noise-aware training, :mod:`models.chip_training`).
 
 DVA (device-variation-aware training, Long et al., DATE 2019): with ``dva_sigma > 0``
 every mini-batch multiplies the binary weights used in the forward pass element-wise by
@@ -59,8 +65,8 @@ import numpy as np
 
 __all__ = [
     "BNN", "TrainConfig", "Adam", "train", "accuracy", "bn_affine", "squared_hinge",
-    "binarize_weights", "binarize_activations", "weight_bits", "FORMAT_NAME", "RECIPES",
-    "recipe",
+    "softmax_cross_entropy", "binarize_weights", "binarize_activations", "weight_bits",
+    "FORMAT_NAME", "RECIPES", "DEFAULT_RECIPES", "recipe", "LOSSES", "STES", "SCHEDULES",
 ]
 
 FORMAT_NAME = "cim-bnn-float"
@@ -101,6 +107,28 @@ def squared_hinge(scores: np.ndarray, labels: np.ndarray) -> tuple[float, np.nda
     t[np.arange(n), labels] = 1
     margin = np.maximum(0, 1 - t * scores)
     return float((margin ** 2).mean()), (-2.0 / (n * c)) * t * margin
+
+
+def softmax_cross_entropy(scores: np.ndarray, labels: np.ndarray, *,
+                          smoothing: float = 0.0) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy and its gradient with respect to ``scores``; the target
+    of each row is the one-hot label mixed with the uniform distribution by
+    ``smoothing`` (label smoothing)."""
+    n, c = scores.shape
+    z = scores - scores.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    target = np.full_like(scores, smoothing / c)
+    target[np.arange(n), labels] += 1 - smoothing
+    loss = -float(np.sum(target * logp)) / n
+    return loss, (np.exp(logp) - target) / n
+
+
+#: Losses of :class:`TrainConfig` (:meth:`BNN.loss_and_grads`).
+LOSSES = ("hinge", "xent")
+#: Straight-through estimators of the activation's sign (:meth:`BNN.forward`).
+STES = ("clip", "approxsign")
+#: Learning-rate schedules of :class:`TrainConfig`.
+SCHEDULES = ("exp", "cosine")
 
 
 def accuracy(predictions, labels) -> float:
@@ -211,7 +239,7 @@ class BNN:
 
     def forward(self, x, *, train: bool = False, noise_rng: np.random.Generator | None = None,
                 dva_sigma: float = 0.0, dva_mean: float = 1.0, hook: ForwardHook | None = None,
-                momentum: float = 0.1, dtype=None):
+                momentum: float = 0.1, dtype=None, ste: str = "clip", weight_clip: float = 1.0):
         """Scores ``(N, classes)`` and the cache for :meth:`backward`.
 
         Parameters
@@ -229,7 +257,17 @@ class BNN:
         dtype
             float32 by default when training, float64 otherwise (float64 makes every
             ideal ``acc`` exact and matches the folded integer pipeline bit for bit).
+        ste : {"clip", "approxsign"}
+            Straight-through estimator of ``sign(h)`` used by :meth:`backward`: ``clip``
+            passes the gradient unchanged where ``|h| <= 1``; ``approxsign`` (Bi-Real
+            Net) scales it by ``2 - 2|h|`` there, the derivative of a piecewise
+            quadratic approximation of the sign.
+        weight_clip : float
+            The latent weights live in ``[-weight_clip, weight_clip]``; :meth:`backward`
+            passes their gradient where ``|W| <= weight_clip``.
         """
+        if ste not in STES:
+            raise ValueError(f"ste must be one of {', '.join(STES)}, not {ste!r}")
         x = self._check_x(x)
         if dtype is None:
             dtype = np.float32 if train else np.float64
@@ -237,7 +275,7 @@ class BNN:
             raise ValueError(f"dva_sigma must be >= 0, not {dva_sigma}")
         if dva_sigma > 0 and noise_rng is None:
             raise ValueError("dva_sigma > 0 needs a noise_rng")
-        cache = dict(train=train, layers=[])
+        cache = dict(train=train, layers=[], ste=ste, weight_clip=weight_clip)
         hw_in = x.astype(np.uint8)
         inp = x.astype(dtype)
         for l in range(self.layers):
@@ -314,19 +352,30 @@ class BNN:
             d_weff = lc["inp"].T @ dz
             dwb = d_weff * lc["noise"] if lc["noise"] is not None else d_weff
             w = self.params[f"W{l}"]
-            grads[f"W{l}"] = dwb * (np.abs(w) <= 1)
+            grads[f"W{l}"] = dwb * (np.abs(w) <= cache["weight_clip"])
             if l > 0:
                 dy = dz @ lc["w_eff"].T
                 prev = lcs[l - 1]
-                # y = (a + 1) / 2, a = sign(h): dy/da = 1/2, STE da/dh = 1 where |h| <= 1.
-                prev["dh"] = 0.5 * dy * (np.abs(prev["h"]) <= 1)
+                # y = (a + 1) / 2, a = sign(h): dy/da = 1/2, STE da/dh where |h| <= 1.
+                if cache["ste"] == "approxsign":
+                    prev["dh"] = dy * np.maximum(0, 1 - np.abs(prev["h"]))
+                else:
+                    prev["dh"] = 0.5 * dy * (np.abs(prev["h"]) <= 1)
         return {k: v.astype(np.float32) for k, v in grads.items()}
 
-    def loss_and_grads(self, x, labels, **forward_kw):
-        """Squared-hinge loss, gradients and scores of one (training) batch."""
+    def loss_and_grads(self, x, labels, *, loss: str = "hinge", smoothing: float = 0.0,
+                       **forward_kw):
+        """Loss (``"hinge"``: squared hinge; ``"xent"``: softmax cross-entropy with label
+        ``smoothing``), gradients and scores of one (training) batch."""
         out, cache = self.forward(x, **forward_kw)
-        loss, dout = squared_hinge(out, np.asarray(labels))
-        return loss, self.backward(cache, dout), out
+        labels = np.asarray(labels)
+        if loss == "hinge":
+            value, dout = squared_hinge(out, labels)
+        elif loss == "xent":
+            value, dout = softmax_cross_entropy(out, labels, smoothing=smoothing)
+        else:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+        return value, self.backward(cache, dout), out
 
     # --- inference -------------------------------------------------------------------
 
@@ -437,7 +486,10 @@ class TrainConfig:
     -------
     epochs, batch_size : int
     lr, lr_final : float
-        Adam step size, decayed geometrically per epoch from ``lr`` to ``lr_final``.
+        Adam step size, from ``lr`` in the first epoch to ``lr_final`` in the last.
+    schedule : {"exp", "cosine"}
+        ``exp``: geometric decay, one step per epoch; ``cosine``: half a cosine period
+        over the epochs.
     dva_sigma, dva_mean : float
         DVA noise on the forward weights (0 disables).
     momentum : float
@@ -445,18 +497,36 @@ class TrainConfig:
     recompute_bn : bool
         After training, replace the running statistics by the exact population
         statistics of the training set (:meth:`BNN.recompute_bn_stats`).
+    loss : {"hinge", "xent"}
+        Squared hinge, or softmax cross-entropy with ``label_smoothing``.
+    label_smoothing : float
+        In ``[0, 1)``; cross-entropy only.
+    ste : {"clip", "approxsign"}
+        Straight-through estimator of the activations' sign (:meth:`BNN.forward`).
+    weight_clip : float
+        Latent weights are clipped to ``[-weight_clip, weight_clip]`` after every step.
+    augment : dict or None
+        :class:`models.augment.AugmentConfig` fields (``shift``, ``rotate``, ``scale``):
+        every epoch trains on freshly warped copies of the full-size training images.
+        :func:`train` then needs the ``augment`` callable that makes them.
     seed : int
-        Seed of shuffling and DVA noise.
+        Seed of shuffling, DVA noise and augmentation.
     """
 
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-2
     lr_final: float = 3e-5
+    schedule: str = "exp"
     dva_sigma: float = 0.0
     dva_mean: float = 1.0
     momentum: float = 0.1
     recompute_bn: bool = True
+    loss: str = "hinge"
+    label_smoothing: float = 0.0
+    ste: str = "clip"
+    weight_clip: float = 1.0
+    augment: dict | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -468,18 +538,37 @@ class TrainConfig:
             raise ValueError(f"dva_sigma must be >= 0, not {self.dva_sigma}")
         if not 0 < self.momentum <= 1:
             raise ValueError(f"momentum must be in (0, 1], not {self.momentum}")
+        for name, value, choices in (("schedule", self.schedule, SCHEDULES),
+                                     ("loss", self.loss, LOSSES), ("ste", self.ste, STES)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
+        if self.label_smoothing and self.loss != "xent":
+            raise ValueError("label_smoothing needs loss='xent'")
+        if not self.weight_clip > 0:
+            raise ValueError(f"weight_clip must be positive, not {self.weight_clip}")
+        if self.augment is not None:
+            from .augment import AugmentConfig
+            AugmentConfig(**self.augment)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def lr_at(self, epoch: int) -> float:
+        """Adam step size of ``epoch`` (0-based)."""
         if self.epochs <= 1:
             return self.lr
-        return self.lr * (self.lr_final / self.lr) ** (epoch / (self.epochs - 1))
+        f = epoch / (self.epochs - 1)
+        if self.schedule == "cosine":
+            return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1 + np.cos(np.pi * f))
+        return self.lr * (self.lr_final / self.lr) ** f
 
 
 def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_val=None,
           hook: ForwardHook | None = None,
+          batch_hook: Callable[[int], ForwardHook] | None = None,
+          augment: Callable[[np.random.Generator], np.ndarray] | None = None,
           progress: Callable[[dict], None] | None = None) -> list[dict]:
     """Train ``model`` in place with mini-batch Adam on the squared hinge loss.
 
@@ -492,7 +581,16 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
     x_val, y_val : ndarray or None
         When given, the float-model validation accuracy is measured every epoch.
     hook : callable or None
-        Chip-in-the-loop forward hook, used in training and in the validation pass.
+        Chip-in-the-loop forward hook, used in training, in the validation pass and in
+        the final batch-norm statistics.
+    batch_hook : callable or None
+        ``batch_hook(step) -> hook`` gives the forward hook of training step ``step``
+        (0-based over all epochs), e.g. a freshly sampled chip per batch (noise-aware
+        training); it replaces ``hook`` in the training steps only.
+    augment : callable or None
+        ``augment(rng) -> x_epoch``: the training inputs of one epoch (same shape and
+        label order as ``x``), e.g. a :class:`models.augment.Augmenter`. Required when
+        ``config.augment`` is set, and only then.
     progress : callable or None
         Called after every epoch with that epoch's history entry.
 
@@ -512,14 +610,27 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
         raise ValueError(f"labels must be in 0..{model.sizes[-1] - 1}")
     if (x_val is None) != (y_val is None):
         raise ValueError("give both x_val and y_val or neither")
+    if (augment is None) != (config.augment is None):
+        raise ValueError("config.augment and the augment callable go together: give both or "
+                         "neither")
     rng = np.random.default_rng(config.seed)
+    # Its own stream, so that augmentation leaves shuffling and DVA draws unchanged.
+    aug_rng = np.random.default_rng([config.seed, 1])
     adam = Adam(model.params)
     weight_keys = [f"W{l}" for l in range(model.layers)]
     history = []
     start = time.perf_counter()
     n = len(x)
+    step = 0
+    clip = config.weight_clip
     for epoch in range(config.epochs):
         lr = config.lr_at(epoch)
+        x_epoch = x
+        if augment is not None:
+            x_epoch = np.asarray(augment(aug_rng))
+            if x_epoch.shape != x.shape:
+                raise ValueError(f"augment returned shape {x_epoch.shape}, expected {x.shape}")
+            model._check_x(x_epoch)
         order = rng.permutation(n)
         loss_sum, correct = 0.0, 0
         for i in range(0, n, config.batch_size):
@@ -527,11 +638,14 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
             if len(idx) < 2:       # batch norm needs two samples
                 continue
             loss, grads, out = model.loss_and_grads(
-                x[idx], y[idx], train=True, noise_rng=rng, dva_sigma=config.dva_sigma,
-                dva_mean=config.dva_mean, hook=hook, momentum=config.momentum)
+                x_epoch[idx], y[idx], loss=config.loss, smoothing=config.label_smoothing,
+                train=True, noise_rng=rng, dva_sigma=config.dva_sigma, dva_mean=config.dva_mean,
+                hook=hook if batch_hook is None else batch_hook(step), momentum=config.momentum,
+                ste=config.ste, weight_clip=clip)
+            step += 1
             adam.step(grads, lr)
             for k in weight_keys:
-                np.clip(model.params[k], -1, 1, out=model.params[k])
+                np.clip(model.params[k], -clip, clip, out=model.params[k])
             loss_sum += loss * len(idx)
             correct += int(np.sum(np.argmax(out, axis=1) == y[idx]))
         val_acc = accuracy(model.predict(x_val, hook=hook), y_val) if x_val is not None else None
@@ -546,17 +660,38 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
     return history
 
 
-#: Measured defaults per data set (see docs/MODEL_FORMAT.md for the figures).
+#: Named training recipes. Each: ``dataset``, layer ``sizes``, ``inputs`` (keyword
+#: arguments of :func:`models.datasets.load_dataset` that fix the preprocessing:
+#: ``deskew_images``, ``contrast``), :class:`TrainConfig` fields, and ``about`` (one
+#: line). docs/EXPERIMENTS.md gives the measured figures.
+_AUGMENTED = dict(schedule="cosine", lr_final=1e-5, augment=dict(rotate=6.0, scale=0.06))
 RECIPES = {
-    "digits": dict(sizes=(64, 96, 96, 10), config=dict(epochs=30)),
-    "mnist": dict(sizes=(100, 96, 96, 10), config=dict(epochs=150)),
+    "digits": dict(dataset="digits", sizes=(64, 96, 96, 10), inputs={},
+                   config=dict(epochs=30), about="8x8 digits, 30 epochs (about 1 s)"),
+    "mnist": dict(dataset="mnist", sizes=(100, 96, 96, 10), inputs={},
+                  config=dict(epochs=150),
+                  about="quick: plain inputs, no augmentation, 150 epochs (about 10-30 s)"),
+    "mnist-aug": dict(dataset="mnist", sizes=(100, 96, 96, 10),
+                      inputs=dict(deskew_images=True), config=dict(epochs=150, **_AUGMENTED),
+                      about="deskewed inputs, rotated/scaled training copies, cosine "
+                            "schedule, 150 epochs (about 1-3 min)"),
+    "mnist-aug-long": dict(dataset="mnist", sizes=(100, 96, 96, 10),
+                           inputs=dict(deskew_images=True), config=dict(epochs=400, **_AUGMENTED),
+                           about="mnist-aug for 400 epochs (about 3-8 min)"),
+    "mnist-chip": dict(dataset="mnist", sizes=(100, 96, 96, 10),
+                       inputs=dict(deskew_images=True, contrast=1.5),
+                       config=dict(epochs=150, **_AUGMENTED),
+                       about="mnist-aug with contrast 1.5 inputs, more robust on analog chips"),
 }
 
+#: The recipe ``python -m models train --dataset D`` uses unless ``--recipe`` says otherwise.
+DEFAULT_RECIPES = {"digits": "digits", "mnist": "mnist-aug"}
 
-def recipe(dataset: str, **overrides) -> tuple[tuple, TrainConfig]:
-    """Layer sizes and :class:`TrainConfig` of the default recipe for ``dataset``
-    ("digits" or "mnist"); ``overrides`` replace TrainConfig fields."""
-    if dataset not in RECIPES:
-        raise ValueError(f"dataset must be one of {', '.join(RECIPES)}, not {dataset!r}")
-    r = RECIPES[dataset]
+
+def recipe(name: str, **overrides) -> tuple[tuple, TrainConfig]:
+    """Layer sizes and :class:`TrainConfig` of the recipe ``name`` (a key of
+    :data:`RECIPES`); ``overrides`` replace TrainConfig fields."""
+    if name not in RECIPES:
+        raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, not {name!r}")
+    r = RECIPES[name]
     return r["sizes"], TrainConfig(**{**r["config"], **overrides})

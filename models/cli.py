@@ -1,13 +1,15 @@
 """The command line ``python -m models``: train, evaluate and sweep BNNs on sampled chips.
 
-* ``train``: train the default recipe on digits or MNIST (optionally with DVA noise and a
-  chip in the loop), fold batch norm and write the exported model ``OUT/NAME.json`` +
-  ``OUT/NAME.npz`` (docs/MODEL_FORMAT.md).
+* ``train``: train a recipe (``models.bnn.RECIPES``) on digits or MNIST (optionally with
+  DVA noise, noise-aware training through sampled chips and a chip in the loop), fold
+  batch norm and write the exported model ``OUT/NAME.json`` + ``OUT/NAME.npz``
+  (docs/MODEL_FORMAT.md).
 * ``eval``: accuracy of an exported model on IDX images, on ideal hardware or on sampled
   chip instances (SRAM offsets and cell variation, ReRAM conductance variation), with or
   without calibration.
 * ``sweep``: accuracy versus variation over N chip instances (docs/EXPERIMENTS.md),
-  writing ``OUT/sweep.csv`` and one PNG per experiment.
+  writing ``OUT/sweep.csv`` and one PNG per experiment; ``--experiment noise`` puts
+  trained models side by side against read noise.
 * ``energy``: events, energy, TOPS/W, area and latency of a macro or of a network on it,
   priced with a technology preset (docs/ENERGY.md).
 
@@ -24,6 +26,7 @@ seed in use is printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -32,10 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from . import cmdline
-from .bnn import TrainConfig, accuracy, recipe
+from .bnn import DEFAULT_RECIPES, RECIPES, TrainConfig, accuracy, recipe
 from .chip import ChipConfig
-from .cmdline import UsageError, integer, number, number_list, one_line
-from .datasets import DEFAULT_MNIST_DIR, Dataset, load_dataset, quantize, downsample
+from .cmdline import UsageError, integer, number, number_list, one_line, shown
+from .datasets import DEFAULT_MNIST_DIR, NORMALISATIONS, Dataset, load_dataset, mnist_split
 from .export import export_model, infer_folded, macro_hook, save_folded
 from .inputs import (load_images, load_images_labels, load_model, model_inputs,
                      training_overlap)
@@ -44,7 +47,7 @@ __all__ = ["main", "build_parser", "UsageError"]
 
 PROG = "models"
 DATASETS = ("digits", "mnist")
-EXPERIMENTS = ("offset", "rram", "all")
+EXPERIMENTS = ("offset", "rram", "noise", "all")
 #: Output option of every command (docs/CLI.md).
 OUT = "-o/--out"
 
@@ -53,6 +56,7 @@ OUT = "-o/--out"
 MAX_OFFSET_SIGMA = 1000.0   # cell units
 MAX_LOG_SIGMA = 5.0         # std of ln I or ln G
 MAX_DVA_SIGMA = 10.0
+MAX_CONTRAST = 1000.0       # as the model schema: beyond it every pixel saturates
 
 
 def _comp_rows(text: str) -> int:
@@ -60,6 +64,39 @@ def _comp_rows(text: str) -> int:
     if k & (k - 1):
         raise argparse.ArgumentTypeError(f"comp-rows must be a power of two in [2, 32], not {k}")
     return k
+
+
+def _assignment(name: str):
+    """Type of a repeatable ``FIELD=VALUE`` option; VALUE is read as JSON when it parses
+    (``0.5``, ``true``, ``{"rotate": 6}``), else taken as a string (``xent``)."""
+    def parse(text: str) -> tuple:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"{name} must be FIELD=VALUE, not {shown(text)}")
+        try:
+            parsed = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            parsed = value
+        return key.strip(), parsed
+    parse.__name__ = name
+    return parse
+
+
+def _labelled_models(text: str) -> tuple:
+    """Type of ``--models LABEL=MODEL,...``: ((label, model), ...), labels all different."""
+    allowed = "LABEL=MODEL pairs separated by commas"
+    pairs = []
+    for item in text.split(","):
+        label, sep, path = item.partition("=")
+        if not sep or not label.strip() or not path.strip():
+            raise argparse.ArgumentTypeError(f"models must be {allowed}, not {shown(item)}")
+        pairs.append((label.strip(), path.strip()))
+    labels = [label for label, _ in pairs]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"models labels must all differ, not {shown(text)} "
+                                         f"({', '.join(twice)} given twice)")
+    return tuple(pairs)
 
 
 # --- shared pieces --------------------------------------------------------------------
@@ -151,33 +188,46 @@ def _load_data(name: str, **kwargs) -> Dataset:
         return load_dataset(name, **kwargs)
     except ValueError as exc:
         msg = one_line(exc)
-        if msg.startswith("n_train"):
-            raise UsageError(msg, "--n-train") from None
+        for field in ("n_train", "n_val"):
+            if msg.startswith(field):
+                raise UsageError(msg, "--" + field.replace("_", "-")) from None
         raise UsageError(f"{name}: {msg}", "--dataset") from None
 
 
-def _data_for_training(args) -> Dataset:
-    if args.images is None:
-        if args.dataset == "mnist":
-            return _load_data("mnist", n_train=args.n_train)
+def _data_for_training(args, inputs: dict) -> Dataset:
+    """Digits, or MNIST (the default files or --images/--labels) split by --n-train and
+    --n-val and preprocessed with ``inputs`` (keyword arguments of ``mnist_split``)."""
+    if args.dataset == "digits":
         return _load_data("digits", seed=args.seed)
+    if args.images is None:
+        return _load_data("mnist", n_train=args.n_train, n_val=args.n_val, **inputs)
     images, labels = load_images_labels(args.images, args.labels, classes=10)
     n_train = 6000 if args.n_train is None else args.n_train
     if not 0 < n_train < len(images):
         raise UsageError(f"must be in 1..{len(images) - 1} for the {len(images)} images of "
                          f"{args.images}, not {n_train}", "--n-train")
+    if args.n_val is not None and args.n_val > len(images) - n_train:
+        raise UsageError(f"must be in 1..{len(images) - n_train} for the {len(images)} images "
+                         f"of {args.images} with --n-train {n_train}, not {args.n_val}",
+                         "--n-val")
     if images.dtype != np.uint8:
         raise UsageError(f"{args.images}: MNIST images are unsigned bytes (IDX type 0x08), "
                          f"not {images.dtype}", "--images")
-    small = downsample(images, 10, 10)
-    x = quantize(small, 5, normalisation="minmax", full_scale=255.0).reshape(len(images), -1)
-    pre = dict(source="mnist-idx", files=[str(args.images), str(args.labels)],
-               image_shape=list(images.shape[1:]), downsample=[10, 10],
-               downsample_method="exact area average", input_bits=5, normalisation="minmax",
-               train=[0, n_train], val=[n_train, len(images)])
-    labels = labels.astype(np.uint8)
-    return Dataset("mnist", x[:n_train], labels[:n_train], x[n_train:], labels[n_train:], 5,
-                   (10, 10), pre)
+    return mnist_split(images, labels.astype(np.uint8), n_train=n_train, n_val=args.n_val,
+                       **inputs, record=dict(source="mnist-idx",
+                                             files=[str(args.images), str(args.labels)]))
+
+
+def _recorded_data(net, name: str) -> Dataset:
+    """The validation split of data set ``name`` preprocessed as ``net`` records it (the
+    digits split seed; MNIST's train/val ranges, deskew, normalisation and contrast)."""
+    pre = net.meta.get("preprocessing") or {}
+    if name == "digits":
+        return _load_data("digits", seed=(pre.get("split") or {}).get("seed", 0))
+    train, val = pre.get("train") or [0, 6000], pre.get("val")
+    return _load_data("mnist", n_train=train[1], n_val=None if val is None else val[1] - val[0],
+                      normalisation=pre.get("normalisation", "minmax"),
+                      deskew_images=bool(pre.get("deskew")), contrast=pre.get("contrast", 1.0))
 
 
 def _dataset_of(net, option: str) -> str:
@@ -211,46 +261,143 @@ def _training_hook(readout, hook):
 
 # --- train ------------------------------------------------------------------------------
 
+#: ``--inputs`` fields (keyword arguments of ``models.datasets.mnist_split``) and what
+#: each takes.
+INPUT_FIELDS = {"deskew_images": "true or false", "contrast": "a number in [1, 1000]",
+                "normalisation": " or ".join(NORMALISATIONS)}
+#: TrainConfig fields that have options of their own.
+OWN_OPTIONS = {"seed": "--seed", "epochs": "--epochs", "dva_sigma": "--dva"}
+
+
+def _json_kind(default) -> tuple:
+    """(test, description) of the JSON values a TrainConfig field with ``default`` takes."""
+    if isinstance(default, bool):
+        return (lambda v: isinstance(v, bool)), "true or false"
+    if isinstance(default, int):
+        return (lambda v: isinstance(v, int) and not isinstance(v, bool)), "an integer"
+    if isinstance(default, float):
+        return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                and math.isfinite(v)), "a finite number"
+    if isinstance(default, str):
+        return (lambda v: isinstance(v, str)), "a string"
+    return (lambda v: v is None or isinstance(v, dict)), "a JSON object or null"
+
+
+def _train_overrides(args) -> tuple[dict, dict]:
+    """The ``--config`` TrainConfig fields and the ``--inputs`` preprocessing fields,
+    each checked for its name and JSON type (the values' ranges are TrainConfig's and
+    ``quantize``'s)."""
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+              if f.name not in OWN_OPTIONS}
+    config = {}
+    for key, value in args.config or ():
+        if key in OWN_OPTIONS:
+            raise UsageError(f"{key} has its own option, {OWN_OPTIONS[key]}", "--config")
+        if key not in fields:
+            raise UsageError(f"{shown(key)} is not a training field; one of "
+                             f"{', '.join(sorted(fields))}", "--config")
+        if key in config:
+            raise UsageError(f"{key} given twice; give it once", "--config")
+        test, kind = _json_kind(fields[key])
+        if not test(value):
+            raise UsageError(f"{key} must be {kind}, not {shown(value)}", "--config")
+        config[key] = value
+    augment = config.get("augment")
+    if augment is not None:
+        if args.dataset != "mnist":
+            raise UsageError("augment warps full-size MNIST images; not allowed with --dataset "
+                             f"{args.dataset}", "--config")
+        from .augment import AugmentConfig
+        keys = [f.name for f in dataclasses.fields(AugmentConfig)]
+        unknown = [k for k in augment if k not in keys]
+        if unknown:
+            raise UsageError(f"augment fields are {', '.join(keys)}, not {shown(unknown[0])}",
+                             "--config")
+    inputs = {}
+    for key, value in args.inputs or ():
+        if args.dataset != "mnist":
+            raise UsageError(f"MNIST preprocessing; not allowed with --dataset {args.dataset}",
+                             "--inputs")
+        if key not in INPUT_FIELDS:
+            raise UsageError(f"{shown(key)} is not a preprocessing field; one of "
+                             f"{', '.join(INPUT_FIELDS)}", "--inputs")
+        if key in inputs:
+            raise UsageError(f"{key} given twice; give it once", "--inputs")
+        good = {"deskew_images": isinstance(value, bool),
+                "contrast": (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and 1 <= value <= MAX_CONTRAST),
+                "normalisation": value in NORMALISATIONS}[key]
+        if not good:
+            raise UsageError(f"{key} must be {INPUT_FIELDS[key]}, not {shown(value)}", "--inputs")
+        inputs[key] = value
+    return config, inputs
+
+
 def cmd_train(args) -> int:
     if (args.images is None) != (args.labels is None):
         raise UsageError("give both IDX files or neither", "--images/--labels")
     if args.images is not None and args.dataset != "mnist":
         raise UsageError(f"IDX files are MNIST-format images; not allowed with --dataset "
                          f"{args.dataset} (use --dataset mnist)", "--images")
-    if args.n_train is not None and args.dataset != "mnist":
-        raise UsageError("splits MNIST images; the digits split is fixed (80 % train, seeded); "
-                         "not allowed with --dataset digits", "--n-train")
+    _refuse(_given(args, "n_train", "n_val") if args.dataset != "mnist" else [],
+            "splits MNIST images; the digits split is fixed (80 % train, seeded); not allowed "
+            "with --dataset digits")
+    name = args.recipe or DEFAULT_RECIPES[args.dataset]
+    if RECIPES[name]["dataset"] != args.dataset:
+        raise UsageError(f"{name} is a recipe for {RECIPES[name]['dataset']}; not allowed with "
+                         f"--dataset {args.dataset}", "--recipe")
+    if not args.noise_aware:
+        _refuse(_given(args, "noise_epochs", "chips_per_step"), "needs --noise-aware")
     if args.chip_in_loop is None:
+        _refuse(_given(args, "chip_epochs"), "needs --chip-in-loop SEED")
+    on_chip = args.chip_in_loop is not None or args.noise_aware
+    if not on_chip:
         _refuse(_given(args, "sram_offset_sigma", "sram_cell_sigma", "read_noise", "rram_sigma",
-                       "on_off_ratio", "backend", "comp_rows", "calibrate", "trim",
-                       "chip_epochs"),
-                "a chip option of train needs --chip-in-loop SEED")
-    name = args.name or args.dataset
-    files = [f"{name}.json", f"{name}.npz"]
+                       "on_off_ratio", "backend", "comp_rows", "calibrate", "trim"),
+                "a chip option of train needs --chip-in-loop SEED or --noise-aware")
+    config_overrides, input_overrides = _train_overrides(args)
+    try:
+        _, train_config = recipe(name, seed=args.seed, dva_sigma=args.dva,
+                                 **config_overrides,
+                                 **({} if args.epochs is None else dict(epochs=args.epochs)))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(one_line(exc), "--config") from None
+    out_name = args.name or args.dataset
+    files = [f"{out_name}.json", f"{out_name}.npz"]
     out = cmdline.check_output_folder(args.out, OUT, files=files)
-    chip_cfg, backend = _chip_config(args) if args.chip_in_loop is not None else (None, None)
-    if args.chip_in_loop is not None and chip_cfg is None:
+    chip_cfg, backend = _chip_config(args) if on_chip else (None, None)
+    if on_chip and chip_cfg is None:
         raise UsageError("the chip is ideal; give a spread (--sram-offset-sigma, "
-                         "--sram-cell-sigma, --rram-sigma, ...)", "--chip-in-loop")
+                         "--sram-cell-sigma, --rram-sigma, ...)",
+                         "--noise-aware" if args.noise_aware else "--chip-in-loop")
     comp_rows = args.comp_rows or 8
     _check_macro(args.rows, args.cols, comp_rows)
     chip_epochs = args.chip_epochs or 10
-    data = _data_for_training(args)
+    data = _data_for_training(args, {**RECIPES[name]["inputs"], **input_overrides})
     print(f"seed: {args.seed}")
     from . import experiments
     from .chip_readout import ChipReadout, predict_chips
 
     start = time.perf_counter()
-    epochs_total = args.epochs if args.epochs is not None else recipe(data.name)[1].epochs
-    bar = cmdline.progress_bar(epochs_total, f"train {data.name}", args.quiet)
+    bar = cmdline.progress_bar(train_config.epochs, f"train {name}", args.quiet)
 
     def progress(entry):
         bar.update(1)
         bar.set_postfix(loss=f"{entry['loss']:.3f}", train=f"{100 * entry['train_acc']:.1f}%")
 
-    model, history = experiments.train_bnn(data, seed=args.seed, epochs=args.epochs,
-                                           dva=args.dva, progress=progress)
+    model, history = experiments.train_bnn(data, recipe_name=name, config=train_config,
+                                           progress=progress)
     bar.close()
+    noise_aware = None
+    if args.noise_aware:
+        from .chip_training import noise_aware_config, noise_aware_train
+        na_config = noise_aware_config(train_config, epochs=args.noise_epochs)
+        bar = cmdline.progress_bar(na_config.epochs, "noise-aware", args.quiet)
+        noise_aware = noise_aware_train(
+            model, data, chip_cfg, train_config=na_config, rows=args.rows, cols=args.cols,
+            chips_per_step=args.chips_per_step or 4, comp_rows=comp_rows, backend=backend,
+            calibrate=args.calibrate, trim=args.trim, progress=lambda e: bar.update(1))
+        bar.close()
     if args.chip_in_loop is not None:
         from .bnn import train as bnn_train
         net0 = export_model(model, args.rows, args.cols)
@@ -268,8 +415,9 @@ def cmd_train(args) -> int:
     val = accuracy(infer_folded(net, data.x_val), data.y_val)
     net.meta.update(
         preprocessing=data.preprocessing,
-        training=dict(dataset=data.name, seed=args.seed, epochs=epochs_total, dva_sigma=args.dva,
-                      sizes=list(model.sizes), seconds=round(seconds, 2),
+        training=dict(dataset=data.name, recipe=name, seed=args.seed, epochs=train_config.epochs,
+                      dva_sigma=args.dva, sizes=list(model.sizes), seconds=round(seconds, 2),
+                      config=train_config.to_dict(), noise_aware=noise_aware,
                       chip_in_loop=None if args.chip_in_loop is None else dict(
                           seed=args.chip_in_loop, epochs=chip_epochs,
                           config=chip_cfg.__dict__ if chip_cfg else None, backend=backend,
@@ -281,15 +429,31 @@ def cmd_train(args) -> int:
         pred = predict_chips(net, chip_cfg, [args.chip_in_loop], data.x_val.astype(np.int64),
                              comp_rows=comp_rows, backend=backend, calibrate=args.calibrate,
                              trim=args.trim, images=_image_index(data))
-        on_chip = accuracy(pred[0], data.y_val)
-        net.meta["accuracy"]["val_chip"] = on_chip
+        on_chip_acc = accuracy(pred[0], data.y_val)
+        net.meta["accuracy"]["val_chip"] = on_chip_acc
+    if args.noise_aware:
+        from .chip_training import EVAL_CHIPS
+        # What `models eval --chips EVAL_CHIPS` computes with the same chip options.
+        pred = predict_chips(net, chip_cfg, list(range(EVAL_CHIPS)), data.x_val.astype(np.int64),
+                             comp_rows=comp_rows, backend=backend, calibrate=args.calibrate,
+                             trim=args.trim, images=_image_index(data))
+        accs = np.mean(pred == np.asarray(data.y_val)[None], axis=1)
+        net.meta["accuracy"]["val_chips"] = dict(
+            chip_seeds=[0, EVAL_CHIPS - 1], mean=float(accs.mean()), std=float(accs.std()),
+            min=float(accs.min()))
     with cmdline.staged_outputs(out, files) as stage:
-        save_folded(net, stage / name)
-    print(f"trained {data.name} {'-'.join(map(str, model.sizes))} in {seconds:.1f} s; "
-          f"validation accuracy (ideal hardware, {len(data.y_val)} images): {100 * val:.2f} %")
+        save_folded(net, stage / out_name)
+    print(f"trained {data.name} {'-'.join(map(str, model.sizes))} (recipe {name}) in "
+          f"{seconds:.1f} s; validation accuracy (ideal hardware, {len(data.y_val)} images): "
+          f"{100 * val:.2f} %")
     if args.chip_in_loop is not None:
         print(f"validation accuracy on chip {args.chip_in_loop} ({backend} model): "
-              f"{100 * on_chip:.2f} %")
+              f"{100 * on_chip_acc:.2f} %")
+    if args.noise_aware:
+        v = net.meta["accuracy"]["val_chips"]
+        print(f"validation accuracy on chips 0..{EVAL_CHIPS - 1} ({backend} model): "
+              f"{100 * v['mean']:.2f} % mean, {100 * v['std']:.2f} % std, "
+              f"{100 * v['min']:.2f} % min")
     print(f"wrote {out / files[0]} {out / files[1]}")
     return 0
 
@@ -335,13 +499,7 @@ def cmd_eval(args) -> int:
         want = _dataset_of(net, "--dataset")
         if want != args.dataset:
             raise UsageError(f"the model was trained on {want}, not {args.dataset}", "--dataset")
-        pre = net.meta.get("preprocessing") or {}
-        if args.dataset == "digits":
-            data = _load_data("digits", seed=(pre.get("split") or {}).get("seed", 0))
-        else:
-            train, val = pre.get("train") or [0, 6000], pre.get("val")
-            data = _load_data("mnist", n_train=train[1],
-                              n_val=None if val is None else val[1] - val[0])
+        data = _recorded_data(net, args.dataset)
         x, y = data.x_val.astype(np.int64), data.y_val.astype(np.int64)
         index = _image_index(data)
         if x.shape[1] != net.layers[0].inputs:
@@ -381,21 +539,29 @@ def cmd_eval(args) -> int:
 
 # --- sweep ------------------------------------------------------------------------------
 
-#: Options of sweep that only one experiment uses (dest names; their default is None).
-OFFSET_ONLY = ("model", "offset_sigmas", "comp_rows", "rows", "cols", "epochs")
-RRAM_ONLY = ("rram_sigmas", "mlp_epochs", "dva", "weight_bits", "cell_bits", "on_off_ratio")
+#: Options of sweep that only some experiments use (dest names; their default is None).
+USED_BY = {
+    "model": ("offset",), "offset_sigmas": ("offset",), "rows": ("offset",),
+    "cols": ("offset",), "epochs": ("offset",), "comp_rows": ("offset", "noise"),
+    "rram_sigmas": ("rram",), "mlp_epochs": ("rram",), "dva": ("rram",),
+    "weight_bits": ("rram",), "cell_bits": ("rram",), "on_off_ratio": ("rram",),
+    "models": ("noise",), "read_noises": ("noise",), "sram_offset_sigma": ("noise",),
+    "sram_cell_sigma": ("noise",),
+}
 
 
 def cmd_sweep(args) -> int:
     from . import experiments as E
 
     experiments = ("offset", "rram") if args.experiment == "all" else (args.experiment,)
-    if "offset" not in experiments:
-        _refuse(_given(args, *OFFSET_ONLY), "used by the offset experiment only; not allowed "
-                                            "with --experiment rram")
-    if "rram" not in experiments:
-        _refuse(_given(args, *RRAM_ONLY), "used by the rram experiment only; not allowed with "
-                                          "--experiment offset")
+    for dest, users in USED_BY.items():
+        if not set(users) & set(experiments):
+            _refuse(_given(args, dest), f"used by the {' and '.join(users)} experiment"
+                                        f"{'s' if len(users) > 1 else ''} only; not allowed "
+                                        f"with --experiment {args.experiment}")
+    if "noise" in experiments and args.models is None:
+        raise UsageError("the noise experiment compares trained models; give --models "
+                         "LABEL=MODEL,...", "--models")
     if args.model is not None:
         _refuse(_given(args, "epochs", "rows", "cols"),
                 "trains and maps the recipe's model; not allowed with --model (already "
@@ -413,15 +579,35 @@ def cmd_sweep(args) -> int:
             msg = one_line(exc)
             raise UsageError(msg, "--" + msg.split()[0].replace("_", "-")) from None
     net = load_model(args.model) if args.model is not None else None
-    if net is not None:
-        trained_on = _dataset_of(net, "--model")
+    noise_nets = {label: load_model(path, "--models") for label, path in args.models or ()}
+    for option, model in [("--model", net)] + [("--models", n) for n in noise_nets.values()]:
+        if model is None:
+            continue
+        trained_on = _dataset_of(model, option)
         if trained_on != args.dataset:
             raise UsageError(f"the model was trained on {trained_on}; not allowed with "
-                             f"--dataset {args.dataset}", "--model")
-        _check_macro(net.rows, net.cols, comp_rows)
-    else:
+                             f"--dataset {args.dataset}", option)
+        _check_macro(model.rows, model.cols, comp_rows)
+    if net is None and "offset" in experiments:
         _check_macro(args.rows or 32, args.cols or 96, comp_rows)
-    data = _load_data(args.dataset, seed=0)
+    # Every model runs on the validation images preprocessed as it records (deskew,
+    # contrast); models preprocessed alike share one load.
+    loaded = {}
+
+    def data_for(model=None) -> Dataset:
+        pre = {} if model is None else (model.meta.get("preprocessing") or {})
+        key = json.dumps({k: pre.get(k) for k in ("deskew", "contrast", "normalisation",
+                                                  "train", "val", "split")}, sort_keys=True)
+        if key not in loaded:
+            loaded[key] = (_load_data(args.dataset, seed=0) if model is None
+                           else _recorded_data(model, args.dataset))
+        return loaded[key]
+
+    # Loaded before anything is printed: a missing data file is one line on its own.
+    data = data_for(net) if "offset" in experiments else None
+    plain = data_for() if "rram" in experiments else None
+    for n in noise_nets.values():
+        data_for(n)
     print(f"seed: {args.seed}")
     rows, notes = [], {}
     start = time.perf_counter()
@@ -435,11 +621,30 @@ def cmd_sweep(args) -> int:
         rows += E.offset_experiment(net, data.x_val, data.y_val, sigmas=sigmas,
                                     chips=args.chips, comp_rows=comp_rows, progress=bar.update)
         bar.close()
+    if "noise" in experiments:
+        noises = args.read_noises or E.DEFAULT_READ_NOISES
+        base = ChipConfig(offset_sigma=4.0 if args.sram_offset_sigma is None
+                          else args.sram_offset_sigma,
+                          cell_sigma=0.1 if args.sram_cell_sigma is None else args.sram_cell_sigma)
+        own = {label: ((n.meta.get("training") or {}).get("chip_in_loop") or {}).get("seed")
+               for label, n in noise_nets.items()}
+        bar = cmdline.progress_bar(len(noises) * len(noise_nets) * args.chips, "noise sweep",
+                                   args.quiet)
+        groups = {}
+        for label, n in noise_nets.items():
+            groups.setdefault(id(data_for(n)), (data_for(n), {}))[1][label] = n
+        for group_data, nets in groups.values():
+            rows += E.read_noise_experiment(
+                nets, group_data.x_val, group_data.y_val, noises=noises, chips=args.chips,
+                base=base, comp_rows=comp_rows,
+                own_chips={k: own[k] for k in nets if own[k] is not None},
+                images=_image_index(group_data), progress=bar.update)
+        bar.close()
     if "rram" in experiments:
         sigmas = args.rram_sigmas or E.DEFAULT_RRAM_SIGMAS
         total = len(sigmas) * len(E.RRAM_METHODS) * args.chips
         bar = cmdline.progress_bar(total, "rram sweep", args.quiet)
-        rr, info = E.rram_experiment(data, sigmas=sigmas, chips=args.chips, setup=setup,
+        rr, info = E.rram_experiment(plain, sigmas=sigmas, chips=args.chips, setup=setup,
                                      dva_sigma=0.3 if args.dva is None else args.dva,
                                      epochs=args.mlp_epochs or 30, seed=args.seed,
                                      progress=bar.update)
@@ -514,8 +719,7 @@ def _energy_images(args, net):
         x = model_inputs(net, images, args.images)
     else:
         name = args.dataset or _dataset_of(net, "--model")
-        pre = net.meta.get("preprocessing") or {}
-        x = _load_data(name, seed=(pre.get("split") or {}).get("seed", 0)).x_val.astype(np.int64)
+        x = _recorded_data(net, name).x_val.astype(np.int64)
         if x.shape[1] != net.layers[0].inputs:
             raise UsageError(f"the {name} images give {x.shape[1]} inputs, the model takes "
                              f"{net.layers[0].inputs}", "--dataset")
@@ -657,8 +861,10 @@ def build_parser() -> cmdline.CommandParser:
 
     t = sub.add_parser("train", help="train a BNN and write OUT/NAME.json and OUT/NAME.npz",
                        renamed={"--output": "-o/--out DIR (a folder) and --name NAME"},
-                       description="Train the default BNN recipe, fold batch norm and write "
-                                   "OUT/NAME.json + OUT/NAME.npz (docs/MODEL_FORMAT.md).")
+                       description="Train a BNN recipe (default: the data set's), optionally "
+                                   "go on through sampled chips (--noise-aware, "
+                                   "--chip-in-loop), fold batch norm and write OUT/NAME.json "
+                                   "+ OUT/NAME.npz (docs/MODEL_FORMAT.md, docs/EXPERIMENTS.md).")
     t.add_argument("--dataset", choices=DATASETS, default="digits",
                    help="digits (embedded 8x8) or mnist (10x10, 5-bit; default files in "
                         f"{DEFAULT_MNIST_DIR})")
@@ -667,8 +873,27 @@ def build_parser() -> cmdline.CommandParser:
     t.add_argument("--labels", metavar="IDX", help="MNIST-format label file, labels 0..9")
     t.add_argument("--n-train", type=integer("n-train", 1), default=None, metavar="N",
                    help="mnist: the first N images train, the rest validate (default 6000)")
+    t.add_argument("--n-val", type=integer("n-val", 1), default=None, metavar="N",
+                   help="mnist: only the N images after the training ones validate (default: "
+                        "all of them; --n-train 4800 --n-val 1200 tunes on a split of images "
+                        "0-5999)")
+    t.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                   help="training recipe: "
+                        + "; ".join(f"{k}: {v['about']}" for k, v in RECIPES.items())
+                        + " (default: "
+                        + ", ".join(f"{v} for {k}" for k, v in DEFAULT_RECIPES.items()) + ")")
+    t.add_argument("--config", type=_assignment("config"), action="append",
+                   metavar="FIELD=VALUE",
+                   help="replace a field of the recipe's training configuration "
+                        "(models.bnn.TrainConfig; VALUE in JSON, or a plain string), e.g. "
+                        "--config loss=xent --config 'augment={\"rotate\": 10}'; repeatable")
+    t.add_argument("--inputs", type=_assignment("inputs"), action="append",
+                   metavar="FIELD=VALUE",
+                   help="mnist: replace a preprocessing field of the recipe: "
+                        + "; ".join(f"{k}={v}" for k, v in INPUT_FIELDS.items())
+                        + "; repeatable")
     t.add_argument("--epochs", type=integer("epochs", 1, 10000), default=None, metavar="E",
-                   help="epochs (default: the recipe's, digits 30, mnist 150)")
+                   help="epochs (default: the recipe's)")
     t.add_argument("--dva", type=number("dva", 0, MAX_DVA_SIGMA), default=0.0, metavar="SIGMA",
                    help="DVA: multiply the weights by N(1, SIGMA) noise every batch")
     t.add_argument("--seed", type=integer("seed", 0, 2**32 - 1), default=0, metavar="S",
@@ -682,6 +907,14 @@ def build_parser() -> cmdline.CommandParser:
                                         "the loop (give its spreads with the chip options)")
     t.add_argument("--chip-epochs", type=integer("chip-epochs", 1, 10000), default=None,
                    metavar="E", help="epochs of chip-in-the-loop fine-tuning (default 10)")
+    t.add_argument("--noise-aware", action="store_true",
+                   help="after training, go on training through chip instances sampled afresh "
+                        "at every step (give their spreads with the chip options)")
+    t.add_argument("--noise-epochs", type=integer("noise-epochs", 1, 10000), default=None,
+                   metavar="E", help="epochs of noise-aware training (default 40)")
+    t.add_argument("--chips-per-step", type=integer("chips-per-step", 1, 1024), default=None,
+                   metavar="N", help="noise-aware: fresh chip instances per training step "
+                                     "(default 4)")
     t.add_argument("-o", "--out", default="build/models", metavar="DIR",
                    help="output folder, created if missing: writes DIR/NAME.json and DIR/NAME.npz")
     t.add_argument("--name", type=cmdline.file_name("name"), default=None, metavar="NAME",
@@ -717,7 +950,8 @@ def build_parser() -> cmdline.CommandParser:
                                    "OUT/sweep.csv and OUT/<experiment>.png.")
     s.add_argument("--experiment", choices=EXPERIMENTS, default="all",
                    help="offset: SRAM offsets, calibration on/off; rram: ReRAM variation, "
-                        "fixed point/DVA/DFP/DFP+DVA; all: both")
+                        "fixed point/DVA/DFP/DFP+DVA; noise: read noise on calibrated, trimmed "
+                        "analog chips for the --models side by side; all: offset and rram")
     s.add_argument("--dataset", choices=DATASETS, default="digits", help="digits or mnist")
     s.add_argument("--chips", type=integer("chips", 1, 100000), default=20, metavar="N",
                    help="chip instances per point")
@@ -733,7 +967,8 @@ def build_parser() -> cmdline.CommandParser:
                    default=None, metavar="LIST",
                    help="offset spreads, cell units (default 0,1,2,3,4,6,8)")
     o.add_argument("--comp-rows", type=_comp_rows, default=None, metavar="K",
-                   help="compensation rows per column, a power of two in [2, 32] (default 8)")
+                   help="compensation rows per column, a power of two in [2, 32] (default 8; "
+                        "also of the noise experiment's chips)")
     o.add_argument("--rows", type=integer("rows", 1, 1024), default=None, metavar="R",
                    help="macro rows when no --model (default 32)")
     o.add_argument("--cols", type=integer("cols", 1, 1024), default=None, metavar="C",
@@ -756,6 +991,19 @@ def build_parser() -> cmdline.CommandParser:
                    type=number("on-off-ratio", 1.0, lo_open=True, allow_inf=True), default=None,
                    metavar="R", help="ReRAM on/off ratio G_LRS/G_HRS, > 1 (default 10; "
                                      "--rram-on-off is an older spelling)")
+    q = s.add_argument_group("noise experiment")
+    q.add_argument("--models", type=_labelled_models, metavar="LABEL=MODEL,...",
+                   help="the trained models to compare, e.g. "
+                        "ideal=build/models/mnist,noise-aware=build/models/mnist-na")
+    q.add_argument("--read-noises", type=number_list("read-noises", 0, MAX_OFFSET_SIGMA),
+                   default=None, metavar="LIST",
+                   help="read noise values, cell units (default 0,0.25,0.5,0.75,1)")
+    q.add_argument("--sram-offset-sigma", type=number("sram-offset-sigma", 0, MAX_OFFSET_SIGMA),
+                   default=None, metavar="X",
+                   help="comparator offset spread of the chips, cell units (default 4)")
+    q.add_argument("--sram-cell-sigma", type=number("sram-cell-sigma", 0, MAX_LOG_SIGMA),
+                   default=None, metavar="X",
+                   help="bitcell current spread of the chips, std of ln I (default 0.1)")
     s.set_defaults(func=cmd_sweep)
 
     n = sub.add_parser("energy",

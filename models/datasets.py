@@ -36,7 +36,8 @@ import numpy as np
 __all__ = [
     "DEFAULT_MNIST_DIR", "MNIST_FILES", "NORMALISATIONS", "IDX_DTYPES",
     "Dataset", "load_idx", "save_idx", "load_mnist", "load_digits", "downsample",
-    "area_weights", "quantize", "load_dataset",
+    "area_weights", "quantize", "load_dataset", "affine_warp", "to_pixels", "deskew",
+    "mnist_split",
 ]
 
 #: The project's MNIST subset, ``../shared/data/mnist`` seen from the repository root.
@@ -221,6 +222,15 @@ def area_weights(n_in: int, n_out: int) -> np.ndarray:
     return np.maximum(hi - lo, 0).astype(np.int64)
 
 
+def _integer_images(images) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"images must have shape (N, H, W), not {images.shape}")
+    if not np.issubdtype(images.dtype, np.integer):
+        raise TypeError(f"images must be integers, not {images.dtype}")
+    return images
+
+
 def downsample(images, height: int = 10, width: int = 10) -> np.ndarray:
     """Exact area-averaging resize of ``(N, H, W)`` images to ``(N, height, width)``.
 
@@ -235,11 +245,7 @@ def downsample(images, height: int = 10, width: int = 10) -> np.ndarray:
     -------
     ndarray, float64, in the input's value range.
     """
-    images = np.asarray(images)
-    if images.ndim != 3:
-        raise ValueError(f"images must have shape (N, H, W), not {images.shape}")
-    if not np.issubdtype(images.dtype, np.integer):
-        raise TypeError(f"images must be integers, not {images.dtype}")
+    images = _integer_images(images)
     n, h, w = images.shape
     a_h = area_weights(h, height)
     a_w = area_weights(w, width)
@@ -247,14 +253,96 @@ def downsample(images, height: int = 10, width: int = 10) -> np.ndarray:
     return sums / float(h * w)
 
 
+def affine_warp(images, matrix, offset, *, chunk: int = 512) -> np.ndarray:
+    """Resample ``(N, H, W)`` images through one affine map per image; float32 out.
+
+    Output pixel ``p = (y, x)`` (row, column) takes the input at ``matrix[n] @ p +
+    offset[n]``, by bilinear interpolation between the four neighbouring pixels, with
+    zero outside the image. ``matrix`` is ``(N, 2, 2)`` or ``(2, 2)``, ``offset``
+    ``(N, 2)`` or ``(2,)``. The identity map returns the images exactly. Images are
+    processed ``chunk`` at a time (the work stays in cache).
+    """
+    img = np.asarray(images)
+    if img.ndim != 3:
+        raise ValueError(f"images must have shape (N, H, W), not {img.shape}")
+    n, h, w = img.shape
+    matrix = np.broadcast_to(np.asarray(matrix, np.float64), (n, 2, 2))
+    offset = np.broadcast_to(np.asarray(offset, np.float64), (n, 2))
+    # One zero pixel on every side, so that the four neighbours of any clipped source
+    # position exist and those outside the image read 0.
+    stride, plane = w + 2, (h + 2) * (w + 2)
+    padded = np.zeros((n, h + 2, w + 2), np.float32)
+    padded[:, 1:-1, 1:-1] = img
+    flat = padded.reshape(-1)
+    gy = np.arange(h, dtype=np.float32)[None, :, None]
+    gx = np.arange(w, dtype=np.float32)[None, None, :]
+    out = np.empty((n, h, w), np.float32)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        m = matrix[a:b].astype(np.float32)[:, :, :, None, None]
+        o = offset[a:b].astype(np.float32)[:, :, None, None]
+        src_y = np.clip(m[:, 0, 0] * gy + m[:, 0, 1] * gx + (o[:, 0] + 1), 0, h + 0.999)
+        src_x = np.clip(m[:, 1, 0] * gy + m[:, 1, 1] * gx + (o[:, 1] + 1), 0, w + 0.999)
+        y0, x0 = np.floor(src_y), np.floor(src_x)
+        fy, fx = src_y - y0, src_x - x0
+        idx = (y0.astype(np.int64) * stride + x0.astype(np.int64)
+               + (np.arange(a, b, dtype=np.int64) * plane)[:, None, None])
+        top = flat[idx] * (1 - fx) + flat[idx + 1] * fx
+        bottom = flat[idx + stride] * (1 - fx) + flat[idx + stride + 1] * fx
+        out[a:b] = top * (1 - fy) + bottom * fy
+    return out
+
+
+def to_pixels(values) -> np.ndarray:
+    """Round half up and clip to 8-bit pixels (uint8)."""
+    return np.clip(np.floor(np.asarray(values, np.float64) + 0.5), 0, 255).astype(np.uint8)
+
+
+def deskew(images) -> np.ndarray:
+    """Straighten slanted digits: shear each image so that its ink's principal axis is
+    vertical, and move its centre of mass to the image centre (uint8 out).
+
+    From the intensity-weighted moments of image n (centre of mass ``(my, mx)``,
+    variance ``vyy`` of the row, covariance ``vyx``), the slant is ``a = vyx / vyy``
+    (columns per row) and output pixel ``(y, x)`` takes the input at
+    ``(y + my - cy, x + mx - cx + a (y - cy))`` with ``(cy, cx)`` the image centre
+    (:func:`affine_warp`, bilinear), rounded half up to 8 bits. The moments are computed
+    in float64 from the uint8 pixels. A blank image, or one whose ink lies on one row,
+    is only recentred (``a = 0``).
+    """
+    img = _integer_images(images)
+    n, h, w = img.shape
+    v = img.astype(np.float64)
+    yy = np.arange(h, dtype=np.float64)[None, :, None]
+    xx = np.arange(w, dtype=np.float64)[None, None, :]
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    total = v.sum(axis=(1, 2))
+    ink = total > 0
+    safe = np.where(ink, total, 1.0)
+    my = np.where(ink, (v * yy).sum(axis=(1, 2)) / safe, cy)
+    mx = np.where(ink, (v * xx).sum(axis=(1, 2)) / safe, cx)
+    dy = yy - my[:, None, None]
+    vyy = (v * dy * dy).sum(axis=(1, 2)) / safe
+    vyx = (v * dy * (xx - mx[:, None, None])).sum(axis=(1, 2)) / safe
+    a = np.where(vyy > 0, vyx / np.where(vyy > 0, vyy, 1.0), 0.0)
+    matrix = np.zeros((n, 2, 2))
+    matrix[:, 0, 0] = 1
+    matrix[:, 1, 1] = 1
+    matrix[:, 1, 0] = a
+    offset = np.stack([my - cy, mx - cx - a * cy], axis=1)
+    return to_pixels(affine_warp(img, matrix, offset))
+
+
 def quantize(images, input_bits: int = 5, *, normalisation: str = "minmax",
-             full_scale: float = 255.0) -> np.ndarray:
+             full_scale: float = 255.0, contrast: float = 1.0) -> np.ndarray:
     """Map non-negative images to unsigned ``input_bits`` integers, one per pixel.
 
     ``normalisation="minmax"`` (per image): ``q = floor((v - lo) / (hi - lo) * M + 1/2)``
     with ``lo, hi`` the image's own minimum and maximum and ``M = 2^B - 1``, so every
     image spans the full range 0..M; a constant image maps to all zeros.
     ``normalisation="none"``: ``lo = 0, hi = full_scale`` for every image.
+    ``contrast`` (>= 1) multiplies ``M`` in that expression: the top ``1 - 1/contrast``
+    of the range saturates at M and the rest is stretched (1: no change).
     Computed in float64; the result is clipped to 0..M.
 
     Returns
@@ -265,6 +353,8 @@ def quantize(images, input_bits: int = 5, *, normalisation: str = "minmax",
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, "
                          f"not {normalisation!r}")
+    if not (isinstance(contrast, (int, float)) and np.isfinite(contrast) and contrast >= 1):
+        raise ValueError(f"contrast must be a finite number >= 1, not {contrast!r}")
     v = np.asarray(images, dtype=np.float64)
     if v.ndim < 2:
         raise ValueError(f"images must have shape (N, ...), not {v.shape}")
@@ -279,7 +369,7 @@ def quantize(images, input_bits: int = 5, *, normalisation: str = "minmax",
         lo = np.zeros((1,) * v.ndim)
         span = np.full((1,) * v.ndim, float(full_scale))
     safe = np.where(span > 0, span, 1.0)
-    q = np.floor((v - lo) / safe * top + 0.5)
+    q = np.floor((v - lo) / safe * (top * contrast) + 0.5)
     q = np.where(span > 0, q, 0.0)
     return np.clip(q, 0, top).astype(np.uint8)
 
@@ -306,6 +396,9 @@ class Dataset:
     image_shape : (int, int)
     preprocessing : dict
         JSON-ready description of the exact pipeline (written into exported models).
+    train_images : ndarray (N, H, W) uint8 or None
+        MNIST: the full-size training images after :func:`deskew` (when used) and before
+        downsampling, for data augmentation (:mod:`models.augment`); None for digits.
     """
 
     name: str
@@ -316,6 +409,7 @@ class Dataset:
     input_bits: int
     image_shape: tuple
     preprocessing: dict
+    train_images: np.ndarray | None = None
 
     @property
     def features(self) -> int:
@@ -326,10 +420,47 @@ class Dataset:
         return 10
 
 
+def mnist_split(images, labels, *, n_train: int = 6000, n_val: int | None = None,
+                input_bits: int = 5, size: int = 10, normalisation: str = "minmax",
+                deskew_images: bool = False, contrast: float = 1.0,
+                record: dict | None = None) -> Dataset:
+    """Preprocess full-size MNIST-format images and split them: the first ``n_train``
+    train, the next ``n_val`` (default: all the rest) validate.
+
+    The pipeline is :func:`deskew` (when ``deskew_images``), :func:`downsample` to
+    ``size x size``, :func:`quantize` to ``input_bits`` with ``normalisation`` and
+    ``contrast``, flatten row-major. ``record`` holds extra fields of the preprocessing
+    record (source, files).
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    if not 0 < n_train < len(images):
+        raise ValueError(f"n_train must be in 1..{len(images) - 1}, not {n_train}")
+    n_val = len(images) - n_train if n_val is None else n_val
+    if not 0 < n_val <= len(images) - n_train:
+        raise ValueError(f"n_val must be in 1..{len(images) - n_train}, not {n_val}")
+    full = images[:n_train + n_val]
+    if deskew_images:
+        full = deskew(full)
+    small = downsample(full, size, size)
+    x = quantize(small, input_bits, normalisation=normalisation, full_scale=255.0,
+                 contrast=contrast)
+    x = x.reshape(len(x), -1)
+    y = labels[:n_train + n_val]
+    pre = dict(record or {}, image_shape=list(images.shape[1:]), downsample=[size, size],
+               downsample_method="exact area average", input_bits=input_bits,
+               normalisation=normalisation, train=[0, n_train], val=[n_train, n_train + n_val])
+    if deskew_images:
+        pre["deskew"] = "moments"
+    if contrast != 1:
+        pre["contrast"] = float(contrast)
+    return Dataset("mnist", x[:n_train], y[:n_train], x[n_train:], y[n_train:], input_bits,
+                   (size, size), pre, train_images=full[:n_train])
+
+
 def load_dataset(name: str = "digits", *, input_bits: int = 5, size: int = 10,
                  normalisation: str | None = None, mnist_dir=None, n_train: int | None = None,
                  n_val: int | None = None, val_fraction: float = 0.2,
-                 seed: int = 0) -> Dataset:
+                 seed: int = 0, deskew_images: bool = False, contrast: float = 1.0) -> Dataset:
     """Load a data set ready for training: quantised, flattened, split.
 
     Parameters
@@ -350,27 +481,20 @@ def load_dataset(name: str = "digits", *, input_bits: int = 5, size: int = 10,
     val_fraction, seed : float, int
         Digits: the seeded random permutation ``default_rng(seed).permutation(1797)``
         puts its last ``round(val_fraction * 1797)`` images in the validation set.
+    deskew_images : bool
+        MNIST: :func:`deskew` every image before downsampling (:func:`mnist_split`).
+    contrast : float
+        MNIST: :func:`quantize`'s contrast (>= 1).
     """
     if name == "mnist":
-        normalisation = "minmax" if normalisation is None else normalisation
         images, labels = load_mnist(mnist_dir)
-        n_train = 6000 if n_train is None else n_train
-        if not 0 < n_train < len(images):
-            raise ValueError(f"n_train must be in 1..{len(images) - 1}, not {n_train}")
-        n_val = len(images) - n_train if n_val is None else n_val
-        if not 0 < n_val <= len(images) - n_train:
-            raise ValueError(f"n_val must be in 1..{len(images) - n_train}, not {n_val}")
-        small = downsample(images[:n_train + n_val], size, size)
-        x = quantize(small, input_bits, normalisation=normalisation, full_scale=255.0)
-        x = x.reshape(len(x), -1)
-        y = labels[:n_train + n_val]
-        pre = dict(source="mnist-idx", directory=str(Path(mnist_dir or DEFAULT_MNIST_DIR)),
-                   files=list(MNIST_FILES), image_shape=list(images.shape[1:]),
-                   downsample=[size, size], downsample_method="exact area average",
-                   input_bits=input_bits, normalisation=normalisation,
-                   train=[0, n_train], val=[n_train, n_train + n_val])
-        return Dataset("mnist", x[:n_train], y[:n_train], x[n_train:], y[n_train:],
-                       input_bits, (size, size), pre)
+        return mnist_split(
+            images, labels, n_train=6000 if n_train is None else n_train, n_val=n_val,
+            input_bits=input_bits, size=size,
+            normalisation="minmax" if normalisation is None else normalisation,
+            deskew_images=deskew_images, contrast=contrast,
+            record=dict(source="mnist-idx", directory=str(Path(mnist_dir or DEFAULT_MNIST_DIR)),
+                        files=list(MNIST_FILES)))
     if name == "digits":
         normalisation = "none" if normalisation is None else normalisation
         if not 0 < val_fraction < 1:

@@ -50,7 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bnn import BNN, accuracy, recipe, train
+from .augment import Augmenter
+from .bnn import BNN, RECIPES, TrainConfig, accuracy, recipe, train
 from .chip import ChipConfig, sample_chips
 from .chip_readout import predict_chips
 from .datasets import Dataset
@@ -61,7 +62,8 @@ from .export import FoldedNet, infer_folded
 __all__ = [
     "CSV_COLUMNS", "OFFSET_METHODS", "RRAM_METHODS", "DEFAULT_OFFSET_SIGMAS",
     "DEFAULT_RRAM_SIGMAS", "MLP", "train_mlp", "mlp_accuracy", "RramSetup",
-    "offset_experiment", "rram_experiment", "summarize", "write_csv", "read_csv",
+    "offset_experiment", "rram_experiment", "read_noise_experiment", "DEFAULT_READ_NOISES",
+    "summarize", "write_csv", "read_csv",
     "plot_sweep", "atomic_write_bytes", "train_bnn",
 ]
 
@@ -70,22 +72,38 @@ OFFSET_METHODS = ("none", "calibrated", "calibrated+trim")
 RRAM_METHODS = ("fixed", "dva", "dfp", "dfp+dva")
 DEFAULT_OFFSET_SIGMAS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 DEFAULT_RRAM_SIGMAS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+DEFAULT_READ_NOISES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 # --- BNN training -------------------------------------------------------------------
 
 def train_bnn(data: Dataset, *, seed: int = 0, epochs: int | None = None, dva: float = 0.0,
-              hook=None, progress=None) -> tuple[BNN, list]:
-    """Train the default recipe of ``data.name`` (``models.bnn.recipe``); returns the
-    model and the per-epoch history."""
+              recipe_name: str | None = None, config: TrainConfig | None = None, hook=None,
+              progress=None) -> tuple[BNN, list]:
+    """Train the recipe ``recipe_name`` (``models.bnn.RECIPES``; default: the one named
+    like the data set, ``data.name``) on ``data``; returns the model and the per-epoch
+    history.
+
+    ``config`` replaces the recipe's :class:`TrainConfig` (``seed``, ``epochs`` and
+    ``dva`` are then ignored); the recipe still gives the layer sizes. A configuration
+    with augmentation warps ``data.train_images`` (:class:`models.augment.Augmenter`,
+    through the data set's own pipeline). The caller loads ``data`` with the recipe's
+    preprocessing (``RECIPES[name]["inputs"]``).
+    """
+    name = data.name if recipe_name is None else recipe_name
+    if RECIPES.get(name, {}).get("dataset", data.name) != data.name:
+        raise ValueError(f"recipe {name!r} is for {RECIPES[name]['dataset']}, not {data.name}")
     overrides = dict(seed=seed, dva_sigma=dva)
     if epochs is not None:
         overrides["epochs"] = epochs
-    sizes, config = recipe(data.name, **overrides)
+    sizes, default = recipe(name, **overrides)
+    config = default if config is None else config
+    seed = config.seed
+    augmenter = None if config.augment is None else Augmenter.for_dataset(data, config.augment)
     sizes = (data.features,) + tuple(sizes[1:])
     model = BNN(sizes, input_bits=data.input_bits, seed=seed)
     history = train(model, data.x_train, data.y_train, config=config, hook=hook,
-                    progress=progress)
+                    augment=augmenter, progress=progress)
     return model, history
 
 
@@ -115,6 +133,53 @@ def offset_experiment(net: FoldedNet, x, y, *, sigmas=DEFAULT_OFFSET_SIGMAS, chi
             for s, p in zip(seeds, pred):
                 rows.append(dict(experiment="offset", method=method, sigma=float(sigma),
                                  chip_seed=s, accuracy=accuracy(p, y)))
+    return rows
+
+
+# --- SRAM read noise: trained networks side by side ------------------------------------
+
+def read_noise_experiment(nets: dict, x, y, *, base: ChipConfig, noises=DEFAULT_READ_NOISES,
+                          chips: int = 20, comp_rows: int = 8, calibrate: bool = True,
+                          trim: bool = True, own_chips: dict | None = None, images=None,
+                          progress=None) -> list[dict]:
+    """Accuracy of several trained networks against the chips' read noise.
+
+    Every network of ``nets`` (label -> FoldedNet) runs on the same chip instances
+    ``0 .. chips-1`` of ``base`` (its spreads) with ``read_noise`` set to each value of
+    ``noises``, through the analog model, calibrated and trimmed as asked. Rows: method
+    ``label`` (or, for a label in ``own_chips`` (label -> chip seed, a network trained
+    with that chip in the loop), ``"label, own chip"`` on that chip alone and
+    ``"label, other chips"`` on the instances other than it), ``sigma`` = read noise;
+    plus ``"label: ideal hardware"`` (sigma 0, ``chip_seed`` -1). ``images``: the image
+    index of every row of ``x`` (the read-noise key, :func:`predict_chips`), so that each
+    chip's figure is the one ``models eval`` gives. ``progress(k)`` is called with the
+    number of chip instances evaluated after every chunk.
+    """
+    if base.technology != "sram":
+        raise ValueError("the read-noise experiment needs SRAM chips")
+    own_chips = dict(own_chips or {})
+    unknown = set(own_chips) - set(nets)
+    if unknown:
+        raise ValueError(f"own_chips names networks not in nets: {sorted(unknown)}")
+    y = np.asarray(y)
+    rows = []
+    for label, net in nets.items():
+        rows.append(dict(experiment="noise", method=f"{label}: ideal hardware", sigma=0.0,
+                         chip_seed=-1, accuracy=accuracy(infer_folded(net, x), y)))
+    for noise in noises:
+        config = dataclasses.replace(base, read_noise=float(noise))
+        for label, net in nets.items():
+            own = own_chips.get(label)
+            groups = [(label, list(range(chips)))] if own is None else [
+                (f"{label}, own chip", [own]),
+                (f"{label}, other chips", [s for s in range(chips) if s != own][:chips])]
+            for method, seeds in groups:
+                pred = predict_chips(net, config, seeds, x, comp_rows=comp_rows,
+                                     backend="analog", calibrate=calibrate, trim=trim,
+                                     images=images, progress=progress)
+                for s, p in zip(seeds, pred):
+                    rows.append(dict(experiment="noise", method=method, sigma=float(noise),
+                                     chip_seed=s, accuracy=accuracy(p, y)))
     return rows
 
 
@@ -351,7 +416,12 @@ _LABELS = {
                "SRAM comparator offsets: accuracy vs offset spread"),
     "rram": ("ReRAM conductance variation sigma (std of ln G)",
              "ReRAM variation: fixed point vs DFP / DVA"),
+    "noise": ("read noise (cell units per read)",
+              "SRAM read noise, calibrated and trimmed chips: training methods"),
 }
+
+#: Methods drawn as horizontal reference lines: the ideal-hardware accuracy.
+_IDEAL_SUFFIX = ": ideal hardware"
 
 
 def png_bytes(rows, experiment: str, title: str | None = None) -> bytes:
@@ -365,7 +435,12 @@ def png_bytes(rows, experiment: str, title: str | None = None) -> bytes:
     if not summary:
         raise ValueError(f"no rows of experiment {experiment!r} to plot")
     xlabel, default_title = _LABELS.get(experiment, ("sigma", experiment))
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(10 if experiment == "noise" else 7, 4.5), dpi=100)
+    if experiment == "noise":
+        _plot_noise(ax, summary)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title or default_title)
+        return _png(fig)
     methods = list(dict.fromkeys(s["method"] for s in summary))
     for i, method in enumerate(methods):
         pts = sorted((s["sigma"], s["mean"], s["std"]) for s in summary if s["method"] == method)
@@ -384,11 +459,49 @@ def png_bytes(rows, experiment: str, title: str | None = None) -> bytes:
     ax.set_ylim(0, 100)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left", fontsize=9)
+    return _png(fig)
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def _plot_noise(ax, summary) -> None:
+    """The read-noise experiment: per network one colour, its mean over chips (solid,
+    ± std band) and its worst chip (dotted); a network's own chip (chip in the loop)
+    dashed; the legend gives each network's ideal-hardware accuracy."""
+    ideal = {s["method"][:-len(_IDEAL_SUFFIX)]: s["mean"] for s in summary
+             if s["method"].endswith(_IDEAL_SUFFIX)}
+    labels = list(ideal)
+    lowest = 100.0
+    for method in dict.fromkeys(s["method"] for s in summary):
+        if method.endswith(_IDEAL_SUFFIX):
+            continue
+        label = next(l for l in labels if method == l or method.startswith(l + ", "))
+        color = f"C{labels.index(label)}"
+        pts = sorted((s["sigma"], s["mean"], s["std"], s["min"], s["n"]) for s in summary
+                     if s["method"] == method)
+        sig, mean, std, low, n = (np.array(v) for v in zip(*pts))
+        name = method if method != label else f"{label} ({n[0]} chips)"
+        if method == label or method == label + ", own chip":
+            name += f"; ideal hardware {100 * ideal[label]:.1f} %"
+        if method.endswith(", own chip"):
+            ax.plot(sig, 100 * mean, "s--", color=color, label=name, ms=4)
+        else:
+            ax.plot(sig, 100 * mean, "o-", color=color, label=name + ", mean", ms=4)
+            ax.fill_between(sig, 100 * (mean - std), 100 * (mean + std), color=color, alpha=0.15)
+            ax.plot(sig, 100 * low, ":", color=color, label="worst chip", lw=1.2)
+        lowest = min(lowest, 100 * float(low.min()))
+    ax.set_ylabel("accuracy (%) on calibrated, trimmed chips")
+    ax.set_ylim(max(0.0, 5 * np.floor(lowest / 5) - 5), 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7)
 
 
 def plot_sweep(rows, experiment: str, path, title: str | None = None) -> None:

@@ -11,7 +11,8 @@ naming the option, the file and what is wrong (one line, exit status 2):
   integer labels that are classes of the model, as many labels as images, and the
   ``--range`` inside the file;
 * :func:`model_inputs`: raw images to the first layer's integers exactly as the model
-  was trained (``preprocessing`` in its JSON). Images must have the size the model
+  was trained (``preprocessing`` in its JSON: deskew, downsampling, quantisation with
+  its normalisation and contrast). Images must have the size the model
   records (``preprocessing.image_shape``); other sizes are refused, never resized.
   A model without a preprocessing record takes images that already are its inputs
   (``inputs`` pixels in ``0 .. 2^planes - 1``).
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .cmdline import UsageError, check_input_file, one_line
-from .datasets import downsample, load_idx, quantize
+from .datasets import deskew, downsample, load_idx, quantize
 
 __all__ = ["load_model", "load_images", "load_images_labels", "model_inputs", "training_overlap",
            "DIGITS_MAX"]
@@ -132,9 +133,10 @@ def model_inputs(net, images: np.ndarray, images_path) -> np.ndarray:
 
     Follows the model's ``preprocessing`` record: scikit-learn digits (8x8, values
     0..16) are rescaled or min-max normalised to the first layer's bits; MNIST-format
-    images (the recorded ``image_shape``, values 0..255) are area-downsampled to the
-    recorded size and quantised. Without a record, the images must already be the
-    inputs. Images of another size are refused, not resized.
+    images (the recorded ``image_shape``, values 0..255) are deskewed (when the record
+    has ``deskew``), area-downsampled to the recorded size and quantised (with the
+    recorded ``contrast``). Without a record, the images must already be the inputs.
+    Images of another size are refused, not resized.
 
     Raises
     ------
@@ -169,10 +171,13 @@ def model_inputs(net, images: np.ndarray, images_path) -> np.ndarray:
             x = (2 * raw * full + DIGITS_MAX) // (2 * DIGITS_MAX)
     else:
         _check_values(images, 255, images_path, "8-bit images")
+        if pre.get("deskew"):
+            images = deskew(images)
         size = pre.get("downsample") or list(shape)
         small = downsample(images.astype(np.int64), int(size[0]), int(size[1])) \
             if tuple(size) != shape else images.astype(np.float64)
-        x = quantize(small, bits, normalisation=normalisation, full_scale=255.0)
+        x = quantize(small, bits, normalisation=normalisation, full_scale=255.0,
+                     contrast=pre.get("contrast", 1.0))
     return x.reshape(len(x), -1).astype(np.int64)
 
 

@@ -89,8 +89,9 @@ class StraightThroughSurrogate:
     ``1{|u0| < 1}`` is the straight-through estimator, so finite differences of the
     surrogate must equal the STE gradients."""
 
-    def __init__(self, monkeypatch):
+    def __init__(self, monkeypatch, act="clip"):
         self.mp = monkeypatch
+        self.act = act
         self.anchors = {"w": [], "a": []}
         self.calls = {"w": 0, "a": 0}
         self.recording = True
@@ -104,25 +105,39 @@ class StraightThroughSurrogate:
                 return sign(u)
             u0 = self.anchors[kind][self.calls[kind]]
             self.calls[kind] += 1
-            return sign(u0) + np.clip(u, -1, 1) - np.clip(u0, -1, 1)
+            q = self.quadratic if kind == "a" and self.act == "approxsign" else self.linear
+            return sign(u0) + q(u) - q(u0)
         return f
+
+    @staticmethod
+    def linear(u):
+        return np.clip(u, -1, 1)
+
+    @staticmethod
+    def quadratic(u):
+        """ApproxSign's piecewise quadratic: derivative ``2 - 2|u|`` on ``|u| < 1``."""
+        c = np.clip(u, -1, 1)
+        return 2 * c - c * np.abs(c)
 
     def replay(self):
         self.recording = False
         self.calls = {"w": 0, "a": 0}
 
 
-@pytest.mark.parametrize("dva", [0.0, 0.3])
-@pytest.mark.parametrize("train_mode", [True, False])
-def test_ste_gradients_match_finite_differences(rng, monkeypatch, dva, train_mode):
+@pytest.mark.parametrize("dva, train_mode, ste, loss", [
+    (0.0, True, "clip", "hinge"), (0.3, True, "clip", "hinge"), (0.0, False, "clip", "hinge"),
+    (0.3, False, "clip", "hinge"), (0.0, True, "approxsign", "hinge"),
+    (0.0, True, "clip", "xent")])
+def test_ste_gradients_match_finite_differences(rng, monkeypatch, dva, train_mode, ste, loss):
     model = random_model(rng)
     x = random_x(rng, model, 9)
     y = rng.integers(0, model.sizes[-1], 9)
     noise_seed = int(rng.integers(1 << 30))
-    kw = dict(train=train_mode, dva_sigma=dva, dtype=np.float64)
+    kw = dict(train=train_mode, dva_sigma=dva, dtype=np.float64, ste=ste, loss=loss,
+              smoothing=0.1 if loss == "xent" else 0.0)
     if not train_mode:
         model.recompute_bn_stats(random_x(rng, model, 30))
-    sur = StraightThroughSurrogate(monkeypatch)
+    sur = StraightThroughSurrogate(monkeypatch, act=ste)
     loss, grads, _ = model.loss_and_grads(x, y, noise_rng=np.random.default_rng(noise_seed), **kw)
 
     def loss_at():
@@ -296,6 +311,63 @@ def test_train_config_validation():
     c = TrainConfig(epochs=5, lr=1e-2, lr_final=1e-4)
     assert c.lr_at(0) == pytest.approx(1e-2) and c.lr_at(4) == pytest.approx(1e-4)
     assert TrainConfig(**c.to_dict()) == c
+    cos = TrainConfig(epochs=5, lr=1e-2, lr_final=1e-4, schedule="cosine")
+    assert [cos.lr_at(e) for e in (0, 2, 4)] == pytest.approx([1e-2, (1e-2 + 1e-4) / 2, 1e-4])
+    c6 = TrainConfig(augment=dict(rotate=6, scale=0.06), loss="xent", label_smoothing=0.1)
+    assert TrainConfig(**c6.to_dict()) == c6
+
+
+@pytest.mark.parametrize("fields, words", [
+    (dict(schedule="linear"), "schedule must be one of exp, cosine, not 'linear'"),
+    (dict(loss="mse"), "loss must be one of hinge, xent, not 'mse'"),
+    (dict(ste="tanh"), "ste must be one of clip, approxsign, not 'tanh'"),
+    (dict(loss="xent", label_smoothing=1.0), r"label_smoothing must be in \[0, 1\), not 1.0"),
+    (dict(label_smoothing=0.1), "label_smoothing needs loss='xent'"),
+    (dict(weight_clip=0.0), "weight_clip must be positive, not 0.0"),
+    (dict(augment=dict(rotate=-1)), "augment rotate must be a finite number >= 0"),
+])
+def test_train_config_rejects(fields, words):
+    with pytest.raises(ValueError, match=words):
+        TrainConfig(**fields)
+
+
+def test_softmax_cross_entropy_with_label_smoothing(rng):
+    s = rng.normal(0, 2, (7, 5))
+    y = rng.integers(0, 5, 7)
+    loss, g = bnn.softmax_cross_entropy(s, y, smoothing=0.2)
+    p = np.exp(s - s.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    t = np.full((7, 5), 0.04)
+    t[np.arange(7), y] += 0.8
+    assert loss == pytest.approx(-np.sum(t * np.log(p)) / 7, rel=1e-9)
+    np.testing.assert_allclose(g, (p - t) / 7, rtol=1e-9)
+
+
+def test_train_with_augmentation_and_batch_hooks(rng):
+    x = rng.integers(0, 32, (40, 12)).astype(np.uint8)
+    y = rng.integers(0, 3, 40)
+    cfg = TrainConfig(epochs=3, batch_size=10, augment=dict(rotate=5), seed=2)
+    with pytest.raises(ValueError, match="config.augment and the augment callable go together"):
+        train(BNN((12, 8, 3), seed=1), x, y, config=cfg)
+    with pytest.raises(ValueError, match="config.augment and the augment callable go together"):
+        train(BNN((12, 8, 3), seed=1), x, y, config=TrainConfig(epochs=1),
+              augment=lambda r: x)
+    draws, steps = [], []
+
+    def augment(r):
+        draws.append(r.integers(1 << 30))
+        return np.minimum(x + 1, 31).astype(np.uint8)
+
+    def batch_hook(step):
+        steps.append(step)
+        return lambda layer, inputs, wbits, acc: acc
+
+    model = BNN((12, 8, 3), seed=1)
+    train(model, x, y, config=cfg, augment=augment, batch_hook=batch_hook)
+    assert len(draws) == 3 and len(set(draws)) == 3          # one fresh draw per epoch
+    assert steps == list(range(12))                          # 4 batches x 3 epochs
+    with pytest.raises(ValueError, match=r"augment returned shape \(40, 11\)"):
+        train(BNN((12, 8, 3), seed=1), x, y, config=cfg, augment=lambda r: x[:, :11])
 
 
 def test_train_validates_labels(rng):
@@ -347,7 +419,14 @@ def test_save_load_round_trip(tmp_path, rng):
 def test_recipe():
     sizes, config = bnn.recipe("mnist", seed=3)
     assert sizes == (100, 96, 96, 10) and config.epochs == 150 and config.seed == 3
-    with pytest.raises(ValueError, match="dataset must be one of digits, mnist"):
+    assert config.augment is None and bnn.RECIPES["mnist"]["inputs"] == {}
+    _, default = bnn.recipe(bnn.DEFAULT_RECIPES["mnist"])
+    assert default.augment is not None
+    assert bnn.RECIPES[bnn.DEFAULT_RECIPES["mnist"]]["inputs"]["deskew_images"]
+    for name, spec in bnn.RECIPES.items():
+        assert spec["dataset"] in ("digits", "mnist") and spec["about"], name
+        bnn.recipe(name)
+    with pytest.raises(ValueError, match="recipe must be one of digits, mnist, "):
         bnn.recipe("cifar")
 
 

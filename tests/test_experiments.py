@@ -225,3 +225,28 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_read_noise_experiment_rows_own_chip_and_plot(small_net, digits):
+    x, y = digits.x_val[:80], digits.y_val[:80]
+    nets = {"a": small_net, "b": small_net}
+    base = ChipConfig(offset_sigma=2.0, cell_sigma=0.05)
+    rows = E.read_noise_experiment(nets, x, y, base=base, noises=(0.0, 0.5), chips=3,
+                                   own_chips={"b": 1})
+    ideal = accuracy(infer_folded(small_net, x), y)
+    refs = [r for r in rows if r["chip_seed"] == -1]
+    assert [r["method"] for r in refs] == ["a: ideal hardware", "b: ideal hardware"]
+    assert all(r["accuracy"] == ideal for r in refs)
+    for noise in (0.0, 0.5):
+        at = [r for r in rows if r["sigma"] == noise and r["chip_seed"] >= 0]
+        assert sorted(r["chip_seed"] for r in at if r["method"] == "a") == [0, 1, 2]
+        assert [r["chip_seed"] for r in at if r["method"] == "b, own chip"] == [1]
+        assert sorted(r["chip_seed"] for r in at if r["method"] == "b, other chips") == [0, 2]
+    # Without read noise the analog chips are deterministic: the same network gives the
+    # same accuracy on the same chip whatever group it is counted in.
+    quiet = {(r["method"], r["chip_seed"]): r["accuracy"] for r in rows if r["sigma"] == 0.0}
+    assert quiet[("b, own chip", 1)] == quiet[("a", 1)]
+    assert quiet[("b, other chips", 2)] == quiet[("a", 2)]
+    assert E.png_bytes(rows, "noise")[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="own_chips names networks not in nets"):
+        E.read_noise_experiment(nets, x, y, base=base, own_chips={"c": 0})

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.datasets import load_digits, save_idx
+from models import schema
+from models.datasets import DEFAULT_MNIST_DIR, MNIST_FILES, load_digits, save_idx
 from models.export import infer_folded, load_folded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,30 @@ def test_train_chip_in_the_loop(tmp_path):
     assert on_chip == pytest.approx(100 * doc["accuracy"]["val_chip"], abs=0.006)
 
 
+def test_train_noise_aware_and_eval_reproduces_it(tmp_path):
+    chip = ["--sram-offset-sigma", "4", "--sram-cell-sigma", "0.1", "--read-noise", "0.5",
+            "--backend", "analog", "--calibrate", "--trim"]
+    r = run_models(["train", "--dataset", "digits", "--epochs", "2", "--noise-aware",
+                    "--noise-epochs", "1", "--chips-per-step", "8", *chip, "--quiet",
+                    "-o", tmp_path, "--name", "na"])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "na.json").read_text())
+    schema.check(doc, "model", "na.json")
+    assert doc["training"]["recipe"] == "digits" and doc["training"]["config"]["epochs"] == 2
+    na = doc["training"]["noise_aware"]
+    assert na["epochs"] == 1 and na["chips_per_step"] == 8 and na["trim"]
+    assert na["config"]["read_noise"] == 0.5 and na["training_chips"][0] >= 1 << 32
+    rec = doc["accuracy"]["val_chips"]
+    assert rec["chip_seeds"] == [0, 19]
+    e = run_models(["eval", "--model", tmp_path / "na", "--dataset", "digits", "--chips", "20",
+                    *chip, "--quiet"])
+    assert e.returncode == 0, e.stderr
+    last = e.stdout.strip().splitlines()[-1].split()
+    assert float(last[1]) == pytest.approx(100 * rec["mean"], abs=0.006)
+    assert float(last[7]) == pytest.approx(100 * rec["min"], abs=0.006)
+    assert f"{100 * rec['mean']:.2f} % mean" in r.stdout
+
+
 def test_sweep_writes_csv_and_png(tmp_path):
     out = tmp_path / "sw"
     r = run_models(["sweep", "--dataset", "digits", "--chips", "2", "--epochs", "2",
@@ -125,3 +150,55 @@ def test_sweep_writes_csv_and_png(tmp_path):
     for name in ("offset.png", "rram.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "seed: 0" in r.stdout
+
+
+def test_sweep_noise_experiment(trained, tmp_path):
+    d, _ = trained
+    out = tmp_path / "sw"
+    r = run_models(["sweep", "--experiment", "noise", "--dataset", "digits", "--models",
+                    f"a={d / 'm' / 'digits'},b={d / 'm' / 'digits.json'}", "--chips", "2",
+                    "--read-noises", "0,0.5", "--quiet", "-o", out])
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["noise.png", "sweep.csv"]
+    lines = (out / "sweep.csv").read_text().splitlines()
+    assert len(lines) - 1 == 2 + 2 * 2 * 2          # ideal rows + models x noises x chips
+    # The same model under two labels: the same figures, chip by chip.
+    rows = [l.split(",") for l in lines[1:]]
+    a = [r[2:] for r in rows if r[1] == "a"]
+    assert a and a == [r[2:] for r in rows if r[1] == "b"]
+
+
+@pytest.mark.skipif(not all((DEFAULT_MNIST_DIR / f).exists() for f in MNIST_FILES),
+                    reason=f"the MNIST subset is not in {DEFAULT_MNIST_DIR}")
+def test_preprocessed_recipe_round_trip(tmp_path):
+    """A recipe with its own preprocessing (deskew, contrast) on 300 MNIST images: the
+    model records it, ``models.inputs.model_inputs`` (eval, energy, fpga run) applies it
+    to raw images exactly as the training pipeline did, and ``eval --dataset`` loads the
+    recorded split with it, so eval reproduces the recorded accuracy both ways."""
+    from models.datasets import load_mnist, mnist_split
+    from models.inputs import model_inputs
+
+    images, labels = load_mnist()
+    save_idx(tmp_path / "img.idx", images[:300])
+    save_idx(tmp_path / "lab.idx", labels[:300])
+    r = run_models(["train", "--dataset", "mnist", "--recipe", "mnist-chip", "--images",
+                    tmp_path / "img.idx", "--labels", tmp_path / "lab.idx", "--n-train", "200",
+                    "--epochs", "2", "--quiet", "-o", tmp_path, "--name", "m"])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "m.json").read_text())
+    assert doc["training"]["recipe"] == "mnist-chip"
+    assert doc["preprocessing"]["deskew"] == "moments" and doc["preprocessing"]["contrast"] == 1.5
+    assert doc["preprocessing"]["val"] == [200, 300]
+    e = run_models(["eval", "--model", tmp_path / "m", "--images", tmp_path / "img.idx",
+                    "--labels", tmp_path / "lab.idx", "--range", "200:300"])
+    assert e.returncode == 0, e.stderr
+    assert accuracy_line(e.stdout) == pytest.approx(100 * doc["accuracy"]["val_ideal"], abs=1e-9)
+    # The same images as the model's recorded validation split of the default files.
+    e = run_models(["eval", "--model", tmp_path / "m", "--dataset", "mnist"])
+    assert e.returncode == 0, e.stderr
+    assert accuracy_line(e.stdout) == pytest.approx(100 * doc["accuracy"]["val_ideal"], abs=1e-9)
+    assert "100 images" in e.stdout
+    net = load_folded(tmp_path / "m")
+    split = mnist_split(images[:300], labels[:300], n_train=200, deskew_images=True,
+                        contrast=1.5)
+    np.testing.assert_array_equal(model_inputs(net, images[200:300], "img.idx"), split.x_val)

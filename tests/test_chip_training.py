@@ -1,0 +1,81 @@
+"""Training through sampled chips (models.chip_training): the chip hook, fresh chips per
+step for noise-aware training, and batch norm through chips."""
+
+import numpy as np
+import pytest
+
+from models.bnn import BNN, TrainConfig
+from models.chip import ChipConfig
+from models.chip_readout import ChipReadout
+from models.chip_training import (NOISE_AWARE, TRAINING_CHIP_BASE, FreshChips, chip_hook,
+                                  noise_aware_config, noise_aware_train)
+from models.datasets import load_dataset
+from models.export import export_model, macro_hook
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+OFFSETS = ChipConfig(offset_sigma=3.0)          # deterministic: the bit-true macro backend
+
+
+def small_model(seed=0, n_in=64):
+    return BNN((n_in, 40, 24, 10), seed=seed)
+
+
+def test_chip_hook_spreads_a_batch_over_its_chips_in_blocks(rng):
+    model = small_model()
+    model.recompute_bn_stats(rng.integers(0, 32, (50, 64)))
+    net = export_model(model, 32, 32)
+    x = rng.integers(0, 32, (5, 64)).astype(np.uint8)
+    hook = chip_hook(net, OFFSETS, [7, 9], backend="macro", calibrate=True)
+    # 5 images on 2 chips: padded to 6, images 0-2 on chip 7, images 3-4 on chip 9.
+    got = model.trace(x, hook=hook)
+    for seed, rows in ((7, slice(0, 3)), (9, slice(3, 5))):
+        one = macro_hook(32, 32, 5, ChipReadout(net, OFFSETS, [seed], backend="macro",
+                                                 calibrate=True))
+        want = model.trace(x[rows], hook=one)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g["acc"][rows], w["acc"])
+    ideal = model.trace(x)
+    assert not np.array_equal(got[0]["acc"], ideal[0]["acc"])     # the chips did act
+
+
+def test_fresh_chips_are_new_every_step_and_far_from_evaluated_seeds():
+    net = export_model(small_model(), 32, 32)
+    fresh = FreshChips(net, OFFSETS, seed=3, chips_per_step=4, backend="macro")
+    seen = [s for step in range(5) for s in fresh.seeds(step)]
+    assert len(set(seen)) == 20 and min(seen) >= TRAINING_CHIP_BASE
+    assert fresh.seeds(2) == FreshChips(net, OFFSETS, seed=3, chips_per_step=4).seeds(2)
+    assert set(fresh.seeds(0)).isdisjoint(FreshChips(net, OFFSETS, seed=4).seeds(0))
+    hook = fresh(4)
+    assert hook.readout.seeds == fresh.seeds(4) and fresh.used == 20
+    with pytest.raises(ValueError, match="chips_per_step must be an integer >= 1, not 0"):
+        FreshChips(net, OFFSETS, chips_per_step=0)
+
+
+def test_noise_aware_config_keeps_the_recipe():
+    base = TrainConfig(epochs=150, seed=5, augment=dict(rotate=6.0), loss="xent")
+    cfg = noise_aware_config(base, epochs=3)
+    assert (cfg.epochs, cfg.lr, cfg.schedule) == (3, NOISE_AWARE["lr"], NOISE_AWARE["schedule"])
+    assert cfg.seed == 5 and cfg.augment == dict(rotate=6.0) and cfg.loss == "xent"
+
+
+def test_noise_aware_training_records_its_chips_and_sets_bn_through_chips():
+    data = load_dataset("digits", seed=0)
+    data.x_train, data.y_train = data.x_train[:256], data.y_train[:256]
+    model = small_model()
+    start = {k: v.copy() for k, v in model.params.items()}
+    record = noise_aware_train(model, data, OFFSETS, rows=32, cols=32,
+                               train_config=TrainConfig(epochs=2, seed=1), chips_per_step=2,
+                               backend="macro", calibrate=True)
+    steps = 2 * (256 // 64)
+    first = TRAINING_CHIP_BASE + (1 << 24)
+    assert record["training_chips"] == [first, first + 2 * steps - 1]
+    assert record["bn_chips"] == [first + 2 * steps, first + 2 * steps + 15]
+    assert record["calibrate"] and record["epochs"] == 2
+    assert not np.array_equal(model.params["W0"], start["W0"])
+    # The statistics are those of the training images over the 16 statistics chips.
+    net = export_model(model, 32, 32)
+    hook = chip_hook(net, OFFSETS, list(range(record["bn_chips"][0], record["bn_chips"][1] + 1)),
+                     backend="macro", calibrate=True)
+    acc = model.trace(data.x_train, hook=hook)[0]["acc"]
+    np.testing.assert_allclose(model.buffers["mean0"], acc.mean(axis=0), rtol=1e-6)
