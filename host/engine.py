@@ -316,7 +316,7 @@ class EngineDriver:
         slot = np.arange(len(x), dtype=np.int64)[:, None, None]
         plane = np.arange(planes, dtype=np.int64)[None, :, None]
         chunk = np.arange(words.shape[2], dtype=np.int64)[None, None, :]
-        await self._write(self.map.addr("IMAGE", slot=slot, plane=plane, image_chunk=chunk),
+        await self._write(self.map.addr("IMAGE", image_slot=slot, plane=plane, image_chunk=chunk),
                           words, "write_images")
 
     async def run(self, count: int) -> np.ndarray:
@@ -332,7 +332,7 @@ class EngineDriver:
                                f"the contract says {self.program.image_cycles()} cycles "
                                f"per image")
         await self._check(f"CLASSIFY {count}")
-        return await self._read(self.map.addr("RESULT", slot=np.arange(count, dtype=np.int64)))
+        return await self._read(self.map.addr("RESULT", image_slot=np.arange(count, dtype=np.int64)))
 
     async def classify(self, images) -> np.ndarray:
         """Classes (N,) of any number of images, streamed through the image buffer

@@ -174,7 +174,7 @@ class EngineParams:
         is at or above its size is a hole (BAD_ADDRESS)."""
         return dict(self.macro.field_sizes(), reg=1 << ENGINE_REG_BITS,
                     bank=self.weight_banks, layer=self.layers, part=PROGRAM_WORDS,
-                    slot=self.image_slots, image_chunk=self.image_chunks,
+                    image_slot=self.image_slots, image_chunk=self.image_chunks,
                     neuron=self.max_width)
 
     def regions(self) -> list[dict]:
@@ -202,13 +202,13 @@ class EngineParams:
                  fields=[("layer", bits("layer")), ("part", bits("part"))], kind="program",
                  width=32, doc="word 'part' of layer 'layer's program entry (ProgramWord)"),
             dict(name="IMAGE", region=EngineRegion.IMAGE, access="rw",
-                 fields=[("slot", bits("slot")), ("plane", bits("plane")),
+                 fields=[("image_slot", bits("image_slot")), ("plane", bits("plane")),
                          ("image_chunk", bits("image_chunk"))], kind="bits", width=32,
-                 doc="bit i of word (slot, plane, image_chunk) is bit 'plane' of input "
-                     "32*image_chunk+i of the image in slot 'slot'"),
+                 doc="bit i of word (image_slot, plane, image_chunk) is bit 'plane' of input "
+                     "32*image_chunk+i of the image in slot image_slot"),
             dict(name="RESULT", region=EngineRegion.RESULT, access="ro",
-                 fields=[("slot", bits("slot"))], kind="unsigned", width=32,
-                 doc="class index of the image in slot 'slot'"),
+                 fields=[("image_slot", bits("image_slot"))], kind="unsigned", width=32,
+                 doc="class index of the image in slot image_slot"),
             dict(name="LAST_ACC", region=EngineRegion.LAST_ACC, access="ro",
                  fields=[("neuron", bits("neuron"))], kind="signed",
                  width=self.macro.acc_bits, doc="the last image's last-layer ACC"),

@@ -251,7 +251,7 @@ class EngineBusModel:
             return None
         # IMAGE; bits beyond max_width are ignored.
         cols = self._image_inputs(f)
-        self.image_planes[f["slot"], f["plane"], cols] = \
+        self.image_planes[f["image_slot"], f["plane"], cols] = \
             (data >> np.arange(cols.stop - cols.start)) & 1
         return None
 
@@ -415,9 +415,9 @@ class EngineBusModel:
             return self._fault(EngineErrCode.BUSY, addr)
         m, p = self.macro, self.params.macro
         if number == EngineRegion.RESULT:
-            if f["slot"] >= self._done(t):
+            if f["image_slot"] >= self._done(t):
                 return self._fault(EngineErrCode.NO_RESULT, addr)
-            return int(self.results[f["slot"]])
+            return int(self.results[f["image_slot"]])
         if number in (EngineRegion.LAST_ACC, EngineRegion.LAST_SCORE):
             done = self._done(t)
             if not done or f["neuron"] >= self._acc.shape[1]:
@@ -433,7 +433,7 @@ class EngineBusModel:
             return pack_bits(self.bank_flip[f["bank"], m._packed_columns(f)])[0]
         if number == EngineRegion.PROGRAM:
             return int(self.program_words[f["layer"], f["part"]])
-        return pack_bits(self.image_planes[f["slot"], f["plane"], self._image_inputs(f)])[0]
+        return pack_bits(self.image_planes[f["image_slot"], f["plane"], self._image_inputs(f)])[0]
 
     def _read_csr(self, reg: int, t: int) -> int:
         if reg == CSR.STATUS:
