@@ -23,6 +23,7 @@ Only numpy and the other golden models; nothing here imports the RTL or the host
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 
 import numpy as np
@@ -221,11 +222,11 @@ class EngineParams:
             r["offset_bits"] = sum(w for _, w in r["fields"])
         return regs
 
-    @property
+    @functools.cached_property
     def region_shift(self) -> int:
         return max(r["offset_bits"] for r in self.regions())
 
-    @property
+    @functools.cached_property
     def addr_bits(self) -> int:
         return ENGINE_REGION_BITS + self.region_shift
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from .engine import EngineModel, EngineParams, LayerProgram, NetworkProgram
 from .engine_params import PROGRAM_WORDS, EngineCSR, EngineRegion, EngineStatus, ProgramWord
-from .macro import pack_bits
+from .macro import MacroModel, pack_bits
 from .params import BUS_DATA_BITS, CSR, EngineErrCode, Op, Cmd, Region, Status
 
 __all__ = ["EngineBusModel", "decode_program_entry"]
@@ -104,13 +104,13 @@ class EngineBusModel:
         if not isinstance(params, EngineParams):
             raise TypeError(f"params must be an EngineParams, not {params!r}")
         self.params = params
+        self.p = params            # region_shift and addr_bits, as MacroModel's decoder reads them
         self.engine = EngineModel(params)
         self.macro = self.engine.macro
         self._regions = {r["region"]: r for r in params.regions()}
         self._csrs = {c["offset"]: c for c in params.csrs()}
         self._sizes = params.field_sizes()
         self._shift = params.region_shift
-        self._addr_bits = params.addr_bits
         self._access_cycles = params.macro.bus_latency + 1
         self.reset()
 
@@ -162,34 +162,13 @@ class EngineBusModel:
 
     # --- decode and errors ---------------------------------------------------------------
 
-    def _check_bus(self, addr, data=0, sel=0xF) -> tuple[int, int, int]:
-        addr, data, sel = operator.index(addr), operator.index(data), operator.index(sel)
-        if not 0 <= addr < 1 << self._addr_bits:
-            raise ValueError(f"addr must be a {self._addr_bits}-bit word address, not {addr:#x}")
-        if not 0 <= data <= _WORD_MASK:
-            raise ValueError(f"data must be a 32-bit unsigned word, not {data:#x}")
-        if not 0 <= sel <= 0xF:
-            raise ValueError(f"sel must be 4 bits, not {sel:#x}")
-        return addr, data, sel
+    # The macro's argument checks and decoder, over the engine's regions and sizes.
+    _check_bus = MacroModel._check_bus
 
     def _decode(self, addr: int):
         """(region dict, fields, offset) of a word address, or None for BAD_ADDRESS."""
-        region = self._regions.get(addr >> self._shift)
-        if region is None:
-            return None
-        offset = addr & ((1 << self._shift) - 1)
-        if offset >> region["offset_bits"]:
-            return None
-        fields, pos = {}, region["offset_bits"]
-        for name, width in region["fields"]:
-            pos -= width
-            value = (offset >> pos) & ((1 << width) - 1)
-            if value >= self._sizes[name]:
-                return None
-            fields[name] = value
-        if region["region"] == Region.CSR and fields["reg"] not in self._csrs:
-            return None
-        return region, fields, offset
+        decoded = MacroModel._decode(self, addr)
+        return None if decoded is None else decoded + (addr & ((1 << self._shift) - 1),)
 
     def _fault(self, code: int, addr: int) -> int:
         self.macro._error(code, addr)

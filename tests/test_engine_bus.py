@@ -9,12 +9,11 @@ import pytest
 
 from models import engine as E
 from models.engine_bus import EngineBusModel
-from models.engine_params import (ENGINE_REG_BITS, EngineCSR, EngineRegion, EngineStatus,
-                                  ProgramWord)
+from models.engine_params import ENGINE_REG_BITS, EngineRegion, EngineStatus, ProgramWord
 from models.macro import MacroModel
-from models.params import (CONTRACT_VERSION, CSR, NONIDEALITIES, EngineErrCode, ErrCode,
+from models.params import (CONTRACT_VERSION, NONIDEALITIES, EngineErrCode, ErrCode,
                            MacroParams, Op, Region, Status)
-from host.engine import EngineDriver, EngineRegisterMap, program_words
+from host.engine import EngineDriver, EngineRegisterMap
 from host.transport import ModelTransport
 
 from .random_nets import random_net
