@@ -23,6 +23,7 @@ Only numpy and the other golden models; nothing here imports the RTL or the host
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 
 import numpy as np
@@ -30,7 +31,9 @@ import numpy as np
 from .energy import EVENTS, EventCounts
 from .export import FoldedNet, load_folded
 from .macro import MacroModel
-from .params import MacroParams
+from .engine_params import (ENGINE_ID_MAGIC, ENGINE_REG_BITS, ENGINE_REGION_BITS,
+                            ENGINE_VERSION, PROGRAM_WORDS, EngineCSR, EngineRegion)
+from .params import BUS_DATA_BITS, CONTRACT_VERSION, CSR, ID_MAGIC, MacroParams, Region
 
 __all__ = [
     "ENGINE_VERSION", "MAX_WEIGHT_BANKS", "MAX_LAYERS", "MAX_IMAGE_SLOTS", "MAX_WIDTH",
@@ -38,9 +41,6 @@ __all__ = [
     "LayerProgram", "NetworkProgram", "build_program", "trim_shift", "image_cycle_terms",
     "image_cycles", "EngineModel",
 ]
-
-#: Version of the engine contract (docs/ENGINE.md), major and minor.
-ENGINE_VERSION = (1, 0)
 
 MAX_WEIGHT_BANKS = 4096
 MAX_LAYERS = 64
@@ -162,6 +162,102 @@ class EngineParams:
         problems = self.misfits(net)
         if problems:
             raise ValueError(problems[0])
+
+    # --- register map (docs/ENGINE.md, "Bus interface") -----------------------------
+
+    @property
+    def image_chunks(self) -> int:
+        """Bus words of one bit-plane of an image slot: ``ceil(max_width / 32)``."""
+        return -(-self.max_width // BUS_DATA_BITS)
+
+    def field_sizes(self) -> dict:
+        """Valid values of each address field of the engine's map; an offset whose field
+        is at or above its size is a hole (BAD_ADDRESS)."""
+        return dict(self.macro.field_sizes(), reg=1 << ENGINE_REG_BITS,
+                    bank=self.weight_banks, layer=self.layers, part=PROGRAM_WORDS,
+                    image_slot=self.image_slots, image_chunk=self.image_chunks,
+                    neuron=self.max_width)
+
+    def regions(self) -> list[dict]:
+        """Every region of the engine's map, in the format of ``MacroParams.regions()``:
+        the macro's regions with a ``bank`` field leading WEIGHT, THRESH and FLIP and
+        a ``reg`` field of ENGINE_REG_BITS, then the engine's own regions."""
+        size = self.field_sizes()
+
+        def bits(name):
+            return (size[name] - 1).bit_length()
+
+        banked = {Region.WEIGHT: "bank memory", Region.THRESH: "bank memory",
+                  Region.FLIP: "bank memory"}
+        regs = []
+        for r in self.macro.regions():
+            r = dict(r)
+            if r["region"] == Region.CSR:
+                r["fields"] = [("reg", ENGINE_REG_BITS)]
+            elif r["region"] in banked:
+                r["fields"] = [("bank", bits("bank"))] + list(r["fields"])
+                r["doc"] = r.get("doc", "") + "; in bank 'bank'"
+            regs.append(r)
+        regs += [
+            dict(name="PROGRAM", region=EngineRegion.PROGRAM, access="rw",
+                 fields=[("layer", bits("layer")), ("part", bits("part"))], kind="program",
+                 width=32, doc="word 'part' of layer 'layer's program entry (ProgramWord)"),
+            dict(name="IMAGE", region=EngineRegion.IMAGE, access="rw",
+                 fields=[("image_slot", bits("image_slot")), ("plane", bits("plane")),
+                         ("image_chunk", bits("image_chunk"))], kind="bits", width=32,
+                 doc="bit i of word (image_slot, plane, image_chunk) is bit 'plane' of input "
+                     "32*image_chunk+i of the image in slot image_slot"),
+            dict(name="RESULT", region=EngineRegion.RESULT, access="ro",
+                 fields=[("image_slot", bits("image_slot"))], kind="unsigned", width=32,
+                 doc="class index of the image in slot image_slot"),
+            dict(name="LAST_ACC", region=EngineRegion.LAST_ACC, access="ro",
+                 fields=[("neuron", bits("neuron"))], kind="signed",
+                 width=self.macro.acc_bits, doc="the last image's last-layer ACC"),
+            dict(name="LAST_SCORE", region=EngineRegion.LAST_SCORE, access="ro",
+                 fields=[("neuron", bits("neuron"))], kind="signed",
+                 width=min(self.macro.acc_bits + 1, BUS_DATA_BITS),
+                 doc="the last image's last-layer score ACC + CORR"),
+        ]
+        for r in regs:
+            r["offset_bits"] = sum(w for _, w in r["fields"])
+        return regs
+
+    @functools.cached_property
+    def region_shift(self) -> int:
+        return max(r["offset_bits"] for r in self.regions())
+
+    @functools.cached_property
+    def addr_bits(self) -> int:
+        return ENGINE_REGION_BITS + self.region_shift
+
+    def csrs(self) -> list[dict]:
+        """Every CSR of the engine's region 0: the macro's (ID, VERSION and REGION_SHIFT
+        answer for the engine) and the engine's own."""
+        own = {CSR.ID: (ENGINE_ID_MAGIC, "magic 0x43694531 ('CiE1'): a network engine"),
+               CSR.VERSION: (ENGINE_VERSION[0] << 16 | ENGINE_VERSION[1],
+                             "engine contract version major<<16 | minor"),
+               CSR.REGION_SHIFT: (self.region_shift,
+                                  "word address = region << REGION_SHIFT | offset")}
+        regs = []
+        for c in self.macro.csrs():
+            if c["offset"] in own:
+                c = dict(c, reset=own[c["offset"]][0], doc=own[c["offset"]][1])
+            regs.append(c)
+        regs += [dict(name=n, offset=getattr(EngineCSR, n), access=a, reset=v, doc=d)
+                 for n, a, v, d in (
+            ("WEIGHT_BANKS", "ro", self.weight_banks, "weight banks"),
+            ("LAYERS", "ro", self.layers, "entries of the layer program"),
+            ("IMAGE_SLOTS", "ro", self.image_slots, "slots of the image and result buffers"),
+            ("MAX_WIDTH", "ro", self.max_width, "the widest layer's inputs or outputs"),
+            ("MACRO_ID", "ro", ID_MAGIC, "the macro inside: 0x43694D31 ('CiM1')"),
+            ("MACRO_VERSION", "ro", CONTRACT_VERSION[0] << 16 | CONTRACT_VERSION[1],
+             "the macro's contract version major<<16 | minor"),
+            ("CLASSIFY", "rw", 0, "write N: classify image slots 0..N-1; reads the last "
+                                  "accepted N"),
+            ("RESULTS", "ro", 0, "images the current or last CLASSIFY has classified"),
+            ("ENGINE_CYCLES", "ro", 0, "cycles the current or last CLASSIFY has been busy"),
+        )]
+        return regs
 
     def to_dict(self) -> dict:
         """JSON-ready: the capacity and the macro's ``to_dict()``."""

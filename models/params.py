@@ -15,7 +15,7 @@ from typing import Iterable
 __all__ = [
     "CONTRACT_VERSION", "ID_MAGIC", "NONIDEALITIES", "DEFAULT_NONIDEALITIES",
     "GAIN_BITS", "GAIN_FRAC_BITS", "QSHIFT_BITS", "MAX_ROWS", "MAX_COLS",
-    "Op", "Cmd", "ErrCode", "Status", "Region", "CSR", "MacroParams",
+    "Op", "Cmd", "ErrCode", "EngineErrCode", "Status", "Region", "CSR", "MacroParams",
 ]
 
 #: Bumped whenever a bit-exact rule or the register map changes.
@@ -73,6 +73,13 @@ class ErrCode:
     BUSY = 4          # command, memory access or non-STATUS CSR write while busy
     BAD_SEL = 5       # write whose byte selects are not all ones
     BAD_VALUE = 6     # numeric field written with a value outside its range
+
+
+class EngineErrCode(ErrCode):
+    """ERRCODE values of the network engine (docs/ENGINE.md, "Errors"): the macro's
+    values unchanged, and two causes the macro's codes cannot name."""
+    NO_RESULT = 7     # read of a result or score the engine has not produced
+    BAD_PROGRAM = 8   # CLASSIFY with a layer program the engine cannot run
 
 
 class Status:
