@@ -48,6 +48,38 @@ def check_address(address: str) -> str:
     return address
 
 
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """Undo the Dask nanny's ``MALLOC_TRIM_THRESHOLD_=65536`` in this worker process.
+
+    With that variable set, glibc stops adapting its mmap threshold, so every large numpy
+    temporary is mapped and unmapped afresh: a block of chips then spent as much time in
+    the kernel as in numpy (measured: 5.3 s of system time against 0.07 s for 100 MNIST
+    chips). Thresholds at glibc's own adaptive maximum (32 MiB, trim at twice that) give
+    the in-process behaviour back. No effect without glibc.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 64 << 20)
+    except (OSError, AttributeError):           # pragma: no cover - not glibc
+        pass
+
+
+def _call(task, *, _fn, **shared):
+    """One task on a worker: ``_fn(task, **shared)`` after :func:`_tune_malloc`."""
+    _tune_malloc()
+    return _fn(task, **shared)
+
+
 def _progress(total, desc, quiet):
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=False,
@@ -152,7 +184,8 @@ class Runner:
                 return out
             from distributed import as_completed
             scattered = {k: self.client.scatter(v, broadcast=True) for k, v in shared.items()}
-            futures = [self.client.submit(fn, task, **scattered, pure=False) for task in tasks]
+            futures = [self.client.submit(_call, task, _fn=fn, **scattered, pure=False)
+                       for task in tasks]
             index = {f.key: i for i, f in enumerate(futures)}
             try:
                 for future in as_completed(futures):

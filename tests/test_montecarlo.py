@@ -68,27 +68,17 @@ def _cases(rng, configs):
 
 
 @pytest.mark.parametrize("net_name", ["32x16, 2x2 tiles", "16x12, 3 planes"])
-def test_bit_true_macro_is_bit_identical(nets, net_name, rng):
+@pytest.mark.parametrize("backend, configs", [("macro", BIT_TRUE), ("analog", ANALOG_EXACT)],
+                         ids=["bit-true macro", "analog, ideal cells, no noise"])
+def test_integer_column_sums_are_bit_identical(nets, net_name, backend, configs, rng):
     net = nets[net_name]
     x = _images(rng, net, 300)
-    for name, cfg, cal, trim in _cases(rng, BIT_TRUE):
+    for name, cfg, cal, trim in _cases(rng, configs):
         seeds = [int(s) for s in rng.integers(0, 10_000, 5)]
-        cr = ChipReadout(net, cfg, seeds, backend="macro", calibrate=cal, trim=trim)
+        cr = ChipReadout(net, cfg, seeds, backend=backend, calibrate=cal, trim=trim)
         fast, ref = cr.predict(x), cr.predict_reference(x)
         print(f"{name}: calibrate={cal} trim={trim} chips={seeds}: "
               f"{int(np.sum(fast != ref))} of {fast.size} predictions differ")
-        np.testing.assert_array_equal(fast, ref)
-
-
-@pytest.mark.parametrize("net_name", ["32x16, 2x2 tiles", "16x12, 3 planes"])
-def test_analog_with_ideal_cells_and_no_noise_is_bit_identical(nets, net_name, rng):
-    net = nets[net_name]
-    x = _images(rng, net, 300)
-    for name, cfg, cal, trim in _cases(rng, ANALOG_EXACT):
-        seeds = [int(s) for s in rng.integers(0, 10_000, 5)]
-        cr = ChipReadout(net, cfg, seeds, backend="analog", calibrate=cal, trim=trim)
-        fast, ref = cr.predict(x), cr.predict_reference(x)
-        print(f"{name}: calibrate={cal} trim={trim}: {int(np.sum(fast != ref))} of {fast.size} differ")
         np.testing.assert_array_equal(fast, ref)
 
 
