@@ -48,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import macro
-from .devices import _SramArray, discharge_curve
+from .devices import _adc, _SramArray, discharge_curve
 from .sampler import bucket_midpoints, central_half_width, normal_from_bits
 
 __all__ = ["DEFAULT_MAX_ELEMENTS", "predict"]
@@ -132,18 +132,12 @@ class LutTile(_Tile):
         C = self.cols
         s3 = s[:, None, None]
         if cr.backend == "macro":
+            # The registers of every chip, as ChipReadout passes them to macro.readout.
             regs = cr.regs[key]
-            kw = {}
-            for name in ("offset", "gain"):
-                if name in regs:
-                    kw[name] = regs[name][:, :C]
-            if "table" in regs:
-                kw["table"] = regs["table"]
-            if "sat" in regs:
-                kw["sat"] = regs["sat"]
-            kw["qshift"] = regs.get("qshift", 0)
-            return macro._readout_chain(cr.params, s3, cr.comp[key][:, :C], kw.get("offset"),
-                                        kw.get("gain"), kw.get("sat"), kw["qshift"], kw.get("table"))
+            column = {k: regs[k][:, :C] for k in ("offset", "gain") if k in regs}
+            return macro._readout_chain(cr.params, s3, cr.comp[key][:, :C], column.get("offset"),
+                                        column.get("gain"), regs.get("sat"),
+                                        regs.get("qshift", 0), regs.get("table"))
         # The analog model's float32 operations, in its order (models.devices._SramArray).
         arr = _SramArray(self.chips, cr.net.layers[key[0]].weights[key[1], key[2]], cr.comp[key],
                          cr.params.readout_bits, None, None)
@@ -155,7 +149,6 @@ class LutTile(_Tile):
         np.clip(a, -arr.sat, arr.sat, out=a)
         if np.isfinite(cfg.bl_vmax):
             a = discharge_curve(a, cfg.bl_vmax, cfg.bl_shape)
-        from .devices import _adc
         return _adc(a, arr.readout_bits, arr.qshift)
 
     def values(self, x, shared):
