@@ -206,6 +206,22 @@ class LutTile(_Tile):
         """Columns whose table is not affine: read their table plane by plane."""
         n_idx, c_idx = self.pairs
         S = self.table.shape[2]
+        if not shared and len(n_idx) == self.n * self.cols:
+            # Every column tabled: one gather of the whole (N, m, C) block per plane.
+            base = (np.arange(self.n * self.cols) * S + self.offset).reshape(self.n, 1, self.cols)
+            flat_table = self.table.reshape(-1)
+            tile = None
+            for b in range(self.planes - 1, -1, -1):
+                idx = self._sums(((x >> b) & 1).astype(np.float32), shared).astype(np.intp)
+                idx += base
+                v = np.take(flat_table, idx).astype(np.float32)
+                if tile is None:
+                    tile = v
+                else:
+                    tile *= np.float32(2)
+                    tile += v
+            out[...] = tile
+            return
         base = (n_idx * self.cols + c_idx) * S + self.offset
         flat_table = self.table.reshape(-1)
         tile = None
