@@ -160,7 +160,7 @@ def build_parser():
                     help="chip instances")
     ap.add_argument("--n-images", type=cmdline.integer("n-images", 1), default=2000, metavar="N",
                     help="MNIST validation images (at most the 2000 of the subset)")
-    ap.add_argument("--chunk", type=cmdline.integer("chunk", 1, 10000), default=20, metavar="N",
+    ap.add_argument("--chunk", type=cmdline.integer("chunk", 1, 10000), default=20, metavar="K",
                     help="chip instances per block (memory)")
     ap.add_argument("--model", default=None, metavar="MODEL",
                     help="exported MNIST model, 100 inputs (default: an untrained network)")
@@ -168,7 +168,7 @@ def build_parser():
     ap.add_argument("--compare-chips", type=cmdline.integer("compare-chips", 0, 100000), default=4,
                     metavar="N", help="chips compared with the straightforward evaluation "
                                       "(0: none)")
-    ap.add_argument("--compare-images", type=cmdline.integer("compare-images", 1), default=500,
+    ap.add_argument("--n-compare-images", type=cmdline.integer("n-compare-images", 1), default=500,
                     metavar="N", help="images of that comparison")
     return ap
 
@@ -222,7 +222,7 @@ def _main(argv) -> int:
         acc = float(np.mean(pred == y[None]))
         n_cmp = min(args.compare_chips, args.chips)
         if n_cmp:
-            xc = x[:args.compare_images]
+            xc = x[:args.n_compare_images]
             differ = compare(net, xc, cfg, backend, cal, trim, n_cmp)
             cmp_text = f"{differ} of {n_cmp * len(xc)}"
         else:
@@ -233,7 +233,7 @@ def _main(argv) -> int:
                              sample_seconds=round(ts, 4), inference_seconds=round(ti, 4),
                              wall_seconds=round(wall, 4),
                              mean_accuracy=round(acc, 5), differing_predictions=differ,
-                             compared_predictions=n_cmp * min(len(x), args.compare_images))
+                             compared_predictions=n_cmp * min(len(x), args.n_compare_images))
         print(f"| {name} | {ts:.2f} | {ti:.2f} | {total:.2f} | {floor:.3f} | {total / floor:.2f} | "
               f"{args.chips * len(x) / total:,.0f} | {100 * acc:.1f} % | {cmp_text} |", flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -184,6 +184,9 @@ def build_parser() -> cmdline.CommandParser:
 
 def _add_sweep_parser(sub, boards) -> None:
     from models.cluster import add_cluster_options
+
+    def ints(field):
+        return f"a comma-separated list of distinct integers ({ALLOWED[field]})"
     w = sub.add_parser(
         "sweep", help="a grid of builds as Dask tasks: CSV and plot",
         renamed={"--seed": "--placement-seed LIST (nextpnr seeds)"},
@@ -193,29 +196,36 @@ def _add_sweep_parser(sub, boards) -> None:
                     "have a result (OUT/points/KEY/result.json) when run again. A build that "
                     "fails is a row with its error (docs/SCALING.md).")
     w.add_argument("--board", required=True, metavar="LIST",
-                   type=_list_of("board", _board_name(boards), f"{', '.join(sorted(boards))}"),
+                   type=cmdline.value_list("board", _one_of(boards), allowed=(
+                       f"a comma-separated list of distinct boards ({', '.join(sorted(boards))})")),
                    help=f"boards: {', '.join(sorted(boards))}; required")
     w.add_argument("--rows", required=True, metavar="LIST",
-                   type=_list_of("rows", macro_int_type("rows"), ALLOWED["rows"]),
+                   type=cmdline.value_list("rows", macro_int_type("rows"), allowed=ints("rows")),
                    help=f"data word lines R: {ALLOWED['rows']}; required")
     w.add_argument("--cols", required=True, metavar="LIST",
-                   type=_list_of("cols", macro_int_type("cols"), ALLOWED["cols"]),
+                   type=cmdline.value_list("cols", macro_int_type("cols"), allowed=ints("cols")),
                    help=f"columns C: {ALLOWED['cols']}; required")
     w.add_argument("--cols-per-cycle", default=(None,), metavar="LIST",
-                   type=_list_of("cols-per-cycle", macro_int_type("cols_per_cycle"),
-                                 "divisors of C", none_word="all"),
+                   type=cmdline.value_list("cols-per-cycle", macro_int_type("cols_per_cycle"),
+                                           allowed="a comma-separated list of distinct divisors "
+                                                   "of C, or 'all' for C", none="all"),
                    help="columns computed in parallel, divisors of C; 'all' for C (default all)")
     w.add_argument("--pipeline", default=(0,), metavar="LIST",
-                   type=_list_of("pipeline", macro_int_type("pipeline"), ALLOWED["pipeline"]),
+                   type=cmdline.value_list("pipeline", macro_int_type("pipeline"),
+                                           allowed=ints("pipeline")),
                    help=f"register stages in the readout path: {ALLOWED['pipeline']} (default 0)")
     w.add_argument("--freq", default=(None,), metavar="LIST",
-                   type=_list_of("freq", number("freq", 0, lo_open=True, unit="MHz"),
-                                 "clocks in MHz", none_word="osc"),
+                   type=cmdline.value_list("freq", number("freq", 0, lo_open=True),
+                                           allowed="a comma-separated list of distinct clocks "
+                                                   "> 0 MHz, or 'osc' for the board oscillator",
+                                           none="osc"),
                    help="design clocks in MHz from the PLL; 'osc' for the board oscillator "
                         "(default osc)")
     w.add_argument("--placement-seed", default=(1,), metavar="LIST",
-                   type=_list_of("placement-seed", integer("placement-seed", 0, 2**31 - 1),
-                                 "integers in 0..2147483647"),
+                   type=cmdline.value_list("placement-seed",
+                                           integer("placement-seed", 0, 2**31 - 1),
+                                           allowed="a comma-separated list of distinct "
+                                                   "integers in 0..2147483647"),
                    help="nextpnr placement seeds (default 1)")
     w.add_argument("-o", "--out", default="build/fpga/sweep", metavar="DIR",
                    help="output folder, created if missing: DIR/sweep.csv, DIR/sweep.png, "
@@ -226,45 +236,13 @@ def _add_sweep_parser(sub, boards) -> None:
                                      "each running one build at a time")
 
 
-def _board_name(boards):
+def _one_of(names):
+    """Argument type of one of ``names`` (its message is value_list's)."""
     def parse(text: str) -> str:
-        if text not in boards:
+        if text not in names:
             import argparse
-            raise argparse.ArgumentTypeError(f"board must be one of {', '.join(sorted(boards))}, "
-                                             f"not {cmdline.shown(text)}")
+            raise argparse.ArgumentTypeError(text)
         return text
-    return parse
-
-
-def _list_of(name: str, item, allowed: str, *, none_word: str | None = None):
-    """argparse type of a comma-separated list of distinct ``item`` values (an argparse
-    type); ``none_word`` stands for None. Returns a tuple in the order given."""
-    import argparse
-
-    def parse(text: str) -> tuple:
-        parts = [t.strip() for t in text.split(",")]
-        if not text.strip() or not all(parts):
-            raise argparse.ArgumentTypeError(f"{name} must be a comma-separated list ({allowed}"
-                                             f"{f' or {none_word!r}' if none_word else ''}), "
-                                             f"not {cmdline.shown(text)}")
-        values = []
-        for part in parts:
-            try:
-                value = None if part == none_word else item(part)
-            except argparse.ArgumentTypeError as exc:
-                # "NAME must be ALLOWED, not VALUE": name the word too, and the list.
-                allowed_part, _, bad = str(exc).rpartition(", not ")
-                if none_word:
-                    allowed_part += f" or {none_word!r}"
-                raise argparse.ArgumentTypeError(
-                    f"{allowed_part}, not {bad}"
-                    f"{f' in {cmdline.shown(text)}' if len(parts) > 1 else ''}") from None
-            if value in values:
-                raise argparse.ArgumentTypeError(f"{name} lists {part} twice in "
-                                                 f"{cmdline.shown(text)}; give each value once")
-            values.append(value)
-        return tuple(values)
-    parse.__name__ = name
     return parse
 
 

@@ -16,8 +16,8 @@ noise draw is keyed by the chip's seed, :mod:`models.sampler`), hence the output
 depend on the block size or on the number of workers. A worker lost mid-run has its
 tasks rerun on the others by the Dask scheduler (up to
 ``distributed.scheduler.allowed-failures`` times). Large shared arguments (the network,
-the images) go to the workers once. A progress bar (tqdm, on stderr when it is a
-terminal) follows the tasks as they finish.
+the images) go to the workers once. A progress bar (:func:`models.cmdline.progress_bar`:
+stderr, a terminal only) follows the tasks as they finish.
 
 Dask is imported only when a cluster is asked for; the models stay numpy-only.
 """
@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import os
 import re
-import sys
 from typing import Callable
 
 __all__ = ["ClusterError", "Runner", "check_address", "add_cluster_options", "runner_from_args",
@@ -78,12 +77,6 @@ def _call(task, *, _fn, **shared):
     """One task on a worker: ``_fn(task, **shared)`` after :func:`_tune_malloc`."""
     _tune_malloc()
     return _fn(task, **shared)
-
-
-def _progress(total, desc, quiet):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False,
-                disable=quiet or not sys.stderr.isatty())
 
 
 class Runner:
@@ -172,7 +165,8 @@ class Runner:
         """
         shared = dict(shared or {})
         weights = [1] * len(tasks) if weights is None else list(weights)
-        bar = _progress(sum(weights), desc, self.quiet)
+        from .cmdline import progress_bar
+        bar = progress_bar(sum(weights), desc, self.quiet)
         try:
             if self.client is None:
                 out = []

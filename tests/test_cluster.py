@@ -32,11 +32,21 @@ def _run(module, args):
                           capture_output=True, text=True, timeout=600)
 
 
+def _models(args, capsys) -> str:
+    """stdout of ``python -m models ARGS`` run in this process (status 0 asserted)."""
+    from models.cli import main
+    capsys.readouterr()
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    return out
+
+
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory):
+    from models.cli import main
     out = tmp_path_factory.mktemp("cluster")
-    r = _run("models", ["train", "--dataset", "digits", "--epochs", "2", "--quiet", "-o", out])
-    assert r.returncode == 0, r.stderr
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--quiet", "-o", str(out)]) == 0
     return out / "digits"
 
 
@@ -44,22 +54,17 @@ CHIP = ["--sram-offset-sigma", "3", "--sram-cell-sigma", "0.1", "--read-noise", 
         "--backend", "analog", "--calibrate", "--trim"]
 
 
-def test_eval_and_sweep_csvs_do_not_depend_on_workers_or_blocks(digits_model, tmp_path):
+def test_eval_and_sweep_csvs_do_not_depend_on_workers_or_blocks(digits_model, tmp_path, capsys):
     ev = ["eval", "--model", digits_model, "--dataset", "digits", "--chips", "9", *CHIP, "--quiet"]
-    serial = _run("models", [*ev, "--csv", tmp_path / "serial.csv"])
-    assert serial.returncode == 0, serial.stderr
-    assert "ran on this process" in serial.stdout
-    two = _run("models", [*ev, "--csv", tmp_path / "two.csv", "--workers", "2", "--chunk", "2"])
-    assert two.returncode == 0, two.stderr
-    assert "local Dask cluster of 2 worker processes" in two.stdout
+    assert "ran on this process" in _models([*ev, "--csv", tmp_path / "serial.csv"], capsys)
+    two = _models([*ev, "--csv", tmp_path / "two.csv", "--workers", "2", "--chunk", "2"], capsys)
+    assert "local Dask cluster of 2 worker processes" in two
     a, b = (tmp_path / "serial.csv").read_bytes(), (tmp_path / "two.csv").read_bytes()
     assert a == b and len(a.splitlines()) == 10
     sw = ["sweep", "--dataset", "digits", "--model", digits_model, "--experiment", "offset",
           "--chips", "5", "--offset-sigmas", "0,4", "--quiet"]
-    one = _run("models", [*sw, "-o", tmp_path / "sw1"])
-    assert one.returncode == 0, one.stderr
-    many = _run("models", [*sw, "-o", tmp_path / "sw2", "--workers", "2", "--chunk", "1"])
-    assert many.returncode == 0, many.stderr
+    _models([*sw, "-o", tmp_path / "sw1"], capsys)
+    _models([*sw, "-o", tmp_path / "sw2", "--workers", "2", "--chunk", "1"], capsys)
     assert (tmp_path / "sw1" / "sweep.csv").read_bytes() == (tmp_path / "sw2" / "sweep.csv").read_bytes()
 
 
@@ -109,13 +114,13 @@ def _rows(path):
 
 
 def test_fpga_sweep_grid_resume_and_errors(tmp_path):
-    points = S.grid(["icebreaker"], [4, 8], [16, 96], [4], [0, 3], [None, 24.0], [1])
-    assert len(points) == 16 and S.point_key(points[0]) == "icebreaker-4x16-p4-l0-fosc-s1"
+    points = S.grid(["icebreaker"], [4], [16, 96], [4], [0, 3], [None, 24.0], [1])
+    assert len(points) == 8 and S.point_key(points[0]) == "icebreaker-4x16-p4-l0-fosc-s1"
     with Runner(workers=2, quiet=True) as runner:
-        rows, built = S.run_sweep(points[:10], tmp_path, runner, build_fn=fake_build)
-    assert built == 10
+        rows, built = S.run_sweep(points[:5], tmp_path, runner, build_fn=fake_build)
+    assert built == 5
     rows, built = S.run_sweep(points, tmp_path, Runner(quiet=True), build_fn=fake_build)
-    assert built == 6 and len(rows) == 16                 # the first 10 were skipped
+    assert built == 3 and len(rows) == 8                  # the first 5 were skipped
     table = _rows(tmp_path / "sweep.csv")
     assert [S.point_key({**r, "rows": int(r["rows"]), "cols": int(r["cols"]),
                          "cols_per_cycle": int(r["cols_per_cycle"]),
@@ -125,7 +130,7 @@ def test_fpga_sweep_grid_resume_and_errors(tmp_path):
     status = {(int(r["cols"]), int(r["pipeline"])): r["status"] for r in table}
     assert status[16, 0] == "met" and status[96, 0] == "failed" and status[16, 3] == "error"
     errors = [r for r in table if r["status"] == "error"]
-    assert len(errors) == 8 and all("RuntimeError" in r["error"] and "injected" in r["error"]
+    assert len(errors) == 4 and all("RuntimeError" in r["error"] and "injected" in r["error"]
                                     for r in errors)
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="cols_per_cycle must divide cols=6"):
@@ -134,9 +139,26 @@ def test_fpga_sweep_grid_resume_and_errors(tmp_path):
         S.grid(["arty"], [4], [4], [2], [0], [None], [1])
 
 
+def test_build_point_calls_the_real_build_as_it_is_declared(tmp_path):
+    import inspect
+
+    from fpga.build import build
+    calls = []
+
+    def bound(*args, **kwargs):
+        calls.append(inspect.signature(build).bind(*args, **kwargs))
+        return fake_build(*args, **kwargs)
+    (point,) = S.grid(["ulx3s"], [32], [96], [24], [2], [100.0], [7])
+    row = S.build_point(point, out=str(tmp_path), build_fn=bound)
+    (call,) = calls
+    assert call.arguments["seed"] == 7 and call.arguments["freq_mhz"] == 100.0
+    assert row["status"] in ("met", "failed") and row["placement_seed"] == 7
+
+
+@pytest.mark.slow
 def test_fpga_sweep_builds_a_tiny_ice40_design(tmp_path):
-    """The one real build: a 4x4 macro folded by 2 on the iCEBreaker, then a rerun that
-    skips it."""
+    """The one real build (30 s): a 4x4 macro folded by 2 on the iCEBreaker, then a rerun
+    that skips it. The default run checks build_point's call against fpga.build.build."""
     args = ["sweep", "--board", "icebreaker", "--rows", "4", "--cols", "4", "--cols-per-cycle", "2",
             "-o", tmp_path, "--quiet"]
     r = _run("fpga", args)
