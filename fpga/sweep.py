@@ -32,6 +32,9 @@ CSV_COLUMNS = ("board", "rows", "cols", "cols_per_cycle", "pipeline", "freq_mhz"
                "placement_seed", "status", "fmax_mhz", "clock_mhz", "luts", "ffs", "logic_used",
                "logic_available", "seconds", "error")
 CSV_NAME, PNG_NAME = "sweep.csv", "sweep.png"
+#: nextpnr cell types of the logic (columns logic_used, logic_available): iCE40 logic
+#: cells, ECP5 LUT4s.
+LOGIC_CELLS = ("ICESTORM_LC", "TRELLIS_COMB")
 _PARAMS = ("board", "rows", "cols", "cols_per_cycle", "pipeline", "freq_mhz", "placement_seed")
 
 
@@ -91,8 +94,8 @@ def build_point(point: dict, *, out: str, build_fn: Callable | None = None) -> d
         row["seconds"] = round(time.monotonic() - start, 1)
         return row
     t = report["timing"]
-    logic = next((u for u in report["utilization"].values()
-                  if u.get("label") in ("LCs", "LUT4")), None)
+    logic = next((report["utilization"][cell] for cell in LOGIC_CELLS
+                  if cell in report["utilization"]), None)
     row.update(status="met" if t["met"] else "failed",
                fmax_mhz="" if t["fmax_hz"] is None else round(t["fmax_hz"] / 1e6, 2),
                clock_mhz=round(t["clock_hz"] / 1e6, 3), luts=report["luts"], ffs=report["ffs"],

@@ -115,7 +115,8 @@ class Runner:
         if self.scheduler is not None:
             return f"Dask scheduler {self.scheduler}"
         if self.workers is not None:
-            return f"local Dask cluster of {self.workers} worker processes"
+            return (f"local Dask cluster of {self.workers} worker "
+                    f"process{'es' if self.workers > 1 else ''}")
         return "this process"
 
     def __enter__(self) -> "Runner":

@@ -127,6 +127,8 @@ def test_fpga_sweep_grid_resume_and_errors(tmp_path):
                          "placement_seed": int(r["placement_seed"]),
                          "freq_mhz": None if r["freq_mhz"] == "" else float(r["freq_mhz"])})
             for r in table] == [S.point_key(p) for p in points]
+    assert all(int(r["logic_used"]) == int(r["luts"]) + 7 and r["logic_available"] == "5280"
+               for r in table if r["status"] != "error")
     status = {(int(r["cols"]), int(r["pipeline"])): r["status"] for r in table}
     assert status[16, 0] == "met" and status[96, 0] == "failed" and status[16, 3] == "error"
     errors = [r for r in table if r["status"] == "error"]
@@ -166,6 +168,7 @@ def test_fpga_sweep_builds_a_tiny_ice40_design(tmp_path):
     assert "1 points (1 built now, 0 from earlier runs)" in r.stdout
     (row,) = _rows(tmp_path / "sweep.csv")
     assert row["status"] == "met" and float(row["fmax_mhz"]) > 12 and int(row["luts"]) > 0
+    assert int(row["logic_used"]) >= int(row["luts"]) and row["logic_available"] == "5280"
     assert list((tmp_path / "points").iterdir())[0].joinpath("result.json").exists()
     again = _run("fpga", args)
     assert again.returncode == 0 and "0 built now, 1 from earlier runs" in again.stdout
