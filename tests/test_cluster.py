@@ -55,6 +55,8 @@ CHIP = ["--sram-offset-sigma", "3", "--sram-cell-sigma", "0.1", "--read-noise", 
 
 
 def test_eval_and_sweep_csvs_do_not_depend_on_workers_or_blocks(digits_model, tmp_path, capsys):
+    """eval: this process against a local cluster of 2 (--workers 2); sweep: this process
+    against a running cluster (--scheduler)."""
     ev = ["eval", "--model", digits_model, "--dataset", "digits", "--chips", "9", *CHIP, "--quiet"]
     assert "ran on this process" in _models([*ev, "--csv", tmp_path / "serial.csv"], capsys)
     two = _models([*ev, "--csv", tmp_path / "two.csv", "--workers", "2", "--chunk", "2"], capsys)
@@ -64,7 +66,15 @@ def test_eval_and_sweep_csvs_do_not_depend_on_workers_or_blocks(digits_model, tm
     sw = ["sweep", "--dataset", "digits", "--model", digits_model, "--experiment", "offset",
           "--chips", "5", "--offset-sigmas", "0,4", "--quiet"]
     _models([*sw, "-o", tmp_path / "sw1"], capsys)
-    _models([*sw, "-o", tmp_path / "sw2", "--workers", "2", "--chunk", "1"], capsys)
+    # A cluster of its own, reached through --scheduler as a real one would be.
+    import logging
+
+    from distributed import LocalCluster
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster:
+        out = _models([*sw, "-o", tmp_path / "sw2", "--scheduler", cluster.scheduler_address,
+                       "--connect-timeout", "20", "--chunk", "1"], capsys)
+    assert f"on Dask scheduler {cluster.scheduler_address}" in out
     assert (tmp_path / "sw1" / "sweep.csv").read_bytes() == (tmp_path / "sw2" / "sweep.csv").read_bytes()
 
 
