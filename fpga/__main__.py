@@ -1,4 +1,4 @@
-"""``python -m fpga build|run|endpoints ...``: bitstreams, inference on a board, timing.
+"""``python -m fpga build|run|sweep|endpoints ...``: bitstreams, inference on a board, timing.
 
 build
     Board top -> YoWASP Yosys/nextpnr -> bitstream and ``report.json``; shows its stages
@@ -16,6 +16,13 @@ run
     code against the golden model behind a byte-level model of the bridge (a dry run
     without a board); ``--chip-seed S`` gives that model the non-idealities of sampled
     chip S, as ``build --chip-seed S`` bakes them into a board.
+
+sweep
+    A grid of builds (boards x rows x cols x cols per cycle x pipeline x clock x placement
+    seed) as Dask tasks in worker processes (``fpga/sweep.py``): a local cluster of
+    ``--workers`` (default 1) or ``--scheduler tcp://HOST:PORT``; writes ``DIR/sweep.csv``
+    and ``DIR/sweep.png`` (Fmax against LUTs) as builds finish, skips the points that
+    already have a result, and records a failed build as a row with its error.
 
 endpoints
     Reads the ``work/report.json`` of a build made with ``--detailed-timing`` and lists
@@ -70,7 +77,8 @@ def build_parser() -> cmdline.CommandParser:
         description="Build the macro for an FPGA board, run a network on it, list the "
                     "flip-flops that miss the clock (docs/FPGA.md).",
         epilog="Bad input exits with status 2 and one line on stderr; nothing is written.")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{build,run,endpoints}")
+    sub = ap.add_subparsers(dest="command", required=True,
+                            metavar="{build,run,sweep,endpoints}")
 
     b = sub.add_parser(
         "build", help="build a bitstream and its report",
@@ -158,6 +166,8 @@ def build_parser() -> cmdline.CommandParser:
                                      "instance S (default an ideal chip)")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    _add_sweep_parser(sub, BOARDS)
+
     e = sub.add_parser(
         "endpoints", help="flip-flops that miss the clock, by register",
         description="List the flip-flop endpoints of a --detailed-timing build whose worst "
@@ -170,6 +180,70 @@ def build_parser() -> cmdline.CommandParser:
                    help="clock period in ns (default: from the report's clock constraint)")
     e.add_argument("--all", action="store_true", help="also list groups that meet the period")
     return ap
+
+
+def _add_sweep_parser(sub, boards) -> None:
+    from models.cluster import add_cluster_options
+
+    def ints(field):
+        return f"a comma-separated list of distinct integers ({ALLOWED[field]})"
+    w = sub.add_parser(
+        "sweep", help="a grid of builds as Dask tasks: CSV and plot",
+        renamed={"--seed": "--placement-seed LIST (nextpnr seeds)"},
+        description="Build every combination of the lists (each a comma-separated list) as "
+                    "Dask tasks in worker processes; writes OUT/sweep.csv and OUT/sweep.png "
+                    "(Fmax against LUTs) as builds finish, and skips the points that already "
+                    "have a result (OUT/points/KEY/result.json) when run again. A build that "
+                    "fails is a row with its error (docs/SCALING.md).")
+    w.add_argument("--board", required=True, metavar="LIST",
+                   type=cmdline.value_list("board", _one_of(boards), allowed=(
+                       f"a comma-separated list of distinct boards ({', '.join(sorted(boards))})")),
+                   help=f"boards: {', '.join(sorted(boards))}; required")
+    w.add_argument("--rows", required=True, metavar="LIST",
+                   type=cmdline.value_list("rows", macro_int_type("rows"), allowed=ints("rows")),
+                   help=f"data word lines R: {ALLOWED['rows']}; required")
+    w.add_argument("--cols", required=True, metavar="LIST",
+                   type=cmdline.value_list("cols", macro_int_type("cols"), allowed=ints("cols")),
+                   help=f"columns C: {ALLOWED['cols']}; required")
+    w.add_argument("--cols-per-cycle", default=(None,), metavar="LIST",
+                   type=cmdline.value_list("cols-per-cycle", macro_int_type("cols_per_cycle"),
+                                           allowed="a comma-separated list of distinct divisors "
+                                                   "of C, or 'all' for C", none="all"),
+                   help="columns computed in parallel, divisors of C; 'all' for C (default all)")
+    w.add_argument("--pipeline", default=(0,), metavar="LIST",
+                   type=cmdline.value_list("pipeline", macro_int_type("pipeline"),
+                                           allowed=ints("pipeline")),
+                   help=f"register stages in the readout path: {ALLOWED['pipeline']} (default 0)")
+    w.add_argument("--freq", default=(None,), metavar="LIST",
+                   type=cmdline.value_list("freq", number("freq", 0, lo_open=True),
+                                           allowed="a comma-separated list of distinct clocks "
+                                                   "> 0 MHz, or 'osc' for the board oscillator",
+                                           none="osc"),
+                   help="design clocks in MHz from the PLL; 'osc' for the board oscillator "
+                        "(default osc)")
+    w.add_argument("--placement-seed", default=(1,), metavar="LIST",
+                   type=cmdline.value_list("placement-seed",
+                                           integer("placement-seed", 0, 2**31 - 1),
+                                           allowed="a comma-separated list of distinct "
+                                                   "integers in 0..2147483647"),
+                   help="nextpnr placement seeds (default 1)")
+    w.add_argument("-o", "--out", default="build/fpga/sweep", metavar="DIR",
+                   help="output folder, created if missing: DIR/sweep.csv, DIR/sweep.png, "
+                        "DIR/points/KEY/ (one build each)")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_cluster_options(w, title="where the builds run (default: a local cluster of 1 worker)",
+                        workers_help="worker processes of the local Dask cluster (default 1), "
+                                     "each running one build at a time")
+
+
+def _one_of(names):
+    """Argument type of one of ``names`` (its message is value_list's)."""
+    def parse(text: str) -> str:
+        if text not in names:
+            import argparse
+            raise argparse.ArgumentTypeError(text)
+        return text
+    return parse
 
 
 def _check_timeout(baud: int, timeout: float) -> None:
@@ -345,6 +419,43 @@ def cmd_run(args) -> int:
         raise UsageError(f"the macro reported an error: {one_line(exc)}") from None
 
 
+# --- sweep ---------------------------------------------------------------------------------
+
+def cmd_sweep(args) -> int:
+    from models.cluster import runner_from_args, running
+
+    from .build import check_freq
+    from .sweep import CSV_NAME, PNG_NAME, grid, run_sweep
+    for board in args.board:
+        for freq in args.freq:
+            try:
+                check_freq(board, freq)
+            except ValueError as exc:
+                raise UsageError(f"{one_line(exc)} on {board}", "--freq") from None
+    try:
+        points = grid(args.board, args.rows, args.cols, args.cols_per_cycle, args.pipeline,
+                      args.freq, args.placement_seed)
+    except ValueError as exc:
+        msg = one_line(exc)
+        raise UsageError(msg, "--" + msg.split()[0].replace("_", "-")) from None
+    out = cmdline.check_output_folder(args.out, OUT, files=[CSV_NAME, PNG_NAME])
+    if (out / "points").exists() and not (out / "points").is_dir():
+        raise UsageError(f"{str(out / 'points')!r} is a file; the builds need it as their "
+                         f"folder", OUT)
+    runner = runner_from_args(args, default_workers=1)
+    try:
+        with running(runner):
+            rows, built = run_sweep(points, out, runner)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"the finished builds are kept in {out}; run the same "
+                                f"command again to resume") from None
+    counts = {k: sum(r["status"] == k for r in rows) for k in ("met", "failed", "error")}
+    print(f"{len(rows)} points ({built} built now, {len(rows) - built} from earlier runs) on "
+          f"{runner.where}: timing met {counts['met']}, failed {counts['failed']}, "
+          f"build errors {counts['error']}; wrote {out / CSV_NAME} {out / PNG_NAME}")
+    return 0
+
+
 # --- endpoints ------------------------------------------------------------------------------
 
 def cmd_endpoints(args) -> int:
@@ -374,7 +485,8 @@ def cmd_endpoints(args) -> int:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    return {"build": cmd_build, "run": cmd_run, "endpoints": cmd_endpoints}[args.command](args)
+    return {"build": cmd_build, "run": cmd_run, "sweep": cmd_sweep,
+            "endpoints": cmd_endpoints}[args.command](args)
 
 
 def main(argv=None) -> int:

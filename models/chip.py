@@ -399,14 +399,17 @@ def chip_to_rtl(chip: Chip, p: MacroParams, *, n_active: float | None = None,
     * ``stuck_mask``, ``stuck_value`` (R, C) uint8;
     * ``sat`` (int) and ``qshift`` (int): the config's ADC settings;
 
-    each ``None`` (``qshift`` 0) when ``p`` does not build that non-ideality. What stays
+    each ``None`` (``qshift`` 0) when ``p`` does not build that non-ideality. For a
+    stack of instances the per-column and per-cell arrays get a leading chip axis (the
+    table, ``sat`` and ``qshift`` depend on the configuration only). What stays
     statistical only (per-read noise, per-cell current variation beyond its column mean,
     compensation-cell variation) is listed by :func:`rtl_fidelity`.
 
     Parameters
     ----------
     chip : Chip
-        One SRAM instance of ``p.rows x p.cols`` with ``p.comp_rows`` compensation rows.
+        One SRAM instance (or a stack) of ``p.rows x p.cols`` with ``p.comp_rows``
+        compensation rows.
     p : MacroParams
     n_active : float, optional
         Reference number of discharging cells for a ``bitline`` curve.
@@ -421,8 +424,6 @@ def chip_to_rtl(chip: Chip, p: MacroParams, *, n_active: float | None = None,
     cfg = chip.config
     if cfg.technology != "sram":
         raise ValueError(f"only SRAM chips map onto the RTL, not {cfg.technology!r}")
-    if chip.batch is not None:
-        raise ValueError(f"chip is a stack of {chip.batch} instances; map one at a time (chip[i])")
     if (chip.rows, chip.cols, chip.comp_rows) != (p.rows, p.cols, p.comp_rows):
         raise ValueError(f"chip is {chip.rows} rows x {chip.cols} cols with {chip.comp_rows} "
                          f"compensation rows, the macro {p.rows} x {p.cols} with {p.comp_rows}")
@@ -431,7 +432,7 @@ def chip_to_rtl(chip: Chip, p: MacroParams, *, n_active: float | None = None,
     one = 1 << GAIN_FRAC_BITS
 
     offset = np.clip(_round_half_up(chip.offset), lo, hi).astype(np.int64)
-    gain_eff = chip.gain.astype(np.float64) * chip.cell_current.astype(np.float64).mean(axis=0)
+    gain_eff = chip.gain.astype(np.float64) * chip.cell_current.astype(np.float64).mean(axis=-2)
     gain = np.clip(_round_half_up(one * gain_eff), 0, (1 << GAIN_BITS) - 1).astype(np.int64)
     if n_active is None:
         n_active = p.rows / 2 + p.comp_rows

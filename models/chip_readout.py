@@ -183,32 +183,26 @@ class ChipReadout:
     # --- macro backend ---------------------------------------------------------------
 
     def _registers(self, chips) -> dict:
-        """Stack chip_to_rtl of every instance; drop registers at their reset value."""
+        """chip_to_rtl of the stack; registers at their reset value are dropped."""
         p = self.params
-        maps = [chip_to_rtl(chips[i], p) for i in range(self.n)]
+        m = chip_to_rtl(chips, p)
         W = p.readout_bits
         identity = np.arange(1 << W)
         identity = np.where(identity < (1 << (W - 1)), identity, identity - (1 << W))
         regs = {}
-        offset = np.stack([m["offset"] for m in maps])
-        if np.any(offset):
-            regs["offset"] = offset
-        gain = np.stack([m["gain"] for m in maps])
-        if np.any(gain != 64):
-            regs["gain"] = gain
-        table = np.stack([m["table"] for m in maps])
-        if not np.all(table == identity):
-            regs["table"] = table
-        mask = np.stack([m["stuck_mask"] for m in maps])
-        if np.any(mask):
-            regs["stuck_mask"] = mask
-            regs["stuck_value"] = np.stack([m["stuck_value"] for m in maps])
-        sat = np.array([m["sat"] for m in maps])
-        if np.any(sat != p.readout_max):
-            regs["sat"] = sat
-        qshift = np.array([m["qshift"] for m in maps])
-        if np.any(qshift):
-            regs["qshift"] = qshift
+        if np.any(m["offset"]):
+            regs["offset"] = m["offset"]
+        if np.any(m["gain"] != 64):
+            regs["gain"] = m["gain"]
+        if not np.all(m["table"] == identity):
+            regs["table"] = np.broadcast_to(m["table"], (self.n, 1 << W))
+        if np.any(m["stuck_mask"]):
+            regs["stuck_mask"] = m["stuck_mask"]
+            regs["stuck_value"] = m["stuck_value"]
+        if m["sat"] != p.readout_max:
+            regs["sat"] = np.full(self.n, m["sat"])
+        if m["qshift"]:
+            regs["qshift"] = np.full(self.n, m["qshift"])
         return regs
 
     def _macro_kwargs(self, key, with_images: bool) -> dict:
@@ -307,9 +301,29 @@ class ChipReadout:
                               **self._macro_kwargs(key, with_images=True))
         return v.astype(np.int64)
 
-    def predict(self, x, images=None) -> np.ndarray:
+    def predict(self, x, images=None, *, max_elements: int | None = None) -> np.ndarray:
         """Predictions ``(N, M)`` of every instance for the images ``x`` (M, inputs) with
-        image indices ``images`` (default ``0 .. M-1``; the read-noise key)."""
+        image indices ``images`` (default ``0 .. M-1``; the read-noise key).
+
+        SRAM stacks with counter-based noise run the fast evaluation of
+        :mod:`models.montecarlo` (``max_elements`` bounds its blocks); its results are
+        those of :meth:`predict_reference` (bit for bit where the arithmetic is integer).
+        """
+        x = np.asarray(x)
+        if self.config.technology == "sram" and self.rng is None:
+            from . import montecarlo
+            images = np.arange(len(x)) if images is None else np.asarray(images, dtype=np.int64)
+            if images.shape != (len(x),):
+                raise ValueError(f"images must hold one index per image ({len(x)}), not shape "
+                                 f"{images.shape}")
+            self.use_images(images)
+            kw = {} if max_elements is None else dict(max_elements=max_elements)
+            return montecarlo.predict(self, x, images, **kw)
+        return self.predict_reference(x, images)
+
+    def predict_reference(self, x, images=None) -> np.ndarray:
+        """Predictions ``(N, M)`` by the straightforward evaluation: the Readout callback,
+        one plane of one tile at a time, through :func:`models.export.infer_folded`."""
         x = np.asarray(x)
         self.use_images(images)
         rep = np.tile(x, (self.n, 1))

@@ -13,6 +13,10 @@
 * ``energy``: events, energy, TOPS/W, area and latency of a macro or of a network on it,
   priced with a technology preset (docs/ENERGY.md).
 
+``eval --chips N`` and ``sweep`` run their chips in blocks of ``--chunk`` in this process,
+on a local Dask cluster (``--workers N``) or on a running one (``--scheduler
+tcp://HOST:PORT``); the results do not depend on where they ran (docs/SCALING.md).
+
 The conventions of every command of the project (models/cmdline.py, docs/CLI.md): every
 bad invocation (missing or damaged file, bad number, unknown data set, options that
 contradict each other or would be ignored) ends with exit status 2 and one line on
@@ -259,6 +263,19 @@ def _training_hook(readout, hook):
     return keyed
 
 
+#: Chips per block, the unit of work of eval and sweep, when --chunk is not given.
+DEFAULT_CHUNK = 20
+
+
+def _add_cluster_options(p):
+    from .cluster import add_cluster_options
+    g = add_cluster_options(p, title="where the chips run (default: this process)",
+                            workers_help="start a local Dask cluster of N worker processes")
+    g.add_argument("--chunk", type=integer("chunk", 1, 100000), default=None, metavar="K",
+                   help=f"chips per block, the unit of work (default {DEFAULT_CHUNK}); the "
+                        f"results do not depend on it")
+
+
 # --- train ------------------------------------------------------------------------------
 
 #: ``--inputs`` fields (keyword arguments of ``models.datasets.mnist_split``) and what
@@ -473,7 +490,8 @@ def cmd_eval(args) -> int:
     cfg, backend = _chip_config(args)
     if cfg is None:
         # --comp-rows is the energy model's K too (--energy); otherwise it needs a chip.
-        _refuse(_given(args, "chip_seed", "chips", "backend",
+        _refuse(_given(args, "chip_seed", "chips", "backend", "csv", "chunk", "workers",
+                       "scheduler", "connect_timeout",
                        *(() if args.energy else ("comp_rows",))),
                 "needs a chip: give a spread (--sram-offset-sigma, --sram-cell-sigma, "
                 "--read-noise, --rram-sigma, --on-off-ratio) or --calibrate; on ideal "
@@ -484,6 +502,10 @@ def cmd_eval(args) -> int:
     if chip_seed + chips - 1 > 2**32 - 1:
         raise UsageError(f"the seeds {chip_seed}..{chip_seed + chips - 1} go past 2^32 - 1",
                          "--chips")
+    from .cluster import runner_from_args, running
+    runner = runner_from_args(args)
+    if args.csv is not None:
+        cmdline.check_output_file(args.csv, "--csv")
     net = load_model(args.model)
     if cfg is not None:
         _check_macro(net.rows, net.cols, comp_rows)
@@ -513,16 +535,22 @@ def cmd_eval(args) -> int:
         print(f"accuracy: {100 * acc:.2f} % ({int(round(acc * len(y)))}/{len(y)} images, "
               f"ideal hardware){energy}")
         return 0
-    print(f"seed: {chip_seed}")
-    from .chip_readout import predict_chips
+    from . import experiments as E
 
     seeds = list(range(chip_seed, chip_seed + chips))
-    bar = cmdline.progress_bar(len(seeds), "chips", args.quiet)
-    pred = predict_chips(net, cfg, seeds, x, comp_rows=comp_rows, backend=backend,
-                         calibrate=args.calibrate, trim=args.trim, images=index,
-                         progress=bar.update)
-    bar.close()
-    accs = np.mean(pred == np.asarray(y)[None], axis=1)
+    tasks = [dict(config=cfg, seeds=block, backend=backend, calibrate=args.calibrate,
+                  trim=args.trim) for block in E.chip_blocks(seeds, args.chunk or DEFAULT_CHUNK)]
+    with running(runner):
+        print(f"seed: {chip_seed}", flush=True)
+        correct = runner.map(E.block_correct, tasks,
+                             shared=dict(net=net, x=x, y=np.asarray(y), images=index,
+                                         comp_rows=comp_rows),
+                             weights=[len(t["seeds"]) for t in tasks], desc="chips")
+    correct = np.concatenate(correct)
+    accs = correct / len(y)
+    if args.csv is not None:
+        rows = "".join(f"{s},{int(k)},{len(y)},{k / len(y):.6f}\n" for s, k in zip(seeds, correct))
+        cmdline.atomic_write(args.csv, "chip_seed,correct,images,accuracy\n" + rows)
     what = f"{backend} model, {cfg.technology}" + (", calibrated" if args.calibrate else "") + \
         (", trimmed" if args.trim else "")
     if len(seeds) == 1:
@@ -534,6 +562,8 @@ def cmd_eval(args) -> int:
         print(f"accuracy: {100 * accs.mean():.2f} % mean, {100 * accs.std():.2f} % std, "
               f"{100 * accs.min():.2f} % min over {len(seeds)} chips ({len(y)} images, "
               f"{what}){energy}")
+    if args.csv is not None:
+        print(f"wrote {args.csv} (ran on {runner.where})")
     return 0
 
 
@@ -568,6 +598,8 @@ def cmd_sweep(args) -> int:
                 "trained and mapped)")
     files = ["sweep.csv"] + [f"{exp}.png" for exp in experiments]
     outdir = cmdline.check_output_folder(args.out, OUT, files=files)
+    from .cluster import runner_from_args, running
+    runner = runner_from_args(args)
     comp_rows = args.comp_rows or 8
     setup = None
     if "rram" in experiments:
@@ -608,49 +640,44 @@ def cmd_sweep(args) -> int:
     plain = data_for() if "rram" in experiments else None
     for n in noise_nets.values():
         data_for(n)
-    print(f"seed: {args.seed}")
+    chunk = args.chunk or DEFAULT_CHUNK
     rows, notes = [], {}
     start = time.perf_counter()
-    if "offset" in experiments:
-        if net is None:
-            model, _ = E.train_bnn(data, seed=args.seed, epochs=args.epochs)
-            net = export_model(model, args.rows or 32, args.cols or 96)
-        sigmas = args.offset_sigmas or E.DEFAULT_OFFSET_SIGMAS
-        total = len(sigmas) * len(E.OFFSET_METHODS) * args.chips
-        bar = cmdline.progress_bar(total, "offset sweep", args.quiet)
-        rows += E.offset_experiment(net, data.x_val, data.y_val, sigmas=sigmas,
-                                    chips=args.chips, comp_rows=comp_rows, progress=bar.update)
-        bar.close()
-    if "noise" in experiments:
-        noises = args.read_noises or E.DEFAULT_READ_NOISES
-        base = ChipConfig(offset_sigma=4.0 if args.sram_offset_sigma is None
-                          else args.sram_offset_sigma,
-                          cell_sigma=0.1 if args.sram_cell_sigma is None else args.sram_cell_sigma)
-        own = {label: ((n.meta.get("training") or {}).get("chip_in_loop") or {}).get("seed")
-               for label, n in noise_nets.items()}
-        bar = cmdline.progress_bar(len(noises) * len(noise_nets) * args.chips, "noise sweep",
-                                   args.quiet)
-        groups = {}
-        for label, n in noise_nets.items():
-            groups.setdefault(id(data_for(n)), (data_for(n), {}))[1][label] = n
-        for group_data, nets in groups.values():
-            rows += E.read_noise_experiment(
-                nets, group_data.x_val, group_data.y_val, noises=noises, chips=args.chips,
-                base=base, comp_rows=comp_rows,
-                own_chips={k: own[k] for k in nets if own[k] is not None},
-                images=_image_index(group_data), progress=bar.update)
-        bar.close()
-    if "rram" in experiments:
-        sigmas = args.rram_sigmas or E.DEFAULT_RRAM_SIGMAS
-        total = len(sigmas) * len(E.RRAM_METHODS) * args.chips
-        bar = cmdline.progress_bar(total, "rram sweep", args.quiet)
-        rr, info = E.rram_experiment(plain, sigmas=sigmas, chips=args.chips, setup=setup,
-                                     dva_sigma=0.3 if args.dva is None else args.dva,
-                                     epochs=args.mlp_epochs or 30, seed=args.seed,
-                                     progress=bar.update)
-        bar.close()
-        rows += rr
-        notes["rram"] = info
+    with running(runner):
+        print(f"seed: {args.seed}", flush=True)
+        if "offset" in experiments:
+            if net is None:
+                model, _ = E.train_bnn(data, seed=args.seed, epochs=args.epochs)
+                net = export_model(model, args.rows or 32, args.cols or 96)
+            rows += E.offset_experiment(net, data.x_val, data.y_val,
+                                        sigmas=args.offset_sigmas or E.DEFAULT_OFFSET_SIGMAS,
+                                        chips=args.chips, comp_rows=comp_rows, runner=runner,
+                                        chunk=chunk)
+        if "noise" in experiments:
+            base = ChipConfig(offset_sigma=4.0 if args.sram_offset_sigma is None
+                              else args.sram_offset_sigma,
+                              cell_sigma=0.1 if args.sram_cell_sigma is None
+                              else args.sram_cell_sigma)
+            own = {label: ((n.meta.get("training") or {}).get("chip_in_loop") or {}).get("seed")
+                   for label, n in noise_nets.items()}
+            groups = {}
+            for label, n in noise_nets.items():
+                groups.setdefault(id(data_for(n)), (data_for(n), {}))[1][label] = n
+            for group_data, nets in groups.values():
+                rows += E.read_noise_experiment(
+                    nets, group_data.x_val, group_data.y_val,
+                    noises=args.read_noises or E.DEFAULT_READ_NOISES, chips=args.chips,
+                    base=base, comp_rows=comp_rows,
+                    own_chips={k: own[k] for k in nets if own[k] is not None},
+                    images=_image_index(group_data), runner=runner, chunk=chunk)
+        if "rram" in experiments:
+            rr, info = E.rram_experiment(plain, sigmas=args.rram_sigmas or E.DEFAULT_RRAM_SIGMAS,
+                                         chips=args.chips, setup=setup,
+                                         dva_sigma=0.3 if args.dva is None else args.dva,
+                                         epochs=args.mlp_epochs or 30, seed=args.seed,
+                                         runner=runner, chunk=chunk)
+            rows += rr
+            notes["rram"] = info
     seconds = time.perf_counter() - start
     # Everything is computed before anything is written.
     outputs = {"sweep.csv": E.csv_bytes(rows)}
@@ -666,7 +693,8 @@ def cmd_sweep(args) -> int:
         print("rram: float accuracy " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in
                                                    info["float_accuracy"].items())
               + "; fractional lengths " + ", ".join(f"{k} {v}" for k, v in info["fracs"].items()))
-    print(f"{len(rows)} rows in {seconds:.1f} s; wrote " + " ".join(str(p) for p in written))
+    print(f"{len(rows)} rows in {seconds:.1f} s on {runner.where}; wrote "
+          + " ".join(str(p) for p in written))
     return 0
 
 
@@ -941,7 +969,11 @@ def build_parser() -> cmdline.CommandParser:
     e.add_argument("--energy", metavar="PRESET", default=None,
                    help="also print energy and latency per image with this preset (a name: "
                         "jssc17, jetcas19, valavi18, or a preset file; docs/ENERGY.md)")
+    e.add_argument("--csv", default=None, metavar="FILE",
+                   help="also write the accuracy of every chip to FILE (chip_seed, correct, "
+                        "images, accuracy; written whole or not at all)")
     _add_chip_options(e, seed_help="chip instance seed S (default 0)")
+    _add_cluster_options(e)
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("sweep", help="accuracy versus variation: CSV and PNG",
@@ -960,6 +992,7 @@ def build_parser() -> cmdline.CommandParser:
     s.add_argument("-o", "--out", default="build/sweep", metavar="DIR",
                    help="output folder, created if missing: DIR/sweep.csv, DIR/<experiment>.png")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_cluster_options(s)
     o = s.add_argument_group("offset experiment")
     o.add_argument("--model", metavar="MODEL", help="use this trained model (default: train "
                                                     "the recipe)")
@@ -1062,7 +1095,7 @@ def _main(argv) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        if args.command in ("train", "sweep"):
+        if args.command in ("train", "sweep") or getattr(args, "csv", None) is not None:
             raise KeyboardInterrupt("nothing written") from None
         raise
 

@@ -65,7 +65,7 @@ from pathlib import Path
 
 __all__ = [
     "UsageError", "CommandParser", "HelpFormatter", "one_line", "shown", "run", "main_entry",
-    "integer", "number", "number_list", "index_range", "choice_list", "file_name",
+    "integer", "number", "number_list", "value_list", "index_range", "choice_list", "file_name",
     "non_empty", "check_input_file", "check_output_folder", "check_output_file",
     "atomic_write", "staged_outputs", "write_files", "append_lines", "finished_lines",
     "progress_wanted", "progress_bar", "StatusLine",
@@ -450,9 +450,18 @@ def number_list(name: str, lo: float | None = None, hi: float | None = None, *,
     Empty items (``1,,2``), duplicates and more than ``max_items`` items are refused.
     Returns a tuple of floats in the order given.
     """
-    one = number(name, lo, hi)
     allowed = f"a comma-separated list of distinct numbers {_interval(lo, hi, fmt=lambda v: f'{v:g}')}"
+    return value_list(name, number(name, lo, hi), allowed=allowed, max_items=max_items)
 
+
+def value_list(name: str, one, *, allowed: str, none: str | None = None,
+               max_items: int = 1000):
+    """Type of a comma-separated list of distinct values, each parsed by the argument
+    type ``one`` (``integer(...)``, ``number(...)``, ...); ``none`` names a word that
+    stands for None (``"all"``). Empty items, duplicates and more than ``max_items``
+    items are refused; ``allowed`` describes the whole list in the message. Returns a
+    tuple in the order given.
+    """
     def parse(text: str) -> tuple:
         items = text.split(",")
         if not text.strip() or any(not item.strip() for item in items):
@@ -463,7 +472,7 @@ def number_list(name: str, lo: float | None = None, hi: float | None = None, *,
         values = []
         for item in items:
             try:
-                value = one(item)
+                value = None if item.strip() == none else one(item.strip())
             except argparse.ArgumentTypeError:
                 raise argparse.ArgumentTypeError(
                     f"{name} must be {allowed}, not {shown(item.strip())} in {shown(text)}") from None

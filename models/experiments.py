@@ -64,7 +64,7 @@ __all__ = [
     "DEFAULT_RRAM_SIGMAS", "MLP", "train_mlp", "mlp_accuracy", "RramSetup",
     "offset_experiment", "rram_experiment", "read_noise_experiment", "DEFAULT_READ_NOISES",
     "summarize", "write_csv", "read_csv",
-    "plot_sweep", "atomic_write_bytes", "train_bnn",
+    "plot_sweep", "atomic_write_bytes", "train_bnn", "chip_blocks", "block_correct", "mlp_block",
 ]
 
 CSV_COLUMNS = ("experiment", "method", "sigma", "chip_seed", "accuracy")
@@ -109,13 +109,41 @@ def train_bnn(data: Dataset, *, seed: int = 0, epochs: int | None = None, dva: f
 
 # --- SRAM offsets and calibration ----------------------------------------------------
 
+def chip_blocks(seeds, chunk: int) -> list:
+    """``seeds`` cut into blocks of at most ``chunk`` chips: the unit of work."""
+    seeds = list(seeds)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1, not {chunk!r}")
+    return [seeds[i:i + chunk] for i in range(0, len(seeds), chunk)]
+
+
+def block_correct(task: dict, *, x, y, net: FoldedNet | None = None, nets: dict | None = None,
+                  images=None, comp_rows: int = 8) -> np.ndarray:
+    """Correct predictions ``(len(seeds),)`` of one block of chips: ``task`` holds
+    ``config`` (ChipConfig), ``seeds``, ``backend``, ``calibrate`` and ``trim``
+    (:func:`models.chip_readout.predict_chips`), and ``net``, the label of its network
+    in ``nets``, when ``net`` is not given. A Dask task of ``models eval/sweep``."""
+    if net is None:
+        net = nets[task["net"]]
+    pred = predict_chips(net, task["config"], task["seeds"], x, comp_rows=comp_rows,
+                         backend=task["backend"], calibrate=task["calibrate"],
+                         trim=task["trim"], images=images)
+    return np.sum(pred == np.asarray(y)[None], axis=1)
+
+
+def _local(runner):
+    from .cluster import Runner
+    return Runner(quiet=True) if runner is None else runner
+
+
 def offset_experiment(net: FoldedNet, x, y, *, sigmas=DEFAULT_OFFSET_SIGMAS, chips: int = 20,
-                      comp_rows: int = 8, methods=OFFSET_METHODS, progress=None) -> list[dict]:
+                      comp_rows: int = 8, methods=OFFSET_METHODS, runner=None,
+                      chunk: int = 20) -> list[dict]:
     """Accuracy of ``net`` on chips with comparator offsets ``N(0, sigma)`` cell units.
 
     Returns one row per (method, sigma, chip instance), plus the ideal-hardware
-    accuracy as method ``ideal`` (sigma 0, ``chip_seed`` -1). ``progress(k)`` is called
-    with the number of chip instances evaluated after every chunk.
+    accuracy as method ``ideal`` (sigma 0, ``chip_seed`` -1). The chips run in blocks of
+    ``chunk`` on ``runner`` (a :class:`models.cluster.Runner`; default this process).
     """
     for m in methods:
         if m not in OFFSET_METHODS:
@@ -123,17 +151,28 @@ def offset_experiment(net: FoldedNet, x, y, *, sigmas=DEFAULT_OFFSET_SIGMAS, chi
     y = np.asarray(y)
     rows = [dict(experiment="offset", method="ideal", sigma=0.0, chip_seed=-1,
                  accuracy=accuracy(infer_folded(net, x), y))]
-    seeds = list(range(chips))
+    tasks = []
     for sigma in sigmas:
         config = ChipConfig(offset_sigma=float(sigma))
         for method in methods:
-            pred = predict_chips(net, config, seeds, x, comp_rows=comp_rows, backend="macro",
-                                 calibrate=method != "none", trim=method == "calibrated+trim",
-                                 progress=progress)
-            for s, p in zip(seeds, pred):
-                rows.append(dict(experiment="offset", method=method, sigma=float(sigma),
-                                 chip_seed=s, accuracy=accuracy(p, y)))
-    return rows
+            for block in chip_blocks(range(chips), chunk):
+                tasks.append(dict(config=config, seeds=block, backend="macro",
+                                  calibrate=method != "none", trim=method == "calibrated+trim",
+                                  method=method, sigma=float(sigma)))
+    runner = _local(runner)
+    with runner:
+        correct = runner.map(block_correct, tasks, shared=dict(net=net, x=np.asarray(x), y=y,
+                                                               comp_rows=comp_rows),
+                             weights=[len(t["seeds"]) for t in tasks], desc="offset sweep")
+    return rows + _chip_rows("offset", tasks, correct, len(y))
+
+
+def _chip_rows(experiment: str, tasks: list, correct: list, images: int) -> list[dict]:
+    """One row per chip of every block: ``correct`` holds the blocks' counts of correct
+    predictions, in the order of ``tasks`` (with their ``method`` and ``sigma``)."""
+    return [dict(experiment=experiment, method=task["method"], sigma=task["sigma"], chip_seed=s,
+                 accuracy=float(k) / images)
+            for task, c in zip(tasks, correct) for s, k in zip(task["seeds"], c)]
 
 
 # --- SRAM read noise: trained networks side by side ------------------------------------
@@ -141,7 +180,7 @@ def offset_experiment(net: FoldedNet, x, y, *, sigmas=DEFAULT_OFFSET_SIGMAS, chi
 def read_noise_experiment(nets: dict, x, y, *, base: ChipConfig, noises=DEFAULT_READ_NOISES,
                           chips: int = 20, comp_rows: int = 8, calibrate: bool = True,
                           trim: bool = True, own_chips: dict | None = None, images=None,
-                          progress=None) -> list[dict]:
+                          runner=None, chunk: int = 20) -> list[dict]:
     """Accuracy of several trained networks against the chips' read noise.
 
     Every network of ``nets`` (label -> FoldedNet) runs on the same chip instances
@@ -152,8 +191,8 @@ def read_noise_experiment(nets: dict, x, y, *, base: ChipConfig, noises=DEFAULT_
     ``"label, other chips"`` on the instances other than it), ``sigma`` = read noise;
     plus ``"label: ideal hardware"`` (sigma 0, ``chip_seed`` -1). ``images``: the image
     index of every row of ``x`` (the read-noise key, :func:`predict_chips`), so that each
-    chip's figure is the one ``models eval`` gives. ``progress(k)`` is called with the
-    number of chip instances evaluated after every chunk.
+    chip's figure is the one ``models eval`` gives. The chips run in blocks of ``chunk``
+    on ``runner`` (a :class:`models.cluster.Runner`; default this process).
     """
     if base.technology != "sram":
         raise ValueError("the read-noise experiment needs SRAM chips")
@@ -166,21 +205,26 @@ def read_noise_experiment(nets: dict, x, y, *, base: ChipConfig, noises=DEFAULT_
     for label, net in nets.items():
         rows.append(dict(experiment="noise", method=f"{label}: ideal hardware", sigma=0.0,
                          chip_seed=-1, accuracy=accuracy(infer_folded(net, x), y)))
+    tasks = []
     for noise in noises:
         config = dataclasses.replace(base, read_noise=float(noise))
-        for label, net in nets.items():
+        for label in nets:
             own = own_chips.get(label)
             groups = [(label, list(range(chips)))] if own is None else [
                 (f"{label}, own chip", [own]),
                 (f"{label}, other chips", [s for s in range(chips) if s != own][:chips])]
             for method, seeds in groups:
-                pred = predict_chips(net, config, seeds, x, comp_rows=comp_rows,
-                                     backend="analog", calibrate=calibrate, trim=trim,
-                                     images=images, progress=progress)
-                for s, p in zip(seeds, pred):
-                    rows.append(dict(experiment="noise", method=method, sigma=float(noise),
-                                     chip_seed=s, accuracy=accuracy(p, y)))
-    return rows
+                for block in chip_blocks(seeds, chunk):
+                    tasks.append(dict(config=config, seeds=block, backend="analog",
+                                      calibrate=calibrate, trim=trim, net=label, method=method,
+                                      sigma=float(noise)))
+    runner = _local(runner)
+    with runner:
+        correct = runner.map(block_correct, tasks,
+                             shared=dict(nets=nets, x=np.asarray(x), y=y, images=images,
+                                         comp_rows=comp_rows),
+                             weights=[len(t["seeds"]) for t in tasks], desc="noise sweep")
+    return rows + _chip_rows("noise", tasks, correct, len(y))
 
 
 # --- ReRAM: a multi-bit-weight float MLP, DFP and DVA -----------------------------------
@@ -329,25 +373,33 @@ def mlp_accuracy(model: MLP, x, y, fracs, setup: RramSetup, sigma: float, seeds)
     return np.mean(np.argmax(a, axis=-1) == y[None], axis=1)
 
 
+def mlp_block(task: dict, *, models: dict, x, y, setup: "RramSetup") -> np.ndarray:
+    """Accuracies of one block of ReRAM chips: ``task`` holds ``method``, ``fracs``,
+    ``sigma`` and ``seeds`` (:func:`mlp_accuracy`). A Dask task of ``models sweep``."""
+    model = models[task["method"]]
+    return mlp_accuracy(model, x, y, task["fracs"], setup, task["sigma"], task["seeds"])
+
+
 def rram_experiment(data: Dataset, *, sigmas=DEFAULT_RRAM_SIGMAS, chips: int = 20,
                     setup: RramSetup = RramSetup(), dva_sigma: float = 0.3, epochs: int = 30,
-                    hidden=(96, 96), seed: int = 0, progress=None) -> tuple[list[dict], dict]:
+                    hidden=(96, 96), seed: int = 0, runner=None,
+                    chunk: int = 20) -> tuple[list[dict], dict]:
     """DFP and DVA against ReRAM conductance variation (module docstring).
 
     Returns the rows and an info dict (float accuracies, fractional lengths per method).
-    ``progress(k)`` is called after every (method, sigma) with ``k = chips``.
+    The two MLPs train here; the chips run in blocks of ``chunk`` on ``runner``.
     """
     sizes = (data.features,) + tuple(hidden) + (data.classes,)
-    models = {0.0: train_mlp(data.x_train, data.y_train, sizes, epochs=epochs, seed=seed)}
-    models[dva_sigma] = train_mlp(data.x_train, data.y_train, sizes, epochs=epochs,
-                                  dva_sigma=dva_sigma, seed=seed)
+    trained = {0.0: train_mlp(data.x_train, data.y_train, sizes, epochs=epochs, seed=seed)}
+    trained[dva_sigma] = train_mlp(data.x_train, data.y_train, sizes, epochs=epochs,
+                                   dva_sigma=dva_sigma, seed=seed)
     xv = data.x_val.astype(np.float32)
     info = dict(float_accuracy={}, fracs={}, sizes=list(sizes), dva_sigma=dva_sigma,
                 setup=dataclasses.asdict(setup))
-    rows = []
-    seeds = list(range(chips))
+    models, tasks = {}, []
     for method in RRAM_METHODS:
-        model = models[dva_sigma if "dva" in method else 0.0]
+        model = trained[dva_sigma if "dva" in method else 0.0]
+        models[method] = model
         fracs = mlp_fracs(model, setup.weight_bits, dfp=method.startswith("dfp"))
         info["fracs"][method] = fracs
         z = xv
@@ -356,12 +408,18 @@ def rram_experiment(data: Dataset, *, sigmas=DEFAULT_RRAM_SIGMAS, chips: int = 2
             z = np.maximum(z, 0) if l < model.layers - 1 else z
         info["float_accuracy"][method] = accuracy(np.argmax(z, axis=1), data.y_val)
         for sigma in sigmas:
-            acc = mlp_accuracy(model, xv, data.y_val, fracs, setup, float(sigma), seeds)
-            for s, a in zip(seeds, acc):
-                rows.append(dict(experiment="rram", method=method, sigma=float(sigma),
-                                 chip_seed=s, accuracy=float(a)))
-            if progress is not None:
-                progress(chips)
+            for block in chip_blocks(range(chips), chunk):
+                tasks.append(dict(method=method, fracs=fracs, sigma=float(sigma), seeds=block))
+    runner = _local(runner)
+    with runner:
+        accs = runner.map(mlp_block, tasks, shared=dict(models=models, x=xv, y=data.y_val,
+                                                        setup=setup),
+                          weights=[len(t["seeds"]) for t in tasks], desc="rram sweep")
+    rows = []
+    for task, acc in zip(tasks, accs):
+        for s, a in zip(task["seeds"], acc):
+            rows.append(dict(experiment="rram", method=task["method"], sigma=task["sigma"],
+                             chip_seed=s, accuracy=float(a)))
     return rows, info
 
 

@@ -351,19 +351,19 @@ class ReadNoise:
         """The draws of scattered reads: chip positions in the stack, image indices and
         columns, three equal-length integer arrays (float32). ``bucket`` saves
         recomputing the bucket bits when the caller has them."""
+        if bucket is None:
+            bucket = self.bits_at(array, plane, chip, image, col, 0)
+        return normal_from_bits(bucket, self.bits_at(array, plane, chip, image, col, 1))
+
+    def bits_at(self, array, plane, chip, image, col, word) -> np.ndarray:
+        """Bucket (``word`` 0) or fine (``word`` 1) bits (uint16) of scattered reads."""
         chip = np.asarray(chip, dtype=np.intp)
         image = _check_index("image", image)
         col = np.asarray(col, dtype=np.intp)
         cols = int(col.max()) + 1 if col.size else 1
-
-        def lane(word):
-            keys = self.stream_keys(array, plane, cols, word)
-            h = mix64(keys[chip, col // 4] + (image + _U64(1)) * _U64(GAMMA))
-            return ((h >> (_U64(16) * (col % 4).astype(np.uint64))) & _U64(0xFFFF)).astype(np.uint16)
-
-        if bucket is None:
-            bucket = lane(0)
-        return normal_from_bits(bucket, lane(1))
+        keys = self.stream_keys(array, plane, cols, word)
+        h = mix64(keys[chip, col // 4] + (image + _U64(1)) * _U64(GAMMA))
+        return ((h >> (_U64(16) * (col % 4).astype(np.uint64))) & _U64(0xFFFF)).astype(np.uint16)
 
 
 class ArrayNoise:

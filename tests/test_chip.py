@@ -252,9 +252,6 @@ def test_chip_to_rtl_strict_and_checks(seed):
     with pytest.raises(ValueError, match="offset"):
         chip_to_rtl(chip, p)
     assert chip_to_rtl(chip, p, strict=False)["offset"] is None
-    chips = sample_chips(ChipConfig(), 2, p.rows, p.cols, p.comp_rows)
-    with pytest.raises(ValueError, match="stack"):
-        chip_to_rtl(chips, p)
     with pytest.raises(ValueError, match="rows"):
         chip_to_rtl(sample_chip(ChipConfig(), 0, 16, p.cols, p.comp_rows), p)
     with pytest.raises(ValueError, match="SRAM"):
@@ -263,6 +260,19 @@ def test_chip_to_rtl_strict_and_checks(seed):
         chip_to_rtl(sample_chip(ChipConfig(sat=p.readout_max + 1), 0, p.rows, p.cols, p.comp_rows), p)
     with pytest.raises(TypeError):
         chip_to_rtl(chip, dict(rows=32))
+
+
+def test_chip_to_rtl_of_a_stack_stacks_the_instances(seed):
+    p = _params()
+    cfg = ChipConfig.typical("sram", stuck_prob=0.05)
+    chips = sample_chips(cfg, [seed % 1000, 3, 77], p.rows, p.cols, p.comp_rows)
+    stack = chip_to_rtl(chips, p)
+    for i in range(3):
+        one = chip_to_rtl(chips[i], p)
+        for name in ("offset", "gain", "stuck_mask", "stuck_value"):
+            assert np.array_equal(stack[name][i], one[name])
+        assert np.array_equal(stack["table"], one["table"])
+        assert (stack["sat"], stack["qshift"]) == (one["sat"], one["qshift"])
 
 
 # --- the RTL reproduces exact chips bit for bit ------------------------------------------

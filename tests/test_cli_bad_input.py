@@ -216,6 +216,9 @@ EM = ["eval", "--model", "D/mnist"]
 TR = ["train", "--epochs", "1"]
 TM = ["train", "--dataset", "mnist", "--epochs", "1"]
 SW = ["sweep", "--chips", "1"]
+EC = E + ["--dataset", "digits", "--sram-offset-sigma", "3", "--chips", "2"]
+#: A port where no Dask scheduler listens (discard), and a short wait for it.
+NO_SCHEDULER = ["--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "0.5"]
 
 MODELS = [
     # (id, argv, words in the line[, setup of T])
@@ -424,6 +427,28 @@ MODELS = [
                                   "--chip-seed", "4294967295", "--chips", "2"],
      ["--chips", "2^32"]),
     ("eval-wrong-dataset", E + ["--dataset", "mnist"], ["--dataset", "digits", "not mnist"]),
+    # eval and sweep on Dask
+    ("eval-scheduler-unreachable", EC + ["--csv", "T/e.csv"] + NO_SCHEDULER,
+     ["--scheduler", "cannot reach the Dask scheduler at tcp://127.0.0.1:9", "0.5 s"]),
+    ("eval-scheduler-address", EC + ["--scheduler", "127.0.0.1:8786"],
+     ["--scheduler", "tcp://HOST:PORT", "'127.0.0.1:8786'"]),
+    ("eval-scheduler-and-workers", EC + ["--scheduler", "tcp://h:1", "--workers", "2"],
+     ["--scheduler", "--workers"]),
+    ("eval-workers-0", EC + ["--workers", "0"], ["--workers", "1..256", "not 0"]),
+    ("eval-chunk-0", EC + ["--chunk", "0"], ["--chunk", "1..100000", "not 0"]),
+    ("eval-connect-timeout-0", EC + ["--scheduler", "tcp://h:1", "--connect-timeout", "0"],
+     ["--connect-timeout", "(0, 3600]", "'0'"]),
+    ("eval-connect-timeout-alone", EC + ["--connect-timeout", "5"],
+     ["--connect-timeout", "--scheduler"]),
+    ("eval-workers-ideal", E + ["--dataset", "digits", "--workers", "2"],
+     ["--workers", "needs a chip"]),
+    ("eval-csv-ideal", E + ["--dataset", "digits", "--csv", "T/e.csv"], ["--csv", "needs a chip"]),
+    ("eval-csv-is-folder", EC + ["--csv", "T/e.csv"], ["--csv", "e.csv", "is a folder"],
+     _folder("e.csv")),
+    ("sweep-workers-text", SW + ["--workers", "two"], ["--workers", "'two'"]),
+    ("sweep-chunk-0", SW + ["--chunk", "0"], ["--chunk", "not 0"]),
+    ("sweep-scheduler-unreachable", SW + ["--experiment", "offset", "--model", "D/digits"]
+     + NO_SCHEDULER, ["--scheduler", "cannot reach the Dask scheduler"]),
     # sweep
     ("sweep-chips-0", ["sweep", "--chips", "0"], ["--chips", "not 0"]),
     ("sweep-sigmas-text", SW + ["--offset-sigmas", "1,x"], ["--offset-sigmas", "'x'"]),
@@ -542,6 +567,8 @@ def _r(**replace):
     return argv
 
 
+FS = ["sweep", "--board", "icebreaker", "--rows", "4", "--cols", "4"]
+
 FPGA = [
     ("build-freq-0", B + ["--freq", "0"], ["--freq", "'0'", "> 0"]),
     ("build-freq-negative", B + ["--freq", "-5"], ["--freq", "'-5'"]),
@@ -639,6 +666,31 @@ FPGA = [
      ["--period", "'0'"]),
     ("endpoints-period-nan", ["endpoints", "D/report-no-clock.json", "--period", "nan"],
      ["--period", "'nan'"]),
+    # sweep
+    ("sweep-cols-per-cycle-4-of-6", FS[:-1] + ["6", "--cols-per-cycle", "4"],
+     ["--cols-per-cycle", "cols_per_cycle must divide cols=6", "icebreaker-4x6-p4"]),
+    ("sweep-rows-33", FS[:4] + ["8,33"] + FS[5:], ["--rows", "not 33", "multiple of 32",
+                                                    "icebreaker-33x4"]),
+    ("sweep-rows-text", FS[:4] + ["4,x"] + FS[5:], ["--rows", "'x'"]),
+    ("sweep-rows-empty-item", FS[:4] + ["4,,8"] + FS[5:], ["--rows", "'4,,8'", "comma-separated"]),
+    ("sweep-pipeline-twice", FS + ["--pipeline", "1,1"], ["--pipeline", "twice"]),
+    ("sweep-freq-text", FS + ["--freq", "fast"], ["--freq", "'fast'", "'osc'"]),
+    ("sweep-freq-pll", FS + ["--freq", "osc,1000"], ["--freq", "not 1000", "16..275", "icebreaker"]),
+    ("sweep-board-unknown", ["sweep", "--board", "icebreaker,arty", "--rows", "4", "--cols", "4"],
+     ["--board", "'arty'", "icebreaker, ulx3s"]),
+    ("sweep-placement-seed-negative", FS + ["--placement-seed", "1,-2"],
+     ["--placement-seed", "0..2147483647", "not '-2' in '1,-2'"]),
+    ("sweep-old-seed", FS + ["--seed", "1"], ["--seed", "--placement-seed"]),
+    ("sweep-workers-0", FS + ["--workers", "0"], ["--workers", "not 0"]),
+    ("sweep-scheduler-and-workers", FS + ["--workers", "2", "--scheduler", "tcp://h:1"],
+     ["--scheduler", "--workers"]),
+    ("sweep-scheduler-unreachable", FS + NO_SCHEDULER, ["--scheduler", "cannot reach"]),
+    ("sweep-out-file", FS + ["-o", "D/file.txt"], ["-o/--out", "file.txt", "existing file"]),
+    ("sweep-csv-is-folder", FS + ["-o", "T/"], ["-o/--out", "sweep.csv", "is a folder"],
+     _folder("sweep.csv")),
+    ("sweep-points-is-file", FS + ["-o", "T/"], ["-o/--out", "points", "is a file"],
+     _file("points")),
+    ("sweep-no-rows", ["sweep", "--board", "icebreaker", "--cols", "4"], ["required", "--rows"]),
     ("unknown-command", ["deploy"], ["'deploy'", "build", "run", "endpoints"]),
 ]
 
@@ -686,6 +738,8 @@ BENCH = [
     ("bench.model_speed", ["--n-images", "0"], ["--n-images", "not 0"]),
     ("bench.model_speed", ["--images", "5"], ["--images", "--n-images"]),
     ("bench.model_speed", ["--chunk", "-1"], ["--chunk", "not -1"]),
+    ("bench.model_speed", ["--compare-chips", "-1"], ["--compare-chips", "not -1"]),
+    ("bench.model_speed", ["--n-compare-images", "0"], ["--n-compare-images", "not 0"]),
     ("bench.model_speed", ["--model", "D/cutnpz"], ["--model", "cutnpz.npz"]),
     ("bench.rtl_speed", ["--n-images", "0"], ["--n-images", "not 0"]),
     ("bench.rtl_speed", ["--icarus-images", "3"], ["--icarus-images", "--n-icarus-images"]),

@@ -1,0 +1,608 @@
+"""Chip Monte Carlo near the matrix-product floor: the fast evaluation of a chip stack.
+
+:meth:`models.chip_readout.ChipReadout.predict` runs here; the straightforward
+evaluation (:meth:`~models.chip_readout.ChipReadout.predict_reference`: the
+:data:`models.export.Readout` callback through :func:`models.export.infer_folded`, one
+plane of one tile at a time) is the specification it is tested against
+(``tests/test_montecarlo.py``). Both use the same sampled chips, the same calibration and
+trim and the same read-noise draws (:mod:`models.sampler`).
+
+The work is blocked by images (``max_elements`` bounds one block's ``N x m x C``
+intermediates so that they stay in cache); each block runs through every layer. Per tile
+``(l, t, j)`` of the folded network, one of two evaluations applies:
+
+**Integer column sums** (``LutTile``): the bit-true macro model, and the analog model of
+chips whose cells are ideal (no per-cell spread) with no read noise. The column sum
+``s = sum_r x_b[r] (2 w_eff[r, c] - 1)`` is then an integer in ``[-R, R]`` and the whole
+readout chain of a column is a table ``v = T[n, c, s]``, built once by evaluating the
+specification's own chain (:func:`models.macro.readout`'s arithmetic, or the analog
+model's float32 operations in their order) on every ``s``; the trim residual is folded
+in. The results are therefore bit-identical to the straightforward evaluation. Where a
+column's table is affine over the sums its weights can reach (``T = s + beta``: no
+saturation, gain 64, identity curve, no quantisation, as after calibration), the
+planes' shift-accumulation collapses: ``tile = x @ W + (2^P - 1) beta``, one product of
+the multi-bit inputs for all planes, and for a layer whose tiles are all affine one
+product over all its inputs. Other columns read their table per plane.
+
+**Float column values** (``FloatTile``): the analog model with cell spread or read
+noise. The column gain (and the curve's ``1 / vmax``) are folded into each chip's
+weight matrix and the compensation and offset into an extra row of it, so one product
+gives the scaled column value; the noise is the bucket midpoint of each read's draw
+(``docs/DEVICE_MODELS.md`` section 5) times ``read_noise * gain``; then clamp, curve and
+the ADC. Reads whose ADC input lies within the bucket's reach of a rounding boundary, and
+reads in a tail bucket, are recomputed with their exact draw, so every read gets the
+readout of the same draw as the straightforward evaluation. The float operations are
+in another order than there (gain folded into the product), so a readout can differ
+where the float32 value lies within rounding of a boundary: ``tests/test_montecarlo.py``
+counts the differing predictions.
+
+Clamps are skipped where bounds prove them inactive: the readout clamp when no column
+value can leave ``[-SAT, SAT]`` with the largest bucket midpoint, the accumulator clamp
+when no sum of tiles can leave the ACC range.
+
+ReRAM stacks use the straightforward evaluation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import macro
+from .devices import _adc, _SramArray, discharge_curve
+from .sampler import bucket_midpoints, central_half_width, normal_from_bits
+
+__all__ = ["DEFAULT_MAX_ELEMENTS", "predict"]
+
+#: Bound on one block's ``N x m x C`` intermediate (elements): 1 MiB of float32.
+DEFAULT_MAX_ELEMENTS = 1 << 18
+
+_MID = bucket_midpoints()
+# Largest |midpoint| of a central bucket (the tail buckets are NaN and recomputed).
+_MID_MAX = float(np.nanmax(np.abs(_MID)))
+
+
+def _signed(bits) -> np.ndarray:
+    return np.where(np.asarray(bits) != 0, np.float32(1), np.float32(-1))
+
+
+class _Tile:
+    """What every tile evaluation shares: the tile's chips, rows and columns in use."""
+
+    def __init__(self, cr, key, rows_real, cols_real):
+        self.key = key
+        self.chips = cr.chips[key]
+        self.n = cr.n
+        self.rows, self.cols = rows_real, cols_real
+        l, t, j = key
+        self.weight_bits = cr.net.layers[l].weights[t, j][:rows_real, :cols_real]
+        stuck = self.chips.stuck_mask
+        self.stuck = stuck is not None and bool(np.any(stuck[:, :rows_real, :cols_real]))
+        if self.stuck:
+            self.w_eff = np.where(stuck[:, :rows_real, :cols_real],
+                                  self.chips.stuck_value[:, :rows_real, :cols_real],
+                                  self.weight_bits[None].astype(bool))
+        else:
+            self.w_eff = self.weight_bits[None].astype(bool)
+        residual = cr.residual.get(key)
+        self.residual = None if residual is None else residual[:, :cols_real]
+
+
+# --- integer column sums: one table per column ---------------------------------------------
+
+class LutTile(_Tile):
+    """A tile whose column sums are integers: readout tables, affine columns collapsed."""
+
+    def __init__(self, cr, key, rows_real, cols_real, planes):
+        super().__init__(cr, key, rows_real, cols_real)
+        R = cr.params.rows
+        self.offset = R
+        s = np.arange(-R, R + 1)
+        table = self._tables(cr, key, s)                       # (S, N, C)
+        if self.residual is not None:
+            table = table - self.residual[None]
+        self.table = np.ascontiguousarray(table.transpose(1, 2, 0)).astype(np.int32)  # (N, C, S)
+        # Sums the weights can reach: every integer in [-(cells at -1), cells at +1].
+        pos = self.w_eff.sum(axis=1)                           # (N or 1, C)
+        neg = self.rows - pos
+        pos = np.broadcast_to(pos, (self.n, cols_real))
+        neg = np.broadcast_to(neg, (self.n, cols_real))
+        beta = self.table[:, :, R].astype(np.int64)
+        diff = self.table.astype(np.int64) - s[None, None, :] - beta[:, :, None]
+        reach = (s[None, None, :] >= -neg[:, :, None]) & (s[None, None, :] <= pos[:, :, None])
+        self.affine = ~np.any((diff != 0) & reach, axis=2)     # (N, C)
+        self.beta = beta
+        self.pairs = np.nonzero(~self.affine)
+        self.planes = planes
+        self.signed = _signed(self.w_eff)                      # (N or 1, r, C)
+        self.shared_weights = self.signed.shape[0] == 1
+        flat = self.signed.transpose(1, 0, 2).reshape(rows_real, -1)
+        self.flat = np.ascontiguousarray(flat)                 # (r, N*C) or (r, C)
+        self.bias = ((1 << planes) - 1) * beta.astype(np.float32)          # (N, C)
+        vmax = np.abs(self.table[:, :, :]).max(initial=0)
+        self.max_abs_tile = ((1 << planes) - 1) * int(vmax)
+        # Most columns tabled and every chip with the same weights: one column sum per
+        # image serves all chips, so gather whole rows T[c, s, :] of N readouts.
+        self.by_rows = self.shared_weights and 2 * len(self.pairs[0]) > self.n * cols_real
+        if self.by_rows:
+            self.rows_table = np.ascontiguousarray(
+                self.table.transpose(1, 2, 0).reshape(cols_real * len(s), self.n))
+
+    def _tables(self, cr, key, s):
+        """Readout of every column for column sums ``s``: ``(S, N, C)``."""
+        C = self.cols
+        s3 = s[:, None, None]
+        if cr.backend == "macro":
+            # The registers of every chip, as ChipReadout passes them to macro.readout.
+            regs = cr.regs[key]
+            column = {k: regs[k][:, :C] for k in ("offset", "gain") if k in regs}
+            return macro._readout_chain(cr.params, s3, cr.comp[key][:, :C], column.get("offset"),
+                                        column.get("gain"), regs.get("sat"),
+                                        regs.get("qshift", 0), regs.get("table"))
+        # The analog model's float32 operations, in its order (models.devices._SramArray).
+        arr = _SramArray(self.chips, cr.net.layers[key[0]].weights[key[1], key[2]], cr.comp[key],
+                         cr.params.readout_bits, None, None)
+        cfg = arr.cfg
+        a = np.broadcast_to(s3.astype(np.float32), (len(s), self.n, C)).copy()
+        a += (arr.comp_pos - arr.comp_neg)[:, :C]
+        a += arr.offset[:, :C]
+        a *= arr.gain[:, :C]
+        np.clip(a, -arr.sat, arr.sat, out=a)
+        if np.isfinite(cfg.bl_vmax):
+            a = discharge_curve(a, cfg.bl_vmax, cfg.bl_shape)
+        return _adc(a, arr.readout_bits, arr.qshift)
+
+    def values(self, x, shared):
+        """Tile values ``sum_b 2^b v_b`` (float32): ``x`` (m, r) shared by every chip gives
+        ``(m, N, C)``, ``x`` (N, m, r) gives ``(N, m, C)``."""
+        N, C = self.n, self.cols
+        if shared and self.by_rows:
+            return self._by_rows(x)
+        xf = x.astype(np.float32)
+        if shared:
+            out = (xf @ self.flat).reshape(len(x), -1, C)
+            layout = (1, N, C)
+        else:
+            m = x.shape[1]
+            if self.shared_weights:
+                out = (xf.reshape(-1, x.shape[2]) @ self.flat).reshape(N, m, C)
+            else:
+                out = np.matmul(xf, self.signed)
+            layout = (N, 1, C)
+        if out.shape[-2] == N:
+            out += self.bias.reshape(layout)
+        else:
+            out = out + self.bias.reshape(layout)
+        if len(self.pairs[0]):
+            self._tabled(x, shared, out)
+        return out
+
+    def _by_rows(self, x):
+        """Every column from its table, for shared inputs and weights: ``(m, N, C)``."""
+        S = 2 * self.offset + 1
+        base = np.arange(self.cols) * S + self.offset
+        tile = None
+        for b in range(self.planes - 1, -1, -1):
+            s = ((x >> b) & 1).astype(np.float32) @ self.flat             # (m, C)
+            idx = s.astype(np.intp)
+            idx += base
+            v = np.take(self.rows_table, idx, axis=0).astype(np.float32)  # (m, C, N)
+            if tile is None:
+                tile = v
+            else:
+                tile *= np.float32(2)
+                tile += v
+        return tile.transpose(0, 2, 1)
+
+    def _sums(self, xb, shared):
+        """Column sums of one plane: ``(m, N, C)`` or ``(N, m, C)`` (float32, integers)."""
+        N, C = self.n, self.cols
+        if shared:
+            return (xb @ self.flat).reshape(len(xb), -1, C)
+        if self.shared_weights:
+            return (xb.reshape(-1, xb.shape[2]) @ self.flat).reshape(N, xb.shape[1], C)
+        return np.matmul(xb, self.signed)
+
+    def _tabled(self, x, shared, out):
+        """Columns whose table is not affine: read their table plane by plane."""
+        n_idx, c_idx = self.pairs
+        S = self.table.shape[2]
+        if not shared and len(n_idx) == self.n * self.cols:
+            # Every column tabled: one gather of the whole (N, m, C) block per plane.
+            base = (np.arange(self.n * self.cols) * S + self.offset).reshape(self.n, 1, self.cols)
+            flat_table = self.table.reshape(-1)
+            tile = None
+            for b in range(self.planes - 1, -1, -1):
+                idx = self._sums(((x >> b) & 1).astype(np.float32), shared).astype(np.intp)
+                idx += base
+                v = np.take(flat_table, idx).astype(np.float32)
+                if tile is None:
+                    tile = v
+                else:
+                    tile *= np.float32(2)
+                    tile += v
+            out[...] = tile
+            return
+        base = (n_idx * self.cols + c_idx) * S + self.offset
+        flat_table = self.table.reshape(-1)
+        tile = None
+        for b in range(self.planes - 1, -1, -1):
+            s = self._sums(((x >> b) & 1).astype(np.float32), shared)
+            if shared:
+                s = s[:, 0, c_idx] if s.shape[1] == 1 else s[:, n_idx, c_idx]
+                v = np.take(flat_table, s.astype(np.intp) + base[None])          # (m, P)
+            else:
+                s = s[n_idx, :, c_idx]                                           # (P, m)
+                v = np.take(flat_table, s.astype(np.intp) + base[:, None])
+            v = v.astype(np.float32)
+            tile = v if tile is None else 2 * tile + v
+        if shared:
+            out[:, n_idx, c_idx] = tile
+        else:
+            out[n_idx, :, c_idx] = tile
+
+
+# --- float column values -------------------------------------------------------------------
+
+class FloatTile(_Tile):
+    """A tile of the analog model with float column values (cell spread or read noise)."""
+
+    def __init__(self, cr, key, rows_real, cols_real, planes):
+        super().__init__(cr, key, rows_real, cols_real)
+        R = cr.params.rows
+        arr = _SramArray(self.chips, cr.net.layers[key[0]].weights[key[1], key[2]], cr.comp[key],
+                         cr.params.readout_bits, None, None)
+        cfg = arr.cfg
+        self.cfg, self.planes = cfg, planes
+        C = cols_real
+        self.bitline = arr.bitline
+        curve = np.isfinite(cfg.bl_vmax)
+        self.vmax = float(cfg.bl_vmax) if curve else None
+        gain = arr.gain[:, :C]
+        self.readout_bits, self.qshift = arr.readout_bits, arr.qshift
+        self.sat = arr.sat
+        W = arr.readout_bits
+        self.lo, self.hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
+        sigma = float(cfg.read_noise)
+        self.sigma = sigma
+        rows = slice(0, rows_real)
+        if self.bitline:
+            # Both bit lines from one product: columns [0, C) BLB, [C, 2C) BL, then one
+            # row of compensation currents.
+            pos = arr.mat[:, rows, :arr.cols][:, :, :C]
+            neg = arr.mat[:, rows, arr.cols:][:, :, :C]
+            top = np.concatenate([arr.comp_pos[:, :C], arr.comp_neg[:, :C]], axis=1)[:, None]
+            mat = np.concatenate([np.concatenate([pos, neg], axis=2), top], axis=1)
+            self.gain = gain
+            self.offset = arr.offset[:, :C]
+            # The noise is added before the gain here.
+            self.noise_scale = np.full(gain.shape, sigma, np.float32)
+            self.clip_limit = np.float32(self.sat)
+            self.need_clip = True
+        else:
+            scale = np.float32(1 / self.vmax) if curve else np.float32(1)
+            k = (gain * scale).astype(np.float32)                      # (N, C)
+            bias = (arr.comp_pos - arr.comp_neg)[:, :C] + arr.offset[:, :C]
+            mat = np.concatenate([arr.mat[:, rows, :C] * k[:, None, :], (bias * k)[:, None, :]], axis=1)
+            self.noise_scale = (np.float32(sigma) * k).astype(np.float32)
+            self.clip_limit = np.float32(self.sat * scale)
+            # Bound on |column value| with the largest central bucket midpoint.
+            bound = (np.abs(mat[:, :-1]).sum(axis=1) + np.abs(mat[:, -1])
+                     + np.abs(self.noise_scale) * _MID_MAX) * (1 + 1e-5)
+            self.need_clip = bool(np.any(bound >= self.clip_limit))
+        self.mat = np.ascontiguousarray(mat.astype(np.float32))              # (N, r+1, C or 2C)
+        self.flat = np.ascontiguousarray(self.mat.transpose(1, 0, 2).reshape(self.mat.shape[1], -1))
+        # Margin of the ADC input around a rounding boundary within which a read needs its
+        # exact draw: |dt/dZ| <= read_noise * gain (curve and clamp have slope <= 1).
+        self.margin = np.float32(sigma * float(np.max(gain, initial=0)) * central_half_width()
+                                 * (1 + 1e-3) + 1e-4)
+        self.residual_f = None if self.residual is None else self.residual.astype(np.float32)
+        self.max_abs_tile = ((1 << planes) - 1) * (max(-self.lo, self.hi) + (
+            0 if self.residual is None else int(np.abs(self.residual).max(initial=0))))
+
+    # The readout chain after the product: u (scaled column value with noise) -> v.
+    def _chain(self, u, clip):
+        """ADC input ``t + 1/2`` (float32, in place on ``u``) of column values ``u``."""
+        if clip:
+            np.clip(u, -self.clip_limit, self.clip_limit, out=u)
+        if self.vmax is not None:
+            if self.cfg.bl_shape == "tanh":
+                np.tanh(u, out=u)
+                u *= np.float32(self.vmax)
+            else:
+                a = np.abs(u)
+                np.negative(a, out=a)
+                np.expm1(a, out=a)
+                a *= np.float32(-self.vmax)
+                np.copysign(a, u, out=u)
+        u += np.float32(0.5)
+        return u
+
+    def _chain_bitline(self, y, z, layout):
+        """ADC input of bit-line tiles: ``y`` (.., 2C) products incl. compensation."""
+        C = self.cols
+        f = lambda n: discharge_curve(n, self.cfg.bl_vmax, self.cfg.bl_shape)  # noqa: E731
+        u = f(y[..., :C]) - f(y[..., C:])
+        u += self.offset.reshape(layout)
+        if z is not None:
+            u += z
+        u *= self.gain.reshape(layout)
+        np.clip(u, -self.clip_limit, self.clip_limit, out=u)
+        u += np.float32(0.5)
+        return u
+
+    def _adc(self, r):
+        """Readout (float32) from the ADC input ``r = t + 1/2``. The clamp to ``[-SAT,
+        SAT]`` (applied or proven) and a curve with ``|f(k)| <= |k|`` keep ``floor(r)``
+        within the signed ``W`` bits, so the ADC's clip never acts here."""
+        return self._quantize(np.floor(r))
+
+    def _quantize(self, v):
+        """Floor the readouts ``v`` to multiples of ``2^qshift``, in place."""
+        if self.qshift:
+            q = min(self.qshift, self.readout_bits - 1)
+            v *= np.float32(2.0 ** -q)
+            np.floor(v, out=v)
+            v *= np.float32(2.0 ** q)
+        return v
+
+    def values(self, x, shared, noise=None, images=None, pending=None):
+        """Tile values (float32) of inputs ``x``: (m, r) shared -> (m, N, C); (N, m, r) ->
+        (N, m, C). ``noise`` (a models.sampler.ReadNoise) and ``images`` key the reads.
+        With a list ``pending``, the reads that need their exact draw are appended to it
+        (``(tile, entries)``) for :meth:`refine`, with readout 0 in the values; otherwise
+        they are refined here."""
+        N, C = self.n, self.cols
+        m = x.shape[0] if shared else x.shape[1]
+        layout = (1, N, C) if shared else (N, 1, C)
+        width = self.mat.shape[2]
+        tile = None
+        kept = []
+        ones = np.ones(x.shape[:-1] + (1,), np.float32)
+        for b in range(self.planes - 1, -1, -1):
+            xb = np.concatenate([((x >> b) & 1).astype(np.float32), ones], axis=-1)
+            if shared:
+                y = (xb @ self.flat).reshape(m, N, width)
+            else:
+                y = np.matmul(xb, self.mat)
+            bucket = z = None
+            if self.sigma > 0:
+                bucket = noise.buckets(self.key, b, images, C, chip_major=not shared)
+                z = np.take(_MID, bucket, mode="wrap")
+                z *= self.noise_scale.reshape(layout)
+            if self.bitline:
+                r = self._chain_bitline(y, z, layout)
+            elif z is None:
+                r = self._chain(y, self.need_clip)
+            else:
+                z += y
+                r = self._chain(z, self.need_clip)
+            v = np.floor(r)
+            if self.sigma > 0:
+                near = self._near(r, v)
+                if len(near):
+                    kept.append(self._keep(near, y, v, bucket, b))
+            self._quantize(v)
+            if tile is None:
+                tile = v
+            else:
+                tile *= np.float32(2)
+                tile += v
+        if self.residual_f is not None:
+            tile -= np.float32((1 << self.planes) - 1) * self.residual_f.reshape(layout)
+        if kept:
+            if pending is None:
+                self.refine(tile, [(self, kept)], noise, images, shared)
+            else:
+                pending.append((self, kept))
+        return tile
+
+    def _near(self, r, v) -> np.ndarray:
+        """Flat indices of the reads whose ADC input ``r`` lies within the margin of a
+        rounding boundary, or is NaN (tail buckets)."""
+        d = np.subtract(r, v, out=r)
+        d -= np.float32(0.5)
+        np.abs(d, out=d)
+        safe = np.less_equal(d, np.float32(0.5) - self.margin)
+        np.logical_not(safe, out=safe)
+        return np.flatnonzero(safe)
+
+    def _keep(self, near, y, v, bucket, plane):
+        """What the refinement of reads ``near`` needs (their products, bucket bits and
+        plane); their readouts are set to 0 until it adds the exact ones."""
+        i0, i1, c = np.unravel_index(near, v.shape)
+        if self.bitline:
+            y_e = np.stack([y[i0, i1, c], y[i0, i1, self.cols + c]])
+        else:
+            y_e = y[i0, i1, c]
+        v.reshape(-1)[near] = 0
+        return near, (i0, i1, c), y_e, bucket[i0, i1, c], plane
+
+    @staticmethod
+    def refine(values, pending, noise, images, shared):
+        """Recompute the kept reads of ``pending`` (``(tile, entries)`` pairs whose
+        values were summed into ``values``) with their exact draws and add their
+        readouts: a read of plane ``b`` enters with weight ``2^b``."""
+        flat = values.reshape(-1)
+        for tile, kept in pending:
+            for near, v, plane in tile._exact(kept, noise, images, shared):
+                flat[near] += v * np.float32(1 << plane)
+
+    def _exact(self, kept, noise, images, shared):
+        """Readouts of the kept reads with their exact draws, per kept entry."""
+        chips, cols, ys, buckets, fines = [], [], [], [], []
+        for near, (i0, i1, c), y_e, bucket_e, plane in kept:
+            chip, img = (i1, i0) if shared else (i0, i1)
+            chips.append(chip)
+            cols.append(c)
+            ys.append(y_e)
+            buckets.append(bucket_e)
+            fines.append(noise.bits_at(self.key, plane, chip, images[img], c, 1))
+        chip, c = np.concatenate(chips), np.concatenate(cols)
+        z = normal_from_bits(np.concatenate(buckets), np.concatenate(fines))
+        z *= self.noise_scale[chip, c]
+        if self.bitline:
+            y_e = np.concatenate(ys, axis=1)
+            f = lambda n: discharge_curve(n, self.cfg.bl_vmax, self.cfg.bl_shape)  # noqa: E731
+            u = f(y_e[0]) - f(y_e[1])
+            u += self.offset[chip, c]
+            u += z
+            u *= self.gain[chip, c]
+            np.clip(u, -self.clip_limit, self.clip_limit, out=u)
+            r = u + np.float32(0.5)
+        else:
+            # Tail draws may exceed the bound that let the bulk skip the clamp.
+            r = self._chain(np.concatenate(ys) + z, True)
+        v = self._adc(r)
+        k = 0
+        for near, *_, plane in kept:
+            yield near, v[k:k + len(near)], plane
+            k += len(near)
+
+
+# --- the network ---------------------------------------------------------------------------
+
+def _tile_kind(cr, key) -> type:
+    cfg = cr.config
+    if cr.backend == "macro":
+        return LutTile
+    chips = cr.chips[key]
+    ideal_cells = bool(np.all(chips.cell_current == 1))
+    if cfg.read_noise == 0 and ideal_cells and cfg.bl_mode == "column":
+        return LutTile
+    return FloatTile
+
+
+class _Collapsed:
+    """A layer whose every column is affine in its column sums, with no accumulator
+    clamp: ``acc = x @ W + beta`` for all its tiles and planes at once."""
+
+    def __init__(self, tiles, layer, cols):
+        first = next(iter(tiles.values()))
+        self.n = first.n
+        rt, ct = layer.row_tiles, layer.col_tiles
+        own = [not t.shared_weights for t in tiles.values()]
+        self.shared_weights = not any(own)
+        blocks = []
+        for t in range(rt):
+            row = [np.broadcast_to(tiles[t, j].signed, (1 if self.shared_weights else self.n,)
+                                   + tiles[t, j].signed.shape[1:]) for j in range(ct)]
+            blocks.append(np.concatenate(row, axis=2))
+        w = np.concatenate(blocks, axis=1)                      # (1 or N, n_in, n_out)
+        self.weights = np.ascontiguousarray(w[0] if self.shared_weights else w)
+        bias = [sum(tiles[t, j].bias for t in range(rt)) for j in range(ct)]
+        self.bias = np.concatenate(bias, axis=1).astype(np.float32)   # (N, n_out)
+
+    def products(self, x, shared):
+        """``x @ W`` (float32): (m, n_out) for shared ``x`` (m, n_in) and weights,
+        (m, N, n_out) for shared ``x`` and per-chip weights, (N, m, n_out) otherwise."""
+        xf = x.astype(np.float32)
+        if shared:
+            if self.shared_weights:
+                return xf @ self.weights
+            return np.einsum("mr,nro->mno", xf, self.weights, optimize=True)
+        if self.shared_weights:
+            N, m, k = xf.shape
+            return (xf.reshape(N * m, k) @ self.weights).reshape(N, m, -1)
+        return np.matmul(xf, self.weights)
+
+
+class _Plan:
+    """The tiles of every layer of a ChipReadout, prepared once."""
+
+    def __init__(self, cr):
+        self.cr = cr
+        self.layers = []
+        R = cr.params.rows
+        C = cr.params.cols
+        A = cr.params.acc_bits
+        self.acc_lo, self.acc_hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
+        for l, layer in enumerate(cr.net.layers):
+            tiles = {}
+            for t in range(layer.row_tiles):
+                rows_real = min(R, layer.inputs - t * R)
+                for j in range(layer.col_tiles):
+                    cols_real = min(C, layer.outputs - j * C)
+                    kind = _tile_kind(cr, (l, t, j))
+                    tiles[t, j] = kind(cr, (l, t, j), rows_real, cols_real, layer.planes)
+            bound = max(sum(tiles[t, j].max_abs_tile for t in range(layer.row_tiles))
+                        for j in range(layer.col_tiles))
+            clamp = bound > self.acc_hi
+            collapsed = None
+            if not clamp and all(isinstance(t, LutTile) and t.affine.all() for t in tiles.values()):
+                collapsed = _Collapsed(tiles, layer, C)
+            self.layers.append((layer, tiles, clamp, collapsed))
+
+
+def _layer(plan, l, x, shared, images):
+    """Accumulators of layer ``l`` and a per-chip bias still to add (or None):
+    ``(m, N, outputs)`` for shared inputs ``x`` (m, inputs), ``(N, m, outputs)`` for
+    ``x`` (N, m, inputs); a collapsed layer with shared weights returns ``(m, outputs)``
+    products for shared inputs, and its bias ``(N, outputs)``."""
+    layer, tiles, clamp, collapsed = plan.layers[l]
+    if collapsed is not None:
+        return collapsed.products(x, shared), collapsed.bias
+    cr = plan.cr
+    R = cr.params.rows
+    outs = []
+    for j in range(layer.col_tiles):
+        acc = None
+        # Without the clamp the tiles' sum is linear: refine every exact read of the
+        # column tile in one go at the end.
+        pending = None if clamp else []
+        for t in range(layer.row_tiles):
+            tile = tiles[t, j]
+            xt = x[..., t * R:t * R + tile.rows]
+            if isinstance(tile, FloatTile):
+                v = tile.values(xt, shared, cr.noise, images, pending)
+            else:
+                v = tile.values(xt, shared)
+            if acc is None:
+                acc = v if v.flags.writeable and v.base is None else v.copy()
+            else:
+                acc += v
+            if clamp:
+                np.clip(acc, plan.acc_lo, plan.acc_hi, out=acc)
+        if pending:
+            FloatTile.refine(acc, pending, cr.noise, images, shared)
+        outs.append(acc)
+    return (outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)), None
+
+
+def predict(cr, x, images, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
+    """Predictions ``(N, M)`` of the chip stack ``cr`` (a ChipReadout) for images ``x``
+    (M, inputs) with image indices ``images`` (M,), in blocks of images of at most
+    ``max_elements`` readouts per chip stack and column tile."""
+    plan = getattr(cr, "_plan", None)
+    if plan is None:
+        plan = cr._plan = _Plan(cr)
+    x = np.asarray(x)
+    M = len(x)
+    N = cr.n
+    width = max(min(l.outputs, cr.params.cols) for l in cr.net.layers)
+    step = max(1, int(max_elements) // (N * width))
+    preds = np.empty((N, M), np.int64)
+    for m0 in range(0, M, step):
+        a = x[m0:m0 + step]
+        img = images[m0:m0 + step]
+        shared = True
+        for l, (layer, *_) in enumerate(plan.layers):
+            acc, bias = _layer(plan, l, a, shared, img)
+            if shared and acc.ndim == 2:
+                acc = acc[:, None, :]                    # (m, 1, outputs): shared by all chips
+            layout = (1, N, -1) if shared else (N, 1, -1)
+            if layer.binarized:
+                thresh = layer.thresh.reshape(-1)[:layer.outputs].astype(np.float32)
+                if bias is not None:
+                    thresh = thresh - bias.reshape(layout)
+                y = acc >= thresh
+                y ^= layer.flip.reshape(-1)[:layer.outputs].astype(bool)
+                if shared:
+                    y = np.ascontiguousarray(y.transpose(1, 0, 2))
+                    shared = False
+                a = y.view(np.uint8)
+            else:
+                if bias is not None:
+                    acc = acc + bias.reshape(layout)
+                scores = acc.transpose(1, 0, 2) if shared else acc
+                preds[:, m0:m0 + step] = np.argmax(scores, axis=2)
+    return preds

@@ -1,0 +1,199 @@
+"""The fast chip Monte Carlo (models/montecarlo.py) against the straightforward evaluation.
+
+* bit-true macro model and ideal-cell analog chips: predictions bit-identical to
+  ``ChipReadout.predict_reference`` on seeded random nets and chips;
+* analog chips with cell spread and read noise: the number of differing predictions is
+  printed and at most ``ANALOG_TOLERANCE`` of all (the same draws, float32 operations in
+  another order);
+* read noise: the counter-based draws give readouts equal in distribution to numpy's
+  normal draws (a chi-square test, its seed printed);
+* results do not depend on how chips and images are blocked.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from models import montecarlo
+from models.chip import ChipConfig
+from models.chip_readout import ChipReadout, predict_chips
+from models.export import layer_acc
+from tests.random_nets import random_net
+
+#: Largest fraction of predictions of an analog float path allowed to differ from the
+#: straightforward evaluation (measured: 0 in every configuration below).
+ANALOG_TOLERANCE = 0.002
+
+BIT_TRUE = {
+    "offsets": ChipConfig(offset_sigma=4.0),
+    "typical (gain, table)": ChipConfig.typical("sram", read_noise=0.0),
+    "stuck, sat, qshift": ChipConfig(offset_sigma=2.0, stuck_prob=0.03, sat=20, qshift=1),
+    "exp table, cells": ChipConfig(offset_sigma=1.0, cell_sigma=0.2, bl_vmax=20.0, bl_shape="exp"),
+}
+ANALOG_EXACT = {
+    "offsets": ChipConfig(offset_sigma=4.0),
+    "offsets, gain, tanh, sat": ChipConfig(offset_sigma=3.0, gain_sigma=0.05, bl_vmax=30.0, sat=25),
+    "stuck, exp, qshift": ChipConfig(offset_sigma=2.0, stuck_prob=0.02, bl_vmax=40.0,
+                                     bl_shape="exp", qshift=1),
+}
+ANALOG_FLOAT = {
+    "typical, noise 0.3": ChipConfig.typical("sram"),
+    "typical, noise 0.5": ChipConfig.typical("sram", read_noise=0.5),
+    "cells only": ChipConfig(cell_sigma=0.15, offset_sigma=2.0),
+    "exp, sat, qshift, stuck": ChipConfig.typical("sram", bl_shape="exp", sat=30, qshift=1,
+                                                  stuck_prob=0.02),
+    "bit-line mode": ChipConfig.typical("sram", bl_mode="bitline", read_noise=0.4),
+    "noise, ideal cells": ChipConfig(offset_sigma=3.0, read_noise=0.6),
+}
+
+
+@pytest.fixture(scope="module")
+def nets():
+    rng = np.random.default_rng(20261206)
+    return {
+        "32x16, 2x2 tiles": random_net(rng, (40, 24, 20, 10), 5, 32, 16),
+        "16x12, 3 planes": random_net(rng, (30, 20, 10), 3, 16, 12),
+    }
+
+
+def _images(rng, net, m):
+    return rng.integers(0, 1 << net.layers[0].planes, (m, net.layers[0].inputs))
+
+
+def _cases(rng, configs):
+    for name, cfg in configs.items():
+        cal = bool(rng.integers(2))
+        yield name, cfg, cal, cal and bool(rng.integers(2))
+
+
+@pytest.mark.parametrize("net_name", ["32x16, 2x2 tiles", "16x12, 3 planes"])
+@pytest.mark.parametrize("backend, configs", [("macro", BIT_TRUE), ("analog", ANALOG_EXACT)],
+                         ids=["bit-true macro", "analog, ideal cells, no noise"])
+def test_integer_column_sums_are_bit_identical(nets, net_name, backend, configs, rng):
+    net = nets[net_name]
+    x = _images(rng, net, 300)
+    for name, cfg, cal, trim in _cases(rng, configs):
+        seeds = [int(s) for s in rng.integers(0, 10_000, 5)]
+        cr = ChipReadout(net, cfg, seeds, backend=backend, calibrate=cal, trim=trim)
+        fast, ref = cr.predict(x), cr.predict_reference(x)
+        print(f"{name}: calibrate={cal} trim={trim} chips={seeds}: "
+              f"{int(np.sum(fast != ref))} of {fast.size} predictions differ")
+        np.testing.assert_array_equal(fast, ref)
+
+
+@pytest.mark.parametrize("net_name", ["32x16, 2x2 tiles", "16x12, 3 planes"])
+def test_analog_float_paths_differ_within_tolerance(nets, net_name, rng):
+    net = nets[net_name]
+    x = _images(rng, net, 300)
+    total = differ = 0
+    for name, cfg, cal, trim in _cases(rng, ANALOG_FLOAT):
+        seeds = [int(s) for s in rng.integers(0, 10_000, 5)]
+        cr = ChipReadout(net, cfg, seeds, backend="analog", calibrate=cal, trim=trim)
+        fast, ref = cr.predict(x), cr.predict_reference(x)
+        n = int(np.sum(fast != ref))
+        print(f"{name}: calibrate={cal} trim={trim}: {n} of {fast.size} predictions differ")
+        total += fast.size
+        differ += n
+    print(f"all analog float paths: {differ} of {total} predictions differ "
+          f"(tolerance {ANALOG_TOLERANCE:.1%})")
+    assert differ <= ANALOG_TOLERANCE * total
+
+
+def test_layer_values_equal_the_readouts_of_the_same_draws(nets, rng):
+    """Below the predictions: every tile sum of the first layer, noise included."""
+    net = nets["32x16, 2x2 tiles"]
+    x = _images(rng, net, 200)
+    cfg = ChipConfig.typical("sram", read_noise=0.5)
+    cr = ChipReadout(net, cfg, [3, 8, 11], backend="analog", calibrate=True, trim=True)
+    images = np.arange(1000, 1200)
+    cr.use_images(images)
+    cr._shared_input = True
+    ref = layer_acc(np.tile(x, (3, 1)), net.layers[0].weights, net.layers[0].planes, layer=0,
+                    readout=cr)
+    cr._shared_input = False
+    plan = montecarlo._Plan(cr)
+    acc, bias = montecarlo._layer(plan, 0, x, True, images)
+    fast = acc.transpose(1, 0, 2).reshape(ref.shape[0], -1)
+    ref = ref[:, :fast.shape[1]]                          # the real columns
+    n = int(np.sum(fast != ref))
+    print(f"{n} of {ref.size} first-layer accumulators differ")
+    assert n <= 1e-4 * ref.size
+
+
+def test_results_do_not_depend_on_blocks_or_subsets(nets, rng):
+    net = nets["32x16, 2x2 tiles"]
+    x = _images(rng, net, 120)
+    cfg = ChipConfig.typical("sram", read_noise=0.5)
+    whole = predict_chips(net, cfg, range(6), x, backend="analog", calibrate=True, trim=True)
+    chips_2 = predict_chips(net, cfg, range(6), x, backend="analog", calibrate=True, trim=True,
+                            max_rows=2 * len(x))
+    np.testing.assert_array_equal(whole, chips_2)
+    cr = ChipReadout(net, cfg, [2, 3], backend="analog", calibrate=True, trim=True)
+    small = cr.predict(x, max_elements=500)
+    np.testing.assert_array_equal(small, whole[2:4])
+    part = cr.predict(x[40:70], images=np.arange(40, 70))
+    np.testing.assert_array_equal(part, whole[2:4, 40:70])
+
+
+def test_noisy_readouts_are_equal_in_distribution_to_numpy_normals(nets, seed):
+    """Counter-based draws against numpy's normal generator: the first layer's tile sums
+    of one image read 6000 times on two chips, per column, chi-square homogeneity test."""
+    from scipy import stats
+
+    net = nets["32x16, 2x2 tiles"]
+    rng = np.random.default_rng(seed)
+    x = np.repeat(_images(rng, net, 1), 6000, axis=0)
+    cfg = ChipConfig.typical("sram", read_noise=0.5)
+    chips = [int(s) for s in rng.integers(0, 10_000, 2)]
+    keyed = ChipReadout(net, cfg, chips, backend="analog")
+    images = np.arange(6000) + int(rng.integers(0, 1 << 30))
+    plan = montecarlo._Plan(keyed)
+    fast, _ = montecarlo._layer(plan, 0, x, True, images)                # (M, N, C)
+    numpy_draws = ChipReadout(net, cfg, chips, backend="analog", rng=np.random.default_rng(seed))
+    numpy_draws._shared_input = True
+    ref = layer_acc(np.tile(x, (2, 1)), net.layers[0].weights, net.layers[0].planes, layer=0,
+                    readout=numpy_draws).reshape(2, 6000, -1)[:, :, :fast.shape[2]]
+    pvalues = []
+    for n in range(2):
+        for c in range(fast.shape[2]):
+            a, b = fast[:, n, c].astype(np.int64), ref[n, :, c]
+            values = np.union1d(a, b)
+            table = np.array([[np.sum(a == v) for v in values], [np.sum(b == v) for v in values]])
+            # pool sparse outer bins so that every expected count is at least 5
+            keep = table.sum(axis=0) >= 10
+            table = np.concatenate([table[:, keep], table[:, ~keep].sum(axis=1, keepdims=True)], axis=1)
+            table = table[:, table.sum(axis=0) > 0]
+            if table.shape[1] < 2:
+                continue
+            pvalues.append(stats.chi2_contingency(table)[1])
+    pvalues = np.array(pvalues)
+    print(f"seed {seed}: {len(pvalues)} columns, smallest p-value {pvalues.min():.4f}, "
+          f"median {np.median(pvalues):.3f}; Bonferroni threshold {1e-3 / len(pvalues):.2e}")
+    assert pvalues.min() > 1e-3 / len(pvalues)
+    # and the p-values of equal distributions spread over (0, 1)
+    assert 0.2 < np.median(pvalues) < 0.8
+
+
+def test_rram_and_rng_stacks_use_the_straightforward_evaluation(nets, rng):
+    net = nets["16x12, 3 planes"]
+    x = _images(rng, net, 40)
+    cr = ChipReadout(net, ChipConfig(technology="rram", cell_sigma=0.1, on_off_ratio=10.0), [1, 2],
+                     backend="analog")
+    np.testing.assert_array_equal(cr.predict(x), cr.predict_reference(x))
+    g = ChipReadout(net, ChipConfig(read_noise=0.3), [1], backend="analog",
+                    rng=np.random.default_rng(1))
+    assert g.predict(x).shape == (1, 40)
+    with pytest.raises(ValueError, match="one index per image"):
+        ChipReadout(net, ChipConfig(offset_sigma=1.0), [1]).predict(x, images=np.arange(3))
+
+
+def test_plan_collapses_affine_layers(nets):
+    net = nets["32x16, 2x2 tiles"]
+    cr = ChipReadout(net, ChipConfig(offset_sigma=2.0), [0, 1], backend="macro", calibrate=True)
+    plan = montecarlo._Plan(cr)
+    assert all(collapsed is not None for *_, collapsed in plan.layers)
+    typical = ChipReadout(net, dataclasses.replace(ChipConfig.typical("sram"), read_noise=0.0),
+                          [0, 1], backend="macro")
+    # gain and curve make most first-layer columns non-affine
+    assert montecarlo._Plan(typical).layers[0][3] is None
