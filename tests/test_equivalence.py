@@ -20,30 +20,17 @@ import pytest
 from amaranth.hdl import Fragment
 
 from gen import emit
-from models.params import CONTRACT_VERSION, NONIDEALITIES, MacroParams
+from models.params import CONTRACT_VERSION, MacroParams
 from rtl.cim_macro import CimMacro
 from rtl.replicas import REPLICA_ATTR
 from verif.equivalence import pairing_renames, prove_equivalent
 from tests.conftest import ROOT
+from tests.param_sets import REFERENCE_SETS
 
 REFERENCES = ROOT / "tests" / "data" / "reference_netlists"
 
-#: Parameter sets of the reference netlists (the lint grid when they were made).
-SETS = {
-    "32x96": dict(rows=32, cols=96),
-    "2x3-ideal": dict(rows=2, cols=3, nonideal=()),
-    "16x10-folded-all": dict(rows=16, cols=10, cols_per_cycle=5, nonideal=NONIDEALITIES),
-    "8x4-B8-K2": dict(rows=8, cols=4, input_bits=8, comp_rows=2),
-    "32x8-K16-all": dict(rows=32, cols=8, comp_rows=16, nonideal=NONIDEALITIES),
-    "64x12-P4-gain-table": dict(rows=64, cols=12, cols_per_cycle=4, nonideal=("gain", "table")),
-    "5x7-B1-P1-stuck-wide": dict(rows=5, cols=7, input_bits=1, cols_per_cycle=1,
-                                 readout_bits=12, acc_bits=32, nonideal=("stuck",)),
-    "64x33-K32-offset": dict(rows=64, cols=33, comp_rows=32, cols_per_cycle=11, nonideal=("offset",)),
-    "32x12-P4-all-L2": dict(rows=32, cols=12, cols_per_cycle=4, nonideal=NONIDEALITIES, pipeline=2),
-    "8x6-L1": dict(rows=8, cols=6, pipeline=1),
-    "16x6-all-L3": dict(rows=16, cols=6, nonideal=NONIDEALITIES, pipeline=3),
-    "64x9-P9-L4": dict(rows=64, cols=9, pipeline=4),
-}
+#: Parameter sets of the reference netlists.
+SETS = REFERENCE_SETS
 #: The FPGA targets: the fully parallel ECP5 build and the folded iCE40 build.
 FPGA_SETS = {
     "32x96-P96-L4": dict(rows=32, cols=96, pipeline=4),
