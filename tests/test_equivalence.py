@@ -102,7 +102,7 @@ def test_pairing_prefers_declared_registers_and_moves_others_out_of_the_way():
     assert unpaired == ["x.n", "new_reg", "sequencer.busy"]
 
 
-@pytest.mark.parametrize("key, kw", _params())
+@pytest.mark.parametrize("key, kw", list(_params()))
 def test_netlist_equivalent_to_reference(key, kw, tmp_path):
     reference = tmp_path / "reference.v"
     reference.write_bytes(gzip.decompress((REFERENCES / f"{key}.v.gz").read_bytes()))
