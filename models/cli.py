@@ -9,7 +9,8 @@
   without calibration.
 * ``sweep``: accuracy versus variation over N chip instances (docs/EXPERIMENTS.md),
   writing ``OUT/sweep.csv`` and one PNG per experiment; ``--experiment noise`` puts
-  trained models side by side against read noise.
+  trained models side by side against read noise; ``--experiment energy`` accuracy on
+  chips against energy per image over the compensation rows.
 * ``energy``: events, energy, TOPS/W, area and latency of a macro or of a network on it,
   priced with a technology preset (docs/ENERGY.md).
 
@@ -158,13 +159,22 @@ def _add_chip_options(p, *, seed_help=None):
                    help="SRAM comparator offset spread, cell units (1 compensation step = 2 units)")
     g.add_argument("--sram-cell-sigma", type=number("sram-cell-sigma", 0, MAX_LOG_SIGMA),
                    metavar="X", help="SRAM bitcell current spread (std of ln I)")
-    g.add_argument("--read-noise", type=number("read-noise", 0, MAX_OFFSET_SIGMA), metavar="X",
-                   help="SRAM noise per read, cell units (needs --backend analog)")
     g.add_argument("--rram-sigma", type=number("rram-sigma", 0, MAX_LOG_SIGMA), metavar="X",
                    help="ReRAM conductance spread (std of ln G); binary weights on 1-bit cells, "
                         "differential, analog model")
     g.add_argument("--on-off-ratio", type=number("on-off-ratio", 1.0, lo_open=True, allow_inf=True),
                    metavar="R", help="ReRAM G_LRS/G_HRS, > 1 (default inf)")
+    _add_sram_run_options(g)
+    g.add_argument("--comp-rows", type=_comp_rows, default=None, metavar="K",
+                   help="compensation rows per column of an SRAM chip, a power of two in "
+                        "[2, 32] (default 8)")
+
+
+def _add_sram_run_options(g):
+    """--read-noise, --calibrate, --trim, --backend: of eval, train and sweep's energy
+    experiment."""
+    g.add_argument("--read-noise", type=number("read-noise", 0, MAX_OFFSET_SIGMA), metavar="X",
+                   help="SRAM noise per read, cell units (needs --backend analog)")
     g.add_argument("--calibrate", action="store_true",
                    help="run the compensation-row calibration search first (SRAM)")
     g.add_argument("--trim", action="store_true",
@@ -173,9 +183,6 @@ def _add_chip_options(p, *, seed_help=None):
     g.add_argument("--backend", choices=("macro", "analog"), default=None,
                    help="macro: bit-true golden model with the chip mapped onto the RTL's "
                         "registers (SRAM default); analog: the device model (ReRAM default)")
-    g.add_argument("--comp-rows", type=_comp_rows, default=None, metavar="K",
-                   help="compensation rows per column of an SRAM chip, a power of two in "
-                        "[2, 32] (default 8)")
 
 
 def _check_macro(rows, cols, comp_rows) -> None:
@@ -1044,7 +1051,9 @@ def build_parser() -> cmdline.CommandParser:
     s.add_argument("--experiment", choices=EXPERIMENTS, default="all",
                    help="offset: SRAM offsets, calibration on/off; rram: ReRAM variation, "
                         "fixed point/DVA/DFP/DFP+DVA; noise: read noise on calibrated, trimmed "
-                        "analog chips for the --models side by side; all: offset and rram")
+                        "analog chips for the --models side by side; energy: accuracy on "
+                        "chips and energy per image for every K of --comp-rows-list; all: "
+                        "offset and rram")
     s.add_argument("--dataset", choices=DATASETS, default="digits", help="digits or mnist")
     s.add_argument("--chips", type=integer("chips", 1, 100000), default=20, metavar="N",
                    help="chip instances per point")
@@ -1108,15 +1117,7 @@ def build_parser() -> cmdline.CommandParser:
                        allowed="comma-separated powers of two in [2, 32]"),
                    default=None, metavar="LIST",
                    help="compensation rows K to sweep (default 2,4,8,16,32)")
-    w.add_argument("--read-noise", type=number("read-noise", 0, MAX_OFFSET_SIGMA), metavar="X",
-                   help="SRAM noise per read, cell units (needs --backend analog)")
-    w.add_argument("--calibrate", action="store_true",
-                   help="run the compensation-row calibration search first")
-    w.add_argument("--trim", action="store_true",
-                   help="after --calibrate, fold each column's zero-input residual into the "
-                        "thresholds")
-    w.add_argument("--backend", choices=("macro", "analog"), default=None,
-                   help="macro: bit-true golden model (default); analog: the device model")
+    _add_sram_run_options(w)
     s.set_defaults(func=cmd_sweep)
 
     n = sub.add_parser("energy",
