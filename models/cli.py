@@ -9,7 +9,8 @@
   without calibration.
 * ``sweep``: accuracy versus variation over N chip instances (docs/EXPERIMENTS.md),
   writing ``OUT/sweep.csv`` and one PNG per experiment; ``--experiment noise`` puts
-  trained models side by side against read noise.
+  trained models side by side against read noise; ``--experiment energy`` accuracy on
+  chips against energy per image over the compensation rows.
 * ``energy``: events, energy, TOPS/W, area and latency of a macro or of a network on it,
   priced with a technology preset (docs/ENERGY.md).
 
@@ -51,7 +52,7 @@ __all__ = ["main", "build_parser", "UsageError"]
 
 PROG = "models"
 DATASETS = ("digits", "mnist")
-EXPERIMENTS = ("offset", "rram", "noise", "all")
+EXPERIMENTS = ("offset", "rram", "noise", "energy", "all")
 #: Output option of every command (docs/CLI.md).
 OUT = "-o/--out"
 
@@ -158,13 +159,22 @@ def _add_chip_options(p, *, seed_help=None):
                    help="SRAM comparator offset spread, cell units (1 compensation step = 2 units)")
     g.add_argument("--sram-cell-sigma", type=number("sram-cell-sigma", 0, MAX_LOG_SIGMA),
                    metavar="X", help="SRAM bitcell current spread (std of ln I)")
-    g.add_argument("--read-noise", type=number("read-noise", 0, MAX_OFFSET_SIGMA), metavar="X",
-                   help="SRAM noise per read, cell units (needs --backend analog)")
     g.add_argument("--rram-sigma", type=number("rram-sigma", 0, MAX_LOG_SIGMA), metavar="X",
                    help="ReRAM conductance spread (std of ln G); binary weights on 1-bit cells, "
                         "differential, analog model")
     g.add_argument("--on-off-ratio", type=number("on-off-ratio", 1.0, lo_open=True, allow_inf=True),
                    metavar="R", help="ReRAM G_LRS/G_HRS, > 1 (default inf)")
+    _add_sram_run_options(g)
+    g.add_argument("--comp-rows", type=_comp_rows, default=None, metavar="K",
+                   help="compensation rows per column of an SRAM chip, a power of two in "
+                        "[2, 32] (default 8)")
+
+
+def _add_sram_run_options(g):
+    """--read-noise, --calibrate, --trim, --backend: of eval, train and sweep's energy
+    experiment."""
+    g.add_argument("--read-noise", type=number("read-noise", 0, MAX_OFFSET_SIGMA), metavar="X",
+                   help="SRAM noise per read, cell units (needs --backend analog)")
     g.add_argument("--calibrate", action="store_true",
                    help="run the compensation-row calibration search first (SRAM)")
     g.add_argument("--trim", action="store_true",
@@ -173,9 +183,6 @@ def _add_chip_options(p, *, seed_help=None):
     g.add_argument("--backend", choices=("macro", "analog"), default=None,
                    help="macro: bit-true golden model with the chip mapped onto the RTL's "
                         "registers (SRAM default); analog: the device model (ReRAM default)")
-    g.add_argument("--comp-rows", type=_comp_rows, default=None, metavar="K",
-                   help="compensation rows per column of an SRAM chip, a power of two in "
-                        "[2, 32] (default 8)")
 
 
 def _check_macro(rows, cols, comp_rows) -> None:
@@ -571,12 +578,14 @@ def cmd_eval(args) -> int:
 
 #: Options of sweep that only some experiments use (dest names; their default is None).
 USED_BY = {
-    "model": ("offset",), "offset_sigmas": ("offset",), "rows": ("offset",),
+    "model": ("offset", "energy"), "offset_sigmas": ("offset",), "rows": ("offset",),
     "cols": ("offset",), "epochs": ("offset",), "comp_rows": ("offset", "noise"),
     "rram_sigmas": ("rram",), "mlp_epochs": ("rram",), "dva": ("rram",),
     "weight_bits": ("rram",), "cell_bits": ("rram",), "on_off_ratio": ("rram",),
-    "models": ("noise",), "read_noises": ("noise",), "sram_offset_sigma": ("noise",),
-    "sram_cell_sigma": ("noise",),
+    "models": ("noise",), "read_noises": ("noise",), "sram_offset_sigma": ("noise", "energy"),
+    "sram_cell_sigma": ("noise", "energy"), "preset": ("energy",), "comp_rows_list": ("energy",),
+    "read_noise": ("energy",), "calibrate": ("energy",), "trim": ("energy",),
+    "backend": ("energy",),
 }
 
 
@@ -584,11 +593,16 @@ def cmd_sweep(args) -> int:
     from . import experiments as E
 
     experiments = ("offset", "rram") if args.experiment == "all" else (args.experiment,)
+    if args.experiment == "energy" and args.comp_rows is not None:
+        raise UsageError("the energy experiment sweeps compensation rows; give them as "
+                         "--comp-rows-list LIST", "--comp-rows")
     for dest, users in USED_BY.items():
         if not set(users) & set(experiments):
             _refuse(_given(args, dest), f"used by the {' and '.join(users)} experiment"
                                         f"{'s' if len(users) > 1 else ''} only; not allowed "
                                         f"with --experiment {args.experiment}")
+    if args.experiment == "energy":
+        return _sweep_energy(args)
     if "noise" in experiments and args.models is None:
         raise UsageError("the noise experiment compares trained models; give --models "
                          "LABEL=MODEL,...", "--models")
@@ -695,6 +709,60 @@ def cmd_sweep(args) -> int:
               + "; fractional lengths " + ", ".join(f"{k} {v}" for k, v in info["fracs"].items()))
     print(f"{len(rows)} rows in {seconds:.1f} s on {runner.where}; wrote "
           + " ".join(str(p) for p in written))
+    return 0
+
+
+def _sweep_energy(args) -> int:
+    """``sweep --experiment energy``: accuracy on chips and energy per image for every K
+    of --comp-rows-list; each row is what ``models eval`` prints with the same options
+    (``--chips N --comp-rows K --energy P`` and the chip options)."""
+    from . import experiments as E
+    from .cluster import runner_from_args, running
+
+    if args.model is None:
+        raise UsageError("the energy experiment evaluates a trained model; give --model MODEL",
+                         "--model")
+    if args.preset is None:
+        raise UsageError("the energy experiment prices the network's events with a preset; "
+                         "give --preset jssc17, jetcas19, valavi18 or a preset file", "--preset")
+    chip = argparse.Namespace(**vars(args), rram_sigma=None)
+    cfg, backend = _chip_config(chip)
+    if cfg is None:
+        raise UsageError("the energy experiment compares chips; give a spread "
+                         "(--sram-offset-sigma, --sram-cell-sigma, --read-noise) or --calibrate",
+                         "--experiment")
+    outdir = cmdline.check_output_folder(args.out, OUT, files=["sweep.csv", "energy.png"])
+    runner = runner_from_args(args)
+    preset = _load_preset(args.preset)
+    net = load_model(args.model)
+    trained_on = _dataset_of(net, "--model")
+    if trained_on != args.dataset:
+        raise UsageError(f"the model was trained on {trained_on}; not allowed with --dataset "
+                         f"{args.dataset}", "--model")
+    comp_rows = args.comp_rows_list or E.DEFAULT_COMP_ROWS
+    for k in comp_rows:
+        _check_macro(net.rows, net.cols, k)
+    data = _recorded_data(net, args.dataset)
+    start = time.perf_counter()
+    with running(runner):
+        print(f"seed: 0 (chips 0..{args.chips - 1})", flush=True)
+        rows = E.energy_experiment(net, data.x_val, data.y_val, preset=preset, config=cfg,
+                                   comp_rows=comp_rows, chips=args.chips, backend=backend,
+                                   calibrate=args.calibrate, trim=args.trim,
+                                   images=_image_index(data), runner=runner,
+                                   chunk=args.chunk or DEFAULT_CHUNK)
+    seconds = time.perf_counter() - start
+    written = cmdline.write_files(outdir, {"sweep.csv": E.energy_csv_bytes(rows),
+                                           "energy.png": E.energy_png_bytes(rows)})
+    print(f"{'K':>3} {'planes':>6} {'chips':>5} {'mean %':>7} {'worst %':>7} "
+          f"{'nJ/image':>9} {'us/image':>9}")
+    for s in E.energy_summary(rows):
+        print(f"{s['comp_rows']:3d} {s['planes']:6d} {s['n']:5d} {100 * s['mean']:7.2f} "
+              f"{100 * s['min']:7.2f} {s['energy_pj_per_image'] / 1e3:9.4g} "
+              f"{s['latency_ns_per_image'] / 1e3:9.4g}")
+    print(f"ideal hardware {100 * rows[0]['accuracy']:.2f} %; preset {preset.name}, "
+          f"{len(data.y_val)} images; {len(rows)} rows in {seconds:.1f} s on {runner.where}; "
+          f"wrote " + " ".join(str(p) for p in written))
     return 0
 
 
@@ -983,7 +1051,9 @@ def build_parser() -> cmdline.CommandParser:
     s.add_argument("--experiment", choices=EXPERIMENTS, default="all",
                    help="offset: SRAM offsets, calibration on/off; rram: ReRAM variation, "
                         "fixed point/DVA/DFP/DFP+DVA; noise: read noise on calibrated, trimmed "
-                        "analog chips for the --models side by side; all: offset and rram")
+                        "analog chips for the --models side by side; energy: accuracy on "
+                        "chips and energy per image for every K of --comp-rows-list; all: "
+                        "offset and rram")
     s.add_argument("--dataset", choices=DATASETS, default="digits", help="digits or mnist")
     s.add_argument("--chips", type=integer("chips", 1, 100000), default=20, metavar="N",
                    help="chip instances per point")
@@ -1037,6 +1107,17 @@ def build_parser() -> cmdline.CommandParser:
     q.add_argument("--sram-cell-sigma", type=number("sram-cell-sigma", 0, MAX_LOG_SIGMA),
                    default=None, metavar="X",
                    help="bitcell current spread of the chips, std of ln I (default 0.1)")
+    w = s.add_argument_group("energy experiment (--model, --sram-offset-sigma, "
+                             "--sram-cell-sigma as above, default 0)")
+    w.add_argument("--preset", metavar="P", default=None,
+                   help="technology preset pricing the events: jssc17, jetcas19, valavi18, or "
+                        "a preset file (docs/ENERGY.md)")
+    w.add_argument("--comp-rows-list", type=cmdline.value_list(
+                       "comp-rows-list", _comp_rows,
+                       allowed="comma-separated powers of two in [2, 32]"),
+                   default=None, metavar="LIST",
+                   help="compensation rows K to sweep (default 2,4,8,16,32)")
+    _add_sram_run_options(w)
     s.set_defaults(func=cmd_sweep)
 
     n = sub.add_parser("energy",

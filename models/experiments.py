@@ -63,7 +63,8 @@ __all__ = [
     "CSV_COLUMNS", "OFFSET_METHODS", "RRAM_METHODS", "DEFAULT_OFFSET_SIGMAS",
     "DEFAULT_RRAM_SIGMAS", "MLP", "train_mlp", "mlp_accuracy", "RramSetup",
     "offset_experiment", "rram_experiment", "read_noise_experiment", "DEFAULT_READ_NOISES",
-    "summarize", "write_csv", "read_csv",
+    "summarize", "write_csv", "read_csv", "energy_experiment", "ENERGY_CSV_COLUMNS",
+    "DEFAULT_COMP_ROWS", "energy_csv_bytes", "energy_png_bytes",
     "plot_sweep", "atomic_write_bytes", "train_bnn", "chip_blocks", "block_correct", "mlp_block",
 ]
 
@@ -225,6 +226,131 @@ def read_noise_experiment(nets: dict, x, y, *, base: ChipConfig, noises=DEFAULT_
                                          comp_rows=comp_rows),
                              weights=[len(t["seeds"]) for t in tasks], desc="noise sweep")
     return rows + _chip_rows("noise", tasks, correct, len(y))
+
+
+# --- accuracy against energy per image: compensation rows ------------------------------
+
+ENERGY_CSV_COLUMNS = ("experiment", "comp_rows", "planes", "chip_seed", "accuracy",
+                      "energy_pj_per_image", "latency_ns_per_image", "preset")
+DEFAULT_COMP_ROWS = (2, 4, 8, 16, 32)
+
+
+def _comp_rows_block(task: dict, **shared) -> np.ndarray:
+    """:func:`block_correct` of one block on the macro with ``task["comp_rows"]`` K."""
+    return block_correct(task, comp_rows=task["comp_rows"], **shared)
+
+
+def energy_experiment(net: FoldedNet, x, y, *, preset, config: ChipConfig | None,
+                      comp_rows=DEFAULT_COMP_ROWS, chips: int = 20, backend: str = "macro",
+                      calibrate: bool = False, trim: bool = False, images=None, runner=None,
+                      chunk: int = 20) -> list[dict]:
+    """Accuracy on chips and energy per image of ``net`` for every K of ``comp_rows``.
+
+    For each K the network runs on the macro ``macro_params_for(net, K)``: on chip
+    instances ``0 .. chips-1`` of ``config`` (as :func:`block_correct`, the path of
+    ``models eval --chips``) and, priced with ``preset`` (:class:`models.energy.Preset`),
+    through the network runner's events on ``x`` (the path of ``models eval --energy``).
+    The first layer always runs all its planes (``planes`` in the rows): the model format
+    fixes NPLANES of every RUN (docs/MODEL_FORMAT.md).
+
+    Returns rows of :data:`ENERGY_CSV_COLUMNS`: per K one ideal-hardware row
+    (``chip_seed`` -1) and one row per chip (none when ``config`` is None).
+    """
+    from .chip_readout import macro_params_for
+    from .energy import ArrayShape, evaluate, macs_per_image, network_events
+
+    y = np.asarray(y)
+    x = np.asarray(x, dtype=np.int64)
+    ideal = accuracy(infer_folded(net, x), y)
+    planes = net.layers[0].planes
+    rows, priced = [], {}
+    for k in comp_rows:
+        p = macro_params_for(net, k)
+        report = evaluate(preset, network_events(p, net, x), ArrayShape.of(p),
+                          ops=2.0 * macs_per_image(net), decisions=len(x))
+        priced[k] = dict(experiment="energy", comp_rows=k, planes=planes, preset=preset.name,
+                         energy_pj_per_image=report.energy_pj_per_decision,
+                         latency_ns_per_image=report.latency_ns)
+        rows.append(dict(priced[k], chip_seed=-1, accuracy=ideal))
+    if config is None:
+        return rows
+    tasks = [dict(config=config, seeds=block, backend=backend, calibrate=calibrate, trim=trim,
+                  comp_rows=k) for k in comp_rows for block in chip_blocks(range(chips), chunk)]
+    runner = _local(runner)
+    with runner:
+        correct = runner.map(_comp_rows_block, tasks,
+                             shared=dict(net=net, x=x, y=y, images=images),
+                             weights=[len(t["seeds"]) for t in tasks], desc="energy sweep")
+    return rows + [dict(priced[task["comp_rows"]], chip_seed=s, accuracy=float(c) / len(y))
+                   for task, block in zip(tasks, correct) for s, c in zip(task["seeds"], block)]
+
+
+def energy_csv_bytes(rows) -> bytes:
+    """``sweep.csv`` of the energy experiment: columns :data:`ENERGY_CSV_COLUMNS`."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=ENERGY_CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{r[k]:.6f}" if k == "accuracy" else
+                             f"{r[k]:.6g}" if k.endswith("_per_image") else r[k])
+                         for k in ENERGY_CSV_COLUMNS})
+    return buf.getvalue().encode()
+
+
+def energy_summary(rows) -> list[dict]:
+    """Per K: ``comp_rows, planes, n`` (chips), ``mean, min`` (accuracy over the chips,
+    the ideal-hardware accuracy when there are none), ``ideal``, ``energy_pj_per_image``,
+    ``latency_ns_per_image``."""
+    out = []
+    for k in dict.fromkeys(r["comp_rows"] for r in rows):
+        mine = [r for r in rows if r["comp_rows"] == k]
+        ideal = next(r["accuracy"] for r in mine if r["chip_seed"] == -1)
+        accs = np.array([r["accuracy"] for r in mine if r["chip_seed"] != -1] or [ideal])
+        out.append(dict(comp_rows=k, planes=mine[0]["planes"], n=len(mine) - 1,
+                        mean=float(accs.mean()), min=float(accs.min()), ideal=ideal,
+                        energy_pj_per_image=mine[0]["energy_pj_per_image"],
+                        latency_ns_per_image=mine[0]["latency_ns_per_image"]))
+    return out
+
+
+def energy_png_bytes(rows, title: str | None = None) -> bytes:
+    """A PNG of accuracy (%) against energy per image (nJ), one point per K: the mean
+    over chips (filled) and the worst chip (open) joined by a line, labelled K/planes;
+    the ideal-hardware accuracy dashed. Points at the same place share one label."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = energy_summary(rows)
+    if not summary:
+        raise ValueError("no rows of the energy experiment to plot")
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    ax.axhline(100 * summary[0]["ideal"], color="k", ls="--", lw=1,
+               label=f"ideal hardware ({100 * summary[0]['ideal']:.1f} %)")
+    e = np.array([s["energy_pj_per_image"] for s in summary]) / 1e3
+    mean = 100 * np.array([s["mean"] for s in summary])
+    low = 100 * np.array([s["min"] for s in summary])
+    n = summary[0]["n"]
+    ax.vlines(e, low, mean, color="C0", lw=1)
+    ax.plot(e, mean, "o", color="C0", label=f"mean over {n} chips" if n else "ideal hardware")
+    if n:
+        ax.plot(e, low, "o", mfc="none", color="C0", label="worst chip")
+    labels: dict = {}
+    for s, ei, m in zip(summary, e, mean):
+        labels.setdefault((round(float(ei), 6), round(float(m), 4)), []).append(
+            f"{s['comp_rows']}/{s['planes']}")
+    for (ei, m), names in labels.items():
+        ax.annotate("K/p " + ", ".join(names), (ei, m), textcoords="offset points",
+                    xytext=(6, 4), fontsize=8)
+    span = float(e.max() - e.min()) or 0.1 * float(e.max()) or 1.0
+    ax.set_xlim(float(e.min()) - 0.3 * span, float(e.max()) + 0.6 * span)
+    ax.set_xlabel(f"energy per image (nJ), preset {rows[0]['preset']}")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title or "accuracy against energy per image: compensation rows K, planes p")
+    ax.set_ylim(max(0.0, 5 * np.floor(float(low.min()) / 5) - 5), 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    return _png(fig)
 
 
 # --- ReRAM: a multi-bit-weight float MLP, DFP and DVA -----------------------------------

@@ -216,6 +216,7 @@ EM = ["eval", "--model", "D/mnist"]
 TR = ["train", "--epochs", "1"]
 TM = ["train", "--dataset", "mnist", "--epochs", "1"]
 SW = ["sweep", "--chips", "1"]
+SWE = SW + ["--experiment", "energy", "--model", "D/digits", "--preset", "jssc17"]
 EC = E + ["--dataset", "digits", "--sram-offset-sigma", "3", "--chips", "2"]
 #: A port where no Dask scheduler listens (discard), and a short wait for it.
 NO_SCHEDULER = ["--scheduler", "tcp://127.0.0.1:9", "--connect-timeout", "0.5"]
@@ -508,6 +509,31 @@ MODELS = [
     ("sweep-noise-png-is-folder", SW + ["--experiment", "noise", "--models", "a=D/digits",
                                         "-o", "T/"], ["-o/--out", "noise.png", "is a folder"],
      _folder("noise.png")),
+    ("sweep-energy-no-model", SW + ["--experiment", "energy", "--preset", "jssc17",
+                                    "--calibrate"], ["--model", "MODEL"]),
+    ("sweep-energy-no-preset", SWE[:-2], ["--preset", "jssc17", "preset file"]),
+    ("sweep-energy-preset-unknown", SWE[:-1] + ["nosuch", "--calibrate"], ["--preset", "nosuch"]),
+    ("sweep-energy-ideal", SWE, ["--experiment", "--sram-offset-sigma", "--calibrate"]),
+    ("sweep-energy-comp-rows", SWE + ["--calibrate", "--comp-rows", "8"],
+     ["--comp-rows", "--comp-rows-list"]),
+    ("sweep-comp-rows-list-6", SWE + ["--calibrate", "--comp-rows-list", "2,6"],
+     ["--comp-rows-list", "'6'", "powers of two in [2, 32]"]),
+    ("sweep-comp-rows-list-twice", SWE + ["--calibrate", "--comp-rows-list", "8,8"],
+     ["--comp-rows-list", "8", "twice"]),
+    ("sweep-comp-rows-list-offset", SW + ["--experiment", "offset", "--comp-rows-list", "8"],
+     ["--comp-rows-list", "--experiment offset"]),
+    ("sweep-preset-noise", SW + ["--experiment", "noise", "--models", "a=D/digits",
+                                 "--preset", "jssc17"], ["--preset", "--experiment noise"]),
+    ("sweep-calibrate-all", SW + ["--calibrate"], ["--calibrate", "--experiment all"]),
+    ("sweep-energy-trim-alone", SWE + ["--sram-offset-sigma", "4", "--trim"],
+     ["--trim", "--calibrate"]),
+    ("sweep-energy-read-noise-macro", SWE + ["--read-noise", "0.5"],
+     ["--read-noise", "--backend analog"]),
+    ("sweep-energy-read-noise-nan", SWE + ["--read-noise", "nan"], ["--read-noise", "'nan'"]),
+    ("sweep-energy-other-data", SWE + ["--calibrate", "--dataset", "mnist"],
+     ["--model", "digits", "--dataset mnist"]),
+    ("sweep-energy-png-is-folder", SWE + ["--calibrate", "-o", "T/"],
+     ["-o/--out", "energy.png", "is a folder"], _folder("energy.png")),
     # energy
     ("energy-no-preset", ["energy"], ["required", "--preset"]),
     ("energy-preset-unknown", ["energy", "--preset", "nosuch"], ["--preset", "nosuch"]),

@@ -168,6 +168,44 @@ def test_sweep_noise_experiment(trained, tmp_path):
     assert a and a == [r[2:] for r in rows if r[1] == "b"]
 
 
+def test_sweep_energy_rows_are_what_eval_prints(trained, tmp_path):
+    """Every K's chip accuracies and energy per image equal `models eval --energy` with
+    the same options; a preset that prices the compensation word lines makes the energy
+    grow with K."""
+    d, _ = trained
+    doc = json.loads((ROOT / "models" / "presets" / "jetcas19.json").read_text())
+    doc["energy"]["comp_wordline_activations"] = dict(value=5, unit="fJ", source="test")
+    preset = tmp_path / "priced.json"
+    preset.write_text(json.dumps(doc))
+    chip = ["--sram-offset-sigma", "4", "--calibrate"]
+    out = tmp_path / "sw"
+    r = run_models(["sweep", "--experiment", "energy", "--dataset", "digits", "--model",
+                    d / "m" / "digits", "--preset", preset, "--comp-rows-list", "2,8",
+                    "--chips", "2", *chip, "--quiet", "-o", out])
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["energy.png", "sweep.csv"]
+    assert (out / "energy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = (out / "sweep.csv").read_text().splitlines()
+    assert lines[0] == ("experiment,comp_rows,planes,chip_seed,accuracy,energy_pj_per_image,"
+                        "latency_ns_per_image,preset")
+    rows = [dict(zip(lines[0].split(","), l.split(","))) for l in lines[1:]]
+    assert len(rows) == 2 * (1 + 2)                 # per K: ideal hardware + 2 chips
+    energy = {int(r["comp_rows"]): float(r["energy_pj_per_image"]) for r in rows}
+    assert energy[8] > energy[2]
+    for k in (2, 8):
+        e = run_models(["eval", "--model", d / "m" / "digits", "--dataset", "digits",
+                        "--chips", "2", "--comp-rows", str(k), *chip, "--energy", preset,
+                        "--quiet"])
+        assert e.returncode == 0, e.stderr
+        printed = [float(l.split()[2]) for l in e.stdout.splitlines() if l.startswith("chip ")]
+        mine = [100 * float(r["accuracy"]) for r in rows
+                if int(r["comp_rows"]) == k and r["chip_seed"] != "-1"]
+        assert mine == pytest.approx(printed, abs=0.006)
+        nj = e.stdout.splitlines()[-1].split("; ")[-1].split()[0]
+        assert f"{energy[k] / 1e3:.4g}" == nj
+        assert all(r["planes"] == "5" and r["preset"] == doc["name"] for r in rows)
+
+
 @pytest.mark.skipif(not all((DEFAULT_MNIST_DIR / f).exists() for f in MNIST_FILES),
                     reason=f"the MNIST subset is not in {DEFAULT_MNIST_DIR}")
 def test_preprocessed_recipe_round_trip(tmp_path):
