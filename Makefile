@@ -16,7 +16,7 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow"
 
-# The ECP5 target build alone (fully parallel 32x96 at 100 MHz, about 16 minutes).
+# The ECP5 target build alone (fully parallel 32x96 at 100 MHz, 16-31 minutes).
 fpga-target: setup
 	$(PY) -m pytest -q -s -m slow tests/test_fpga_build.py -k fully_parallel_meets_100mhz
 
