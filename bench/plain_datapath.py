@@ -69,18 +69,20 @@ class PlainDatapath(wiring.Component):
     during a run changes the run's result: wait for ``busy`` to fall.
 
     Running. ``start`` while not busy runs every column group g = 0 .. C/P - 1: one cycle
-    that reads the group's weights, then one cycle per plane (B-1 first); ``cuts``
-    register stages later each plane's readouts reach the P accumulators, and in the
-    cycle after a group's last plane is accumulated its P tiles are on ``acc`` with
-    ``acc_valid`` and ``acc_group``, and its P bits of ``out`` are written at the clock
-    edge. ``done`` is high for one cycle after the last group's write-back. A run takes
-    ``G * (B + 1) + cuts + 2`` cycles from ``start`` to ``done``.
+    that reads the group's weights, then one cycle per plane (B-1 first) that selects the
+    plane into a register; ``cuts`` register stages later each plane's readouts reach
+    the P accumulators, and in the cycle after a group's last plane is accumulated its P
+    tiles are on ``acc`` with ``acc_valid`` and ``acc_group``, and its P bits of ``out``
+    are written at the clock edge. ``done`` is high for one cycle after the last group's
+    write-back. A run takes ``G * (B + 1) + cuts + 3`` cycles from ``start`` to ``done``.
 
     Pipeline cuts, placed as the macro's readout stages are (docs/ARCHITECTURE.md,
-    "Pipelined readout"): 0, the plane select, AND, popcount, readout and accumulator in
-    one cycle; 2, registers after the popcount (with the plane's ones count) and after
-    the readout ``s``; 4, also a register after the plane select and one after the
-    popcount's partial counts of 4 rows.
+    "Pipelined readout"; like the macro's, the selected plane is always registered):
+    0, the AND, popcount, readout and accumulator in one cycle; 2, registers after the
+    popcount (with the plane's ones count) and after the readout ``s``; 4, also a
+    register after the popcount's partial counts of 4 rows and one more after the
+    readout (the macro's cuts of ``a`` and of ``v``, between which an ideal array's
+    readout chain is the identity).
 
     Parameters
     ----------
@@ -253,10 +255,19 @@ class PlainDatapath(wiring.Component):
             # sees its own group's word).
             m.d.comb += weight_mem.read_addr.eq(group)
 
-        # Stage 1 (cut 4): the selected plane.
-        plane1 = self._stage(m, cut4, plane0, "plane_q")
-        flags1 = self._stage(m, cut4, flags0, "flags_q", reset_less=False)
-        group1 = self._stage(m, cut4, group, "group_q")
+        # The plane select, registered (a cycle ahead, as the macro's for every L).
+        plane1 = self._stage(m, True, plane0, "plane_q")
+        tags = [self._stage(m, True, Cat(flags0, group), "tag_q", reset_less=False)]
+        in_flight = [tags[0][0]]
+
+        def tag(cut, name):
+            """The flags and group of the newest stage, registered when ``cut`` is built."""
+            if cut:
+                tags.append(self._stage(m, True, tags[-1], name, reset_less=False))
+                in_flight.append(tags[-1][0])
+            return tags[-1]
+
+        group1 = tags[0][4:]
         if self.storage == "ff":
             weights = Array(weight_groups)[group1] if G > 1 else weight_groups[0]
         else:
@@ -272,9 +283,9 @@ class PlainDatapath(wiring.Component):
             m.d.comb += [lane[k * width:(k + 1) * width].eq(
                 popcount(m, agree[lo:hi], f"agree{j}_{lo}")) for k, (lo, hi) in enumerate(chunks)]
             partials.append(self._stage(m, cut4, lane, f"partial{j}_q"))
+        # The plane's ones count, beside the lanes' popcounts.
         ones = self._stage(m, cut4, popcount(m, plane1, "ones"), "ones_q")
-        flags2 = self._stage(m, cut4, flags1, "flags_qq", reset_less=False)
-        group2 = self._stage(m, cut4, group1, "group_qq")
+        tag(cut4, "tag_partial")
         for j in range(P):
             terms = [partials[j][k * width:(k + 1) * width] for k in range(len(chunks))]
             while len(terms) > 1:
@@ -282,18 +293,20 @@ class PlainDatapath(wiring.Component):
                          for k in range(0, len(terms), 2)]
             counts.append(self._stage(m, cut2, terms[0], f"count{j}_q"))
         ones = self._stage(m, cut2, ones, "ones_qq")
-        flags3 = self._stage(m, cut2, flags2, "flags_q3", reset_less=False)
-        group3 = self._stage(m, cut2, group2, "group_q3")
+        tag(cut2, "tag_count")
 
-        # Readout (cut 2): s = 2 * popcount(x & w) - popcount(x).
+        # Readout (cut 2): s = 2 * popcount(x & w) - popcount(x); cut 4 registers it once
+        # more before the accumulator (the macro's cut of v after its cut of a: on an
+        # ideal array the readout chain between them is the identity).
         readouts = []
         for j in range(P):
             s = Signal(signed(W), name=f"readout{j}")
             m.d.comb += s.eq((counts[j] << 1) - ones)
-            readouts.append(self._stage(m, cut2, s, f"readout{j}_q"))
-        flags4 = self._stage(m, cut2, flags3, "flags_q4", reset_less=False)
-        group4 = self._stage(m, cut2, group3, "group_q4")
-        valid4, first4, last4, end4 = flags4[0], flags4[1], flags4[2], flags4[3]
+            s = self._stage(m, cut2, s, f"readout{j}_q")
+            readouts.append(self._stage(m, cut4, s, f"readout{j}_qq"))
+        tag(cut2, "tag_readout")
+        tag4 = tag(cut4, "tag_readout_q")
+        valid4, first4, last4, end4, group4 = tag4[0], tag4[1], tag4[2], tag4[3], tag4[4:]
 
         # Shift-accumulate, most significant plane first.
         tiles = [Signal(signed(A), name=f"tile{j}", reset_less=True) for j in range(P)]
@@ -326,8 +339,7 @@ class PlainDatapath(wiring.Component):
         m.d.comb += [self.acc.eq(Cat(*tiles)), self.acc_valid.eq(write_back),
                      self.acc_group.eq(write_group)]
 
-        in_flight = Cat(flags1[0], flags2[0], flags3[0], flags4[0], write_back)
-        m.d.comb += self.busy.eq(running | in_flight.any())
+        m.d.comb += self.busy.eq(running | Cat(*in_flight, write_back).any())
         with m.If(self.start & ~self.busy):
             m.d.sync += [running.eq(1), reading.eq(1), group.eq(0)]
         return m

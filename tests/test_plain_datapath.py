@@ -86,7 +86,7 @@ def test_run_matches_the_ideal_macro(rows, cols, P, cuts, storage, rng):
     for run, (out, acc, cycles) in enumerate(got):
         assert list(acc) == list(tiles[run]), f"run {run}: tiles"
         assert list(out) == list(binarize(tiles[run], thresh, 0)), f"run {run}: out"
-        assert cycles == G * (B + 1) + cuts + 2
+        assert cycles == G * (B + 1) + cuts + 3
 
 
 @pytest.mark.parametrize("kwargs,message", [
