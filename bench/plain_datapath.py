@@ -39,6 +39,7 @@ from fpga.build import BuildError, check_freq, flow_options, run_tools, tool_env
 from models import cmdline
 from rtl.column_memory import ColumnMemory
 from rtl.compute_array import popcount
+from rtl.replicas import LANE_BLOCK, block_copies
 
 __all__ = ["PlainDatapath", "PlainBoardCore", "CUTS", "build_plain", "main"]
 
@@ -77,7 +78,8 @@ class PlainDatapath(wiring.Component):
     write-back. A run takes ``G * (B + 1) + cuts + 3`` cycles from ``start`` to ``done``.
 
     Pipeline cuts, placed as the macro's readout stages are (docs/ARCHITECTURE.md,
-    "Pipelined readout"; like the macro's, the selected plane is always registered):
+    "Pipelined readout"; like the macro's, the selected plane is always registered,
+    once per block of 8 lanes):
     0, the AND, popcount, readout and accumulator in one cycle; 2, registers after the
     popcount (with the plane's ones count) and after the readout ``s``; 4, also a
     register after the popcount's partial counts of 4 rows and one more after the
@@ -251,12 +253,15 @@ class PlainDatapath(wiring.Component):
             weight_mem = self._ram_storage(m, R, self.load_weights, "weight", slot, load_group)
             thresh_mem = self._ram_storage(m, A, self.load_thresh, "thresh", slot, load_group)
             # The read cycle presents the group; the word stays until the next read cycle
-            # (one cycle after the group's last plane, so the cut-4 plane register still
+            # (one cycle after the group's last plane, so the plane register still
             # sees its own group's word).
             m.d.comb += weight_mem.read_addr.eq(group)
 
-        # The plane select, registered (a cycle ahead, as the macro's for every L).
-        plane1 = self._stage(m, True, plane0, "plane_q")
+        # The plane select, registered (a cycle ahead, as the macro's for every L), once
+        # per block of 8 lanes (rtl/replicas.py): one register driving all 96 lanes of
+        # the fully parallel ECP5 build was a 12.8 ns wire.
+        plane_copies = block_copies(m, plane0, P, "plane_q", reset_less=True)
+        plane1 = [plane_copies[(j // LANE_BLOCK) * R:(j // LANE_BLOCK + 1) * R] for j in range(P)]
         tags = [self._stage(m, True, Cat(flags0, group), "tag_q", reset_less=False)]
         in_flight = [tags[0][0]]
 
@@ -278,13 +283,13 @@ class PlainDatapath(wiring.Component):
         width = PARTIAL_ROWS.bit_length()
         partials, counts = [], []
         for j in range(P):
-            agree = plane1 & weights[j * R:(j + 1) * R]
+            agree = plane1[j] & weights[j * R:(j + 1) * R]
             lane = Signal(width * len(chunks), name=f"partial{j}")
             m.d.comb += [lane[k * width:(k + 1) * width].eq(
                 popcount(m, agree[lo:hi], f"agree{j}_{lo}")) for k, (lo, hi) in enumerate(chunks)]
             partials.append(self._stage(m, cut4, lane, f"partial{j}_q"))
         # The plane's ones count, beside the lanes' popcounts.
-        ones = self._stage(m, cut4, popcount(m, plane1, "ones"), "ones_q")
+        ones = self._stage(m, cut4, popcount(m, plane1[0], "ones"), "ones_q")
         tag(cut4, "tag_partial")
         for j in range(P):
             terms = [partials[j][k * width:(k + 1) * width] for k in range(len(chunks))]

@@ -66,6 +66,7 @@ CASES = [  # rows, cols, cols_per_cycle, cuts, storage
     (7, 6, 6, 0, None), (7, 6, 6, 2, None), (7, 6, 6, 4, None),
     (9, 6, 2, 0, None), (9, 6, 2, 2, None), (9, 6, 2, 4, None),
     (5, 6, 3, 4, "ff"), (8, 4, 4, 2, "ram"), (1, 3, 1, 0, None),
+    (3, 18, 18, 0, None), (4, 18, 9, 4, None),     # 3 and 2 blocks of plane copies
 ]
 
 
