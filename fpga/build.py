@@ -45,6 +45,7 @@ from .top import BoardCore, chip_image
 from .uart import uart_divisor
 
 __all__ = ["FitError", "BuildError", "tool_environment", "build", "summary_line", "check_fit",
+           "flow_options", "run_tools",
            "parse_nextpnr_report", "parse_yosys_stats", "default_out_dir", "check_freq",
            "bitstream_name", "FlowMonitor", "PLL_RANGE_MHZ"]
 
@@ -299,6 +300,94 @@ def _tool_versions(env) -> dict:
 
 # --- the flow --------------------------------------------------------------------------------
 
+def flow_options(family: str, *, seed: int = 1, mapper: str = "abc9", tmg_ripup: bool = False,
+                 detailed_timing: bool = False) -> tuple[str, str, dict]:
+    """``(router, nextpnr options, Yosys overrides)`` of every build for ``family``.
+
+    The arguments are those of :func:`build`, already checked there; the plain-datapath
+    benchmark (``bench.plain_datapath``) builds with the same options.
+    """
+    # ECP5 routes with router2: nextpnr's default router1 had routed 23% of the 32x96
+    # design's arcs after 4.5 minutes. iCE40 keeps router1: router2 looped for minutes
+    # on 2 overused wires of the pipelined 32x96 P=4 design.
+    router = "router2" if family == "ecp5" else "router1"
+    # ECP5 also rips up and reroutes the nets of failing paths (--tmg-ripup): a
+    # fully parallel 32x96 L = 4 build whose Fmax was 79.8 MHz without it reached
+    # 100.5 MHz with it (the same RTL and seed, docs/FPGA.md), where the last paths were
+    # register-to-register wires detoured by congestion.
+    router_opts = f"--router {router}" + (" --tmg-ripup" if tmg_ripup else "")
+    nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {int(seed)} "
+                    f"{router_opts}" + (" --detailed-timing-report" if detailed_timing else ""))
+    # Registers copied per block of lanes stay apart (rtl/replicas.py).
+    overrides = {"script_after_read": KEEP_REPLICAS_SCRIPT}
+    if family == "ice40":
+        # -device u: timing-driven mapping for the UltraPlus, not the default HX.
+        overrides["synth_opts"] = "-dsp -device u"
+    elif mapper == "abc":
+        # synth_ecp5 always maps LUTs with abc9, which hits an internal assertion of Yosys
+        # 0.70 (ABC_OPS_REINTEGRATE) on the larger macros; stop before its LUT mapping and
+        # map with the classic abc instead, then finish with its cell mapping.
+        overrides["synth_opts"] = "-run :map_luts"
+        overrides["script_after_synth"] = ("techmap -map +/lattice/latches_map.v\n"
+                                           "abc -lut 4 -dress\nclean\n"
+                                           "synth_ecp5 -run map_cells:")
+    return router, nextpnr_opts, overrides
+
+
+def run_tools(board: str, platform, top, work: Path, clock_hz: float, *, router: str,
+              nextpnr_opts: str, overrides: dict, env: dict, status=None, fit=None) -> dict:
+    """Elaborate ``top`` for ``platform`` and run Yosys, nextpnr and the packer in ``work``.
+
+    Returns ``{"cells", "luts", "ffs", "parsed", "design", "fmax_hz", "blob",
+    "seconds_prepare", "seconds_tools"}``: Yosys's cell counts, nextpnr's parsed report
+    (:func:`parse_nextpnr_report`), the design clock's ``(net, fmax entry)`` and Fmax,
+    and the bitstream's bytes. A failed flow raises what ``fit(nextpnr_log)`` returns
+    (a :class:`FitError`), else a :class:`BuildError` with the last error line.
+    """
+    family = BOARDS[board].family
+    t0 = time.monotonic()
+    plan = platform.prepare(top, name="top", nextpnr_opts=nextpnr_opts, debug_verilog=False,
+                            **overrides)
+    t_prepare = time.monotonic() - t0
+    log_path = work / "flow.log"
+    work.mkdir(parents=True, exist_ok=True)
+    plan.extract(str(work))
+    if status is not None:
+        status.note(f"logs in {work}: flow.log (commands), top.rpt (Yosys), top.tim (nextpnr)")
+    t1 = time.monotonic()
+    monitor = FlowMonitor(work, status, router)
+    result = _run_flow(["sh", f"{plan.script}.sh"], work, env, log_path, monitor)
+    t_tools = time.monotonic() - t1
+    yosys_log = (work / "top.rpt").read_text() if (work / "top.rpt").exists() else ""
+    pnr_log = (work / "top.tim").read_text() if (work / "top.tim").exists() else ""
+    cells = parse_yosys_stats(yosys_log)
+    luts, ffs = lut_ff_counts(family, cells)
+
+    if result != 0:
+        monitor.stop()
+        error = fit(pnr_log) if fit is not None else None
+        if error is not None:
+            raise error
+        text = "\n".join([yosys_log, pnr_log, log_path.read_text()])
+        errors = [line.strip() for line in text.splitlines() if "ERROR" in line]
+        lines = text.strip().splitlines()
+        what = errors[-1] if errors else (lines[-1].strip() if lines else "no output")
+        raise BuildError(f"{board}: the FPGA tools failed (logs in {work}): {what}")
+    monitor.finish()
+
+    nextpnr = json.loads((work / "report.json").read_text())
+    parsed = parse_nextpnr_report(nextpnr, BOARDS[board].resources)
+    # The design clock is the one net with a constraint at clock_hz.
+    clocks = parsed["fmax"]
+    design = min(clocks.items(), key=lambda kv: abs(kv[1]["constraint_hz"] - clock_hz)) \
+        if clocks else (None, None)
+    fmax_hz = design[1]["achieved_hz"] if design[1] else None
+    ext = "bin" if family == "ice40" else "bit"
+    return dict(cells=cells, luts=luts, ffs=ffs, parsed=parsed, design=design, fmax_hz=fmax_hz,
+                blob=(work / f"top.{ext}").read_bytes(), seconds_prepare=t_prepare,
+                seconds_tools=t_tools)
+
+
 def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None,
           chip_seed: int | None = None, out_dir=None, freq_mhz: float | None = None,
           baud: int = DEFAULT_BAUD, bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
@@ -392,74 +481,18 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
                      stretch_cycles=max(1, int(0.05 * clock_hz)))
     top = BoardTop(b, core, clock_hz, pll)
     platform = b.make_platform()
+    router, nextpnr_opts, overrides = flow_options(b.family, seed=seed, mapper=mapper,
+                                                   tmg_ripup=tmg_ripup,
+                                                   detailed_timing=detailed_timing)
+    flow = run_tools(board, platform, top, out / "work", clock_hz, router=router,
+                     nextpnr_opts=nextpnr_opts, overrides=overrides, env=env, status=status,
+                     fit=lambda pnr_log: check_fit(board, p, pnr_log))
+    parsed, design, fmax_hz = flow["parsed"], flow["design"], flow["fmax_hz"]
+    cells, luts, ffs, blob = flow["cells"], flow["luts"], flow["ffs"], flow["blob"]
+    t_prepare, t_tools = flow["seconds_prepare"], flow["seconds_tools"]
 
-    # ECP5 routes with router2: nextpnr's default router1 had routed 23% of the 32x96
-    # design's arcs after 4.5 minutes. iCE40 keeps router1: router2 looped for minutes
-    # on 2 overused wires of the pipelined 32x96 P=4 design.
-    router = "router2" if b.family == "ecp5" else "router1"
-    # ECP5 also rips up and reroutes the nets of failing paths (--tmg-ripup): a
-    # fully parallel 32x96 L = 4 build whose Fmax was 79.8 MHz without it reached
-    # 100.5 MHz with it (the same RTL and seed, docs/FPGA.md), where the last paths were
-    # register-to-register wires detoured by congestion.
-    router_opts = f"--router {router}" + (" --tmg-ripup" if tmg_ripup else "")
-    nextpnr_opts = (f"--report report.json --timing-allow-fail --seed {int(seed)} "
-                    f"{router_opts}" + (" --detailed-timing-report" if detailed_timing else ""))
-    # Registers copied per block of lanes stay apart (rtl/replicas.py).
-    overrides = {"script_after_read": KEEP_REPLICAS_SCRIPT}
-    if b.family == "ice40":
-        # -device u: timing-driven mapping for the UltraPlus, not the default HX.
-        overrides["synth_opts"] = "-dsp -device u"
-    elif mapper == "abc":
-        # synth_ecp5 always maps LUTs with abc9, which hits an internal assertion of Yosys
-        # 0.70 (ABC_OPS_REINTEGRATE) on the larger macros; stop before its LUT mapping and
-        # map with the classic abc instead, then finish with its cell mapping.
-        overrides["synth_opts"] = "-run :map_luts"
-        overrides["script_after_synth"] = ("techmap -map +/lattice/latches_map.v\n"
-                                           "abc -lut 4 -dress\nclean\n"
-                                           "synth_ecp5 -run map_cells:")
-    work = out / "work"
-    t0 = time.monotonic()
-    plan = platform.prepare(top, name="top", nextpnr_opts=nextpnr_opts, debug_verilog=False,
-                            **overrides)
-    t_prepare = time.monotonic() - t0
-    log_path = work / "flow.log"
-    work.mkdir(parents=True, exist_ok=True)
-    plan.extract(str(work))
-    if status is not None:
-        status.note(f"logs in {work}: flow.log (commands), top.rpt (Yosys), top.tim (nextpnr)")
-    t1 = time.monotonic()
-    monitor = FlowMonitor(work, status, router)
-    result = _run_flow(["sh", f"{plan.script}.sh"], work, env, log_path, monitor)
-    t_tools = time.monotonic() - t1
-    yosys_log = (work / "top.rpt").read_text() if (work / "top.rpt").exists() else ""
-    pnr_log = (work / "top.tim").read_text() if (work / "top.tim").exists() else ""
-    cells = parse_yosys_stats(yosys_log)
-    luts, ffs = lut_ff_counts(b.family, cells)
-
-    if result != 0:
-        monitor.stop()
-        fit = check_fit(board, p, pnr_log)
-        if fit is not None:
-            raise fit
-        text = "\n".join([yosys_log, pnr_log, log_path.read_text()])
-        errors = [line.strip() for line in text.splitlines() if "ERROR" in line]
-        lines = text.strip().splitlines()
-        what = errors[-1] if errors else (lines[-1].strip() if lines else "no output")
-        raise BuildError(f"{board}: the FPGA tools failed (logs in {work}): {what}")
-    monitor.finish()
-
-    nextpnr = json.loads((work / "report.json").read_text())
-    parsed = parse_nextpnr_report(nextpnr, b.resources)
-    # The design clock is the one net with a constraint at clock_hz.
-    clocks = parsed["fmax"]
-    design = min(clocks.items(), key=lambda kv: abs(kv[1]["constraint_hz"] - clock_hz)) \
-        if clocks else (None, None)
-    fmax_hz = design[1]["achieved_hz"] if design[1] else None
-
-    ext = "bin" if b.family == "ice40" else "bit"
     name = bitstream_name(board, p, chip_seed)
     bitstream = out / name
-    blob = (work / f"top.{ext}").read_bytes()
 
     report = dict(
         format=REPORT_FORMAT, version=REPORT_VERSION,
@@ -472,7 +505,7 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
                     clock_net=design[0], fmax_hz=fmax_hz,
                     met=fmax_hz is not None and fmax_hz >= clock_hz,
                     slack_ns=(round(1e9 / clock_hz - 1e9 / fmax_hz, 3) if fmax_hz else None),
-                    critical_path=parsed["critical_path"], all_clocks=clocks),
+                    critical_path=parsed["critical_path"], all_clocks=parsed["fmax"]),
         uart=dict(baud=baud, divisor=divisor, actual_baud=round(clock_hz / divisor),
                   bridge_timeout_s=bridge_timeout, bridge_timeout_cycles=timeout_cycles,
                   protocol="LiteX UARTBone (word addresses, big-endian)"),
