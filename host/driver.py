@@ -31,6 +31,9 @@ _WORD_MASK = (1 << BUS_DATA_BITS) - 1
 _ERRCODE_NAMES = {v: k for k, v in vars(ErrCode).items() if k.isupper() and isinstance(v, int)}
 _CSR_NAMES = {v: k for k, v in vars(CSR).items() if k.isupper() and isinstance(v, int)}
 _STATUS_FLAGS = ("busy", "done", "error", "cal_range", "acc_sat")
+#: The activity counters' CSRs under the energy model's event names, in read order.
+_COUNTER_CSRS = (("plane_operations", "PLANE_OPS"), ("column_conversions", "CONVERSIONS"),
+                 ("calibration_reads", "CAL_READS"), ("bus_accesses", "BUS_ACCESSES"))
 _STATUS_BITS = dict(busy=Status.BUSY, done=Status.DONE, error=Status.ERROR,
                     cal_range=Status.CAL_RANGE, acc_sat=Status.ACC_SAT)
 
@@ -464,6 +467,27 @@ class MacroDriver:
             raise FeatureError(f"{what} needs the '{feature}' non-ideality, which this macro "
                                f"was generated without (FEATURES = {self.p.features:#07b}: "
                                f"{built}); regenerate with '{feature}' in nonideal")
+
+    # --- activity counters ------------------------------------------------------------
+
+    def _require_counters(self, what: str) -> None:
+        if not self.p.counters:
+            raise FeatureError(f"{what} needs the activity counters, which this macro was "
+                               f"generated without (FEATURES bit {COUNTERS_FEATURE_BIT} is 0); "
+                               f"regenerate with --counters")
+
+    async def read_counters(self) -> dict:
+        """The activity counters (CSRs 23..26) under the energy model's event names
+        (``models.energy.RTL_COUNTERS``). BUS_ACCESSES is read last, so its count
+        includes the three counter reads before it but not its own."""
+        self._require_counters("read_counters")
+        return {name: await self.read_csr(csr) for name, csr in _COUNTER_CSRS}
+
+    async def clear_counters(self) -> None:
+        """Zero the four activity counters (a STATUS write with bit CLEAR_COUNTERS; the
+        write itself is not counted)."""
+        self._require_counters("clear_counters")
+        await self.write_csr("STATUS", 1 << Status.CLEAR_COUNTERS)
 
     # --- weights, compensation, thresholds ------------------------------------------
 

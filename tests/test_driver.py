@@ -687,3 +687,38 @@ def test_wishbone_master_verilator(tmp_path):
     from verif.toolchain import apply_tool_env
     apply_tool_env()
     _run_wb_master("verilator", tmp_path)
+
+
+@pytest.mark.parametrize("kw", [dict(rows=8, cols=6), dict(rows=12, cols=8, cols_per_cycle=4,
+                                                            comp_rows=4, pipeline=4)])
+def test_counters_read_the_events_of_the_commands_and_accesses(kw, seed, rng):
+    """read_counters equals the contract's per-command counts and the transport's own count
+    of the accesses since clear_counters (the clear itself and the BUS_ACCESSES read not
+    counted)."""
+    p = MacroParams(**kw, counters=True)
+
+    async def go():
+        d, bus = await connect(p)
+        await d.write_weights(rng.integers(0, 2, size=(p.rows, p.cols)))
+        await d.clear_counters()
+        before = bus.total
+        await d.write_input(rng.integers(0, 1 << p.input_bits, size=p.rows))
+        await d.run(planes=3)
+        await d.calibrate()
+        counts = await d.read_counters()
+        return counts, bus.total - before - 1
+
+    counts, accesses = run(go())
+    G, S = p.groups, p.comp_steps
+    assert counts == dict(plane_operations=G * 3, calibration_reads=G * (S + 1),
+                          column_conversions=p.cols * 3 + p.cols * (S + 1),
+                          bus_accesses=accesses)
+
+
+def test_counters_need_a_macro_built_with_them():
+    async def go():
+        d, _ = await connect(MacroParams(rows=4, cols=3))
+        for call in (d.read_counters, d.clear_counters):
+            with pytest.raises(FeatureError, match=r"needs the activity counters, .*--counters"):
+                await call()
+    run(go())
