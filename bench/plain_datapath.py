@@ -205,7 +205,7 @@ class PlainDatapath(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        R, C, P, B, G = self.rows, self.cols, self.cols_per_cycle, self.input_bits, self.groups
+        R, P, B, G = self.rows, self.cols_per_cycle, self.input_bits, self.groups
         A, W = self.acc_bits, self.readout_bits
         cut2, cut4 = self.cuts >= 2, self.cuts >= 4
 

@@ -19,7 +19,7 @@ import numpy as np
 from models.engine import EngineParams, NetworkProgram, build_program
 from models.engine_params import (ENGINE_ID_MAGIC, ENGINE_VERSION, PROGRAM_WORDS, EngineCSR,
                                   EngineStatus, ProgramWord)
-from models.export import FoldedNet, load_folded
+from models.export import FoldedNet, check_images, load_folded
 from models.params import (BUS_DATA_BITS, COUNTERS_FEATURE_BIT, CSR, ID_MAGIC, NONIDEALITIES,
                            EngineErrCode, ErrCode, MacroParams, Region, Status)
 
@@ -290,18 +290,7 @@ class EngineDriver:
     def _check_images(self, images) -> np.ndarray:
         if self.program is None:
             raise ValueError("no network is loaded (EngineDriver.load_network)")
-        n_in, planes = self.program.image_inputs, self.program.image_planes
-        x = np.asarray(images)
-        if x.ndim == 1:
-            x = x[None]
-        if x.ndim != 2 or x.shape[1] != n_in:
-            raise ValueError(f"images must have shape (N, {n_in}), not {np.shape(images)}")
-        if not np.issubdtype(x.dtype, np.integer):
-            raise TypeError(f"images must hold integers, not {x.dtype}")
-        if x.size and (x.min() < 0 or x.max() >= 1 << planes):
-            raise ValueError(f"images must be in 0..{(1 << planes) - 1} ({planes}-bit "
-                             f"inputs), not values in {x.min()}..{x.max()}")
-        return x.astype(np.int64)
+        return check_images(images, self.program.image_inputs, self.program.image_planes)
 
     async def write_images(self, images) -> None:
         """Write images (N <= image_slots, inputs) into slots 0..N-1: planes 0..p-1 of

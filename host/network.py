@@ -40,24 +40,9 @@ import os
 import numpy as np
 
 from models.engine import check_residual
-from models.export import FoldedNet, check_fits, load_folded
+from models.export import FoldedNet, check_fits, check_images, load_folded
 
 __all__ = ["run_network", "measure_residual", "trim_shift", "order_free"]
-
-
-def _check_images(net: FoldedNet, images) -> np.ndarray:
-    x = np.asarray(images)
-    first = net.layers[0]
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim != 2 or x.shape[1] != first.inputs:
-        raise ValueError(f"images must have shape (N, {first.inputs}), not {np.shape(images)}")
-    if not np.issubdtype(x.dtype, np.integer):
-        raise TypeError(f"images must hold integers, not {x.dtype}")
-    if x.size and (x.min() < 0 or x.max() >= 1 << first.planes):
-        raise ValueError(f"images must be in 0..{(1 << first.planes) - 1} "
-                         f"({first.planes}-bit inputs), not values in {x.min()}..{x.max()}")
-    return x.astype(np.int64)
 
 
 def order_free(p, layer) -> bool:
@@ -190,7 +175,7 @@ async def run_network(driver, model, images, *, residual=None, return_trace: boo
     net = model if isinstance(model, FoldedNet) else load_folded(os.fspath(model))
     p = driver.p
     check_fits(net, p)
-    inputs = _check_images(net, images)
+    inputs = check_images(images, net.layers[0].inputs, net.layers[0].planes)
     shifts = [None if residual is None else trim_shift(p, layer, residual)
               for layer in net.layers]
     thresholds = [None if not layer.binarized else

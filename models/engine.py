@@ -29,7 +29,7 @@ import operator
 import numpy as np
 
 from .energy import EVENTS, EventCounts
-from .export import FoldedNet, load_folded
+from .export import FoldedNet, check_images, load_folded
 from .macro import MacroModel
 from .engine_params import (ENGINE_ID_MAGIC, ENGINE_REG_BITS, ENGINE_REGION_BITS,
                             ENGINE_VERSION, PROGRAM_WORDS, EngineCSR, EngineRegion)
@@ -408,7 +408,7 @@ def build_program(net, macro: MacroParams, residual=None) -> NetworkProgram:
     problems = EngineParams(macro, MAX_WEIGHT_BANKS, MAX_LAYERS, 1, MAX_WIDTH).misfits(net)
     if problems:
         raise ValueError(problems[0])
-    R, C, A = macro.rows, macro.cols, macro.acc_bits
+    C, A = macro.cols, macro.acc_bits
     lo, hi = -(1 << (A - 1)), (1 << (A - 1)) - 1
     layers, weights, thresh, flip = [], [], [], []
     for i, layer in enumerate(net.layers):
@@ -576,19 +576,7 @@ class EngineModel:
 
     def _check_images(self, images) -> np.ndarray:
         prog = self._program()
-        x = np.asarray(images)
-        if x.ndim == 1:
-            x = x[None]
-        if x.ndim != 2 or x.shape[1] != prog.image_inputs:
-            raise ValueError(f"images must have shape (N, {prog.image_inputs}), not "
-                             f"{np.shape(images)}")
-        if not np.issubdtype(x.dtype, np.integer):
-            raise TypeError(f"images must hold integers, not {x.dtype}")
-        top = (1 << prog.image_planes) - 1
-        if x.size and (x.min() < 0 or x.max() > top):
-            raise ValueError(f"images must be in 0..{top} ({prog.image_planes}-bit inputs), "
-                             f"not values in {x.min()}..{x.max()}")
-        return x.astype(np.int64)
+        return check_images(images, prog.image_inputs, prog.image_planes)
 
     def _program(self) -> NetworkProgram:
         if self.program is None:

@@ -392,7 +392,7 @@ class EngineBusModel:
             return self._read_csr(f["reg"], t)
         if self._busy_for(decoded, t):
             return self._fault(EngineErrCode.BUSY, addr)
-        m, p = self.macro, self.params.macro
+        m = self.macro
         if number == EngineRegion.RESULT:
             if f["image_slot"] >= self._done(t):
                 return self._fault(EngineErrCode.NO_RESULT, addr)

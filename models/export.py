@@ -294,6 +294,23 @@ def check_fits(net: FoldedNet, params) -> None:
 
 # --- integer inference -------------------------------------------------------------------
 
+def check_images(images, inputs: int, planes: int) -> np.ndarray:
+    """``images`` as an (N, inputs) int64 array (one image may be given as a 1-D row),
+    after checking its shape and that every value is a ``planes``-bit input: one line per
+    problem, ValueError for a shape or range, TypeError for non-integers."""
+    x = np.asarray(images)
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[1] != inputs:
+        raise ValueError(f"images must have shape (N, {inputs}), not {np.shape(images)}")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise TypeError(f"images must hold integers, not {x.dtype}")
+    if x.size and (x.min() < 0 or x.max() >= 1 << planes):
+        raise ValueError(f"images must be in 0..{(1 << planes) - 1} ({planes}-bit inputs), "
+                         f"not values in {x.min()}..{x.max()}")
+    return x.astype(np.int64)
+
+
 def layer_acc(inputs: np.ndarray, tiles: np.ndarray, planes: int, *, layer: int = 0,
               readout: Readout | None = None, acc_bits: int | None = None) -> np.ndarray:
     """Accumulators ``(N, col_tiles * cols)`` int64 of one layer on the macro.

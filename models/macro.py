@@ -853,7 +853,6 @@ class MacroModel:
             return 0
         region, f = decoded
         number = region["region"]
-        p = self.p
         if number == Region.CSR:
             return self._read_csr(f["reg"])
         if number in (Region.WEIGHT, Region.STUCK_MASK, Region.STUCK_VALUE):

@@ -248,7 +248,6 @@ class FloatTile(_Tile):
 
     def __init__(self, cr, key, rows_real, cols_real, planes):
         super().__init__(cr, key, rows_real, cols_real)
-        R = cr.params.rows
         arr = _SramArray(self.chips, cr.net.layers[key[0]].weights[key[1], key[2]], cr.comp[key],
                          cr.params.readout_bits, None, None)
         cfg = arr.cfg

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Iterable
 
 __all__ = [
     "CONTRACT_VERSION", "ID_MAGIC", "NONIDEALITIES", "DEFAULT_NONIDEALITIES",

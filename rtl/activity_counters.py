@@ -5,7 +5,7 @@ CAL_READS and BUS_ACCESSES (``docs/ARCHITECTURE.md`` section 6) and defined in
 ``docs/ENERGY.md`` (golden model: ``models.macro.MacroModel.events.counters()``).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

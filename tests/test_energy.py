@@ -3,7 +3,6 @@ the presets reproduce their papers within their stated factors, bad preset files
 invocations of ``python -m models energy`` get one line and exit 2 (docs/ENERGY.md)."""
 
 import asyncio
-import copy
 import json
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 from models import energy as E
 from models.export import save_folded
 from models.macro import MacroModel, word_address
-from models.params import CSR, MacroParams, Op, Region
+from models.params import CSR, MacroParams, Op
 from tests.random_nets import random_net
 
 PY = sys.executable

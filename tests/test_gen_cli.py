@@ -450,8 +450,9 @@ def test_counters_option_builds_the_counter_csrs(tmp_path):
         dict(PLANE_OPS=23, CONVERSIONS=24, CAL_READS=25, BUS_ACCESSES=26)
     assert all(csrs[n]["access"] == "ro" for n in ("PLANE_OPS", "BUS_ACCESSES"))
     assert csrs["FEATURES"]["reset"] >> 5 & 1
-    assert "cim_macro__counters" not in (tmp_path / "cim_macro.v").read_text()   # CSRs only
+    assert "module \\cim_macro.counters" in (tmp_path / "cim_macro.v").read_text()
     result = run_gen(["--rows", "2", "--cols", "3", "-o", tmp_path / "plain"])
     plain = json.loads((tmp_path / "plain" / "cim_macro.json").read_text())
     assert plain["params"]["counters"] is False
     assert "PLANE_OPS" not in {c["name"] for c in plain["register_map"]["csrs"]}
+    assert "module \\cim_macro.counters" not in (tmp_path / "plain" / "cim_macro.v").read_text()
