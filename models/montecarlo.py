@@ -113,6 +113,9 @@ class LutTile(_Tile):
         self.beta = beta
         self.pairs = np.nonzero(~self.affine)
         self.planes = planes
+        self.flat_index = self.flat_table = None                 # of _all_tabled, when used
+        # _all_tabled forms table indices in float32: exact below 2^24.
+        self.float_index = self.n * cols_real * (2 * R + 1) < 1 << 24
         self.signed = _signed(self.w_eff)                      # (N or 1, r, C)
         self.shared_weights = self.signed.shape[0] == 1
         flat = self.signed.transpose(1, 0, 2).reshape(rows_real, -1)
@@ -157,6 +160,9 @@ class LutTile(_Tile):
         N, C = self.n, self.cols
         if shared and self.by_rows:
             return self._by_rows(x)
+        if not shared and self.float_index and 2 * len(self.pairs[0]) > N * C:
+            # Most columns tabled: read every column from its table (affine ones too).
+            return self._all_tabled(x)
         xf = x.astype(np.float32)
         if shared:
             out = (xf @ self.flat).reshape(len(x), -1, C)
@@ -202,26 +208,31 @@ class LutTile(_Tile):
             return (xb.reshape(-1, xb.shape[2]) @ self.flat).reshape(N, xb.shape[1], C)
         return np.matmul(xb, self.signed)
 
+    def _all_tabled(self, x):
+        """Every column of per-chip inputs ``x`` (N, m, r) from its table: ``(N, m, C)``.
+        The table index ``(n C + c) S + s + R`` is formed in float32 (exact: it is below
+        2^24) and the float32 table read directly."""
+        if self.flat_index is None:
+            S = self.table.shape[2]
+            self.flat_index = (np.arange(self.n * self.cols, dtype=np.float32) * S
+                               + self.offset).reshape(self.n, 1, self.cols)
+            self.flat_table = self.table.reshape(-1).astype(np.float32)
+        tile = None
+        for b in range(self.planes - 1, -1, -1):
+            s = self._sums(((x >> b) & 1).astype(np.float32), False)
+            s += self.flat_index
+            v = np.take(self.flat_table, s.astype(np.intp))
+            if tile is None:
+                tile = v
+            else:
+                tile *= np.float32(2)
+                tile += v
+        return tile
+
     def _tabled(self, x, shared, out):
         """Columns whose table is not affine: read their table plane by plane."""
         n_idx, c_idx = self.pairs
         S = self.table.shape[2]
-        if not shared and len(n_idx) == self.n * self.cols:
-            # Every column tabled: one gather of the whole (N, m, C) block per plane.
-            base = (np.arange(self.n * self.cols) * S + self.offset).reshape(self.n, 1, self.cols)
-            flat_table = self.table.reshape(-1)
-            tile = None
-            for b in range(self.planes - 1, -1, -1):
-                idx = self._sums(((x >> b) & 1).astype(np.float32), shared).astype(np.intp)
-                idx += base
-                v = np.take(flat_table, idx).astype(np.float32)
-                if tile is None:
-                    tile = v
-                else:
-                    tile *= np.float32(2)
-                    tile += v
-            out[...] = tile
-            return
         base = (n_idx * self.cols + c_idx) * S + self.offset
         flat_table = self.table.reshape(-1)
         tile = None
@@ -505,6 +516,86 @@ class _Collapsed:
         return np.matmul(xf, self.weights)
 
 
+class _OneHot:
+    """A layer of integer column sums with inputs and weights shared by every chip and
+    no accumulator clamp, but tabled (non-affine) columns: the tables' sum over planes
+    and row tiles as one product per column.
+
+    ``acc[n, m, c] = sum_t sum_b 2^b T_t[n, c, s_tb[m, c]]`` is ``H_c[m] . U_c[:, n]`` with
+    ``H_c[m, k] = sum_b 2^b [s_tb[m, c] = k]`` over the sums ``k`` each tile's column can
+    reach and ``U_c`` those table entries: one float32 product ``(m, K) @ (K, N)`` per
+    column (``K`` the reachable sums of all row tiles, ``rows + 1`` per tile) instead of a
+    table read per chip, plane and tile. Every term and partial sum is an integer below
+    2^24 (checked), so the products are exact in any order."""
+
+    #: Float32 represents every integer up to this exactly.
+    EXACT = 1 << 24
+
+    @staticmethod
+    def applies(tiles, layer, clamp) -> bool:
+        lut = all(isinstance(t, LutTile) and t.shared_weights for t in tiles.values())
+        if clamp or not lut:
+            return False
+        weight = (1 << layer.planes) - 1
+        bound = max(sum(weight * int(np.abs(tiles[t, j].table).max(initial=0))
+                        for t in range(layer.row_tiles)) for j in range(layer.col_tiles))
+        return bound < _OneHot.EXACT
+
+    def __init__(self, tiles, layer):
+        first = next(iter(tiles.values()))
+        self.n = first.n
+        self.planes = layer.planes
+        self.row_tiles, self.col_tiles = layer.row_tiles, layer.col_tiles
+        self.tiles = tiles
+        # Per column tile j: the reachable sums of row tile t start at -neg[c]; their
+        # rows in H begin at start[t] (+ neg[c] + s).
+        self.shift, self.tables, self.width = {}, {}, {}
+        for j in range(self.col_tiles):
+            C = tiles[0, j].cols
+            start, blocks = 0, []
+            for t in range(self.row_tiles):
+                tile = tiles[t, j]
+                pos = tile.w_eff.sum(axis=1)[0].astype(np.int64)           # (C,)
+                neg = tile.rows - pos
+                k = np.arange(tile.rows + 1)
+                s = k[None, :] - neg[:, None]                               # (C, rows+1)
+                # U[c, k, n] = T[n, c, s]; unreachable sums (beyond the column's
+                # weights) never occur.
+                u = tile.table[:, np.arange(C)[:, None], np.clip(s, -tile.offset, tile.offset)
+                               + tile.offset]                               # (N, C, rows+1)
+                blocks.append(u.transpose(1, 2, 0))
+                self.shift[t, j] = start + neg
+                start += tile.rows + 1
+            self.tables[j] = np.ascontiguousarray(np.concatenate(blocks, axis=1).astype(np.float32))
+            self.width[j] = start
+
+    def accumulators(self, x):
+        """``(N, m, outputs)`` accumulators (a view) of shared inputs ``x`` (m, inputs)."""
+        m = len(x)
+        P = self.planes
+        # Every plane's bits as rows of one product per tile: (P * m, inputs).
+        bits = ((x[None] >> np.arange(P)[:, None, None]) & 1).astype(np.float32).reshape(P * m, -1)
+        outs = []
+        for j in range(self.col_tiles):
+            C, K = self.tiles[0, j].cols, self.width[j]
+            R = self.tiles[0, j].offset
+            # H in (m, C, K) order, so that each plane's scatter walks it forwards.
+            H = np.zeros((m, C, K), np.float32)
+            flat = H.reshape(-1)
+            base = np.arange(m)[:, None] * (C * K) + np.arange(C) * K          # (m, C)
+            for t in range(self.row_tiles):
+                tile = self.tiles[t, j]
+                s = (bits[:, t * R:t * R + tile.rows] @ tile.flat).reshape(P, m, C)
+                base_t = base + self.shift[t, j]
+                for b in range(P):
+                    idx = s[b].astype(np.intp)
+                    idx += base_t
+                    np.add.at(flat, idx.reshape(-1), np.float32(1 << b))
+            outs.append(np.matmul(H.transpose(1, 0, 2), self.tables[j]))     # (C, m, N)
+        acc = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+        return acc.transpose(2, 1, 0)
+
+
 class _Plan:
     """The tiles of every layer of a ChipReadout, prepared once."""
 
@@ -526,20 +617,26 @@ class _Plan:
             bound = max(sum(tiles[t, j].max_abs_tile for t in range(layer.row_tiles))
                         for j in range(layer.col_tiles))
             clamp = bound > self.acc_hi
-            collapsed = None
+            collapsed = onehot = None
             if not clamp and all(isinstance(t, LutTile) and t.affine.all() for t in tiles.values()):
                 collapsed = _Collapsed(tiles, layer, C)
-            self.layers.append((layer, tiles, clamp, collapsed))
+            elif l == 0 and _OneHot.applies(tiles, layer, clamp):
+                # Only the first layer's inputs are shared by every chip.
+                onehot = _OneHot(tiles, layer)
+            self.layers.append((layer, tiles, clamp, collapsed, onehot))
 
 
 def _layer(plan, l, x, shared, images):
-    """Accumulators of layer ``l`` and a per-chip bias still to add (or None):
-    ``(m, N, outputs)`` for shared inputs ``x`` (m, inputs), ``(N, m, outputs)`` for
-    ``x`` (N, m, inputs); a collapsed layer with shared weights returns ``(m, outputs)``
-    products for shared inputs, and its bias ``(N, outputs)``."""
-    layer, tiles, clamp, collapsed = plan.layers[l]
+    """Accumulators of layer ``l``, a per-chip bias still to add (or None) and whether
+    they are still shared: ``(m, N, outputs)`` for shared inputs ``x`` (m, inputs),
+    ``(N, m, outputs)`` for ``x`` (N, m, inputs) and for the one-hot product; a
+    collapsed layer with shared weights returns ``(m, outputs)`` products for shared
+    inputs, and its bias ``(N, outputs)``."""
+    layer, tiles, clamp, collapsed, onehot = plan.layers[l]
     if collapsed is not None:
-        return collapsed.products(x, shared), collapsed.bias
+        return collapsed.products(x, shared), collapsed.bias, shared
+    if onehot is not None and shared:
+        return onehot.accumulators(x), None, False
     cr = plan.cr
     R = cr.params.rows
     outs = []
@@ -564,7 +661,7 @@ def _layer(plan, l, x, shared, images):
         if pending:
             FloatTile.refine(acc, pending, cr.noise, images, shared)
         outs.append(acc)
-    return (outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)), None
+    return (outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)), None, shared
 
 
 def predict(cr, x, images, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
@@ -585,7 +682,7 @@ def predict(cr, x, images, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.nd
         img = images[m0:m0 + step]
         shared = True
         for l, (layer, *_) in enumerate(plan.layers):
-            acc, bias = _layer(plan, l, a, shared, img)
+            acc, bias, shared = _layer(plan, l, a, shared, img)
             if shared and acc.ndim == 2:
                 acc = acc[:, None, :]                    # (m, 1, outputs): shared by all chips
             layout = (1, N, -1) if shared else (N, 1, -1)
@@ -596,9 +693,9 @@ def predict(cr, x, images, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.nd
                 y = acc >= thresh
                 y ^= layer.flip.reshape(-1)[:layer.outputs].astype(bool)
                 if shared:
-                    y = np.ascontiguousarray(y.transpose(1, 0, 2))
+                    y = y.transpose(1, 0, 2)
                     shared = False
-                a = y.view(np.uint8)
+                a = np.ascontiguousarray(y).view(np.uint8)
             else:
                 if bias is not None:
                     acc = acc + bias.reshape(layout)

@@ -113,12 +113,36 @@ def test_layer_values_equal_the_readouts_of_the_same_draws(nets, rng):
                     readout=cr)
     cr._shared_input = False
     plan = montecarlo._Plan(cr)
-    acc, bias = montecarlo._layer(plan, 0, x, True, images)
+    acc, bias, shared = montecarlo._layer(plan, 0, x, True, images)
+    assert shared and bias is None
     fast = acc.transpose(1, 0, 2).reshape(ref.shape[0], -1)
     ref = ref[:, :fast.shape[1]]                          # the real columns
     n = int(np.sum(fast != ref))
     print(f"{n} of {ref.size} first-layer accumulators differ")
     assert n <= 1e-4 * ref.size
+
+
+@pytest.mark.parametrize("net_name", ["32x16, 2x2 tiles", "16x12, 3 planes"])
+def test_one_hot_first_layer_accumulators_are_bit_identical(nets, net_name, rng):
+    """Tabled columns shared by every chip's inputs and weights: the per-column product
+    of the plane-weighted one-hot sums with the tables gives the macro's accumulators."""
+    net = nets[net_name]
+    x = _images(rng, net, 150)
+    cfg = ChipConfig.typical("sram", read_noise=0.0)
+    seeds = [int(s) for s in rng.integers(0, 10_000, 4)]
+    print(f"chips {seeds}")
+    cr = ChipReadout(net, cfg, seeds, backend="macro", calibrate=True, trim=True)
+    cr.use_images(None)
+    cr._shared_input = True
+    ref = layer_acc(np.tile(x, (len(seeds), 1)), net.layers[0].weights, net.layers[0].planes,
+                    layer=0, readout=cr)
+    cr._shared_input = False
+    plan = montecarlo._Plan(cr)
+    assert plan.layers[0][4] is not None, "the typical bit-true chip has tabled columns"
+    acc, bias, shared = montecarlo._layer(plan, 0, x, True, np.arange(len(x)))
+    assert not shared and bias is None
+    fast = acc.reshape(ref.shape[0], -1)
+    np.testing.assert_array_equal(fast, ref[:, :fast.shape[1]])
 
 
 def test_results_do_not_depend_on_blocks_or_subsets(nets, rng):
@@ -149,7 +173,7 @@ def test_noisy_readouts_are_equal_in_distribution_to_numpy_normals(nets, seed):
     keyed = ChipReadout(net, cfg, chips, backend="analog")
     images = np.arange(6000) + int(rng.integers(0, 1 << 30))
     plan = montecarlo._Plan(keyed)
-    fast, _ = montecarlo._layer(plan, 0, x, True, images)                # (M, N, C)
+    fast, _, _ = montecarlo._layer(plan, 0, x, True, images)             # (M, N, C)
     numpy_draws = ChipReadout(net, cfg, chips, backend="analog", rng=np.random.default_rng(seed))
     numpy_draws._shared_input = True
     ref = layer_acc(np.tile(x, (2, 1)), net.layers[0].weights, net.layers[0].planes, layer=0,
@@ -192,8 +216,10 @@ def test_plan_collapses_affine_layers(nets):
     net = nets["32x16, 2x2 tiles"]
     cr = ChipReadout(net, ChipConfig(offset_sigma=2.0), [0, 1], backend="macro", calibrate=True)
     plan = montecarlo._Plan(cr)
-    assert all(collapsed is not None for *_, collapsed in plan.layers)
+    assert all(collapsed is not None for _, _, _, collapsed, _ in plan.layers)
     typical = ChipReadout(net, dataclasses.replace(ChipConfig.typical("sram"), read_noise=0.0),
                           [0, 1], backend="macro")
     # gain and curve make most first-layer columns non-affine
     assert montecarlo._Plan(typical).layers[0][3] is None
+    # ... and the first layer reads them as one product per column
+    assert montecarlo._Plan(typical).layers[0][4] is not None
