@@ -310,8 +310,8 @@ class FloatTile(_Tile):
             0 if self.residual is None else int(np.abs(self.residual).max(initial=0))))
 
     # The readout chain after the product: u (scaled column value with noise) -> v.
-    def _chain(self, u, clip):
-        """ADC input ``t + 1/2`` (float32, in place on ``u``) of column values ``u``."""
+    def _chain(self, u, clip, half=np.float32(0.5)):
+        """ADC input ``t + half`` (float32, in place on ``u``) of column values ``u``."""
         if clip:
             np.clip(u, -self.clip_limit, self.clip_limit, out=u)
         if self.vmax is not None:
@@ -324,11 +324,12 @@ class FloatTile(_Tile):
                 np.expm1(a, out=a)
                 a *= np.float32(-self.vmax)
                 np.copysign(a, u, out=u)
-        u += np.float32(0.5)
+        u += half
         return u
 
-    def _chain_bitline(self, y, z, layout):
-        """ADC input of bit-line tiles: ``y`` (.., 2C) products incl. compensation."""
+    def _chain_bitline(self, y, z, layout, half=np.float32(0.5)):
+        """ADC input ``t + half`` of bit-line tiles: ``y`` (.., 2C) products incl.
+        compensation."""
         C = self.cols
         f = lambda n: discharge_curve(n, self.cfg.bl_vmax, self.cfg.bl_shape)  # noqa: E731
         u = f(y[..., :C]) - f(y[..., C:])
@@ -337,7 +338,7 @@ class FloatTile(_Tile):
             u += z
         u *= self.gain.reshape(layout)
         np.clip(u, -self.clip_limit, self.clip_limit, out=u)
-        u += np.float32(0.5)
+        u += half
         return u
 
     def _adc(self, r):
@@ -360,41 +361,63 @@ class FloatTile(_Tile):
         (N, m, C). ``noise`` (a models.sampler.ReadNoise) and ``images`` key the reads.
         With a list ``pending``, the reads that need their exact draw are appended to it
         (``(tile, entries)``) for :meth:`refine`, with readout 0 in the values; otherwise
-        they are refined here."""
+        they are refined here.
+
+        With read noise the bulk adds ``1/2 + margin`` before the floor: a read is near a
+        rounding boundary of ``t + 1/2`` (within the margin) exactly when the fraction of
+        ``t + 1/2 + margin`` is below ``2 margin``, and every other read's floor is that
+        of ``t + 1/2``. The planes reuse one set of buffers."""
         N, C = self.n, self.cols
         m = x.shape[0] if shared else x.shape[1]
         layout = (1, N, C) if shared else (N, 1, C)
         width = self.mat.shape[2]
-        tile = None
+        noisy = self.sigma > 0
+        lead = (m, N) if shared else (N, m)
+        xb = np.ones(x.shape[:-1] + (x.shape[-1] + 1,), np.float32)   # last column: ones
+        y = np.empty(lead + (width,), np.float32)
+        tile = np.empty(lead + (C,), np.float32)
+        if noisy:
+            half = np.float32(0.5) + self.margin
+            work = np.empty(lead + (C,), np.float32)
+            plane_v = np.empty(lead + (C,), np.float32)
+            mask = np.empty(lead + (C,), bool)
+            quads = (C + 3) // 4
+            words = np.empty(lead + (quads,), np.uint64)
+            scratch = np.empty(lead + (quads,), np.uint64)
+            scale = self.noise_scale.reshape(layout)
         kept = []
-        ones = np.ones(x.shape[:-1] + (1,), np.float32)
         for b in range(self.planes - 1, -1, -1):
-            xb = np.concatenate([((x >> b) & 1).astype(np.float32), ones], axis=-1)
+            first = b == self.planes - 1
+            np.bitwise_and(np.right_shift(x, b), 1, out=xb[..., :-1], casting="unsafe")
             if shared:
-                y = (xb @ self.flat).reshape(m, N, width)
+                np.matmul(xb, self.flat, out=y.reshape(m, N * width))
             else:
-                y = np.matmul(xb, self.mat)
-            bucket = z = None
-            if self.sigma > 0:
-                bucket = noise.buckets(self.key, b, images, C, chip_major=not shared)
-                z = np.take(_MID, bucket, mode="wrap")
-                z *= self.noise_scale.reshape(layout)
+                np.matmul(xb, self.mat, out=y)
+            v = tile if first else (plane_v if noisy else None)
+            if not noisy:
+                r = self._chain_bitline(y, None, layout) if self.bitline else self._chain(
+                    y, self.need_clip)
+                v = np.floor(r, out=tile if first else r)
+                self._quantize(v)
+                if not first:
+                    tile *= np.float32(2)
+                    tile += v
+                continue
+            bucket = noise.buckets(self.key, b, images, C, chip_major=not shared, out=words,
+                                   scratch=scratch)
+            z = np.take(_MID, bucket, mode="wrap", out=work)
+            z *= scale
             if self.bitline:
-                r = self._chain_bitline(y, z, layout)
-            elif z is None:
-                r = self._chain(y, self.need_clip)
+                r = self._chain_bitline(y, z, layout, half)
             else:
                 z += y
-                r = self._chain(z, self.need_clip)
-            v = np.floor(r)
-            if self.sigma > 0:
-                near = self._near(r, v)
-                if len(near):
-                    kept.append(self._keep(near, y, v, bucket, b))
+                r = self._chain(z, self.need_clip, half)
+            np.floor(r, out=v)
+            near = self._near(r, v, mask)
+            if len(near):
+                kept.append(self._keep(near, y, v, bucket, b))
             self._quantize(v)
-            if tile is None:
-                tile = v
-            else:
+            if not first:
                 tile *= np.float32(2)
                 tile += v
         if self.residual_f is not None:
@@ -406,13 +429,12 @@ class FloatTile(_Tile):
                 pending.append((self, kept))
         return tile
 
-    def _near(self, r, v) -> np.ndarray:
-        """Flat indices of the reads whose ADC input ``r`` lies within the margin of a
-        rounding boundary, or is NaN (tail buckets)."""
+    def _near(self, r, v, mask) -> np.ndarray:
+        """Flat indices of the reads whose ADC input ``r = t + 1/2 + margin`` (floor
+        ``v``) lies within the margin of a rounding boundary of ``t + 1/2``, or is NaN
+        (tail buckets); ``r`` is overwritten, ``mask`` (bool) is work space."""
         d = np.subtract(r, v, out=r)
-        d -= np.float32(0.5)
-        np.abs(d, out=d)
-        safe = np.less_equal(d, np.float32(0.5) - self.margin)
+        safe = np.greater_equal(d, np.float32(2) * self.margin, out=mask)
         np.logical_not(safe, out=safe)
         return np.flatnonzero(safe)
 
