@@ -96,20 +96,24 @@ class LutTile(_Tile):
         super().__init__(cr, key, rows_real, cols_real)
         R = cr.params.rows
         self.offset = R
-        s = np.arange(-R, R + 1)
-        table = self._tables(cr, key, s)                       # (S, N, C)
-        if self.residual is not None:
-            table = table - self.residual[None]
-        self.table = np.ascontiguousarray(table.transpose(1, 2, 0)).astype(np.int32)  # (N, C, S)
-        # Sums the weights can reach: every integer in [-(cells at -1), cells at +1].
+        # Sums the weights can reach: every integer in [-(cells at -1), cells at +1], the
+        # tile's rows + 1 of them; the chain is evaluated on those only (the table's other
+        # entries, never read, are 0).
         pos = self.w_eff.sum(axis=1)                           # (N or 1, C)
         neg = self.rows - pos
-        pos = np.broadcast_to(pos, (self.n, cols_real))
-        neg = np.broadcast_to(neg, (self.n, cols_real))
-        beta = self.table[:, :, R].astype(np.int64)
-        diff = self.table.astype(np.int64) - s[None, None, :] - beta[:, :, None]
-        reach = (s[None, None, :] >= -neg[:, :, None]) & (s[None, None, :] <= pos[:, :, None])
-        self.affine = ~np.any((diff != 0) & reach, axis=2)     # (N, C)
+        sums = np.arange(rows_real + 1)[:, None, None] - neg[None]              # (K, N or 1, C)
+        sums = np.broadcast_to(sums, (rows_real + 1, self.n, cols_real))
+        reached = self._tables(cr, key, sums)                  # (K, N, C)
+        if self.residual is not None:
+            reached = reached - self.residual[None]
+        reached = reached.astype(np.int32)
+        table = np.zeros((self.n, cols_real, 2 * R + 1), np.int32)              # (N, C, S)
+        np.put_along_axis(table, (sums + R).transpose(1, 2, 0), reached.transpose(1, 2, 0),
+                          axis=2)
+        self.table = table
+        beta = table[:, :, R].astype(np.int64)                 # the readout of s = 0
+        # Affine: T[s] = s + beta on every reachable sum.
+        self.affine = np.all(reached - sums == beta.astype(np.int32)[None], axis=0)   # (N, C)
         self.beta = beta
         self.pairs = np.nonzero(~self.affine)
         self.planes = planes
@@ -126,26 +130,26 @@ class LutTile(_Tile):
         # Most columns tabled and every chip with the same weights: one column sum per
         # image serves all chips, so gather whole rows T[c, s, :] of N readouts.
         self.by_rows = self.shared_weights and 2 * len(self.pairs[0]) > self.n * cols_real
-        if self.by_rows:
-            self.rows_table = np.ascontiguousarray(
-                self.table.transpose(1, 2, 0).reshape(cols_real * len(s), self.n))
+        self.rows_table = None                                 # of _by_rows, when used
 
-    def _tables(self, cr, key, s):
-        """Readout of every column for column sums ``s``: ``(S, N, C)``."""
+    def _tables(self, cr, key, s3):
+        """Readout of every column for the column sums ``s3`` (K, N, C): ``(K, N, C)``."""
         C = self.cols
-        s3 = s[:, None, None]
         if cr.backend == "macro":
             # The registers of every chip, as ChipReadout passes them to macro.readout.
             regs = cr.regs[key]
             column = {k: regs[k][:, :C] for k in ("offset", "gain") if k in regs}
+            table = regs.get("table")
+            if table is not None and np.all(table == table[:1]):
+                table = table[0]                  # one curve for every chip: a plain lookup
             return macro._readout_chain(cr.params, s3, cr.comp[key][:, :C], column.get("offset"),
                                         column.get("gain"), regs.get("sat"),
-                                        regs.get("qshift", 0), regs.get("table"))
+                                        regs.get("qshift", 0), table)
         # The analog model's float32 operations, in its order (models.devices._SramArray).
         arr = _SramArray(self.chips, cr.net.layers[key[0]].weights[key[1], key[2]], cr.comp[key],
                          cr.params.readout_bits, None, None)
         cfg = arr.cfg
-        a = np.broadcast_to(s3.astype(np.float32), (len(s), self.n, C)).copy()
+        a = s3.astype(np.float32)
         a += (arr.comp_pos - arr.comp_neg)[:, :C]
         a += arr.offset[:, :C]
         a *= arr.gain[:, :C]
@@ -185,6 +189,9 @@ class LutTile(_Tile):
     def _by_rows(self, x):
         """Every column from its table, for shared inputs and weights: ``(m, N, C)``."""
         S = 2 * self.offset + 1
+        if self.rows_table is None:
+            self.rows_table = np.ascontiguousarray(
+                self.table.transpose(1, 2, 0).reshape(self.cols * S, self.n))
         base = np.arange(self.cols) * S + self.offset
         tile = None
         for b in range(self.planes - 1, -1, -1):
