@@ -264,6 +264,10 @@ class LutTile(_Tile):
 class FloatTile(_Tile):
     """A tile of the analog model with float column values (cell spread or read noise)."""
 
+    #: ``None``, or ``callable(stage)`` called after each stage of the noisy readout with
+    #: the stage's name (``None``: a stage begins): ``bench.model_speed --stages``.
+    stage_clock = None
+
     def __init__(self, cr, key, rows_real, cols_real, planes):
         super().__init__(cr, key, rows_real, cols_real)
         arr = _SramArray(self.chips, cr.net.layers[key[0]].weights[key[1], key[2]], cr.comp[key],
@@ -393,8 +397,11 @@ class FloatTile(_Tile):
             scratch = np.empty(lead + (quads,), np.uint64)
             scale = self.noise_scale.reshape(layout)
         kept = []
+        tick = FloatTile.stage_clock if noisy else None
         for b in range(self.planes - 1, -1, -1):
             first = b == self.planes - 1
+            if tick:
+                tick(None)
             np.bitwise_and(np.right_shift(x, b), 1, out=xb[..., :-1], casting="unsafe")
             if shared:
                 np.matmul(xb, self.flat, out=y.reshape(m, N * width))
@@ -410,23 +417,35 @@ class FloatTile(_Tile):
                     tile *= np.float32(2)
                     tile += v
                 continue
+            if tick:
+                tick("product")
             bucket = noise.buckets(self.key, b, images, C, chip_major=not shared, out=words,
                                    scratch=scratch)
+            if tick:
+                tick("hash (bucket bits)")
             z = np.take(_MID, bucket, mode="wrap", out=work)
+            if tick:
+                tick("bucket midpoint lookup")
             z *= scale
             if self.bitline:
                 r = self._chain_bitline(y, z, layout, half)
             else:
                 z += y
                 r = self._chain(z, self.need_clip, half)
+            if tick:
+                tick("noise scale and add, clamp, curve")
             np.floor(r, out=v)
             near = self._near(r, v, mask)
+            if tick:
+                tick("ADC floor, boundary check")
             if len(near):
                 kept.append(self._keep(near, y, v, bucket, b))
             self._quantize(v)
             if not first:
                 tile *= np.float32(2)
                 tile += v
+            if tick:
+                tick("exact reads kept, planes accumulated")
         if self.residual_f is not None:
             tile -= np.float32((1 << self.planes) - 1) * self.residual_f.reshape(layout)
         if kept:
@@ -461,10 +480,15 @@ class FloatTile(_Tile):
         """Recompute the kept reads of ``pending`` (``(tile, entries)`` pairs whose
         values were summed into ``values``) with their exact draws and add their
         readouts: a read of plane ``b`` enters with weight ``2^b``."""
+        tick = FloatTile.stage_clock
+        if tick:
+            tick(None)
         flat = values.reshape(-1)
         for tile, kept in pending:
             for near, v, plane in tile._exact(kept, noise, images, shared):
                 flat[near] += v * np.float32(1 << plane)
+        if tick:
+            tick("exact draws of the kept reads")
 
     def _exact(self, kept, noise, images, shared):
         """Readouts of the kept reads with their exact draws, per kept entry."""
