@@ -49,7 +49,7 @@ import numpy as np
 
 from . import macro
 from .devices import _adc, _SramArray, discharge_curve
-from .sampler import bucket_midpoints, central_half_width, normal_from_bits
+from .sampler import GAMMA, bucket_midpoints, central_half_width, mix64, normal_from_bits
 
 __all__ = ["DEFAULT_MAX_ELEMENTS", "predict"]
 
@@ -317,6 +317,9 @@ class FloatTile(_Tile):
         self.margin = np.float32(sigma * float(np.max(gain, initial=0)) * central_half_width()
                                  * (1 + 1e-3) + 1e-4)
         self.residual_f = None if self.residual is None else self.residual.astype(np.float32)
+        # Tiles whose kept reads one batch can refine: the same chain after the noise.
+        self.chain_key = (self.bitline, float(self.clip_limit), self.vmax, cfg.bl_shape,
+                          self.qshift, self.readout_bits)
         self.max_abs_tile = ((1 << planes) - 1) * (max(-self.lo, self.hi) + (
             0 if self.residual is None else int(np.abs(self.residual).max(initial=0))))
 
@@ -484,11 +487,47 @@ class FloatTile(_Tile):
         if tick:
             tick(None)
         flat = values.reshape(-1)
+        batches = {}
         for tile, kept in pending:
-            for near, v, plane in tile._exact(kept, noise, images, shared):
-                flat[near] += v * np.float32(1 << plane)
+            if tile.bitline:
+                for near, v, plane in tile._exact(kept, noise, images, shared):
+                    flat[near] += v * np.float32(1 << plane)
+            else:
+                batches.setdefault(tile.chain_key, []).append((tile, kept))
+        for batch in batches.values():
+            near, v = FloatTile._exact_batch(batch, noise, images, shared)
+            np.add.at(flat, near, v)
         if tick:
             tick("exact draws of the kept reads")
+
+    @staticmethod
+    def _exact_batch(batch, noise, images, shared):
+        """The kept reads of column-mode tiles with one readout chain (``chain_key``), in
+        one batch: their flat positions and exact readouts times ``2^plane``. The fine
+        bits are :meth:`models.sampler.ReadNoise.bits_at`'s, hashed for all at once."""
+        counter = (images.astype(np.uint64) + np.uint64(1)) * np.uint64(GAMMA)
+        nears, hashes, lanes, ys, buckets, scales, weights = [], [], [], [], [], [], []
+        for tile, kept in batch:
+            for near, (i0, i1, c), y_e, bucket_e, plane in kept:
+                chip, img = (i1, i0) if shared else (i0, i1)
+                keys = noise.stream_keys(tile.key, plane, tile.cols, 1)
+                hashes.append(keys[chip, c // 4] + counter[img])
+                lanes.append(c % 4)
+                nears.append(near)
+                ys.append(y_e)
+                buckets.append(bucket_e)
+                scales.append(tile.noise_scale[chip, c])
+                weights.append(np.full(len(near), 1 << plane, np.float32))
+        h = mix64(np.concatenate(hashes))
+        h >>= np.uint64(16) * np.concatenate(lanes).astype(np.uint64)
+        fine = (h & np.uint64(0xFFFF)).astype(np.uint16)
+        z = normal_from_bits(np.concatenate(buckets), fine)
+        z *= np.concatenate(scales)
+        tile = batch[0][0]
+        # Tail draws may exceed the bound that let the bulk skip the clamp.
+        v = tile._adc(tile._chain(np.concatenate(ys) + z, True))
+        v *= np.concatenate(weights)
+        return np.concatenate(nears), v
 
     def _exact(self, kept, noise, images, shared):
         """Readouts of the kept reads with their exact draws, per kept entry."""
