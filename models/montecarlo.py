@@ -107,9 +107,13 @@ class LutTile(_Tile):
         if self.residual is not None:
             reached = reached - self.residual[None]
         reached = reached.astype(np.int32)
-        table = np.zeros((self.n, cols_real, 2 * R + 1), np.int32)              # (N, C, S)
-        np.put_along_axis(table, (sums + R).transpose(1, 2, 0), reached.transpose(1, 2, 0),
-                          axis=2)
+        S = 2 * R + 1
+        table = np.zeros((self.n, cols_real, S), np.int32)                       # (N, C, S)
+        # Column (n, c)'s reachable sums are one run of entries from s = -neg[n, c].
+        neg_all = np.broadcast_to(neg, (self.n, cols_real)).ravel()
+        start = np.arange(self.n * cols_real) * S + R - neg_all
+        table.reshape(-1)[start[:, None] + np.arange(rows_real + 1)] = (
+            reached.transpose(1, 2, 0).reshape(self.n * cols_real, rows_real + 1))
         self.table = table
         beta = table[:, :, R].astype(np.int64)                 # the readout of s = 0
         # Affine: T[s] = s + beta on every reachable sum.
@@ -775,22 +779,25 @@ def predict(cr, x, images, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.nd
         shared = True
         for l, (layer, *_) in enumerate(plan.layers):
             acc, bias, shared = _layer(plan, l, a, shared, img)
-            if shared and acc.ndim == 2:
-                acc = acc[:, None, :]                    # (m, 1, outputs): shared by all chips
-            layout = (1, N, -1) if shared else (N, 1, -1)
+            if shared:
+                # Chip-major from here: (m, 1 or N, outputs) as a (1 or N, m, outputs) view;
+                # the comparison below writes (N, m, outputs) in order.
+                acc = (acc[:, None, :] if acc.ndim == 2 else acc).transpose(1, 0, 2)
+                shared = False
+            if bias is not None:
+                bias = bias.reshape(N, 1, -1)
             if layer.binarized:
                 thresh = layer.thresh.reshape(-1)[:layer.outputs].astype(np.float32)
                 if bias is not None:
-                    thresh = thresh - bias.reshape(layout)
-                y = acc >= thresh
-                y ^= layer.flip.reshape(-1)[:layer.outputs].astype(bool)
-                if shared:
-                    y = y.transpose(1, 0, 2)
-                    shared = False
-                a = np.ascontiguousarray(y).view(np.uint8)
+                    thresh = thresh - bias
+                y = np.empty((N, acc.shape[1], layer.outputs), bool)
+                np.greater_equal(acc, thresh, out=y)
+                flip = layer.flip.reshape(-1)[:layer.outputs].astype(bool)
+                if flip.any():
+                    y ^= flip
+                a = y.view(np.uint8)
             else:
                 if bias is not None:
-                    acc = acc + bias.reshape(layout)
-                scores = acc.transpose(1, 0, 2) if shared else acc
-                preds[:, m0:m0 + step] = np.argmax(scores, axis=2)
+                    acc = acc + bias
+                preds[:, m0:m0 + step] = np.argmax(acc, axis=2)
     return preds
