@@ -17,12 +17,16 @@ chips whose cells are ideal (no per-cell spread) with no read noise. The column 
 readout chain of a column is a table ``v = T[n, c, s]``, built once by evaluating the
 specification's own chain (:func:`models.macro.readout`'s arithmetic, or the analog
 model's float32 operations in their order) on every ``s``; the trim residual is folded
-in. The results are therefore bit-identical to the straightforward evaluation. Where a
+in; only the sums the column's weights can reach (``rows + 1`` of them) are evaluated.
+The results are therefore bit-identical to the straightforward evaluation. Where a
 column's table is affine over the sums its weights can reach (``T = s + beta``: no
 saturation, gain 64, identity curve, no quantisation, as after calibration), the
 planes' shift-accumulation collapses: ``tile = x @ W + (2^P - 1) beta``, one product of
 the multi-bit inputs for all planes, and for a layer whose tiles are all affine one
-product over all its inputs. Other columns read their table per plane.
+product over all its inputs. Other columns read their table per plane; in the first
+layer, whose inputs and weights every chip shares, the table reads of all planes and
+row tiles become one product per column (:class:`_OneHot`): the plane-weighted one-hot
+counts of the column sums ``(m, K)`` times the tables ``(K, N)``, exact in float32.
 
 **Float column values** (``FloatTile``): the analog model with cell spread or read
 noise. The column gain (and the curve's ``1 / vmax``) are folded into each chip's
@@ -30,8 +34,8 @@ weight matrix and the compensation and offset into an extra row of it, so one pr
 gives the scaled column value; the noise is the bucket midpoint of each read's draw
 (``docs/DEVICE_MODELS.md`` section 5) times ``read_noise * gain``; then clamp, curve and
 the ADC. Reads whose ADC input lies within the bucket's reach of a rounding boundary, and
-reads in a tail bucket, are recomputed with their exact draw, so every read gets the
-readout of the same draw as the straightforward evaluation. The float operations are
+reads in a tail bucket, are recomputed with their exact draw (in one batch per column
+tile), so every read gets the readout of the same draw as the straightforward evaluation. The float operations are
 in another order than there (gain folded into the product), so a readout can differ
 where the float32 value lies within rounding of a boundary: ``tests/test_montecarlo.py``
 counts the differing predictions.
