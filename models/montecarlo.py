@@ -133,7 +133,7 @@ class LutTile(_Tile):
         flat = self.signed.transpose(1, 0, 2).reshape(rows_real, -1)
         self.flat = np.ascontiguousarray(flat)                 # (r, N*C) or (r, C)
         self.bias = ((1 << planes) - 1) * beta.astype(np.float32)          # (N, C)
-        vmax = np.abs(self.table[:, :, :]).max(initial=0)
+        vmax = np.abs(reached).max(initial=0)
         self.max_abs_tile = ((1 << planes) - 1) * int(vmax)
         # Most columns tabled and every chip with the same weights: one column sum per
         # image serves all chips, so gather whole rows T[c, s, :] of N readouts.
