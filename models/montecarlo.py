@@ -98,41 +98,35 @@ class LutTile(_Tile):
 
     def __init__(self, cr, key, rows_real, cols_real, planes):
         super().__init__(cr, key, rows_real, cols_real)
-        R = cr.params.rows
-        self.offset = R
+        self.macro_rows = cr.params.rows                       # the row stride of the inputs
         # Sums the weights can reach: every integer in [-(cells at -1), cells at +1], the
-        # tile's rows + 1 of them; the chain is evaluated on those only (the table's other
-        # entries, never read, are 0).
+        # tile's rows + 1 of them. The table holds the chain on those only, at index
+        # k = s + neg[n, c] (K = rows + 1 entries per column).
         pos = self.w_eff.sum(axis=1)                           # (N or 1, C)
         neg = self.rows - pos
-        sums = np.arange(rows_real + 1)[:, None, None] - neg[None]              # (K, N or 1, C)
-        sums = np.broadcast_to(sums, (rows_real + 1, self.n, cols_real))
+        self.neg = np.ascontiguousarray(np.broadcast_to(neg, (self.n, cols_real)))   # (N, C)
+        K = rows_real + 1
+        sums = np.arange(K)[:, None, None] - neg[None]         # (K, N or 1, C)
+        sums = np.broadcast_to(sums, (K, self.n, cols_real))
         reached = self._tables(cr, key, sums)                  # (K, N, C)
         if self.residual is not None:
             reached = reached - self.residual[None]
         reached = reached.astype(np.int32)
-        S = 2 * R + 1
-        table = np.zeros((self.n, cols_real, S), np.int32)                       # (N, C, S)
-        # Column (n, c)'s reachable sums are one run of entries from s = -neg[n, c].
-        neg_all = np.broadcast_to(neg, (self.n, cols_real)).ravel()
-        start = np.arange(self.n * cols_real) * S + R - neg_all
-        table.reshape(-1)[start[:, None] + np.arange(rows_real + 1)] = (
-            reached.transpose(1, 2, 0).reshape(self.n * cols_real, rows_real + 1))
-        self.table = table
-        beta = table[:, :, R].astype(np.int64)                 # the readout of s = 0
+        self.table = np.ascontiguousarray(reached.transpose(1, 2, 0))           # (N, C, K)
+        beta = np.take_along_axis(self.table, self.neg[:, :, None], axis=2)[:, :, 0]
         # Affine: T[s] = s + beta on every reachable sum.
-        self.affine = np.all(reached - sums == beta.astype(np.int32)[None], axis=0)   # (N, C)
-        self.beta = beta
+        self.affine = np.all(reached - sums == beta[None], axis=0)             # (N, C)
+        self.beta = beta.astype(np.int64)                      # the readout of s = 0
         self.pairs = np.nonzero(~self.affine)
         self.planes = planes
         self.flat_index = self.flat_table = None                 # of _all_tabled, when used
         # _all_tabled forms table indices in float32: exact below 2^24.
-        self.float_index = self.n * cols_real * (2 * R + 1) < 1 << 24
+        self.float_index = self.n * cols_real * K < 1 << 24
         self.signed = _signed(self.w_eff)                      # (N or 1, r, C)
         self.shared_weights = self.signed.shape[0] == 1
         flat = self.signed.transpose(1, 0, 2).reshape(rows_real, -1)
         self.flat = np.ascontiguousarray(flat)                 # (r, N*C) or (r, C)
-        self.bias = ((1 << planes) - 1) * beta.astype(np.float32)          # (N, C)
+        self.bias = ((1 << planes) - 1) * self.beta.astype(np.float32)     # (N, C)
         vmax = np.abs(reached).max(initial=0)
         self.max_abs_tile = ((1 << planes) - 1) * int(vmax)
         # Most columns tabled and every chip with the same weights: one column sum per
@@ -196,11 +190,11 @@ class LutTile(_Tile):
 
     def _by_rows(self, x):
         """Every column from its table, for shared inputs and weights: ``(m, N, C)``."""
-        S = 2 * self.offset + 1
+        K = self.table.shape[2]
         if self.rows_table is None:
             self.rows_table = np.ascontiguousarray(
-                self.table.transpose(1, 2, 0).reshape(self.cols * S, self.n))
-        base = np.arange(self.cols) * S + self.offset
+                self.table.transpose(1, 2, 0).reshape(self.cols * K, self.n))
+        base = np.arange(self.cols) * K + self.neg[0]          # shared weights: one neg
         tile = None
         for b in range(self.planes - 1, -1, -1):
             s = ((x >> b) & 1).astype(np.float32) @ self.flat             # (m, C)
@@ -225,12 +219,12 @@ class LutTile(_Tile):
 
     def _all_tabled(self, x):
         """Every column of per-chip inputs ``x`` (N, m, r) from its table: ``(N, m, C)``.
-        The table index ``(n C + c) S + s + R`` is formed in float32 (exact: it is below
-        2^24) and the float32 table read directly."""
+        The table index ``(n C + c) K + neg[n, c] + s`` is formed in float32 (exact: it is
+        below 2^24) and the float32 table read directly."""
         if self.flat_index is None:
-            S = self.table.shape[2]
-            self.flat_index = (np.arange(self.n * self.cols, dtype=np.float32) * S
-                               + self.offset).reshape(self.n, 1, self.cols)
+            K = self.table.shape[2]
+            self.flat_index = (np.arange(self.n * self.cols) * K + self.neg.reshape(-1)).astype(
+                np.float32).reshape(self.n, 1, self.cols)
             self.flat_table = self.table.reshape(-1).astype(np.float32)
         tile = None
         for b in range(self.planes - 1, -1, -1):
@@ -247,8 +241,8 @@ class LutTile(_Tile):
     def _tabled(self, x, shared, out):
         """Columns whose table is not affine: read their table plane by plane."""
         n_idx, c_idx = self.pairs
-        S = self.table.shape[2]
-        base = (n_idx * self.cols + c_idx) * S + self.offset
+        K = self.table.shape[2]
+        base = (n_idx * self.cols + c_idx) * K + self.neg[n_idx, c_idx]
         flat_table = self.table.reshape(-1)
         tile = None
         for b in range(self.planes - 1, -1, -1):
@@ -647,24 +641,18 @@ class _OneHot:
         self.planes = layer.planes
         self.row_tiles, self.col_tiles = layer.row_tiles, layer.col_tiles
         self.tiles = tiles
-        # Per column tile j: the reachable sums of row tile t start at -neg[c]; their
-        # rows in H begin at start[t] (+ neg[c] + s).
+        # Per column tile j: row tile t's sums s of column c are row start[t] + neg[c] + s
+        # of H.
         self.shift, self.tables, self.width = {}, {}, {}
         for j in range(self.col_tiles):
             C = tiles[0, j].cols
             start, blocks = 0, []
             for t in range(self.row_tiles):
                 tile = tiles[t, j]
-                pos = tile.w_eff.sum(axis=1)[0].astype(np.int64)           # (C,)
-                neg = tile.rows - pos
-                k = np.arange(tile.rows + 1)
-                s = k[None, :] - neg[:, None]                               # (C, rows+1)
-                # U[c, k, n] = T[n, c, s]; unreachable sums (beyond the column's
-                # weights) never occur.
-                u = tile.table[:, np.arange(C)[:, None], np.clip(s, -tile.offset, tile.offset)
-                               + tile.offset]                               # (N, C, rows+1)
-                blocks.append(u.transpose(1, 2, 0))
-                self.shift[t, j] = start + neg
+                # U[c, k, n] = T[n, c, k]: the table at k = s + neg[c] (shared weights:
+                # one neg for every chip).
+                blocks.append(tile.table.transpose(1, 2, 0))
+                self.shift[t, j] = start + tile.neg[0]
                 start += tile.rows + 1
             self.tables[j] = np.ascontiguousarray(np.concatenate(blocks, axis=1).astype(np.float32))
             self.width[j] = start
@@ -678,7 +666,7 @@ class _OneHot:
         outs = []
         for j in range(self.col_tiles):
             C, K = self.tiles[0, j].cols, self.width[j]
-            R = self.tiles[0, j].offset
+            R = self.tiles[0, j].macro_rows
             # H in (m, C, K) order, so that each plane's scatter walks it forwards.
             H = np.zeros((m, C, K), np.float32)
             flat = H.reshape(-1)
