@@ -144,9 +144,33 @@ class LutTile(_Tile):
             table = regs.get("table")
             if table is not None and np.all(table == table[:1]):
                 table = table[0]                  # one curve for every chip: a plain lookup
-            return macro._readout_chain(cr.params, s3, cr.comp[key][:, :C], column.get("offset"),
-                                        column.get("gain"), regs.get("sat"),
-                                        regs.get("qshift", 0), table)
+            sat, qshift = regs.get("sat"), regs.get("qshift", 0)
+            comp = cr.comp[key][:, :C]
+            one = [r is None or np.ndim(r) == 0 or bool(np.all(r == np.reshape(r, -1)[0]))
+                   for r in (sat, qshift)]
+            if not (all(one) and (table is None or table.ndim == 1)):
+                return macro._readout_chain(cr.params, s3, comp, column.get("offset"),
+                                            column.get("gain"), sat, qshift, table)
+            # SAT, QSHIFT and TABLE shared by every chip: after the column offset the chain
+            # depends on a = s + comp + offset and the column's GAIN only, so it is
+            # evaluated once per (a, distinct GAIN) and gathered.
+            a = s3 + comp
+            if "offset" in column:
+                a = a + column["offset"]
+            gain = column.get("gain")
+            gains, g_idx = (None, np.zeros(comp.shape, np.intp)) if gain is None else np.unique(
+                gain, return_inverse=True)
+            lo = int(a.min())
+            grid = np.arange(lo, int(a.max()) + 1)[:, None]
+            K = cr.params.comp_rows                # comp = K: a = s + K, a valid 2n - K
+            scalar = [None if r is None else np.reshape(r, -1)[0] for r in (sat, qshift)]
+            f = macro._readout_chain(cr.params, grid - K, np.int64(K), None, gains, *scalar,
+                                     table)                                         # (A, G)
+            index = a - lo
+            if gains is not None:
+                index *= len(gains)
+                index += np.reshape(g_idx, comp.shape)
+            return np.take(f.reshape(-1), index)
         # The analog model's float32 operations, in its order (models.devices._SramArray).
         arr = _SramArray(self.chips, cr.net.layers[key[0]].weights[key[1], key[2]], cr.comp[key],
                          cr.params.readout_bits, None, None)
