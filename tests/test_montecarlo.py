@@ -11,6 +11,7 @@
 """
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from models import montecarlo
 from models.chip import ChipConfig
 from models.chip_readout import ChipReadout, predict_chips
+from models.datasets import DEFAULT_MNIST_DIR, MNIST_FILES
 from models.export import layer_acc
 from tests.random_nets import random_net
 
@@ -223,3 +225,25 @@ def test_plan_collapses_affine_layers(nets):
     assert montecarlo._Plan(typical).layers[0][3] is None
     # ... and the first layer reads them as one product per column
     assert montecarlo._Plan(typical).layers[0][4] is not None
+
+
+@pytest.mark.skipif(not all((DEFAULT_MNIST_DIR / f).exists() for f in MNIST_FILES),
+                    reason=f"the MNIST subset is not in {DEFAULT_MNIST_DIR}")
+def test_bench_stages_account_for_the_noisy_reads(capsys):
+    """``bench.model_speed --stages``: every stage timed, the reads counted, the hook off
+    again afterwards, the JSON line complete."""
+    from bench import model_speed
+    assert model_speed.main(["--chips", "2", "--chunk", "2", "--n-images", "30", "--quick",
+                             "--stages", "--compare-chips", "1", "--n-compare-images", "20"]) == 0
+    assert montecarlo.FloatTile.stage_clock is None
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    staged = result["stages"]
+    # 100-96-96-10 on 32x96: 5 planes x 4 row tiles x 96 columns, then 3 x 96 and 3 x 10
+    assert staged["reads"] == 2 * 30 * 2238
+    names = set(staged["stages"])
+    assert {"product", "hash (bucket bits)", "bucket midpoint lookup",
+            "ADC floor, boundary check"} <= names
+    assert all(s >= 0 for s in staged["stages"].values())
+    assert staged["floor_seconds"] > 0
+    headline = result["configurations"][model_speed.QUICK[0]]
+    assert headline["differing_predictions"] == 0 and headline["compared_predictions"] == 20
