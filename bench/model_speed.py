@@ -291,7 +291,8 @@ def _main(argv) -> int:
         print("| --- | ---: | ---: |")
         for stage, sec in staged["stages"].items():
             print(f"| {stage} | {sec:.3f} | {sec * per:.2f} |")
-        print(f"| (floor: the bare products of the same shapes) | {floor:.3f} | {floor * per:.2f} |")
+        print(f"| (floor: the bare products of the same shapes) | {floor:.3f} | "
+              f"{floor * per:.2f} |")
         staged["floor_seconds"] = floor
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worst = max(r["ratio"] for r in results.values())

@@ -35,10 +35,10 @@ gives the scaled column value; the noise is the bucket midpoint of each read's d
 (``docs/DEVICE_MODELS.md`` section 5) times ``read_noise * gain``; then clamp, curve and
 the ADC. Reads whose ADC input lies within the bucket's reach of a rounding boundary, and
 reads in a tail bucket, are recomputed with their exact draw (in one batch per column
-tile), so every read gets the readout of the same draw as the straightforward evaluation. The float operations are
-in another order than there (gain folded into the product), so a readout can differ
-where the float32 value lies within rounding of a boundary: ``tests/test_montecarlo.py``
-counts the differing predictions.
+tile), so every read gets the readout of the same draw as the straightforward
+evaluation. The float operations are in another order than there (gain folded into the
+product), so a readout can differ where the float32 value lies within rounding of a
+boundary: ``tests/test_montecarlo.py`` counts the differing predictions.
 
 Clamps are skipped where bounds prove them inactive: the readout clamp when no column
 value can leave ``[-SAT, SAT]`` with the largest bucket midpoint, the accumulator clamp
