@@ -247,3 +247,23 @@ def test_bench_stages_account_for_the_noisy_reads(capsys):
     assert staged["floor_seconds"] > 0
     headline = result["configurations"][model_speed.QUICK[0]]
     assert headline["differing_predictions"] == 0 and headline["compared_predictions"] == 20
+
+
+@pytest.mark.parametrize("name", list(BIT_TRUE))
+def test_bit_true_tables_equal_the_macro_chain(nets, name, rng):
+    """The tables (the chain evaluated once per distinct GAIN where SAT, QSHIFT and TABLE
+    are shared, else directly) equal macro._readout_chain on every reachable sum."""
+    from models import macro
+    net = nets["32x16, 2x2 tiles"]
+    seeds = [int(s) for s in rng.integers(0, 10_000, 4)]
+    print(f"chips {seeds}")
+    cr = ChipReadout(net, BIT_TRUE[name], seeds, backend="macro", calibrate=True)
+    for key, tile in montecarlo._Plan(cr).layers[0][1].items():
+        regs = cr.regs[(0,) + key]
+        C = tile.cols
+        sums = np.arange(tile.rows + 1)[:, None, None] - tile.neg[None]
+        column = {k: regs[k][:, :C] for k in ("offset", "gain") if k in regs}
+        direct = macro._readout_chain(cr.params, sums, cr.comp[(0,) + key][:, :C],
+                                      column.get("offset"), column.get("gain"), regs.get("sat"),
+                                      regs.get("qshift", 0), regs.get("table"))
+        np.testing.assert_array_equal(tile.table, direct.transpose(1, 2, 0))
