@@ -60,6 +60,11 @@ __all__ = ["DEFAULT_MAX_ELEMENTS", "predict"]
 #: Bound on one block's ``N x m x C`` intermediate (elements): 1 MiB of float32.
 DEFAULT_MAX_ELEMENTS = 1 << 18
 
+#: ``None``, or ``callable(stage)`` that :func:`predict` calls after the plan, each layer
+#: and each layer's thresholds with the stage's name (``None``: a stage begins):
+#: ``bench.model_speed --stages``.
+layer_clock = None
+
 _MID = bucket_midpoints()
 # Largest |midpoint| of a central bucket (the tail buckets are NaN and recomputed).
 _MID_MAX = float(np.nanmax(np.abs(_MID)))
@@ -780,9 +785,14 @@ def predict(cr, x, images, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.nd
     """Predictions ``(N, M)`` of the chip stack ``cr`` (a ChipReadout) for images ``x``
     (M, inputs) with image indices ``images`` (M,), in blocks of images of at most
     ``max_elements`` readouts per chip stack and column tile."""
+    tick = layer_clock
+    if tick:
+        tick(None)
     plan = getattr(cr, "_plan", None)
     if plan is None:
         plan = cr._plan = _Plan(cr)
+    if tick:
+        tick("readout tables and plan")
     x = np.asarray(x)
     M = len(x)
     N = cr.n
@@ -794,7 +804,11 @@ def predict(cr, x, images, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.nd
         img = images[m0:m0 + step]
         shared = True
         for l, (layer, *_) in enumerate(plan.layers):
+            if tick:
+                tick(None)
             acc, bias, shared = _layer(plan, l, a, shared, img)
+            if tick:
+                tick(f"layer {l}: products and readouts")
             if shared:
                 # Chip-major from here: (m, 1 or N, outputs) as a (1 or N, m, outputs) view;
                 # the comparison below writes (N, m, outputs) in order.
@@ -816,4 +830,6 @@ def predict(cr, x, images, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.nd
                 if bias is not None:
                     acc = acc + bias
                 preds[:, m0:m0 + step] = np.argmax(acc, axis=2)
+            if tick:
+                tick("thresholds and scores")
     return preds
