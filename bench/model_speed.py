@@ -149,6 +149,54 @@ def compare(net, x, config, backend, calibrate, trim, chips) -> int:
     return int(np.sum(cr.predict(x) != cr.predict_reference(x)))
 
 
+class StageClock:
+    """CPU seconds per stage of the noisy readout (``FloatTile.stage_clock``)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.last = clock()
+
+    def __call__(self, stage):
+        now = clock()
+        if stage is not None:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self.last
+        self.last = now
+
+
+#: Configurations ``--stages`` breaks down: by stage of the noisy readout, or by layer.
+STAGED = {QUICK[0]: "readout", "typical SRAM, bit-true macro, calibrated + trim": "layers"}
+
+
+def stages(net, x, chips: int, name: str) -> dict:
+    """Where the inference time of configuration ``name`` goes for ``chips`` chips (one
+    block) and every image: CPU seconds per stage of the noisy readout (the plan built
+    before), or per layer (the plan included), and the reads they cover."""
+    from models import montecarlo
+    cfg, backend, cal, trim = CONFIGS[name]
+    by_readout = STAGED[name] == "readout"
+    cr = ChipReadout(net, cfg, list(range(chips)), backend=backend, calibrate=cal, trim=trim)
+    if by_readout:
+        cr.predict(x[:1])                                     # build the plan outside the clock
+    hook = (montecarlo.FloatTile, "stage_clock") if by_readout else (montecarlo, "layer_clock")
+    recorder = StageClock()
+    setattr(*hook, recorder)
+    try:
+        t0 = clock()
+        cr.predict(x)
+        total = clock() - t0
+    finally:
+        setattr(*hook, None)
+    reads = sum(layer.planes * len(x) * chips * tile.cols
+                for layer, tiles, *_ in cr._plan.layers for tile in tiles.values()
+                if not by_readout or (isinstance(tile, montecarlo.FloatTile) and tile.sigma > 0))
+    rows = dict(recorder.seconds)
+    rows["other (integer tiles, thresholds, blocks)" if by_readout else "other"] = (
+        total - sum(rows.values()))
+    floor = floor_seconds(net, chips, chips, len(x), per_chip_weights(cfg, backend),
+                          DEFAULT_MAX_ELEMENTS)
+    return dict(inference_seconds=total, reads=reads, stages=rows, floor_seconds=floor)
+
+
 PROG = "bench.model_speed"
 
 
@@ -168,6 +216,10 @@ def build_parser():
     ap.add_argument("--compare-chips", type=cmdline.integer("compare-chips", 0, 100000), default=4,
                     metavar="N", help="chips compared with the straightforward evaluation "
                                       "(0: none)")
+    ap.add_argument("--stages", action="store_true",
+                    help="also time each stage of the noisy readout of the headline "
+                         "configuration, and each layer of the typical bit-true one (one "
+                         "block of --chunk chips)")
     ap.add_argument("--n-compare-images", type=cmdline.integer("n-compare-images", 1), default=500,
                     metavar="N", help="images of that comparison")
     return ap
@@ -236,12 +288,30 @@ def _main(argv) -> int:
                              compared_predictions=n_cmp * min(len(x), args.n_compare_images))
         print(f"| {name} | {ts:.2f} | {ti:.2f} | {total:.2f} | {floor:.3f} | {total / floor:.2f} | "
               f"{args.chips * len(x) / total:,.0f} | {100 * acc:.1f} % | {cmp_text} |", flush=True)
+    staged = None
+    if args.stages:
+        chips = min(args.chunk, args.chips)
+        staged = {}
+        for name in STAGED:
+            st = staged[name] = stages(net, x, chips, name)
+            per = 1e9 / st["reads"]
+            what = "noisy reads" if STAGED[name] == "readout" else "reads"
+            print(f"\nStages of {name}: {chips} chips x {len(x)} images, {st['reads']:,} "
+                  f"{what}, inference {st['inference_seconds']:.3f} s CPU "
+                  f"({st['inference_seconds'] * per:.2f} ns per read)")
+            print("| stage | CPU s | ns per read |")
+            print("| --- | ---: | ---: |")
+            for stage, sec in st["stages"].items():
+                print(f"| {stage} | {sec:.3f} | {sec * per:.2f} |")
+            print(f"| (floor: the bare products of the same shapes) | {st['floor_seconds']:.3f} | "
+                  f"{st['floor_seconds'] * per:.2f} |")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worst = max(r["ratio"] for r in results.values())
     print(f"peak RSS {rss:.0f} MiB; CPU time {time.process_time():.1f} s; worst ratio {worst:.2f} "
           f"(target <= 3): {'PASS' if worst <= 3 else 'FAIL'}")
     print(json.dumps(dict(chips=args.chips, images=len(x), chunk=args.chunk,
-                          load_average=round(os.getloadavg()[0], 2), configurations=results)))
+                          load_average=round(os.getloadavg()[0], 2), configurations=results,
+                          **({} if staged is None else dict(stages=staged)))))
     return 0
 
 

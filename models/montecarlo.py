@@ -17,12 +17,16 @@ chips whose cells are ideal (no per-cell spread) with no read noise. The column 
 readout chain of a column is a table ``v = T[n, c, s]``, built once by evaluating the
 specification's own chain (:func:`models.macro.readout`'s arithmetic, or the analog
 model's float32 operations in their order) on every ``s``; the trim residual is folded
-in. The results are therefore bit-identical to the straightforward evaluation. Where a
+in; only the sums the column's weights can reach (``rows + 1`` of them) are evaluated.
+The results are therefore bit-identical to the straightforward evaluation. Where a
 column's table is affine over the sums its weights can reach (``T = s + beta``: no
 saturation, gain 64, identity curve, no quantisation, as after calibration), the
 planes' shift-accumulation collapses: ``tile = x @ W + (2^P - 1) beta``, one product of
 the multi-bit inputs for all planes, and for a layer whose tiles are all affine one
-product over all its inputs. Other columns read their table per plane.
+product over all its inputs. Other columns read their table per plane; in the first
+layer, whose inputs and weights every chip shares, the table reads of all planes and
+row tiles become one product per column (:class:`_OneHot`): the plane-weighted one-hot
+counts of the column sums ``(m, K)`` times the tables ``(K, N)``, exact in float32.
 
 **Float column values** (``FloatTile``): the analog model with cell spread or read
 noise. The column gain (and the curve's ``1 / vmax``) are folded into each chip's
@@ -30,11 +34,11 @@ weight matrix and the compensation and offset into an extra row of it, so one pr
 gives the scaled column value; the noise is the bucket midpoint of each read's draw
 (``docs/DEVICE_MODELS.md`` section 5) times ``read_noise * gain``; then clamp, curve and
 the ADC. Reads whose ADC input lies within the bucket's reach of a rounding boundary, and
-reads in a tail bucket, are recomputed with their exact draw, so every read gets the
-readout of the same draw as the straightforward evaluation. The float operations are
-in another order than there (gain folded into the product), so a readout can differ
-where the float32 value lies within rounding of a boundary: ``tests/test_montecarlo.py``
-counts the differing predictions.
+reads in a tail bucket, are recomputed with their exact draw (in one batch per column
+tile), so every read gets the readout of the same draw as the straightforward
+evaluation. The float operations are in another order than there (gain folded into the
+product), so a readout can differ where the float32 value lies within rounding of a
+boundary: ``tests/test_montecarlo.py`` counts the differing predictions.
 
 Clamps are skipped where bounds prove them inactive: the readout clamp when no column
 value can leave ``[-SAT, SAT]`` with the largest bucket midpoint, the accumulator clamp
@@ -49,12 +53,17 @@ import numpy as np
 
 from . import macro
 from .devices import _adc, _SramArray, discharge_curve
-from .sampler import bucket_midpoints, central_half_width, normal_from_bits
+from .sampler import GAMMA, bucket_midpoints, central_half_width, mix64, normal_from_bits
 
 __all__ = ["DEFAULT_MAX_ELEMENTS", "predict"]
 
 #: Bound on one block's ``N x m x C`` intermediate (elements): 1 MiB of float32.
 DEFAULT_MAX_ELEMENTS = 1 << 18
+
+#: ``None``, or ``callable(stage)`` that :func:`predict` calls after the plan, each layer
+#: and each layer's thresholds with the stage's name (``None``: a stage begins):
+#: ``bench.model_speed --stages``.
+layer_clock = None
 
 _MID = bucket_midpoints()
 # Largest |midpoint| of a central bucket (the tail buckets are NaN and recomputed).
@@ -94,55 +103,84 @@ class LutTile(_Tile):
 
     def __init__(self, cr, key, rows_real, cols_real, planes):
         super().__init__(cr, key, rows_real, cols_real)
-        R = cr.params.rows
-        self.offset = R
-        s = np.arange(-R, R + 1)
-        table = self._tables(cr, key, s)                       # (S, N, C)
-        if self.residual is not None:
-            table = table - self.residual[None]
-        self.table = np.ascontiguousarray(table.transpose(1, 2, 0)).astype(np.int32)  # (N, C, S)
-        # Sums the weights can reach: every integer in [-(cells at -1), cells at +1].
+        self.macro_rows = cr.params.rows                       # the row stride of the inputs
+        # Sums the weights can reach: every integer in [-(cells at -1), cells at +1], the
+        # tile's rows + 1 of them. The table holds the chain on those only, at index
+        # k = s + neg[n, c] (K = rows + 1 entries per column).
         pos = self.w_eff.sum(axis=1)                           # (N or 1, C)
         neg = self.rows - pos
-        pos = np.broadcast_to(pos, (self.n, cols_real))
-        neg = np.broadcast_to(neg, (self.n, cols_real))
-        beta = self.table[:, :, R].astype(np.int64)
-        diff = self.table.astype(np.int64) - s[None, None, :] - beta[:, :, None]
-        reach = (s[None, None, :] >= -neg[:, :, None]) & (s[None, None, :] <= pos[:, :, None])
-        self.affine = ~np.any((diff != 0) & reach, axis=2)     # (N, C)
-        self.beta = beta
+        self.neg = np.ascontiguousarray(np.broadcast_to(neg, (self.n, cols_real)))   # (N, C)
+        K = rows_real + 1
+        sums = np.arange(K)[:, None, None] - neg[None]         # (K, N or 1, C)
+        sums = np.broadcast_to(sums, (K, self.n, cols_real))
+        reached = self._tables(cr, key, sums)                  # (K, N, C)
+        if self.residual is not None:
+            reached = reached - self.residual[None]
+        reached = reached.astype(np.int32)
+        self.table = np.ascontiguousarray(reached.transpose(1, 2, 0))           # (N, C, K)
+        beta = np.take_along_axis(self.table, self.neg[:, :, None], axis=2)[:, :, 0]
+        # Affine: T[s] = s + beta on every reachable sum.
+        self.affine = np.all(reached - sums == beta[None], axis=0)             # (N, C)
+        self.beta = beta.astype(np.int64)                      # the readout of s = 0
         self.pairs = np.nonzero(~self.affine)
         self.planes = planes
+        self.flat_index = self.flat_table = None                 # of _all_tabled, when used
+        # _all_tabled forms table indices in float32: exact below 2^24.
+        self.float_index = self.n * cols_real * K < 1 << 24
         self.signed = _signed(self.w_eff)                      # (N or 1, r, C)
         self.shared_weights = self.signed.shape[0] == 1
         flat = self.signed.transpose(1, 0, 2).reshape(rows_real, -1)
         self.flat = np.ascontiguousarray(flat)                 # (r, N*C) or (r, C)
-        self.bias = ((1 << planes) - 1) * beta.astype(np.float32)          # (N, C)
-        vmax = np.abs(self.table[:, :, :]).max(initial=0)
+        self.bias = ((1 << planes) - 1) * self.beta.astype(np.float32)     # (N, C)
+        vmax = np.abs(reached).max(initial=0)
         self.max_abs_tile = ((1 << planes) - 1) * int(vmax)
         # Most columns tabled and every chip with the same weights: one column sum per
         # image serves all chips, so gather whole rows T[c, s, :] of N readouts.
         self.by_rows = self.shared_weights and 2 * len(self.pairs[0]) > self.n * cols_real
-        if self.by_rows:
-            self.rows_table = np.ascontiguousarray(
-                self.table.transpose(1, 2, 0).reshape(cols_real * len(s), self.n))
+        self.rows_table = None                                 # of _by_rows, when used
 
-    def _tables(self, cr, key, s):
-        """Readout of every column for column sums ``s``: ``(S, N, C)``."""
+    def _tables(self, cr, key, s3):
+        """Readout of every column for the column sums ``s3`` (K, N, C): ``(K, N, C)``."""
         C = self.cols
-        s3 = s[:, None, None]
         if cr.backend == "macro":
             # The registers of every chip, as ChipReadout passes them to macro.readout.
             regs = cr.regs[key]
             column = {k: regs[k][:, :C] for k in ("offset", "gain") if k in regs}
-            return macro._readout_chain(cr.params, s3, cr.comp[key][:, :C], column.get("offset"),
-                                        column.get("gain"), regs.get("sat"),
-                                        regs.get("qshift", 0), regs.get("table"))
+            table = regs.get("table")
+            if table is not None and np.all(table == table[:1]):
+                table = table[0]                  # one curve for every chip: a plain lookup
+            sat, qshift = regs.get("sat"), regs.get("qshift", 0)
+            comp = cr.comp[key][:, :C]
+            one = [r is None or np.ndim(r) == 0 or bool(np.all(r == np.reshape(r, -1)[0]))
+                   for r in (sat, qshift)]
+            if not (all(one) and (table is None or table.ndim == 1)):
+                return macro._readout_chain(cr.params, s3, comp, column.get("offset"),
+                                            column.get("gain"), sat, qshift, table)
+            # SAT, QSHIFT and TABLE shared by every chip: after the column offset the chain
+            # depends on a = s + comp + offset and the column's GAIN only, so it is
+            # evaluated once per (a, distinct GAIN) and gathered.
+            a = s3 + comp
+            if "offset" in column:
+                a = a + column["offset"]
+            gain = column.get("gain")
+            gains, g_idx = (None, np.zeros(comp.shape, np.intp)) if gain is None else np.unique(
+                gain, return_inverse=True)
+            lo = int(a.min())
+            grid = np.arange(lo, int(a.max()) + 1)[:, None]
+            K = cr.params.comp_rows                # comp = K: a = s + K, a valid 2n - K
+            scalar = [None if r is None else np.reshape(r, -1)[0] for r in (sat, qshift)]
+            f = macro._readout_chain(cr.params, grid - K, np.int64(K), None, gains, *scalar,
+                                     table)                                         # (A, G)
+            index = a - lo
+            if gains is not None:
+                index *= len(gains)
+                index += np.reshape(g_idx, comp.shape)
+            return np.take(f.reshape(-1), index)
         # The analog model's float32 operations, in its order (models.devices._SramArray).
         arr = _SramArray(self.chips, cr.net.layers[key[0]].weights[key[1], key[2]], cr.comp[key],
                          cr.params.readout_bits, None, None)
         cfg = arr.cfg
-        a = np.broadcast_to(s3.astype(np.float32), (len(s), self.n, C)).copy()
+        a = s3.astype(np.float32)
         a += (arr.comp_pos - arr.comp_neg)[:, :C]
         a += arr.offset[:, :C]
         a *= arr.gain[:, :C]
@@ -157,6 +195,9 @@ class LutTile(_Tile):
         N, C = self.n, self.cols
         if shared and self.by_rows:
             return self._by_rows(x)
+        if not shared and self.float_index and 2 * len(self.pairs[0]) > N * C:
+            # Most columns tabled: read every column from its table (affine ones too).
+            return self._all_tabled(x)
         xf = x.astype(np.float32)
         if shared:
             out = (xf @ self.flat).reshape(len(x), -1, C)
@@ -178,8 +219,11 @@ class LutTile(_Tile):
 
     def _by_rows(self, x):
         """Every column from its table, for shared inputs and weights: ``(m, N, C)``."""
-        S = 2 * self.offset + 1
-        base = np.arange(self.cols) * S + self.offset
+        K = self.table.shape[2]
+        if self.rows_table is None:
+            self.rows_table = np.ascontiguousarray(
+                self.table.transpose(1, 2, 0).reshape(self.cols * K, self.n))
+        base = np.arange(self.cols) * K + self.neg[0]          # shared weights: one neg
         tile = None
         for b in range(self.planes - 1, -1, -1):
             s = ((x >> b) & 1).astype(np.float32) @ self.flat             # (m, C)
@@ -202,27 +246,32 @@ class LutTile(_Tile):
             return (xb.reshape(-1, xb.shape[2]) @ self.flat).reshape(N, xb.shape[1], C)
         return np.matmul(xb, self.signed)
 
+    def _all_tabled(self, x):
+        """Every column of per-chip inputs ``x`` (N, m, r) from its table: ``(N, m, C)``.
+        The table index ``(n C + c) K + neg[n, c] + s`` is formed in float32 (exact: it is
+        below 2^24) and the float32 table read directly."""
+        if self.flat_index is None:
+            K = self.table.shape[2]
+            self.flat_index = (np.arange(self.n * self.cols) * K + self.neg.reshape(-1)).astype(
+                np.float32).reshape(self.n, 1, self.cols)
+            self.flat_table = self.table.reshape(-1).astype(np.float32)
+        tile = None
+        for b in range(self.planes - 1, -1, -1):
+            s = self._sums(((x >> b) & 1).astype(np.float32), False)
+            s += self.flat_index
+            v = np.take(self.flat_table, s.astype(np.intp))
+            if tile is None:
+                tile = v
+            else:
+                tile *= np.float32(2)
+                tile += v
+        return tile
+
     def _tabled(self, x, shared, out):
         """Columns whose table is not affine: read their table plane by plane."""
         n_idx, c_idx = self.pairs
-        S = self.table.shape[2]
-        if not shared and len(n_idx) == self.n * self.cols:
-            # Every column tabled: one gather of the whole (N, m, C) block per plane.
-            base = (np.arange(self.n * self.cols) * S + self.offset).reshape(self.n, 1, self.cols)
-            flat_table = self.table.reshape(-1)
-            tile = None
-            for b in range(self.planes - 1, -1, -1):
-                idx = self._sums(((x >> b) & 1).astype(np.float32), shared).astype(np.intp)
-                idx += base
-                v = np.take(flat_table, idx).astype(np.float32)
-                if tile is None:
-                    tile = v
-                else:
-                    tile *= np.float32(2)
-                    tile += v
-            out[...] = tile
-            return
-        base = (n_idx * self.cols + c_idx) * S + self.offset
+        K = self.table.shape[2]
+        base = (n_idx * self.cols + c_idx) * K + self.neg[n_idx, c_idx]
         flat_table = self.table.reshape(-1)
         tile = None
         for b in range(self.planes - 1, -1, -1):
@@ -245,6 +294,10 @@ class LutTile(_Tile):
 
 class FloatTile(_Tile):
     """A tile of the analog model with float column values (cell spread or read noise)."""
+
+    #: ``None``, or ``callable(stage)`` called after each stage of the noisy readout with
+    #: the stage's name (``None``: a stage begins): ``bench.model_speed --stages``.
+    stage_clock = None
 
     def __init__(self, cr, key, rows_real, cols_real, planes):
         super().__init__(cr, key, rows_real, cols_real)
@@ -295,12 +348,15 @@ class FloatTile(_Tile):
         self.margin = np.float32(sigma * float(np.max(gain, initial=0)) * central_half_width()
                                  * (1 + 1e-3) + 1e-4)
         self.residual_f = None if self.residual is None else self.residual.astype(np.float32)
+        # Tiles whose kept reads one batch can refine: the same chain after the noise.
+        self.chain_key = (self.bitline, float(self.clip_limit), self.vmax, cfg.bl_shape,
+                          self.qshift, self.readout_bits)
         self.max_abs_tile = ((1 << planes) - 1) * (max(-self.lo, self.hi) + (
             0 if self.residual is None else int(np.abs(self.residual).max(initial=0))))
 
     # The readout chain after the product: u (scaled column value with noise) -> v.
-    def _chain(self, u, clip):
-        """ADC input ``t + 1/2`` (float32, in place on ``u``) of column values ``u``."""
+    def _chain(self, u, clip, half=np.float32(0.5)):
+        """ADC input ``t + half`` (float32, in place on ``u``) of column values ``u``."""
         if clip:
             np.clip(u, -self.clip_limit, self.clip_limit, out=u)
         if self.vmax is not None:
@@ -313,11 +369,12 @@ class FloatTile(_Tile):
                 np.expm1(a, out=a)
                 a *= np.float32(-self.vmax)
                 np.copysign(a, u, out=u)
-        u += np.float32(0.5)
+        u += half
         return u
 
-    def _chain_bitline(self, y, z, layout):
-        """ADC input of bit-line tiles: ``y`` (.., 2C) products incl. compensation."""
+    def _chain_bitline(self, y, z, layout, half=np.float32(0.5)):
+        """ADC input ``t + half`` of bit-line tiles: ``y`` (.., 2C) products incl.
+        compensation."""
         C = self.cols
         f = lambda n: discharge_curve(n, self.cfg.bl_vmax, self.cfg.bl_shape)  # noqa: E731
         u = f(y[..., :C]) - f(y[..., C:])
@@ -326,7 +383,7 @@ class FloatTile(_Tile):
             u += z
         u *= self.gain.reshape(layout)
         np.clip(u, -self.clip_limit, self.clip_limit, out=u)
-        u += np.float32(0.5)
+        u += half
         return u
 
     def _adc(self, r):
@@ -349,43 +406,80 @@ class FloatTile(_Tile):
         (N, m, C). ``noise`` (a models.sampler.ReadNoise) and ``images`` key the reads.
         With a list ``pending``, the reads that need their exact draw are appended to it
         (``(tile, entries)``) for :meth:`refine`, with readout 0 in the values; otherwise
-        they are refined here."""
+        they are refined here.
+
+        With read noise the bulk adds ``1/2 + margin`` before the floor: a read is near a
+        rounding boundary of ``t + 1/2`` (within the margin) exactly when the fraction of
+        ``t + 1/2 + margin`` is below ``2 margin``, and every other read's floor is that
+        of ``t + 1/2``. The planes reuse one set of buffers."""
         N, C = self.n, self.cols
         m = x.shape[0] if shared else x.shape[1]
         layout = (1, N, C) if shared else (N, 1, C)
         width = self.mat.shape[2]
-        tile = None
+        noisy = self.sigma > 0
+        lead = (m, N) if shared else (N, m)
+        xb = np.ones(x.shape[:-1] + (x.shape[-1] + 1,), np.float32)   # last column: ones
+        y = np.empty(lead + (width,), np.float32)
+        tile = np.empty(lead + (C,), np.float32)
+        if noisy:
+            half = np.float32(0.5) + self.margin
+            work = np.empty(lead + (C,), np.float32)
+            plane_v = np.empty(lead + (C,), np.float32)
+            mask = np.empty(lead + (C,), bool)
+            quads = (C + 3) // 4
+            words = np.empty(lead + (quads,), np.uint64)
+            scratch = np.empty(lead + (quads,), np.uint64)
+            scale = self.noise_scale.reshape(layout)
         kept = []
-        ones = np.ones(x.shape[:-1] + (1,), np.float32)
+        tick = FloatTile.stage_clock if noisy else None
         for b in range(self.planes - 1, -1, -1):
-            xb = np.concatenate([((x >> b) & 1).astype(np.float32), ones], axis=-1)
+            first = b == self.planes - 1
+            if tick:
+                tick(None)
+            np.bitwise_and(np.right_shift(x, b), 1, out=xb[..., :-1], casting="unsafe")
             if shared:
-                y = (xb @ self.flat).reshape(m, N, width)
+                np.matmul(xb, self.flat, out=y.reshape(m, N * width))
             else:
-                y = np.matmul(xb, self.mat)
-            bucket = z = None
-            if self.sigma > 0:
-                bucket = noise.buckets(self.key, b, images, C, chip_major=not shared)
-                z = np.take(_MID, bucket, mode="wrap")
-                z *= self.noise_scale.reshape(layout)
+                np.matmul(xb, self.mat, out=y)
+            v = tile if first else (plane_v if noisy else None)
+            if not noisy:
+                r = self._chain_bitline(y, None, layout) if self.bitline else self._chain(
+                    y, self.need_clip)
+                v = np.floor(r, out=tile if first else r)
+                self._quantize(v)
+                if not first:
+                    tile *= np.float32(2)
+                    tile += v
+                continue
+            if tick:
+                tick("product")
+            bucket = noise.buckets(self.key, b, images, C, chip_major=not shared, out=words,
+                                   scratch=scratch)
+            if tick:
+                tick("hash (bucket bits)")
+            z = np.take(_MID, bucket, mode="wrap", out=work)
+            if tick:
+                tick("bucket midpoint lookup")
+            z *= scale
             if self.bitline:
-                r = self._chain_bitline(y, z, layout)
-            elif z is None:
-                r = self._chain(y, self.need_clip)
+                r = self._chain_bitline(y, z, layout, half)
             else:
                 z += y
-                r = self._chain(z, self.need_clip)
-            v = np.floor(r)
-            if self.sigma > 0:
-                near = self._near(r, v)
-                if len(near):
-                    kept.append(self._keep(near, y, v, bucket, b))
+                r = self._chain(z, self.need_clip, half)
+            if tick:
+                tick("noise scale and add, clamp, curve")
+            np.floor(r, out=v)
+            near = self._near(r, v, mask)
+            if tick:
+                tick("ADC floor, boundary check")
+            if len(near):
+                kept.append(self._keep(near, y, v, bucket, b))
             self._quantize(v)
-            if tile is None:
-                tile = v
-            else:
+            if not first:
                 tile *= np.float32(2)
                 tile += v
+            if tick:
+                tick("exact reads kept, planes accumulated")
         if self.residual_f is not None:
             tile -= np.float32((1 << self.planes) - 1) * self.residual_f.reshape(layout)
         if kept:
@@ -395,13 +489,12 @@ class FloatTile(_Tile):
                 pending.append((self, kept))
         return tile
 
-    def _near(self, r, v) -> np.ndarray:
-        """Flat indices of the reads whose ADC input ``r`` lies within the margin of a
-        rounding boundary, or is NaN (tail buckets)."""
+    def _near(self, r, v, mask) -> np.ndarray:
+        """Flat indices of the reads whose ADC input ``r = t + 1/2 + margin`` (floor
+        ``v``) lies within the margin of a rounding boundary of ``t + 1/2``, or is NaN
+        (tail buckets); ``r`` is overwritten, ``mask`` (bool) is work space."""
         d = np.subtract(r, v, out=r)
-        d -= np.float32(0.5)
-        np.abs(d, out=d)
-        safe = np.less_equal(d, np.float32(0.5) - self.margin)
+        safe = np.greater_equal(d, np.float32(2) * self.margin, out=mask)
         np.logical_not(safe, out=safe)
         return np.flatnonzero(safe)
 
@@ -421,10 +514,51 @@ class FloatTile(_Tile):
         """Recompute the kept reads of ``pending`` (``(tile, entries)`` pairs whose
         values were summed into ``values``) with their exact draws and add their
         readouts: a read of plane ``b`` enters with weight ``2^b``."""
+        tick = FloatTile.stage_clock
+        if tick:
+            tick(None)
         flat = values.reshape(-1)
+        batches = {}
         for tile, kept in pending:
-            for near, v, plane in tile._exact(kept, noise, images, shared):
-                flat[near] += v * np.float32(1 << plane)
+            if tile.bitline:
+                for near, v, plane in tile._exact(kept, noise, images, shared):
+                    flat[near] += v * np.float32(1 << plane)
+            else:
+                batches.setdefault(tile.chain_key, []).append((tile, kept))
+        for batch in batches.values():
+            near, v = FloatTile._exact_batch(batch, noise, images, shared)
+            np.add.at(flat, near, v)
+        if tick:
+            tick("exact draws of the kept reads")
+
+    @staticmethod
+    def _exact_batch(batch, noise, images, shared):
+        """The kept reads of column-mode tiles with one readout chain (``chain_key``), in
+        one batch: their flat positions and exact readouts times ``2^plane``. The fine
+        bits are :meth:`models.sampler.ReadNoise.bits_at`'s, hashed for all at once."""
+        counter = (images.astype(np.uint64) + np.uint64(1)) * np.uint64(GAMMA)
+        nears, hashes, lanes, ys, buckets, scales, weights = [], [], [], [], [], [], []
+        for tile, kept in batch:
+            for near, (i0, i1, c), y_e, bucket_e, plane in kept:
+                chip, img = (i1, i0) if shared else (i0, i1)
+                keys = noise.stream_keys(tile.key, plane, tile.cols, 1)
+                hashes.append(keys[chip, c // 4] + counter[img])
+                lanes.append(c % 4)
+                nears.append(near)
+                ys.append(y_e)
+                buckets.append(bucket_e)
+                scales.append(tile.noise_scale[chip, c])
+                weights.append(np.full(len(near), 1 << plane, np.float32))
+        h = mix64(np.concatenate(hashes))
+        h >>= np.uint64(16) * np.concatenate(lanes).astype(np.uint64)
+        fine = (h & np.uint64(0xFFFF)).astype(np.uint16)
+        z = normal_from_bits(np.concatenate(buckets), fine)
+        z *= np.concatenate(scales)
+        tile = batch[0][0]
+        # Tail draws may exceed the bound that let the bulk skip the clamp.
+        v = tile._adc(tile._chain(np.concatenate(ys) + z, True))
+        v *= np.concatenate(weights)
+        return np.concatenate(nears), v
 
     def _exact(self, kept, noise, images, shared):
         """Readouts of the kept reads with their exact draws, per kept entry."""
@@ -505,6 +639,80 @@ class _Collapsed:
         return np.matmul(xf, self.weights)
 
 
+class _OneHot:
+    """A layer of integer column sums with inputs and weights shared by every chip and
+    no accumulator clamp, but tabled (non-affine) columns: the tables' sum over planes
+    and row tiles as one product per column.
+
+    ``acc[n, m, c] = sum_t sum_b 2^b T_t[n, c, s_tb[m, c]]`` is ``H_c[m] . U_c[:, n]`` with
+    ``H_c[m, k] = sum_b 2^b [s_tb[m, c] = k]`` over the sums ``k`` each tile's column can
+    reach and ``U_c`` those table entries: one float32 product ``(m, K) @ (K, N)`` per
+    column (``K`` the reachable sums of all row tiles, ``rows + 1`` per tile) instead of a
+    table read per chip, plane and tile. Every term and partial sum is an integer below
+    2^24 (checked), so the products are exact in any order."""
+
+    #: Float32 represents every integer up to this exactly.
+    EXACT = 1 << 24
+
+    @staticmethod
+    def applies(tiles, layer, clamp) -> bool:
+        lut = all(isinstance(t, LutTile) and t.shared_weights for t in tiles.values())
+        if clamp or not lut:
+            return False
+        weight = (1 << layer.planes) - 1
+        bound = max(sum(weight * int(np.abs(tiles[t, j].table).max(initial=0))
+                        for t in range(layer.row_tiles)) for j in range(layer.col_tiles))
+        return bound < _OneHot.EXACT
+
+    def __init__(self, tiles, layer):
+        first = next(iter(tiles.values()))
+        self.n = first.n
+        self.planes = layer.planes
+        self.row_tiles, self.col_tiles = layer.row_tiles, layer.col_tiles
+        self.tiles = tiles
+        # Per column tile j: row tile t's sums s of column c are row start[t] + neg[c] + s
+        # of H.
+        self.shift, self.tables, self.width = {}, {}, {}
+        for j in range(self.col_tiles):
+            C = tiles[0, j].cols
+            start, blocks = 0, []
+            for t in range(self.row_tiles):
+                tile = tiles[t, j]
+                # U[c, k, n] = T[n, c, k]: the table at k = s + neg[c] (shared weights:
+                # one neg for every chip).
+                blocks.append(tile.table.transpose(1, 2, 0))
+                self.shift[t, j] = start + tile.neg[0]
+                start += tile.rows + 1
+            self.tables[j] = np.ascontiguousarray(np.concatenate(blocks, axis=1).astype(np.float32))
+            self.width[j] = start
+
+    def accumulators(self, x):
+        """``(N, m, outputs)`` accumulators (a view) of shared inputs ``x`` (m, inputs)."""
+        m = len(x)
+        P = self.planes
+        # Every plane's bits as rows of one product per tile: (P * m, inputs).
+        bits = ((x[None] >> np.arange(P)[:, None, None]) & 1).astype(np.float32).reshape(P * m, -1)
+        outs = []
+        for j in range(self.col_tiles):
+            C, K = self.tiles[0, j].cols, self.width[j]
+            R = self.tiles[0, j].macro_rows
+            # H in (m, C, K) order, so that each plane's scatter walks it forwards.
+            H = np.zeros((m, C, K), np.float32)
+            flat = H.reshape(-1)
+            base = np.arange(m)[:, None] * (C * K) + np.arange(C) * K          # (m, C)
+            for t in range(self.row_tiles):
+                tile = self.tiles[t, j]
+                s = (bits[:, t * R:t * R + tile.rows] @ tile.flat).reshape(P, m, C)
+                base_t = base + self.shift[t, j]
+                for b in range(P):
+                    idx = s[b].astype(np.intp)
+                    idx += base_t
+                    np.add.at(flat, idx.reshape(-1), np.float32(1 << b))
+            outs.append(np.matmul(H.transpose(1, 0, 2), self.tables[j]))     # (C, m, N)
+        acc = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
+        return acc.transpose(2, 1, 0)
+
+
 class _Plan:
     """The tiles of every layer of a ChipReadout, prepared once."""
 
@@ -526,20 +734,26 @@ class _Plan:
             bound = max(sum(tiles[t, j].max_abs_tile for t in range(layer.row_tiles))
                         for j in range(layer.col_tiles))
             clamp = bound > self.acc_hi
-            collapsed = None
+            collapsed = onehot = None
             if not clamp and all(isinstance(t, LutTile) and t.affine.all() for t in tiles.values()):
                 collapsed = _Collapsed(tiles, layer, C)
-            self.layers.append((layer, tiles, clamp, collapsed))
+            elif l == 0 and _OneHot.applies(tiles, layer, clamp):
+                # Only the first layer's inputs are shared by every chip.
+                onehot = _OneHot(tiles, layer)
+            self.layers.append((layer, tiles, clamp, collapsed, onehot))
 
 
 def _layer(plan, l, x, shared, images):
-    """Accumulators of layer ``l`` and a per-chip bias still to add (or None):
-    ``(m, N, outputs)`` for shared inputs ``x`` (m, inputs), ``(N, m, outputs)`` for
-    ``x`` (N, m, inputs); a collapsed layer with shared weights returns ``(m, outputs)``
-    products for shared inputs, and its bias ``(N, outputs)``."""
-    layer, tiles, clamp, collapsed = plan.layers[l]
+    """Accumulators of layer ``l``, a per-chip bias still to add (or None) and whether
+    they are still shared: ``(m, N, outputs)`` for shared inputs ``x`` (m, inputs),
+    ``(N, m, outputs)`` for ``x`` (N, m, inputs) and for the one-hot product; a
+    collapsed layer with shared weights returns ``(m, outputs)`` products for shared
+    inputs, and its bias ``(N, outputs)``."""
+    layer, tiles, clamp, collapsed, onehot = plan.layers[l]
     if collapsed is not None:
-        return collapsed.products(x, shared), collapsed.bias
+        return collapsed.products(x, shared), collapsed.bias, shared
+    if onehot is not None and shared:
+        return onehot.accumulators(x), None, False
     cr = plan.cr
     R = cr.params.rows
     outs = []
@@ -564,16 +778,21 @@ def _layer(plan, l, x, shared, images):
         if pending:
             FloatTile.refine(acc, pending, cr.noise, images, shared)
         outs.append(acc)
-    return (outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)), None
+    return (outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)), None, shared
 
 
 def predict(cr, x, images, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.ndarray:
     """Predictions ``(N, M)`` of the chip stack ``cr`` (a ChipReadout) for images ``x``
     (M, inputs) with image indices ``images`` (M,), in blocks of images of at most
     ``max_elements`` readouts per chip stack and column tile."""
+    tick = layer_clock
+    if tick:
+        tick(None)
     plan = getattr(cr, "_plan", None)
     if plan is None:
         plan = cr._plan = _Plan(cr)
+    if tick:
+        tick("readout tables and plan")
     x = np.asarray(x)
     M = len(x)
     N = cr.n
@@ -585,23 +804,32 @@ def predict(cr, x, images, *, max_elements: int = DEFAULT_MAX_ELEMENTS) -> np.nd
         img = images[m0:m0 + step]
         shared = True
         for l, (layer, *_) in enumerate(plan.layers):
-            acc, bias = _layer(plan, l, a, shared, img)
-            if shared and acc.ndim == 2:
-                acc = acc[:, None, :]                    # (m, 1, outputs): shared by all chips
-            layout = (1, N, -1) if shared else (N, 1, -1)
+            if tick:
+                tick(None)
+            acc, bias, shared = _layer(plan, l, a, shared, img)
+            if tick:
+                tick(f"layer {l}: products and readouts")
+            if shared:
+                # Chip-major from here: (m, 1 or N, outputs) as a (1 or N, m, outputs) view;
+                # the comparison below writes (N, m, outputs) in order.
+                acc = (acc[:, None, :] if acc.ndim == 2 else acc).transpose(1, 0, 2)
+                shared = False
+            if bias is not None:
+                bias = bias.reshape(N, 1, -1)
             if layer.binarized:
                 thresh = layer.thresh.reshape(-1)[:layer.outputs].astype(np.float32)
                 if bias is not None:
-                    thresh = thresh - bias.reshape(layout)
-                y = acc >= thresh
-                y ^= layer.flip.reshape(-1)[:layer.outputs].astype(bool)
-                if shared:
-                    y = np.ascontiguousarray(y.transpose(1, 0, 2))
-                    shared = False
+                    thresh = thresh - bias
+                y = np.empty((N, acc.shape[1], layer.outputs), bool)
+                np.greater_equal(acc, thresh, out=y)
+                flip = layer.flip.reshape(-1)[:layer.outputs].astype(bool)
+                if flip.any():
+                    y ^= flip
                 a = y.view(np.uint8)
             else:
                 if bias is not None:
-                    acc = acc + bias.reshape(layout)
-                scores = acc.transpose(1, 0, 2) if shared else acc
-                preds[:, m0:m0 + step] = np.argmax(scores, axis=2)
+                    acc = acc + bias
+                preds[:, m0:m0 + step] = np.argmax(acc, axis=2)
+            if tick:
+                tick("thresholds and scores")
     return preds

@@ -98,9 +98,10 @@ def absorb_int(h: int, word: int) -> int:
     return mix64_int(h + GAMMA + (int(word) & _MASK))
 
 
-def mix64(z: np.ndarray) -> np.ndarray:
-    """SplitMix64's output function on a uint64 array, in place; returns ``z``."""
-    t = np.right_shift(z, _U64(30))
+def mix64(z: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+    """SplitMix64's output function on a uint64 array, in place; returns ``z``.
+    ``scratch``: a uint64 array of ``z``'s shape to work in (default: a new one)."""
+    t = np.right_shift(z, _U64(30), out=scratch)
     z ^= t
     z *= _U64(_M1)
     np.right_shift(z, _U64(27), out=t)
@@ -323,20 +324,24 @@ class ReadNoise:
             self._keys[key] = keys
         return keys
 
-    def words(self, array, plane, images, cols, *, word=0, chip_major=True) -> np.ndarray:
-        """The 64-bit values of every (chip, image, quad): ``(N, M, Q)`` or ``(M, N, Q)``."""
+    def words(self, array, plane, images, cols, *, word=0, chip_major=True, out=None,
+              scratch=None) -> np.ndarray:
+        """The 64-bit values of every (chip, image, quad): ``(N, M, Q)`` or ``(M, N, Q)``.
+        ``out`` and ``scratch``: uint64 arrays of that shape to reuse (default: new ones)."""
         images = _check_index("images", images)
         keys = self.stream_keys(array, plane, cols, word)
         counter = (images + _U64(1)) * _U64(GAMMA)
         if chip_major:
-            h = keys[:, None, :] + counter[None, :, None]
+            h = np.add(keys[:, None, :], counter[None, :, None], out=out)
         else:
-            h = keys[None, :, :] + counter[:, None, None]
-        return mix64(h)
+            h = np.add(keys[None, :, :], counter[:, None, None], out=out)
+        return mix64(h, scratch)
 
-    def buckets(self, array, plane, images, cols, *, chip_major=True) -> np.ndarray:
-        """Bucket bits (uint16) of every read."""
-        return _lanes(self.words(array, plane, images, cols, chip_major=chip_major), cols)
+    def buckets(self, array, plane, images, cols, *, chip_major=True, out=None,
+                scratch=None) -> np.ndarray:
+        """Bucket bits (uint16) of every read (``out``, ``scratch``: as :meth:`words`)."""
+        return _lanes(self.words(array, plane, images, cols, chip_major=chip_major, out=out,
+                                 scratch=scratch), cols)
 
     def fine(self, array, plane, images, cols, *, chip_major=True) -> np.ndarray:
         """Fine bits (uint16) of every read."""

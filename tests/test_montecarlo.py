@@ -11,6 +11,7 @@
 """
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from models import montecarlo
 from models.chip import ChipConfig
 from models.chip_readout import ChipReadout, predict_chips
+from models.datasets import DEFAULT_MNIST_DIR, MNIST_FILES
 from models.export import layer_acc
 from tests.random_nets import random_net
 
@@ -113,12 +115,36 @@ def test_layer_values_equal_the_readouts_of_the_same_draws(nets, rng):
                     readout=cr)
     cr._shared_input = False
     plan = montecarlo._Plan(cr)
-    acc, bias = montecarlo._layer(plan, 0, x, True, images)
+    acc, bias, shared = montecarlo._layer(plan, 0, x, True, images)
+    assert shared and bias is None
     fast = acc.transpose(1, 0, 2).reshape(ref.shape[0], -1)
     ref = ref[:, :fast.shape[1]]                          # the real columns
     n = int(np.sum(fast != ref))
     print(f"{n} of {ref.size} first-layer accumulators differ")
     assert n <= 1e-4 * ref.size
+
+
+@pytest.mark.parametrize("net_name", ["32x16, 2x2 tiles", "16x12, 3 planes"])
+def test_one_hot_first_layer_accumulators_are_bit_identical(nets, net_name, rng):
+    """Tabled columns shared by every chip's inputs and weights: the per-column product
+    of the plane-weighted one-hot sums with the tables gives the macro's accumulators."""
+    net = nets[net_name]
+    x = _images(rng, net, 150)
+    cfg = ChipConfig.typical("sram", read_noise=0.0)
+    seeds = [int(s) for s in rng.integers(0, 10_000, 4)]
+    print(f"chips {seeds}")
+    cr = ChipReadout(net, cfg, seeds, backend="macro", calibrate=True, trim=True)
+    cr.use_images(None)
+    cr._shared_input = True
+    ref = layer_acc(np.tile(x, (len(seeds), 1)), net.layers[0].weights, net.layers[0].planes,
+                    layer=0, readout=cr)
+    cr._shared_input = False
+    plan = montecarlo._Plan(cr)
+    assert plan.layers[0][4] is not None, "the typical bit-true chip has tabled columns"
+    acc, bias, shared = montecarlo._layer(plan, 0, x, True, np.arange(len(x)))
+    assert not shared and bias is None
+    fast = acc.reshape(ref.shape[0], -1)
+    np.testing.assert_array_equal(fast, ref[:, :fast.shape[1]])
 
 
 def test_results_do_not_depend_on_blocks_or_subsets(nets, rng):
@@ -149,7 +175,7 @@ def test_noisy_readouts_are_equal_in_distribution_to_numpy_normals(nets, seed):
     keyed = ChipReadout(net, cfg, chips, backend="analog")
     images = np.arange(6000) + int(rng.integers(0, 1 << 30))
     plan = montecarlo._Plan(keyed)
-    fast, _ = montecarlo._layer(plan, 0, x, True, images)                # (M, N, C)
+    fast, _, _ = montecarlo._layer(plan, 0, x, True, images)             # (M, N, C)
     numpy_draws = ChipReadout(net, cfg, chips, backend="analog", rng=np.random.default_rng(seed))
     numpy_draws._shared_input = True
     ref = layer_acc(np.tile(x, (2, 1)), net.layers[0].weights, net.layers[0].planes, layer=0,
@@ -192,8 +218,54 @@ def test_plan_collapses_affine_layers(nets):
     net = nets["32x16, 2x2 tiles"]
     cr = ChipReadout(net, ChipConfig(offset_sigma=2.0), [0, 1], backend="macro", calibrate=True)
     plan = montecarlo._Plan(cr)
-    assert all(collapsed is not None for *_, collapsed in plan.layers)
+    assert all(collapsed is not None for _, _, _, collapsed, _ in plan.layers)
     typical = ChipReadout(net, dataclasses.replace(ChipConfig.typical("sram"), read_noise=0.0),
                           [0, 1], backend="macro")
     # gain and curve make most first-layer columns non-affine
     assert montecarlo._Plan(typical).layers[0][3] is None
+    # ... and the first layer reads them as one product per column
+    assert montecarlo._Plan(typical).layers[0][4] is not None
+
+
+@pytest.mark.skipif(not all((DEFAULT_MNIST_DIR / f).exists() for f in MNIST_FILES),
+                    reason=f"the MNIST subset is not in {DEFAULT_MNIST_DIR}")
+def test_bench_stages_account_for_the_reads(capsys):
+    """``bench.model_speed --stages``: every stage timed, the reads counted, the hooks off
+    again afterwards, the JSON line complete."""
+    from bench import model_speed
+    assert model_speed.main(["--chips", "2", "--chunk", "2", "--n-images", "30", "--quick",
+                             "--stages", "--compare-chips", "1", "--n-compare-images", "20"]) == 0
+    assert montecarlo.FloatTile.stage_clock is None and montecarlo.layer_clock is None
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    noisy, bit_true = (result["stages"][name] for name in model_speed.STAGED)
+    # 100-96-96-10 on 32x96: 5 planes x 4 row tiles x 96 columns, then 3 x 96 and 3 x 10,
+    # every read noisy in the headline configuration
+    assert noisy["reads"] == bit_true["reads"] == 2 * 30 * 2238
+    assert {"product", "hash (bucket bits)", "bucket midpoint lookup",
+            "ADC floor, boundary check"} <= set(noisy["stages"])
+    assert {"readout tables and plan", "layer 0: products and readouts",
+            "layer 2: products and readouts", "thresholds and scores"} <= set(bit_true["stages"])
+    for st in (noisy, bit_true):
+        assert all(s >= 0 for s in st["stages"].values()) and st["floor_seconds"] > 0
+    headline = result["configurations"][model_speed.QUICK[0]]
+    assert headline["differing_predictions"] == 0 and headline["compared_predictions"] == 20
+
+
+@pytest.mark.parametrize("name", list(BIT_TRUE))
+def test_bit_true_tables_equal_the_macro_chain(nets, name, rng):
+    """The tables (the chain evaluated once per distinct GAIN where SAT, QSHIFT and TABLE
+    are shared, else directly) equal macro._readout_chain on every reachable sum."""
+    from models import macro
+    net = nets["32x16, 2x2 tiles"]
+    seeds = [int(s) for s in rng.integers(0, 10_000, 4)]
+    print(f"chips {seeds}")
+    cr = ChipReadout(net, BIT_TRUE[name], seeds, backend="macro", calibrate=True)
+    for key, tile in montecarlo._Plan(cr).layers[0][1].items():
+        regs = cr.regs[(0,) + key]
+        C = tile.cols
+        sums = np.arange(tile.rows + 1)[:, None, None] - tile.neg[None]
+        column = {k: regs[k][:, :C] for k in ("offset", "gain") if k in regs}
+        direct = macro._readout_chain(cr.params, sums, cr.comp[(0,) + key][:, :C],
+                                      column.get("offset"), column.get("gain"), regs.get("sat"),
+                                      regs.get("qshift", 0), regs.get("table"))
+        np.testing.assert_array_equal(tile.table, direct.transpose(1, 2, 0))
