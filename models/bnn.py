@@ -239,7 +239,8 @@ class BNN:
 
     def forward(self, x, *, train: bool = False, noise_rng: np.random.Generator | None = None,
                 dva_sigma: float = 0.0, dva_mean: float = 1.0, hook: ForwardHook | None = None,
-                momentum: float = 0.1, dtype=None, ste: str = "clip", weight_clip: float = 1.0):
+                momentum: float = 0.1, dtype=None, ste: str = "clip", weight_clip: float = 1.0,
+                acc_noise=None, acc_noise_groups: int = 4, acc_noise_rng=None):
         """Scores ``(N, classes)`` and the cache for :meth:`backward`.
 
         Parameters
@@ -265,6 +266,14 @@ class BNN:
         weight_clip : float
             The latent weights live in ``[-weight_clip, weight_clip]``; :meth:`backward`
             passes their gradient where ``|W| <= weight_clip``.
+        acc_noise : sequence of (float, float) or None
+            Readout-error injection (training): per layer, ``(fixed, per_image)``
+            standard deviations in accumulator units. The batch is split into
+            ``acc_noise_groups`` consecutive groups, one simulated chip each; every
+            column of a group gets one shift ``N(0, fixed)`` (a chip's per-column error,
+            e.g. what a noisy trim read leaves) and every accumulator a further ``N(0,
+            per_image)`` (read noise), drawn from ``acc_noise_rng``. The gradient
+            passes unchanged (the noise is additive).
         """
         if ste not in STES:
             raise ValueError(f"ste must be one of {', '.join(STES)}, not {ste!r}")
@@ -288,6 +297,13 @@ class BNN:
             else:
                 w_eff = wb
             z = inp @ w_eff
+            if acc_noise is not None and l < len(acc_noise) and any(acc_noise[l]):
+                fixed, per_image = acc_noise[l]
+                n_img, n_out = z.shape
+                groups = np.minimum(np.arange(n_img) * acc_noise_groups // max(n_img, 1),
+                                    acc_noise_groups - 1)
+                shift = acc_noise_rng.normal(0, fixed, (acc_noise_groups, n_out))[groups]
+                z = z + (shift + acc_noise_rng.normal(0, per_image, z.shape)).astype(dtype)
             if hook is not None:
                 chip = np.asarray(hook(l, hw_in, weight_bits(w), z))
                 if chip.shape != z.shape:
@@ -505,6 +521,11 @@ class TrainConfig:
         Straight-through estimator of the activations' sign (:meth:`BNN.forward`).
     weight_clip : float
         Latent weights are clipped to ``[-weight_clip, weight_clip]`` after every step.
+    acc_noise : list or None
+        Readout-error injection: per layer ``[fixed, per_image]`` standard deviations
+        in accumulator units (:meth:`BNN.forward`), every batch split over
+        ``acc_noise_groups`` simulated chips.
+    acc_noise_groups : int
     augment : dict or None
         :class:`models.augment.AugmentConfig` fields (``shift``, ``rotate``, ``scale``):
         every epoch trains on freshly warped copies of the full-size training images.
@@ -526,6 +547,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ste: str = "clip"
     weight_clip: float = 1.0
+    acc_noise: list | None = None
+    acc_noise_groups: int = 4
     augment: dict | None = None
     seed: int = 0
 
@@ -548,6 +571,16 @@ class TrainConfig:
             raise ValueError("label_smoothing needs loss='xent'")
         if not self.weight_clip > 0:
             raise ValueError(f"weight_clip must be positive, not {self.weight_clip}")
+        if self.acc_noise is not None:
+            ok = isinstance(self.acc_noise, (list, tuple)) and all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                    for v in p) for p in self.acc_noise)
+            if not ok:
+                raise ValueError(f"acc_noise must be a list of [fixed, per_image] pairs of "
+                                 f"numbers >= 0, one per layer, not {self.acc_noise!r}")
+            self.acc_noise = [[float(a), float(b)] for a, b in self.acc_noise]
+        _check_int("acc_noise_groups", self.acc_noise_groups, 1)
         if self.augment is not None:
             from .augment import AugmentConfig
             AugmentConfig(**self.augment)
@@ -616,6 +649,7 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
     rng = np.random.default_rng(config.seed)
     # Its own stream, so that augmentation leaves shuffling and DVA draws unchanged.
     aug_rng = np.random.default_rng([config.seed, 1])
+    acc_noise_rng = np.random.default_rng([config.seed, 2])
     adam = Adam(model.params)
     weight_keys = [f"W{l}" for l in range(model.layers)]
     history = []
@@ -641,7 +675,8 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
                 x_epoch[idx], y[idx], loss=config.loss, smoothing=config.label_smoothing,
                 train=True, noise_rng=rng, dva_sigma=config.dva_sigma, dva_mean=config.dva_mean,
                 hook=hook if batch_hook is None else batch_hook(step), momentum=config.momentum,
-                ste=config.ste, weight_clip=clip)
+                ste=config.ste, weight_clip=clip, acc_noise=config.acc_noise,
+                acc_noise_groups=config.acc_noise_groups, acc_noise_rng=acc_noise_rng)
             step += 1
             adam.step(grads, lr)
             for k in weight_keys:
@@ -656,8 +691,28 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
         if progress is not None:
             progress(entry)
     if config.recompute_bn:
+        if hook is None and config.acc_noise is not None:
+            # The statistics of the accumulators as training saw them: the same injected
+            # errors, over simulated chips of one training group's size each.
+            hook = _acc_noise_hook(config, acc_noise_rng)
         model.recompute_bn_stats(x, hook=hook)
     return history
+
+
+def _acc_noise_hook(config: TrainConfig, rng: np.random.Generator) -> ForwardHook:
+    """A forward hook adding ``config.acc_noise`` to every layer's accumulators, one
+    simulated chip per ``batch_size / acc_noise_groups`` consecutive images."""
+    size = max(1, config.batch_size // config.acc_noise_groups)
+
+    def hook(layer, inputs, weight_bits, acc):
+        if layer >= len(config.acc_noise):
+            return acc
+        fixed, per_image = config.acc_noise[layer]
+        n, c = acc.shape
+        chips = -(-n // size)
+        shift = rng.normal(0, fixed, (chips, c))[np.arange(n) // size]
+        return acc + shift + rng.normal(0, per_image, acc.shape)
+    return hook
 
 
 #: Named training recipes. Each: ``dataset``, layer ``sizes``, ``inputs`` (keyword
