@@ -719,6 +719,13 @@ def _acc_noise_hook(config: TrainConfig, rng: np.random.Generator) -> ForwardHoo
 #: arguments of :func:`models.datasets.load_dataset` that fix the preprocessing:
 #: ``deskew_images``, ``contrast``), :class:`TrainConfig` fields, and ``about`` (one
 #: line). docs/EXPERIMENTS.md gives the measured figures.
+#: ``TrainConfig.acc_noise`` of the typical analog chip (``--sram-offset-sigma 4
+#: --sram-cell-sigma 0.1 --read-noise 0.5 --backend analog --calibrate --trim``): per
+#: layer the per-column (fixed) and per-image standard deviations of its accumulator
+#: errors in accumulator units, as :func:`models.chip_training.readout_errors` measures
+#: them (docs/EXPERIMENTS.md section 3.6). The first layer's fixed part is the trim
+#: read's error (read noise 0.5, rounded) times 2^5 - 1 over 4 row tiles.
+TYPICAL_CHIP_ACC_NOISE = [[36.0, 21.0], [1.0, 1.0], [1.0, 1.0]]
 _AUGMENTED = dict(schedule="cosine", lr_final=1e-5, augment=dict(rotate=6.0, scale=0.06))
 RECIPES = {
     "digits": dict(dataset="digits", sizes=(64, 96, 96, 10), inputs={},
@@ -737,6 +744,12 @@ RECIPES = {
                        inputs=dict(deskew_images=True, contrast=1.5),
                        config=dict(epochs=150, **_AUGMENTED),
                        about="mnist-aug with contrast 1.5 inputs, more robust on analog chips"),
+    "mnist-chip-noise": dict(dataset="mnist", sizes=(100, 96, 96, 10),
+                             inputs=dict(deskew_images=True, contrast=1.5),
+                             config=dict(epochs=150, acc_noise=TYPICAL_CHIP_ACC_NOISE,
+                                         **_AUGMENTED),
+                             about="mnist-chip with the accumulator errors of the typical "
+                                   "analog chip injected (acc_noise), for analog chips"),
 }
 
 #: The recipe ``python -m models train --dataset D`` uses unless ``--recipe`` says otherwise.
