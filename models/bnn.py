@@ -34,6 +34,13 @@ after every Adam step; ``a = sign(h)`` passes the gradient where ``|h| <= 1`` (t
 defaults; :class:`TrainConfig` also offers another clipping bound, the ApproxSign
 estimator and softmax cross-entropy with label smoothing instead of the squared hinge).
 
+Readout-error injection (``TrainConfig.acc_noise``): every training batch is split over
+a few simulated chips, and every layer's accumulators get a per-(chip, column) shift and
+a per-image error, Gaussian, of the sizes a chip's readout errors have (e.g. a noisy trim
+read times ``2^B - 1`` in the first layer; :func:`models.chip_training.readout_errors`
+measures them); the batch-norm statistics at the end include them. The recipe
+``mnist-chip-noise`` injects the typical analog chip's (:data:`TYPICAL_CHIP_ACC_NOISE`).
+
 Data augmentation (:mod:`models.augment`): :func:`train` can take fresh training
 inputs every epoch; per-step forward hooks (``batch_hook``) put freshly sampled chips
 in the loop (noise-aware training, :mod:`models.chip_training`).
@@ -284,6 +291,8 @@ class BNN:
             raise ValueError(f"dva_sigma must be >= 0, not {dva_sigma}")
         if dva_sigma > 0 and noise_rng is None:
             raise ValueError("dva_sigma > 0 needs a noise_rng")
+        if acc_noise is not None and acc_noise_rng is None:
+            raise ValueError("acc_noise needs an acc_noise_rng")
         cache = dict(train=train, layers=[], ste=ste, weight_clip=weight_clip)
         hw_in = x.astype(np.uint8)
         inp = x.astype(dtype)

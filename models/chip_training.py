@@ -19,6 +19,10 @@ options ask), and the gradient follows the ideal path (straight-through).
 
 After either, :func:`models.bnn.BNN.recompute_bn_stats` through the same chips sets the
 batch-norm statistics (hence the folded thresholds) to what those chips produce.
+
+:func:`readout_errors` measures how far chips move every layer's accumulators (a fixed
+per-column part and a per-image part): the sizes that ``TrainConfig.acc_noise`` injects
+without a chip model in the loop (readout-error injection, :mod:`models.bnn`).
 """
 
 from __future__ import annotations
@@ -120,8 +124,9 @@ class FreshChips:
 
 def noise_aware_config(base: TrainConfig, *, epochs: int | None = None) -> TrainConfig:
     """The :class:`TrainConfig` of noise-aware training after the recipe ``base``: its
-    fields with the schedule :data:`NOISE_AWARE` (and ``epochs`` when given)."""
-    fields = dict(NOISE_AWARE)
+    fields with the schedule :data:`NOISE_AWARE` (and ``epochs`` when given), without
+    injected readout errors (the sampled chips make their own)."""
+    fields = dict(NOISE_AWARE, acc_noise=None)
     if epochs is not None:
         fields["epochs"] = epochs
     return dataclasses.replace(base, **fields)

@@ -53,10 +53,12 @@ def test_fresh_chips_are_new_every_step_and_far_from_evaluated_seeds():
 
 
 def test_noise_aware_config_keeps_the_recipe():
-    base = TrainConfig(epochs=150, seed=5, augment=dict(rotate=6.0), loss="xent")
+    base = TrainConfig(epochs=150, seed=5, augment=dict(rotate=6.0), loss="xent",
+                       acc_noise=[[30, 10], [1, 1]])
     cfg = noise_aware_config(base, epochs=3)
     assert (cfg.epochs, cfg.lr, cfg.schedule) == (3, NOISE_AWARE["lr"], NOISE_AWARE["schedule"])
     assert cfg.seed == 5 and cfg.augment == dict(rotate=6.0) and cfg.loss == "xent"
+    assert cfg.acc_noise is None            # the sampled chips make the errors
 
 
 def test_noise_aware_training_records_its_chips_and_sets_bn_through_chips():
