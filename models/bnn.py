@@ -34,6 +34,13 @@ after every Adam step; ``a = sign(h)`` passes the gradient where ``|h| <= 1`` (t
 defaults; :class:`TrainConfig` also offers another clipping bound, the ApproxSign
 estimator and softmax cross-entropy with label smoothing instead of the squared hinge).
 
+Readout-error injection (``TrainConfig.acc_noise``): every training batch is split over
+a few simulated chips, and every layer's accumulators get a per-(chip, column) shift and
+a per-image error, Gaussian, of the sizes a chip's readout errors have (e.g. a noisy trim
+read times ``2^B - 1`` in the first layer; :func:`models.chip_training.readout_errors`
+measures them); the batch-norm statistics at the end include them. The recipe
+``mnist-chip-noise`` injects the typical analog chip's (:data:`TYPICAL_CHIP_ACC_NOISE`).
+
 Data augmentation (:mod:`models.augment`): :func:`train` can take fresh training
 inputs every epoch; per-step forward hooks (``batch_hook``) put freshly sampled chips
 in the loop (noise-aware training, :mod:`models.chip_training`).
@@ -239,7 +246,8 @@ class BNN:
 
     def forward(self, x, *, train: bool = False, noise_rng: np.random.Generator | None = None,
                 dva_sigma: float = 0.0, dva_mean: float = 1.0, hook: ForwardHook | None = None,
-                momentum: float = 0.1, dtype=None, ste: str = "clip", weight_clip: float = 1.0):
+                momentum: float = 0.1, dtype=None, ste: str = "clip", weight_clip: float = 1.0,
+                acc_noise=None, acc_noise_groups: int = 4, acc_noise_rng=None):
         """Scores ``(N, classes)`` and the cache for :meth:`backward`.
 
         Parameters
@@ -265,6 +273,14 @@ class BNN:
         weight_clip : float
             The latent weights live in ``[-weight_clip, weight_clip]``; :meth:`backward`
             passes their gradient where ``|W| <= weight_clip``.
+        acc_noise : sequence of (float, float) or None
+            Readout-error injection (training): per layer, ``(fixed, per_image)``
+            standard deviations in accumulator units. The batch is split into
+            ``acc_noise_groups`` consecutive groups, one simulated chip each; every
+            column of a group gets one shift ``N(0, fixed)`` (a chip's per-column error,
+            e.g. what a noisy trim read leaves) and every accumulator a further ``N(0,
+            per_image)`` (read noise), drawn from ``acc_noise_rng``. The gradient
+            passes unchanged (the noise is additive).
         """
         if ste not in STES:
             raise ValueError(f"ste must be one of {', '.join(STES)}, not {ste!r}")
@@ -275,6 +291,8 @@ class BNN:
             raise ValueError(f"dva_sigma must be >= 0, not {dva_sigma}")
         if dva_sigma > 0 and noise_rng is None:
             raise ValueError("dva_sigma > 0 needs a noise_rng")
+        if acc_noise is not None and acc_noise_rng is None:
+            raise ValueError("acc_noise needs an acc_noise_rng")
         cache = dict(train=train, layers=[], ste=ste, weight_clip=weight_clip)
         hw_in = x.astype(np.uint8)
         inp = x.astype(dtype)
@@ -288,6 +306,13 @@ class BNN:
             else:
                 w_eff = wb
             z = inp @ w_eff
+            if acc_noise is not None and l < len(acc_noise) and any(acc_noise[l]):
+                fixed, per_image = acc_noise[l]
+                n_img, n_out = z.shape
+                groups = np.minimum(np.arange(n_img) * acc_noise_groups // max(n_img, 1),
+                                    acc_noise_groups - 1)
+                shift = acc_noise_rng.normal(0, fixed, (acc_noise_groups, n_out))[groups]
+                z = z + (shift + acc_noise_rng.normal(0, per_image, z.shape)).astype(dtype)
             if hook is not None:
                 chip = np.asarray(hook(l, hw_in, weight_bits(w), z))
                 if chip.shape != z.shape:
@@ -505,6 +530,11 @@ class TrainConfig:
         Straight-through estimator of the activations' sign (:meth:`BNN.forward`).
     weight_clip : float
         Latent weights are clipped to ``[-weight_clip, weight_clip]`` after every step.
+    acc_noise : list or None
+        Readout-error injection: per layer ``[fixed, per_image]`` standard deviations
+        in accumulator units (:meth:`BNN.forward`), every batch split over
+        ``acc_noise_groups`` simulated chips.
+    acc_noise_groups : int
     augment : dict or None
         :class:`models.augment.AugmentConfig` fields (``shift``, ``rotate``, ``scale``):
         every epoch trains on freshly warped copies of the full-size training images.
@@ -526,6 +556,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ste: str = "clip"
     weight_clip: float = 1.0
+    acc_noise: list | None = None
+    acc_noise_groups: int = 4
     augment: dict | None = None
     seed: int = 0
 
@@ -548,6 +580,16 @@ class TrainConfig:
             raise ValueError("label_smoothing needs loss='xent'")
         if not self.weight_clip > 0:
             raise ValueError(f"weight_clip must be positive, not {self.weight_clip}")
+        if self.acc_noise is not None:
+            ok = isinstance(self.acc_noise, (list, tuple)) and all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+                    for v in p) for p in self.acc_noise)
+            if not ok:
+                raise ValueError(f"acc_noise must be a list of [fixed, per_image] pairs of "
+                                 f"numbers >= 0, one per layer, not {self.acc_noise!r}")
+            self.acc_noise = [[float(a), float(b)] for a, b in self.acc_noise]
+        _check_int("acc_noise_groups", self.acc_noise_groups, 1)
         if self.augment is not None:
             from .augment import AugmentConfig
             AugmentConfig(**self.augment)
@@ -616,6 +658,7 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
     rng = np.random.default_rng(config.seed)
     # Its own stream, so that augmentation leaves shuffling and DVA draws unchanged.
     aug_rng = np.random.default_rng([config.seed, 1])
+    acc_noise_rng = np.random.default_rng([config.seed, 2])
     adam = Adam(model.params)
     weight_keys = [f"W{l}" for l in range(model.layers)]
     history = []
@@ -641,7 +684,8 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
                 x_epoch[idx], y[idx], loss=config.loss, smoothing=config.label_smoothing,
                 train=True, noise_rng=rng, dva_sigma=config.dva_sigma, dva_mean=config.dva_mean,
                 hook=hook if batch_hook is None else batch_hook(step), momentum=config.momentum,
-                ste=config.ste, weight_clip=clip)
+                ste=config.ste, weight_clip=clip, acc_noise=config.acc_noise,
+                acc_noise_groups=config.acc_noise_groups, acc_noise_rng=acc_noise_rng)
             step += 1
             adam.step(grads, lr)
             for k in weight_keys:
@@ -656,14 +700,41 @@ def train(model: BNN, x, y, *, config: TrainConfig | None = None, x_val=None, y_
         if progress is not None:
             progress(entry)
     if config.recompute_bn:
+        if hook is None and config.acc_noise is not None:
+            # The statistics of the accumulators as training saw them: the same injected
+            # errors, over simulated chips of one training group's size each.
+            hook = _acc_noise_hook(config, acc_noise_rng)
         model.recompute_bn_stats(x, hook=hook)
     return history
+
+
+def _acc_noise_hook(config: TrainConfig, rng: np.random.Generator) -> ForwardHook:
+    """A forward hook adding ``config.acc_noise`` to every layer's accumulators, one
+    simulated chip per ``batch_size / acc_noise_groups`` consecutive images."""
+    size = max(1, config.batch_size // config.acc_noise_groups)
+
+    def hook(layer, inputs, weight_bits, acc):
+        if layer >= len(config.acc_noise):
+            return acc
+        fixed, per_image = config.acc_noise[layer]
+        n, c = acc.shape
+        chips = -(-n // size)
+        shift = rng.normal(0, fixed, (chips, c))[np.arange(n) // size]
+        return acc + shift + rng.normal(0, per_image, acc.shape)
+    return hook
 
 
 #: Named training recipes. Each: ``dataset``, layer ``sizes``, ``inputs`` (keyword
 #: arguments of :func:`models.datasets.load_dataset` that fix the preprocessing:
 #: ``deskew_images``, ``contrast``), :class:`TrainConfig` fields, and ``about`` (one
 #: line). docs/EXPERIMENTS.md gives the measured figures.
+#: ``TrainConfig.acc_noise`` of the typical analog chip (``--sram-offset-sigma 4
+#: --sram-cell-sigma 0.1 --read-noise 0.5 --backend analog --calibrate --trim``): per
+#: layer the per-column (fixed) and per-image standard deviations of its accumulator
+#: errors in accumulator units, as :func:`models.chip_training.readout_errors` measures
+#: them (docs/EXPERIMENTS.md section 3.6). The first layer's fixed part is the trim
+#: read's error (read noise 0.5, rounded) times 2^5 - 1 over 4 row tiles.
+TYPICAL_CHIP_ACC_NOISE = [[36.0, 21.0], [1.0, 1.0], [1.0, 1.0]]
 _AUGMENTED = dict(schedule="cosine", lr_final=1e-5, augment=dict(rotate=6.0, scale=0.06))
 RECIPES = {
     "digits": dict(dataset="digits", sizes=(64, 96, 96, 10), inputs={},
@@ -682,6 +753,12 @@ RECIPES = {
                        inputs=dict(deskew_images=True, contrast=1.5),
                        config=dict(epochs=150, **_AUGMENTED),
                        about="mnist-aug with contrast 1.5 inputs, more robust on analog chips"),
+    "mnist-chip-noise": dict(dataset="mnist", sizes=(100, 96, 96, 10),
+                             inputs=dict(deskew_images=True, contrast=1.5),
+                             config=dict(epochs=150, acc_noise=TYPICAL_CHIP_ACC_NOISE,
+                                         **_AUGMENTED),
+                             about="mnist-chip with the accumulator errors of the typical "
+                                   "analog chip injected (acc_noise), for analog chips"),
 }
 
 #: The recipe ``python -m models train --dataset D`` uses unless ``--recipe`` says otherwise.

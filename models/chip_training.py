@@ -19,6 +19,10 @@ options ask), and the gradient follows the ideal path (straight-through).
 
 After either, :func:`models.bnn.BNN.recompute_bn_stats` through the same chips sets the
 batch-norm statistics (hence the folded thresholds) to what those chips produce.
+
+:func:`readout_errors` measures how far chips move every layer's accumulators (a fixed
+per-column part and a per-image part): the sizes that ``TrainConfig.acc_noise`` injects
+without a chip model in the loop (readout-error injection, :mod:`models.bnn`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from .chip_readout import ChipReadout
 from .export import FoldedNet, macro_hook
 
 __all__ = ["EVAL_CHIPS", "NOISE_AWARE", "TRAINING_CHIP_BASE", "chip_hook", "FreshChips",
-           "noise_aware_config", "noise_aware_train"]
+           "noise_aware_config", "noise_aware_train", "readout_errors"]
 
 #: Schedule of noise-aware training, which starts from a trained model (TrainConfig
 #: fields; the recipe's other fields, such as augmentation, stay).
@@ -120,8 +124,9 @@ class FreshChips:
 
 def noise_aware_config(base: TrainConfig, *, epochs: int | None = None) -> TrainConfig:
     """The :class:`TrainConfig` of noise-aware training after the recipe ``base``: its
-    fields with the schedule :data:`NOISE_AWARE` (and ``epochs`` when given)."""
-    fields = dict(NOISE_AWARE)
+    fields with the schedule :data:`NOISE_AWARE` (and ``epochs`` when given), without
+    injected readout errors (the sampled chips make their own)."""
+    fields = dict(NOISE_AWARE, acc_noise=None)
     if epochs is not None:
         fields["epochs"] = epochs
     return dataclasses.replace(base, **fields)
@@ -159,3 +164,35 @@ def noise_aware_train(model, data, config: ChipConfig, *, train_config: TrainCon
                 backend=backend, calibrate=calibrate, trim=trim,
                 training_chips=[fresh.base, first - 1], bn_chips=[first, first + bn_chips - 1],
                 train_config=cfg.to_dict(), loss=history[-1]["loss"] if history else None)
+
+
+def readout_errors(net: FoldedNet, x, config: ChipConfig, seeds, *, images=None,
+                   comp_rows: int = 8, backend: str = "analog", calibrate: bool = False,
+                   trim: bool = False) -> list[tuple[float, float]]:
+    """How far the chips ``seeds`` move every layer's accumulators from the ideal ones.
+
+    Every layer runs on its ideal inputs (the previous layers ideal), so the errors are
+    the layer's own. Per layer: the standard deviation of the per-(chip, column) mean
+    error over the images ``x`` (``fixed``: what a chip shifts a neuron's threshold by,
+    e.g. a noisy trim read times ``2^P - 1``) and of the rest (``per_image``: read noise,
+    cell spread), in accumulator units: the ``TrainConfig.acc_noise`` that imitates
+    these chips. ``images``: the read-noise key of every row of ``x``.
+    """
+    from .export import infer_folded, layer_acc
+
+    x = np.asarray(x, dtype=np.int64)
+    readout = ChipReadout(net, config, seeds, comp_rows=comp_rows, backend=backend,
+                          calibrate=calibrate, trim=trim)
+    readout.use_images(np.arange(len(x)) if images is None else images)
+    _, trace = infer_folded(net, x, return_trace=True)
+    out, inp = [], x
+    for l, layer in enumerate(net.layers):
+        ideal = trace[l]["acc"]
+        chip = layer_acc(np.tile(inp, (readout.n, 1)), layer.weights, layer.planes, layer=l,
+                         readout=readout)[:, :layer.outputs]
+        err = chip.reshape(readout.n, len(x), -1) - ideal[None]
+        fixed = err.mean(axis=1, keepdims=True)
+        out.append((float(fixed.std()), float((err - fixed).std())))
+        if layer.binarized:
+            inp = trace[l]["y"].astype(np.int64)
+    return out

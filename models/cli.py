@@ -293,8 +293,11 @@ INPUT_FIELDS = {"deskew_images": "true or false", "contrast": "a number in [1, 1
 OWN_OPTIONS = {"seed": "--seed", "epochs": "--epochs", "dva_sigma": "--dva"}
 
 
-def _json_kind(default) -> tuple:
-    """(test, description) of the JSON values a TrainConfig field with ``default`` takes."""
+def _json_kind(default, name: str = "") -> tuple:
+    """(test, description) of the JSON values the TrainConfig field ``name`` with
+    ``default`` takes."""
+    if name == "acc_noise":
+        return (lambda v: v is None or isinstance(v, list)), "a JSON list or null"
     if isinstance(default, bool):
         return (lambda v: isinstance(v, bool)), "true or false"
     if isinstance(default, int):
@@ -322,7 +325,7 @@ def _train_overrides(args) -> tuple[dict, dict]:
                              f"{', '.join(sorted(fields))}", "--config")
         if key in config:
             raise UsageError(f"{key} given twice; give it once", "--config")
-        test, kind = _json_kind(fields[key])
+        test, kind = _json_kind(fields[key], key)
         if not test(value):
             raise UsageError(f"{key} must be {kind}, not {shown(value)}", "--config")
         config[key] = value

@@ -4,7 +4,7 @@ step for noise-aware training, and batch norm through chips."""
 import numpy as np
 import pytest
 
-from models.bnn import BNN, TrainConfig
+from models.bnn import BNN, TrainConfig, train
 from models.chip import ChipConfig
 from models.chip_readout import ChipReadout
 from models.chip_training import (NOISE_AWARE, TRAINING_CHIP_BASE, FreshChips, chip_hook,
@@ -53,10 +53,12 @@ def test_fresh_chips_are_new_every_step_and_far_from_evaluated_seeds():
 
 
 def test_noise_aware_config_keeps_the_recipe():
-    base = TrainConfig(epochs=150, seed=5, augment=dict(rotate=6.0), loss="xent")
+    base = TrainConfig(epochs=150, seed=5, augment=dict(rotate=6.0), loss="xent",
+                       acc_noise=[[30, 10], [1, 1]])
     cfg = noise_aware_config(base, epochs=3)
     assert (cfg.epochs, cfg.lr, cfg.schedule) == (3, NOISE_AWARE["lr"], NOISE_AWARE["schedule"])
     assert cfg.seed == 5 and cfg.augment == dict(rotate=6.0) and cfg.loss == "xent"
+    assert cfg.acc_noise is None            # the sampled chips make the errors
 
 
 def test_noise_aware_training_records_its_chips_and_sets_bn_through_chips():
@@ -79,3 +81,49 @@ def test_noise_aware_training_records_its_chips_and_sets_bn_through_chips():
                      backend="macro", calibrate=True)
     acc = model.trace(data.x_train, hook=hook)[0]["acc"]
     np.testing.assert_allclose(model.buffers["mean0"], acc.mean(axis=0), rtol=1e-6)
+
+
+def test_readout_errors_split_a_chips_fixed_shift_from_its_per_image_noise(rng):
+    from models.chip_training import readout_errors
+    model = small_model()
+    x = rng.integers(0, 32, (40, 64))
+    model.recompute_bn_stats(x)
+    net = export_model(model, 32, 32)
+    # No spread: the analog chip is the ideal macro.
+    assert readout_errors(net, x, ChipConfig(), [0, 1]) == [(0.0, 0.0)] * 3
+    # Read noise 0.5 with a trim: the trim read's error is a fixed shift of every
+    # readout, times 2^5 - 1 = 31 on the 5-plane first layer (2 row tiles of 32).
+    errs = readout_errors(net, x, ChipConfig(read_noise=0.5), range(8), calibrate=True,
+                          trim=True)
+    (fixed0, image0), (fixed1, image1) = errs[0], errs[1]
+    assert 15 < fixed0 < 60 and 8 < image0 < 30
+    assert 0.3 < fixed1 < 2 and 0.3 < image1 < 2
+
+
+def test_acc_noise_training_is_seeded_and_changes_the_model(rng):
+    data = load_dataset("digits")
+    x, y = data.x_train[:300], data.y_train[:300]
+    noisy = dict(epochs=2, acc_noise=[[30, 10], [1, 1], [1, 1]], seed=4)
+    runs = []
+    for cfg in (noisy, noisy, dict(noisy, acc_noise=None)):
+        model = small_model()
+        train(model, x, y, config=TrainConfig(**cfg))
+        runs.append(model)
+    np.testing.assert_array_equal(runs[0].params["W0"], runs[1].params["W0"])
+    np.testing.assert_array_equal(runs[0].buffers["var0"], runs[1].buffers["var0"])
+    assert not np.array_equal(runs[0].params["W0"], runs[2].params["W0"])
+    # The batch-norm statistics include the injected errors (variance 30^2 + 10^2 more).
+    noisy_var = runs[0].buffers["var0"].copy()
+    runs[0].recompute_bn_stats(x)
+    assert 700 < np.mean(noisy_var - runs[0].buffers["var0"]) < 1300
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("acc_noise", [[1, 2, 3]], "acc_noise must be a list of \\[fixed, per_image\\] pairs"),
+    ("acc_noise", [[1, -2]], "acc_noise must be a list of"),
+    ("acc_noise", 5, "acc_noise must be a list of"),
+    ("acc_noise_groups", 0, "acc_noise_groups must be >= 1, not 0"),
+])
+def test_acc_noise_config_errors(field, value, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        TrainConfig(**{field: value})

@@ -117,12 +117,15 @@ def test_train_noise_aware_and_eval_reproduces_it(tmp_path):
             "--backend", "analog", "--calibrate", "--trim"]
     r = run_models(["train", "--dataset", "digits", "--epochs", "2", "--noise-aware",
                     "--noise-epochs", "1", "--chips-per-step", "8", *chip, "--quiet",
+                    "--config", "acc_noise=[[20, 5], [1, 1], [1, 1]]",
                     "-o", tmp_path, "--name", "na"])
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "na.json").read_text())
     schema.check(doc, "model", "na.json")
     assert doc["training"]["recipe"] == "digits" and doc["training"]["config"]["epochs"] == 2
+    assert doc["training"]["config"]["acc_noise"] == [[20.0, 5.0], [1.0, 1.0], [1.0, 1.0]]
     na = doc["training"]["noise_aware"]
+    assert na["train_config"]["acc_noise"] is None      # the sampled chips make the errors
     assert na["epochs"] == 1 and na["chips_per_step"] == 8 and na["trim"]
     assert na["config"]["read_noise"] == 0.5 and na["training_chips"][0] >= 1 << 32
     rec = doc["accuracy"]["val_chips"]
