@@ -19,9 +19,9 @@ EngineBusModel``. The parts:
 * :class:`~rtl.result_buffer.ResultBuffer`: argmax, RESULT, LAST_ACC and LAST_SCORE.
 * :class:`~rtl.engine_sequencer.EngineSequencer`: CLASSIFY.
 
-Built for pipeline 0, fully parallel (P = C) or folded (P < C); a pipelined macro is
-refused by the constructor. Bus timing is the macro's at pipeline 0: an access is checked and acts in
-its cycle t, the ack follows in t+1.
+Built for pipelines 0..3, fully parallel (P = C) or folded (P < C); L = 4 is refused by
+the constructor. Bus timing is the macro's at L = 0..3: an access is checked and acts in
+its cycle t, the ack follows ``bus_latency`` cycles later (1, or 2 with a pipeline).
 """
 
 from amaranth.hdl import Cat, Module, Mux
@@ -53,8 +53,8 @@ def check_supported(ep):
     if not isinstance(ep, EngineParams):
         raise TypeError(f"params must be an EngineParams, not {ep!r}")
     p = ep.macro
-    if p.pipeline != 0:
-        raise ValueError(f"pipeline must be 0 for the engine, not {p.pipeline}")
+    if p.pipeline not in (0, 1, 2, 3):
+        raise ValueError(f"pipeline must be in 0..3 for the engine, not {p.pipeline}")
 
 
 class CimEngine(wiring.Component):
@@ -63,13 +63,13 @@ class CimEngine(wiring.Component):
     Parameters
     ----------
     params : EngineParams
-        The macro (pipeline 0) and the engine's capacity.
+        The macro (pipeline 0..3) and the engine's capacity.
 
     Members
     -------
     wb : In(wishbone.Signature(params.addr_bits))
-        Host bus (slave side), the engine's map (docs/ENGINE.md section 7); ack a cycle
-        after ``cyc & stb`` unless the master drops ``cyc`` first.
+        Host bus (slave side), the engine's map (docs/ENGINE.md section 7); ack
+        ``bus_latency`` cycles after ``cyc & stb`` unless the master drops ``cyc`` first.
     busy : Out(1)
         STATUS.busy: a macro command or a CLASSIFY runs.
     done : Out(1)
@@ -126,8 +126,9 @@ class CimEngine(wiring.Component):
             front.classes.eq(engine.classes), front.classify_count.eq(engine.classify_count),
             front.engine_cycles.eq(engine.engine_cycles),
             front.answer.eq(registers.read_word
-                            | memories.answer & memories.answering.replicate(32)
-                            | program.answer | images.answer | flips.answer | results.answer),
+                            | memories.answer & memories.answering.replicate(32)),
+            front.engine_answer.eq(program.answer | images.answer | flips.answer
+                                   | results.answer),
             # register file: STATUS.done for a CLASSIFY, not for each of its RUNs
             registers.busy.eq(busy), registers.cmd.eq(sequencer.cmd),
             registers.cycles.eq(sequencer.cycles), registers.group.eq(sequencer.group),
@@ -194,6 +195,8 @@ class CimEngine(wiring.Component):
                 m.d.comb += getattr(lanes, name).eq(getattr(memories, name))
         if p.has("readout"):
             m.d.comb += [lanes.sat.eq(registers.sat), lanes.qshift.eq(registers.qshift)]
+        if p.pipeline:
+            m.d.comb += lanes.margin_capture.eq(sequencer.margin_capture)
         if p.counters:
             m.submodules.counters = counters = ActivityCounters(p)
             m.d.comb += [counters.plane_cycle.eq(sequencer.plane_cycle),

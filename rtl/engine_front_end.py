@@ -3,9 +3,10 @@ region field, a 6-bit CSR field), the checks of docs/ENGINE.md section 7 in thei
 the error registers, and the CSRs only the engine answers.
 
 Every access (``cyc & stb`` with none in flight) is checked and acts in its own cycle t;
-``ack`` follows in t+1 (the engine is built at pipeline 0, bus latency 1) with the
-answer of the other parts (``answer``, each 0 unless it answers) or of this file's
-registered CSR word. The accepted access is handed on twice: as the engine's record
+``ack`` follows in t + ``bus_latency`` (1 at pipeline 0, 2 at L = 1..3; the engine is
+not built at L = 4) with the answer of the macro's parts (``answer``), of the engine's
+parts (``engine_answer``, ready a cycle after the access and delayed here to the ack)
+or of this file's CSR word, each 0 unless it answers. The accepted access is handed on twice: as the engine's record
 (:func:`engine_access_layout`, every region and CSR of the engine) and as the macro's
 record (:func:`rtl.access.access_layout`, what the macro's register file, memory port and
 sequencer act on: the macro's regions with the macro's offset, the FLIP region and the
@@ -24,6 +25,7 @@ from . import wishbone
 from .access import REGION_COUNT, access_layout
 from .bus_front_end import command_ok, value_faults
 from .logic import clog2, eq_const, lt_const, onehot, select, ult
+from .pipeline_timing import PipelineTiming
 
 __all__ = ["engine_access_layout", "engine_fields", "EngineFrontEnd", "OWN_CSRS",
            "ERRCODE_BITS", "COUNT_BITS"]
@@ -123,7 +125,10 @@ class EngineFrontEnd(wiring.Component):
     classify_count : In(17), engine_cycles : In(32)
         CLASSIFY and ENGINE_CYCLES, read back (RESULTS too).
     answer : In(32)
-        The read word of the other parts for the ack's cycle (0 unless one answers).
+        The read word of the macro's parts for the ack's cycle (0 unless one answers).
+    engine_answer : In(32)
+        The read word of the engine's parts a cycle after the access (0 unless one
+        answers).
     error : Out(1)
     errcode : Out(4)
     erraddr : Out(ep.addr_bits)
@@ -139,8 +144,8 @@ class EngineFrontEnd(wiring.Component):
     """
 
     def __init__(self, ep):
-        if ep.macro.pipeline:
-            raise ValueError(f"pipeline must be 0 for the engine, not {ep.macro.pipeline}")
+        if PipelineTiming.of(ep.macro.pipeline).acts_after:
+            raise ValueError(f"pipeline must be in 0..3 for the engine, not {ep.macro.pipeline}")
         self._ep = ep
         super().__init__({
             "wb": In(wishbone.Signature(ep.addr_bits)),
@@ -152,6 +157,7 @@ class EngineFrontEnd(wiring.Component):
             "classify_count": In(COUNT_BITS),
             "engine_cycles": In(BUS_DATA_BITS),
             "answer": In(BUS_DATA_BITS),
+            "engine_answer": In(BUS_DATA_BITS),
             "error": Out(1),
             "errcode": Out(ERRCODE_BITS),
             "erraddr": Out(ep.addr_bits),
@@ -165,12 +171,24 @@ class EngineFrontEnd(wiring.Component):
         ep, p, wb = self._ep, self._ep.macro, self.wb
         m = Module()
 
-        # Latency 1: an access in t, its ack slot in t+1 (dropped with CYC: abandoned).
+        # The macro's handshake (rtl/bus_front_end.py): an access in t, its ack slot in
+        # t + latency; a master that drops CYC before it abandons the access.
+        latency = PipelineTiming.of(p.pipeline).bus_latency
         access = Signal()
         ack_slot = Signal(name="bus_ack_slot")
-        m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot)
-        m.d.sync += ack_slot.eq(access)
-        m.d.comb += wb.ack.eq(ack_slot & wb.cyc)
+        ack_live = Signal(name="bus_ack_live")
+        if latency == 1:
+            m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot)
+            m.d.sync += ack_slot.eq(access)
+            m.d.comb += ack_live.eq(ack_slot)
+        else:
+            pending = Signal(latency - 1, name="bus_pending")
+            live = Signal(latency - 1, name="bus_live")
+            m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot & ~pending.any())
+            m.d.sync += [pending.eq(Cat(access, pending[:-1])), ack_slot.eq(pending[-1]),
+                         live.eq(Cat(access, live[:-1]) & wb.cyc.replicate(latency - 1)),
+                         ack_live.eq(live[-1] & wb.cyc)]
+        m.d.comb += wb.ack.eq(ack_live & wb.cyc)
         if p.counters:
             m.d.comb += self.access_acts.eq(access)
 
@@ -278,5 +296,10 @@ class EngineFrontEnd(wiring.Component):
         chosen = select(m, offset[:ENGINE_REG_BITS], values, BUS_DATA_BITS, "engine_csr_value")
         csr_word = Signal(BUS_DATA_BITS, name="engine_csr_word")
         m.d.sync += csr_word.eq(Mux(accepted & ~we & csr, chosen, 0))
-        m.d.comb += wb.dat_r.eq(self.answer | csr_word)
+        engine_word = csr_word | self.engine_answer
+        for stage in range(latency - 1):
+            delayed = Signal(BUS_DATA_BITS, name=f"engine_answer_q{stage + 2}")
+            m.d.sync += delayed.eq(engine_word)
+            engine_word = delayed
+        m.d.comb += wb.dat_r.eq(self.answer | engine_word)
         return m

@@ -64,7 +64,7 @@ class EngineSequencer(wiring.Component):
     Parameters
     ----------
     ep : EngineParams
-        Built for pipeline 0.
+        Built for pipeline 0..3.
 
     Members
     -------
@@ -118,8 +118,8 @@ class EngineSequencer(wiring.Component):
 
     def __init__(self, ep):
         p = ep.macro
-        if p.pipeline:
-            raise ValueError(f"pipeline must be 0 for the engine, not {p.pipeline}")
+        if p.pipeline not in (0, 1, 2, 3):
+            raise ValueError(f"pipeline must be in 0..3 for the engine, not {p.pipeline}")
         self._ep = ep
         bank_bits = max(1, clog2(ep.weight_banks))
         fields = {name: In(width) for name, width in entry_fields(ep).items()}

@@ -107,10 +107,9 @@ class MemoryBusPort(wiring.Component):
         if timing.acts_after:
             members["early"] = In(access_layout(p))
         if banks is not None:
-            # The network engine's weight banks (docs/ENGINE.md): bus writes land where
-            # the access acts, so the bank needs no delayed copy.
-            if timing.memory_write_delay or timing.acts_after:
-                raise ValueError(f"banks need pipeline 0, not {p.pipeline}")
+            # The network engine's weight banks (docs/ENGINE.md section 10).
+            if timing.acts_after:
+                raise ValueError(f"banks need pipeline 0..3, not {p.pipeline}")
             members["bank"] = In(max(1, clog2(banks)))
         if p.has("stuck"):
             members.update(stuck_mask=Out(P * R), stuck_value=Out(P * R))
@@ -183,12 +182,12 @@ class MemoryBusPort(wiring.Component):
                 return Const(0, 0)
             return Mux(self.busy, self.group[:p.group_addr_bits], bus_group)
 
-        def banked(number, address):
+        def banked(number, address, bank=None):
             """The address of a bank memory: the bank above the group."""
             if banks is None or number not in (Region.WEIGHT, Region.THRESH):
                 return address
             return Cat(address, Const(0, p.group_addr_bits - len(Value.cast(address))),
-                       self.bank)
+                       self.bank if bank is None else bank)
 
         for number, mem in row_mems.items():
             m.d.comb += mem.read_addr.eq(banked(number, group_address(
@@ -201,7 +200,7 @@ class MemoryBusPort(wiring.Component):
         writes = _BusWrites(m, p, timing, self, write, hit, fields_of)
         for number, mem in row_mems.items():
             m.d.comb += [
-                mem.write_addr.eq(banked(number, writes.row_group)),
+                mem.write_addr.eq(banked(number, writes.row_group, writes.bank)),
                 mem.write_data.eq(Cat(*(
                     writes.data(chunk_rows)[i * chunk_rows:(i + 1) * chunk_rows].replicate(chunks)
                     for i in range(P)))),
@@ -211,7 +210,7 @@ class MemoryBusPort(wiring.Component):
             if number == Region.COMP:
                 continue        # shared with CALIBRATE below
             m.d.comb += [
-                mem.write_addr.eq(banked(number, writes.lane_group)),
+                mem.write_addr.eq(banked(number, writes.lane_group, writes.bank)),
                 mem.write_data.eq(writes.data(lane_bits[number])),
                 mem.write_en.eq(writes.enables(writes.lane_en, number)),
             ]
@@ -360,6 +359,8 @@ class _BusWrites:
         else:
             self.row_en, self.lane_en = enables(fields_of, "")
         self.row_group = self._delayed(fields_of[Region.WEIGHT]["group"], "bus_row_group")
+        # The bank of a write (banked memories only), where the write lands.
+        self.bank = self._delayed(port.bank, "bus_bank") if hasattr(port, "bank") else None
         self.lane_group = self._delayed(fields_of[Region.COMP]["group"], "bus_lane_group")
 
     def _delayed(self, value, name):

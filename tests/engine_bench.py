@@ -2,8 +2,9 @@
 register-level golden model (``models/engine_bus.py``), access for access and cycle
 for cycle (:class:`verif.engine_lockstep.LockstepTransport`).
 
-:class:`SimWishbone` is a Wishbone master in the Amaranth simulator: two cycles per
-access, back to back, as the project's masters and the model's clock count them.
+:class:`SimWishbone` is a Wishbone master in the Amaranth simulator: ``bus_latency + 1``
+cycles per access, back to back, as the project's masters and the model's clock count
+them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ __all__ = ["SimWishbone", "LockstepTransport", "LockstepMismatch", "run_engine"]
 
 
 class SimWishbone(Transport):
-    """Wishbone master on ``dut.wb`` in an Amaranth testbench context ``ctx``."""
+    """Wishbone master on ``dut.wb`` in an Amaranth testbench context ``ctx``: the ack
+    must come exactly ``bus_latency`` cycles after the access."""
 
     def __init__(self, ctx, dut):
         self.ctx, self.dut = ctx, dut
@@ -32,8 +34,13 @@ class SimWishbone(Transport):
                               (wb.we, int(we)), (wb.cyc, 1), (wb.stb, 1)):
             ctx.set(signal, value)
         await ctx.tick()
+        for _ in range(self.dut.params.macro.bus_latency - 1):
+            if ctx.get(wb.ack):
+                raise LockstepMismatch(f"ack before the bus latency for the access at {addr:#x}")
+            await ctx.tick()
         if not ctx.get(wb.ack):
-            raise LockstepMismatch(f"no ack a cycle after the access at {addr:#x}")
+            raise LockstepMismatch(f"no ack {self.dut.params.macro.bus_latency} cycles after "
+                                   f"the access at {addr:#x}")
         word = ctx.get(wb.dat_r)
         ctx.set(wb.cyc, 0)
         ctx.set(wb.stb, 0)

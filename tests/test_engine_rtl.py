@@ -9,6 +9,7 @@ RESULTS and ENGINE_CYCLES are checked cycle for cycle. The error table is
 """
 
 import asyncio
+import dataclasses
 
 import numpy as np
 import pytest
@@ -50,8 +51,8 @@ async def read_everything(tr, ep):
 # --- construction ---------------------------------------------------------------------------
 
 def test_constructor_refuses_what_is_not_built():
-    p = MacroParams(8, 6, pipeline=1)
-    with pytest.raises(ValueError, match=r"^pipeline must be 0 for the engine, not 1$"):
+    p = MacroParams(8, 6, pipeline=4)
+    with pytest.raises(ValueError, match=r"^pipeline must be in 0..3 for the engine, not 4$"):
         CimEngine(E.EngineParams(p, 2, 2, 2, 8))
     with pytest.raises(TypeError, match="params must be an EngineParams"):
         CimEngine(p)
@@ -181,13 +182,17 @@ def test_every_error_of_the_bus_model_table(name, kind, access, code, rng):
 
 # --- classifying: the clock, STOP, random networks ------------------------------------------
 
-def test_results_image_by_image_stop_and_a_run_through_cmd(rng):
+@pytest.mark.parametrize("pipeline", [0, 2])
+def test_results_image_by_image_stop_and_a_run_through_cmd(pipeline, rng):
     """The model's clock test on the RTL: STATUS and RESULTS polled every access while a
     CLASSIFY runs, STOP at a random cycle, a STOP when idle; then a RUN through CMD with
-    bank 0, polled until done; every word of the map read back in between."""
-    ep, csr = bus_tests.PARAMS, bus_tests.csr
+    bank 0, polled until done; every word of the map read back in between. The map of
+    tests/test_engine_bus.py's engine, at L = 0 and L = 2 (bus latency 2)."""
+    csr = bus_tests.csr
+    ep = dataclasses.replace(bus_tests.PARAMS, macro=dataclasses.replace(
+        bus_tests.MACRO, pipeline=pipeline))
     net = random_net(rng, bus_tests.FIT, 5, bus_tests.MACRO.rows, bus_tests.MACRO.cols)
-    per = E.build_program(net, bus_tests.MACRO).image_cycles()
+    per = E.build_program(net, ep.macro).image_cycles()
 
     async def body(tr, model):
         drv = EngineDriver(tr, ep)
@@ -233,6 +238,10 @@ MACROS = {
                                      nonideal=("offset",)),
     "64x5-B2": MacroParams(64, 5, input_bits=2),
     "96x4-B2-gain": MacroParams(96, 4, input_bits=2, nonideal=("gain",)),
+    "8x6-P2-all-L1": MacroParams(8, 6, input_bits=3, cols_per_cycle=2, nonideal=ALL, pipeline=1),
+    "16x12-P4-L2-counters": MacroParams(16, 12, input_bits=2, cols_per_cycle=4, pipeline=2,
+                                        counters=True),
+    "8x6-all-L3": MacroParams(8, 6, input_bits=3, nonideal=ALL, pipeline=3),
 }
 #: Slower sets: the 32x96 macro.
 SLOW_MACROS = {"32x96-B5": MacroParams(32, 96, input_bits=5)}
@@ -281,6 +290,8 @@ def test_random_networks_classify_as_the_engine_model(name, seed, rng):
                 got.append(await drv.run(len(batch)))
                 acc.append(await drv.last_acc())
                 scores.append(await drv.last_scores())
+            for c in ep.csrs():             # the activity counters too, when built
+                await tr.read(c["offset"])
             return np.concatenate(got), acc, scores, await drv.cycles()
         got, acc, scores, cycles = run_engine(ep, body)
         assert np.array_equal(got, want)
@@ -298,6 +309,8 @@ LINT_SETS = {
     "16x12-P4-all-counters": E.EngineParams(
         MacroParams(16, 12, cols_per_cycle=4, nonideal=ALL, counters=True), 5, 2, 1, 40),
     "96x7-P1-B1": E.EngineParams(MacroParams(96, 7, input_bits=1, cols_per_cycle=1), 3, 1, 4, 300),
+    "16x12-P4-all-L2": E.EngineParams(
+        MacroParams(16, 12, cols_per_cycle=4, nonideal=ALL, pipeline=2), 5, 3, 2, 40),
 }
 
 

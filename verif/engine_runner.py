@@ -43,6 +43,9 @@ ENGINE_SETS = {
                          weight_banks=6, layers=3, image_slots=3, max_width=70),
     "32x96-B5": dict(macro=dict(rows=32, cols=96, input_bits=5), weight_banks=10, layers=3,
                      image_slots=200, max_width=100),
+    "16x12-P4-all-L2": dict(macro=dict(rows=16, cols=12, input_bits=3, cols_per_cycle=4,
+                                       nonideal=_ALL, pipeline=2, counters=True),
+                            weight_banks=16, layers=3, image_slots=2, max_width=30),
 }
 
 
