@@ -28,7 +28,7 @@ from models.params import NONIDEALITIES, MacroParams
 
 from . import runner
 
-__all__ = ["ENGINE_SETS", "engine_to_dict", "engine_from_dict", "build", "run", "main"]
+__all__ = ["ENGINE_SETS", "MODULE", "engine_to_dict", "engine_from_dict", "engine_of", "build", "run", "main"]
 
 _ALL = tuple(NONIDEALITIES)
 _CAPACITY = ("weight_banks", "layers", "image_slots", "max_width")
@@ -152,10 +152,14 @@ def build(engine, sim: str, label: str | None = None):
     return _BUILDS[ep, name, sim]
 
 
+#: The engine's testbench (``run``'s default module).
+MODULE = "verif.cocotb.tb_cim_engine"
+
+
 def run(engine, sim: str, test: str, *, seed: int = 0, args: dict | None = None,
-        label: str | None = None) -> "runner.RunResult":
-    """Run ``@cocotb.test`` ``test`` of ``verif.cocotb.tb_cim_engine`` on ``engine`` (as
-    :func:`build` takes it) under ``sim``. Returns a :class:`verif.runner.RunResult`
+        label: str | None = None, module: str = MODULE) -> "runner.RunResult":
+    """Run ``@cocotb.test`` ``test`` of the cocotb module ``module`` (default the engine's
+    testbench) on ``engine`` (as :func:`build` takes it) under ``sim``. Returns a :class:`verif.runner.RunResult`
     whose ``stats`` are what the test saved (``verif.cocotb.tb.save_stats``). Raises
     :class:`runner.CocotbFailure` with the seed and the re-run command when it fails."""
     ep, name = _resolve(engine, label)
@@ -178,7 +182,7 @@ def run(engine, sim: str, test: str, *, seed: int = 0, args: dict | None = None,
     saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
     crashed = None
     try:
-        sim_runner.test(test_module="verif.cocotb.tb_cim_engine", hdl_toplevel="tb_top",
+        sim_runner.test(test_module=module, hdl_toplevel="tb_top",
                         hdl_toplevel_lang="verilog", build_dir=out, test_dir=test_dir,
                         testcase=test, seed=seed, extra_env=env, results_xml=str(results),
                         waves=False, log_file=log, timescale=("1ns", "1ps"))
@@ -197,9 +201,9 @@ def run(engine, sim: str, test: str, *, seed: int = 0, args: dict | None = None,
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:]) \
             if log.exists() else ""
         raise runner.CocotbFailure(
-            f"cocotb tb_cim_engine::{test} on {sim}, engine {name}, seed {seed}:\n  "
+            f"cocotb {module}::{test} on {sim}, engine {name}, seed {seed}:\n  "
             + "\n  ".join(problems)
-            + f"\nre-run: {_rerun(engine, name, sim, test, seed, args_file)}"
+            + f"\nre-run: {_rerun(engine, name, sim, module, test, seed, args_file)}"
               f"\nlog: {log}\n--- log tail ---\n{tail}")
     stats = json.loads(stats_file.read_text()) if stats_file.exists() else None
     if os.environ.get("CIM_KEEP_RUNS", "0") in ("", "0"):
@@ -207,11 +211,11 @@ def run(engine, sim: str, test: str, *, seed: int = 0, args: dict | None = None,
     return runner.RunResult(tests, 0, seconds, test_dir, log, None, stats)
 
 
-def _rerun(engine, name, sim, test, seed, args_file) -> str:
+def _rerun(engine, name, sim, module, test, seed, args_file) -> str:
     what = f"--engine {name}" if not isinstance(engine, EngineParams) else \
         f"--params '{json.dumps(engine_to_dict(engine), separators=(',', ':'))}' --label {name}"
-    return (f".venv/bin/python -m verif.engine_runner --sim {sim} {what} --test {test} "
-            f"--seed {seed} --args {args_file}")
+    return (f".venv/bin/python -m verif.engine_runner --sim {sim} {what} --module {module} "
+            f"--test {test} --seed {seed} --args {args_file}")
 
 
 def main(argv=None) -> int:
@@ -221,7 +225,8 @@ def main(argv=None) -> int:
     parser.add_argument("--engine", choices=sorted(ENGINE_SETS))
     parser.add_argument("--params", help="explicit engine parameters as JSON (with --label)")
     parser.add_argument("--label", help="build folder name for --params")
-    parser.add_argument("--test", choices=("networks", "errors"), required=True)
+    parser.add_argument("--module", default=MODULE, help="cocotb test module")
+    parser.add_argument("--test", required=True, help="one @cocotb.test of the module")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--args", type=Path, help="JSON file of the testbench's arguments")
     opts = parser.parse_args(argv)
@@ -230,7 +235,8 @@ def main(argv=None) -> int:
         parser.error("give one of --engine and --params")
     engine = opts.engine or engine_from_dict(json.loads(opts.params))
     try:
-        result = run(engine, opts.sim, opts.test, seed=opts.seed, args=args, label=opts.label)
+        result = run(engine, opts.sim, opts.test, seed=opts.seed, args=args, label=opts.label,
+                     module=opts.module)
     except (runner.CocotbFailure, ValueError) as e:
         print(e, file=sys.stderr)
         return 1 if isinstance(e, runner.CocotbFailure) else 2
