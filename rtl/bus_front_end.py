@@ -24,7 +24,7 @@ from .logic import eq_const, lt_const, onehot, region_name, register
 from .pipeline_timing import PipelineTiming
 from .replicas import REPLICA_ATTR
 
-__all__ = ["BusFrontEnd", "command_ok", "value_faults"]
+__all__ = ["BusFrontEnd", "handshake", "command_ok", "value_faults"]
 
 
 class BusFrontEnd(wiring.Component):
@@ -102,27 +102,7 @@ class BusFrontEnd(wiring.Component):
         m = Module()
         latency = timing.bus_latency
 
-        # An access is in flight from its cycle to its ack slot. A master that drops CYC
-        # before the ack abandons it (section 6): the access was accepted in its first
-        # cycle and is performed, since an L = 4 write lands later and cannot be undone;
-        # only its ack is dropped. The slot still blocks the next access, so that
-        # accesses act in order and a command accepted late cannot let a memory write
-        # through while BUSY.
-        access = Signal()
-        ack_slot = Signal(name="bus_ack_slot")
-        ack_live = Signal(name="bus_ack_live")     # CYC held from the access to here
-        if latency == 1:
-            m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot)
-            m.d.sync += ack_slot.eq(access)
-            m.d.comb += ack_live.eq(ack_slot)
-        else:
-            pending = Signal(latency - 1, name="bus_pending")
-            live = Signal(latency - 1, name="bus_live")
-            m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot & ~pending.any())
-            m.d.sync += [pending.eq(Cat(access, pending[:-1])), ack_slot.eq(pending[-1]),
-                         live.eq(Cat(access, live[:-1]) & wb.cyc.replicate(latency - 1)),
-                         ack_live.eq(live[-1] & wb.cyc)]
-        m.d.comb += wb.ack.eq(ack_live & wb.cyc)
+        access = handshake(m, wb, latency)
 
         rs = p.region_shift
         offset = wb.adr[:rs]
@@ -249,6 +229,34 @@ class BusFrontEnd(wiring.Component):
         m.d.comb += [port.valid.eq(record["valid"]), port.we.eq(record["we"]),
                      port.data.eq(record["data"]), port.offset.eq(record["offset"]),
                      port.regs.eq(record["regs"]), port.regions.eq(Cat(*regions))]
+
+
+def handshake(m, wb, latency):
+    """The slave's handshake on ``wb`` with the ack ``latency`` cycles after an access;
+    returns the signal that is high in each access's cycle.
+
+    An access is in flight from its cycle to its ack slot. A master that drops CYC
+    before the ack abandons it (section 6): the access was accepted in its first cycle
+    and is performed, since an L = 4 write lands later and cannot be undone; only its
+    ack is dropped. The slot still blocks the next access, so that accesses act in order
+    and a command accepted late cannot let a memory write through while BUSY.
+    """
+    access = Signal()
+    ack_slot = Signal(name="bus_ack_slot")
+    ack_live = Signal(name="bus_ack_live")     # CYC held from the access to here
+    if latency == 1:
+        m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot)
+        m.d.sync += ack_slot.eq(access)
+        m.d.comb += ack_live.eq(ack_slot)
+    else:
+        pending = Signal(latency - 1, name="bus_pending")
+        live = Signal(latency - 1, name="bus_live")
+        m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot & ~pending.any())
+        m.d.sync += [pending.eq(Cat(access, pending[:-1])), ack_slot.eq(pending[-1]),
+                     live.eq(Cat(access, live[:-1]) & wb.cyc.replicate(latency - 1)),
+                     ack_live.eq(live[-1] & wb.cyc)]
+    m.d.comb += wb.ack.eq(ack_live & wb.cyc)
+    return access
 
 
 def _sign_extends(dat_w, width):

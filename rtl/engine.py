@@ -24,7 +24,7 @@ the constructor. Bus timing is the macro's at L = 0..3: an access is checked and
 its cycle t, the ack follows ``bus_latency`` cycles later (1, or 2 with a pipeline).
 """
 
-from amaranth.hdl import Cat, Module, Mux
+from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -32,7 +32,7 @@ from models.engine import EngineParams
 
 from . import wishbone
 from .activation_buffer import ActivationBuffer
-from .activity_counters import ActivityCounters
+from .cim_macro import connect_chip, lane_controls
 from .engine_front_end import EngineFrontEnd
 from .engine_sequencer import EngineSequencer
 from .flip_banks import FlipBanks
@@ -178,38 +178,10 @@ class CimEngine(wiring.Component):
             results.acc_lanes.eq(memories.acc), results.corr_lanes.eq(memories.theta),
             results.result_write.eq(engine.result_write), results.slot.eq(engine.result_slot),
             # lanes
-            lanes.weights.eq(memories.weights), lanes.comp_bits.eq(memories.comp_bits),
-            lanes.theta.eq(memories.theta), lanes.acc.eq(memories.acc),
-            lanes.flip.eq(flips.flip),
-            lanes.calibrating.eq(sequencer.calibrating),
-            lanes.calibration_start.eq(sequencer.calibration_start),
-            lanes.calibrated.eq(sequencer.calibrated),
-            lanes.tile_clear.eq(sequencer.tile_clear), lanes.step.eq(sequencer.step),
-            lanes.accumulate.eq(sequencer.accumulate), lanes.store.eq(sequencer.store),
-            lanes.store_result.eq(sequencer.store_result),
+            *lane_controls(lanes, memories, sequencer, flips.flip),
         ]
         # INPUT while idle (a RUN written to CMD), the engine's inputs during a CLASSIFY.
         m.d.comb += planes.inputs.eq(Mux(engine.busy, activations.inputs, registers.inputs))
-        for name in ("stuck_mask", "stuck_value", "offset", "gain"):
-            if hasattr(lanes, name):
-                m.d.comb += getattr(lanes, name).eq(getattr(memories, name))
-        if p.has("readout"):
-            m.d.comb += [lanes.sat.eq(registers.sat), lanes.qshift.eq(registers.qshift)]
-        if p.pipeline:
-            m.d.comb += lanes.margin_capture.eq(sequencer.margin_capture)
-        if p.counters:
-            m.submodules.counters = counters = ActivityCounters(p)
-            m.d.comb += [counters.plane_cycle.eq(sequencer.plane_cycle),
-                         counters.calibration_read.eq(lanes.calibration_read),
-                         counters.access.eq(front.access_acts),
-                         counters.clear.eq(registers.clear_counters),
-                         registers.counters.eq(Cat(counters.plane_operations,
-                                                   counters.column_conversions,
-                                                   counters.calibration_reads,
-                                                   counters.bus_accesses))]
-        if p.has("table"):
-            m.d.comb += [lanes.table_addr.eq(memories.table_addr),
-                         lanes.table_wdata.eq(memories.table_wdata),
-                         lanes.table_we.eq(memories.table_we),
-                         memories.table_rdata.eq(lanes.table_rdata)]
+        connect_chip(m, p, front=front, registers=registers, memories=memories,
+                     sequencer=sequencer, lanes=lanes)
         return m

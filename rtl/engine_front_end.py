@@ -23,8 +23,8 @@ from models.params import BUS_DATA_BITS, CSR, EngineErrCode, Region
 
 from . import wishbone
 from .access import REGION_COUNT, access_layout
-from .bus_front_end import command_ok, value_faults
-from .logic import clog2, eq_const, lt_const, onehot, select, ult
+from .bus_front_end import command_ok, handshake, value_faults
+from .logic import clog2, lt_const, onehot, select, ult
 from .pipeline_timing import PipelineTiming
 
 __all__ = ["engine_access_layout", "engine_fields", "EngineFrontEnd", "OWN_CSRS",
@@ -171,24 +171,9 @@ class EngineFrontEnd(wiring.Component):
         ep, p, wb = self._ep, self._ep.macro, self.wb
         m = Module()
 
-        # The macro's handshake (rtl/bus_front_end.py): an access in t, its ack slot in
-        # t + latency; a master that drops CYC before it abandons the access.
+        # The macro's handshake (a master that drops CYC abandons its access).
         latency = PipelineTiming.of(p.pipeline).bus_latency
-        access = Signal()
-        ack_slot = Signal(name="bus_ack_slot")
-        ack_live = Signal(name="bus_ack_live")
-        if latency == 1:
-            m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot)
-            m.d.sync += ack_slot.eq(access)
-            m.d.comb += ack_live.eq(ack_slot)
-        else:
-            pending = Signal(latency - 1, name="bus_pending")
-            live = Signal(latency - 1, name="bus_live")
-            m.d.comb += access.eq(wb.cyc & wb.stb & ~ack_slot & ~pending.any())
-            m.d.sync += [pending.eq(Cat(access, pending[:-1])), ack_slot.eq(pending[-1]),
-                         live.eq(Cat(access, live[:-1]) & wb.cyc.replicate(latency - 1)),
-                         ack_live.eq(live[-1] & wb.cyc)]
-        m.d.comb += wb.ack.eq(ack_live & wb.cyc)
+        access = handshake(m, wb, latency)
         if p.counters:
             m.d.comb += self.access_acts.eq(access)
 

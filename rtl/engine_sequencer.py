@@ -16,7 +16,7 @@ file presents to a memory (the bank, the image slot and row tile) is the value o
 next cycle, so that the memory's data in a cycle belongs to the state of that cycle.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -10,7 +10,7 @@ memory gives the tile, so the sequencer presents the tile's address a cycle befo
 RUN's read cycle and the rows follow without a cycle of their own.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out

@@ -9,7 +9,7 @@ with the best so far. RESULT and LAST_* are memories: one write port for the seq
 one read port for the bus (RESULT is readable while the engine runs).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from host.engine import EngineDriver
-from host.transport import ModelTransport, Transport
-from models import engine as E
+from host.transport import Transport
 from models.engine_bus import EngineBusModel
 from models.export import save_folded
 from models.params import Op

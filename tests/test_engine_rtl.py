@@ -8,7 +8,6 @@ RESULTS and ENGINE_CYCLES are checked cycle for cycle. The error table is
 ``tests/test_engine_bus.py``'s (the same accesses, setups and codes).
 """
 
-import asyncio
 import dataclasses
 
 import numpy as np
@@ -16,13 +15,12 @@ import pytest
 
 from host.engine import EngineDriver, EngineRegisterMap
 from models import engine as E
-from models.engine_bus import EngineBusModel
 from models.engine_params import EngineRegion
-from models.params import NONIDEALITIES, EngineErrCode, MacroParams, Op, Region, Status
+from models.params import NONIDEALITIES, MacroParams, Op, Region, Status
 from rtl.engine import CimEngine
 
 from . import test_engine_bus as bus_tests
-from .engine_bench import LockstepMismatch, run_engine
+from .engine_bench import run_engine
 from .random_nets import random_net
 from .test_engine_model import random_registers
 
