@@ -112,8 +112,11 @@ class ResultBuffer(wiring.Component):
         last_score = Signal(BUS_DATA_BITS, name="last_score_word")
         stored = last_r.data[A:].as_signed()
         if A + 1 > BUS_DATA_BITS:
-            stored = Mux(stored > (1 << 31) - 1, (1 << 31) - 1,
-                         Mux(stored < -(1 << 31), -(1 << 31), stored))
+            # A 33-bit score clamped to 32 bits: its top two bits differ when it is out
+            # of range, and the top one is its sign.
+            top, next_bit = stored[BUS_DATA_BITS], stored[BUS_DATA_BITS - 1]
+            stored = Mux(top == next_bit, stored[:BUS_DATA_BITS],
+                         Mux(top, 1 << (BUS_DATA_BITS - 1), (1 << (BUS_DATA_BITS - 1)) - 1))
         m.d.comb += [last_acc.eq(last_r.data[:A].as_signed()), last_score.eq(stored)]
         m.d.comb += self.answer.eq(
             Mux(reads[EngineRegion.RESULT], result_r.data, 0)

@@ -240,6 +240,7 @@ MACROS = {
     "16x12-P4-L2-counters": MacroParams(16, 12, input_bits=2, cols_per_cycle=4, pipeline=2,
                                         counters=True),
     "8x6-all-L3": MacroParams(8, 6, input_bits=3, nonideal=ALL, pipeline=3),
+    "8x6-A32-W12": MacroParams(8, 6, input_bits=3, acc_bits=32, readout_bits=12),
 }
 #: Slower sets: the 32x96 macro.
 SLOW_MACROS = {"32x96-B5": MacroParams(32, 96, input_bits=5)}
@@ -309,6 +310,8 @@ LINT_SETS = {
     "96x7-P1-B1": E.EngineParams(MacroParams(96, 7, input_bits=1, cols_per_cycle=1), 3, 1, 4, 300),
     "16x12-P4-all-L2": E.EngineParams(
         MacroParams(16, 12, cols_per_cycle=4, nonideal=ALL, pipeline=2), 5, 3, 2, 40),
+    "8x6-A32": E.EngineParams(MacroParams(8, 6, input_bits=3, acc_bits=32, readout_bits=12),
+                              4, 2, 2, 20),
 }
 
 
