@@ -114,6 +114,10 @@ class EngineSequencer(wiring.Component):
         CLASSIFY's accepted N, the images classified, the classes of its program.
     engine_cycles : Out(32)
         ENGINE_CYCLES: the cycles of the current or last CLASSIFY (saturating).
+    state : dict
+        After ``elaborate``: the registers by name (``busy``, ``phase``, ``layer``,
+        ``row_tile``, ``col_tile``, ``bank``, ``slot``, ``count``, and ``entry``, the
+        current layer's program entry), for formal harnesses.
     """
 
     def __init__(self, ep):
@@ -203,6 +207,8 @@ class EngineSequencer(wiring.Component):
         entry = {name: Signal(width, name=f"current_{name}")
                  for name, width in entry_fields(ep).items()}
         m.d.sync += [entry[name].eq(getattr(self, name)) for name in entry]
+        self.state = dict(busy=busy, phase=phase, layer=layer, row_tile=row_tile,
+                          col_tile=col_tile, bank=bank, slot=slot, count=count, entry=entry)
 
         in_phase = {ph: Signal(name=f"in_{ph.name.lower()}") for ph in EnginePhase}
         m.d.comb += [s.eq(eq_const(phase.as_value(), ph.value)) for ph, s in in_phase.items()]

@@ -50,6 +50,8 @@ class ProgramMemory(wiring.Component):
         The outputs of that last layer.
     answer : Out(32)
         The word a PROGRAM read returns, in the ack's cycle (0 for other accesses).
+    entries : list of dict
+        After ``elaborate``: each layer's field registers by name, for formal harnesses.
     """
 
     def __init__(self, ep):
@@ -128,6 +130,7 @@ class ProgramMemory(wiring.Component):
             classes = Mux(here, e["outputs"], classes)
             all_binary = all_binary & e["binary"]
         m.d.comb += [self.program_ok.eq(Cat(*last_here).any()), self.classes.eq(classes)]
+        self.entries = entries
 
         # Read-back: the word as written.
         words = {}

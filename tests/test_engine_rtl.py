@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from amaranth.hdl import Elaboratable
 
 from host.engine import EngineDriver, EngineRegisterMap
 from models import engine as E
@@ -332,3 +333,123 @@ def test_engine_verilog_is_lint_clean(name, tmp_path):
                             capture_output=True, text=True, timeout=300)
     report = result.stdout + result.stderr
     assert result.returncode == 0 and "%Warning" not in report, report
+
+
+# --- formal: the sequencer's indices stay within the configured ranges --------------------
+
+class SequencerHarness(Elaboratable):
+    """``EngineSequencer`` with its ``ProgramMemory`` and a free bus and macro: every
+    cycle of a CLASSIFY, the bank presented to the bank memories, the layer and the image
+    slot are below WEIGHT_BANKS, LAYERS and IMAGE_SLOTS.
+
+    Assumptions: the front end's rules (an access hits one region; CLASSIFY only while
+    idle, with a program that passes its check and 1..IMAGE_SLOTS images; PROGRAM
+    writes only while idle); the macro's sequencer is free (``run_done`` at any time).
+    Invariants that make the proof inductive: BUSY is a phase other than IDLE; the
+    program check holds; the current layer lies within the checked program (every
+    earlier entry is binary) and its entry registers equal its program words; row and
+    column tile within the layer's, bank = first bank + column tile x T + row tile;
+    capture, scan and result cycles follow the last row tile of a binary (capture) or
+    the last (scan, result) layer; slot < CLASSIFY count <= IMAGE_SLOTS.
+    ``drop_program_check``: without the program check's assumption (must fail).
+    """
+
+    def __init__(self, ep, drop_program_check=False):
+        self.ep, self.drop = ep, drop_program_check
+
+    def elaborate(self, platform):
+        from amaranth.asserts import AnySeq
+        from amaranth.hdl import Assert, Assume, Cat, Const, Cover, Module, Signal
+
+        from models.engine_params import EngineCSR
+        from rtl.engine_front_end import engine_access_layout
+        from rtl.engine_sequencer import EnginePhase, EngineSequencer
+        from rtl.logic import ult
+        from rtl.program_memory import ProgramMemory, entry_fields
+        ep = self.ep
+        m = Module()
+        program, seq = ProgramMemory(ep), EngineSequencer(ep)
+        # Elaborated here, so that their registers (``state``, ``entries``) are at hand
+        # (the components themselves are then never elaborated: no warning about that).
+        program._MustUse__silence = seq._MustUse__silence = True
+        m.submodules.program = program.elaborate(platform)
+        m.submodules.seq = seq.elaborate(platform)
+        access = Signal(engine_access_layout(ep))
+        m.d.comb += [access.eq(AnySeq(len(access.as_value()))), program.access.eq(access),
+                     seq.access.eq(access),
+                     seq.macro_access.eq(AnySeq(len(seq.macro_access.as_value())))]
+        for name in ("run_done", "macro_busy", "group_store", "group", "bus_bank"):
+            m.d.comb += getattr(seq, name).eq(AnySeq(len(getattr(seq, name))))
+        m.d.comb += [getattr(seq, n).eq(getattr(program, n)) for n in entry_fields(ep)]
+        m.d.comb += [program.layer.eq(seq.layer), seq.program_classes.eq(program.classes)]
+
+        state, entries, entry = seq.state, program.entries, seq.state["entry"]
+        busy, phase = state["busy"], state["phase"]
+        write = access.valid & access.we
+        regions = access.regions
+        classify = write & regions[Region.CSR] & access.regs[EngineCSR.CLASSIFY]
+        program_ok = Const(1, 1) if self.drop else program.program_ok
+        m.d.comb += [
+            Assume(~access.valid | ~(regions & (regions - 1)[:len(regions)]).any()),
+            Assume(~classify | (~busy & program_ok & access.data.any()
+                                & ult(access.data, ep.image_slots + 1))),
+            Assume(~(write & regions[EngineRegion.PROGRAM]) | ~busy),
+        ]
+        P = EnginePhase
+        invariants = [program.program_ok, ult(state["layer"], ep.layers),
+                      ult(state["row_tile"], entry["row_tiles"]),
+                      ult(state["col_tile"], entry["col_tiles"]),
+                      state["bank"] == (entry["first_bank"] + state["col_tile"]
+                                        * entry["row_tiles"] + state["row_tile"]
+                                        )[:len(state["bank"])],
+                      ult(state["slot"], state["count"]),
+                      ult(state["count"], ep.image_slots + 1)]
+        for l in range(ep.layers):
+            here = state["layer"] == l
+            invariants.append(~here | Cat(Const(1, 1), *(entries[k]["binary"]
+                                                         for k in range(l))).all())
+            invariants += [~here | (entry[n] == entries[l][n][:w])
+                           for n, w in entry_fields(ep).items()]
+        late = (phase == P.CAPTURE) | (phase == P.SCAN) | (phase == P.RESULT)
+        invariants += [~late | ((state["row_tile"] + 1)[:len(entry["row_tiles"])]
+                                == entry["row_tiles"]),
+                       ~(phase == P.CAPTURE) | entry["binary"],
+                       ~((phase == P.SCAN) | (phase == P.RESULT)) | ~entry["binary"]]
+        m.d.comb += Assert(busy == (phase != P.IDLE))
+        for l in range(ep.layers):      # a PROGRAM write keeps the first bank's 12 bits
+            m.d.comb += Assert(~entries[l]["first_bank"][12:].any())
+        with m.If(busy):
+            m.d.comb += [Assert(c) for c in invariants]
+            m.d.comb += [Assert(ult(seq.bank, ep.weight_banks)),
+                         Assert(ult(seq.layer, ep.layers)),
+                         Assert(ult(seq.image_slot, ep.image_slots))]
+        with m.If(seq.result_write):
+            m.d.comb += Assert(ult(seq.result_slot, ep.image_slots))
+        # Not vacuous: the last slot's class is written.
+        m.d.comb += Cover(seq.result_write & (state["slot"] == ep.image_slots - 1))
+        return m
+
+
+FORMAL_ENGINE = E.EngineParams(MacroParams(2, 3, input_bits=2, nonideal=()), weight_banks=5,
+                               layers=3, image_slots=3, max_width=7)
+
+
+@pytest.mark.parametrize("task, depth", [("prove", 3), ("cover", 40)])
+def test_formal_sequencer_indices_stay_in_range(task, depth, tmp_path):
+    """k-induction (yowasp-sby, yices): the bank, layer and slot indices never leave the
+    configured ranges; the cover reaches the last slot's result."""
+    from verif.formal import run_sby
+    result, summary = run_sby(SequencerHarness(FORMAL_ENGINE), "engine", {task: depth},
+                              tmp_path)
+    assert result.returncode == 0, "\n".join(summary) or result.stdout[-3000:]
+    assert (tmp_path / f"engine_{task}" / "PASS").exists(), "\n".join(summary)
+
+
+def test_formal_fails_without_the_program_check(tmp_path):
+    """A CLASSIFY of a program that was not checked can run the banks out of range: the
+    same proof without the check's assumption must fail."""
+    from verif.formal import run_sby
+    result, summary = run_sby(SequencerHarness(FORMAL_ENGINE, drop_program_check=True),
+                              "engine", {"prove": 3}, tmp_path)
+    assert result.returncode != 0 and not (tmp_path / "engine_prove" / "PASS").exists()
+    assert any("FAIL" in line for line in summary), "\n".join(summary)
