@@ -44,7 +44,7 @@ from .plane_select import BlockPlaneSelect, PlaneSelect
 from .register_file import RegisterFile
 from .sequencer import Phase, Sequencer
 
-__all__ = ["Phase", "CimMacro"]
+__all__ = ["Phase", "CimMacro", "lane_controls", "connect_chip"]
 
 
 class CimMacro(wiring.Component):
@@ -135,15 +135,7 @@ class CimMacro(wiring.Component):
             # plane
             planes.inputs.eq(registers.inputs), lanes.plane.eq(planes.plane),
             # lanes
-            lanes.weights.eq(memories.weights), lanes.comp_bits.eq(memories.comp_bits),
-            lanes.theta.eq(memories.theta), lanes.acc.eq(memories.acc),
-            lanes.flip.eq(registers.group_flip),
-            lanes.calibrating.eq(sequencer.calibrating),
-            lanes.calibration_start.eq(sequencer.calibration_start),
-            lanes.calibrated.eq(sequencer.calibrated),
-            lanes.tile_clear.eq(sequencer.tile_clear), lanes.step.eq(sequencer.step),
-            lanes.accumulate.eq(sequencer.accumulate), lanes.store.eq(sequencer.store),
-            lanes.store_result.eq(sequencer.store_result),
+            *lane_controls(lanes, memories, sequencer, registers.group_flip),
         ]
         if timing.early_write_enables:
             m.d.comb += registers.early_input_data.eq(front.early_input_data)
@@ -154,26 +146,49 @@ class CimMacro(wiring.Component):
         else:
             m.d.comb += [planes.plane_next.eq(sequencer.plane_next),
                          planes.planes_next.eq(sequencer.planes_next)]
-        if timing.pipelined:
-            m.d.comb += lanes.margin_capture.eq(sequencer.margin_capture)
-        for name in ("stuck_mask", "stuck_value", "offset", "gain"):
-            if hasattr(lanes, name):
-                m.d.comb += getattr(lanes, name).eq(getattr(memories, name))
-        if p.has("readout"):
-            m.d.comb += [lanes.sat.eq(registers.sat), lanes.qshift.eq(registers.qshift)]
-        if p.counters:
-            m.submodules.counters = counters = ActivityCounters(p)
-            m.d.comb += [counters.plane_cycle.eq(sequencer.plane_cycle),
-                         counters.calibration_read.eq(lanes.calibration_read),
-                         counters.access.eq(front.access_acts),
-                         counters.clear.eq(registers.clear_counters),
-                         registers.counters.eq(Cat(counters.plane_operations,
-                                                   counters.column_conversions,
-                                                   counters.calibration_reads,
-                                                   counters.bus_accesses))]
-        if p.has("table"):
-            m.d.comb += [lanes.table_addr.eq(memories.table_addr),
-                         lanes.table_wdata.eq(memories.table_wdata),
-                         lanes.table_we.eq(memories.table_we),
-                         memories.table_rdata.eq(lanes.table_rdata)]
+        connect_chip(m, p, front=front, registers=registers, memories=memories,
+                     sequencer=sequencer, lanes=lanes)
         return m
+
+def lane_controls(lanes, memories, sequencer, flip):
+    """The lane datapath's words and strobes: the memories' words, ``flip`` (the group's
+    FLIP bits) and the sequencer's controls (the plane and the non-idealities apart)."""
+    return [
+        lanes.weights.eq(memories.weights), lanes.comp_bits.eq(memories.comp_bits),
+        lanes.theta.eq(memories.theta), lanes.acc.eq(memories.acc),
+        lanes.flip.eq(flip),
+        lanes.calibrating.eq(sequencer.calibrating),
+        lanes.calibration_start.eq(sequencer.calibration_start),
+        lanes.calibrated.eq(sequencer.calibrated),
+        lanes.tile_clear.eq(sequencer.tile_clear), lanes.step.eq(sequencer.step),
+        lanes.accumulate.eq(sequencer.accumulate), lanes.store.eq(sequencer.store),
+        lanes.store_result.eq(sequencer.store_result),
+    ]
+
+
+def connect_chip(m, p, *, front, registers, memories, sequencer, lanes):
+    """The parts that exist as ``p`` builds them: the pipelined margin capture, the
+    non-ideality memories and registers, the activity counters and the transfer table."""
+    if PipelineTiming.of(p.pipeline).pipelined:
+        m.d.comb += lanes.margin_capture.eq(sequencer.margin_capture)
+    for name in ("stuck_mask", "stuck_value", "offset", "gain"):
+        if hasattr(lanes, name):
+            m.d.comb += getattr(lanes, name).eq(getattr(memories, name))
+    if p.has("readout"):
+        m.d.comb += [lanes.sat.eq(registers.sat), lanes.qshift.eq(registers.qshift)]
+    if p.counters:
+        m.submodules.counters = counters = ActivityCounters(p)
+        m.d.comb += [counters.plane_cycle.eq(sequencer.plane_cycle),
+                     counters.calibration_read.eq(lanes.calibration_read),
+                     counters.access.eq(front.access_acts),
+                     counters.clear.eq(registers.clear_counters),
+                     registers.counters.eq(Cat(counters.plane_operations,
+                                               counters.column_conversions,
+                                               counters.calibration_reads,
+                                               counters.bus_accesses))]
+    if p.has("table"):
+        m.d.comb += [lanes.table_addr.eq(memories.table_addr),
+                     lanes.table_wdata.eq(memories.table_wdata),
+                     lanes.table_we.eq(memories.table_we),
+                     memories.table_rdata.eq(lanes.table_rdata)]
+
