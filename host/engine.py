@@ -16,9 +16,9 @@ import os
 
 import numpy as np
 
-from models.engine import EngineParams, NetworkProgram, build_program
+from models.engine import EngineParams, NetworkProgram, build_program, program_words
 from models.engine_params import (ENGINE_ID_MAGIC, ENGINE_VERSION, PROGRAM_WORDS, EngineCSR,
-                                  EngineStatus, ProgramWord)
+                                  EngineStatus)
 from models.export import FoldedNet, check_images, load_folded
 from models.params import (BUS_DATA_BITS, COUNTERS_FEATURE_BIT, CSR, ID_MAGIC, NONIDEALITIES,
                            EngineErrCode, ErrCode, MacroParams, Region, Status)
@@ -89,21 +89,6 @@ class EngineRegisterMap(RegisterMap):
         if addr >> self.region_shift == Region.CSR and reg in _ENGINE_CSR_NAMES:
             return f"CSR {_ENGINE_CSR_NAMES[reg]}"
         return super().describe(addr)
-
-
-def program_words(program: NetworkProgram) -> np.ndarray:
-    """The PROGRAM words ``(layers, PROGRAM_WORDS)`` of a program (docs/ENGINE.md,
-    "Program memory")."""
-    W = ProgramWord
-    words = np.zeros((len(program.layers), PROGRAM_WORDS), np.int64)
-    for l, e in enumerate(program.layers):
-        words[l, W.INPUTS] = e.inputs
-        words[l, W.OUTPUTS] = e.outputs
-        words[l, W.TILES] = e.row_tiles | e.col_tiles << W.COL_TILES_SHIFT
-        words[l, W.MODE] = (e.first_bank | e.planes << W.PLANES_SHIFT
-                            | (e.source == "activations") << W.SOURCE_BIT
-                            | e.binary << W.BINARY_BIT)
-    return words
 
 
 def _pack_rows(bits: np.ndarray) -> np.ndarray:

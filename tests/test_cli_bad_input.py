@@ -730,6 +730,7 @@ def test_fpga_bad_input(case, data, tmp_path, capsys, monkeypatch):
 # --- gen and the benches -------------------------------------------------------------------
 
 G = ["--rows", "4", "--cols", "4"]
+M = ["--rows", "32", "--cols", "96"]
 GEN = [
     ("rows-underscore", ["--rows", "1_0", "--cols", "4"], ["--rows", "'1_0'", "integer"]),
     ("rows-fullwidth", ["--rows", "３２", "--cols", "4"], ["--rows", "integer"]),
@@ -747,6 +748,27 @@ GEN = [
     ("cols-per-cycle-0", G + ["--cols-per-cycle", "0"], ["--cols-per-cycle", "not 0"]),
     ("readout-negative", G + ["--readout-bits", "-1"], ["--readout-bits", "not -1"]),
     ("unknown-option", G + ["--speed", "3"], ["--speed"]),
+    # network engine (docs/ENGINE.md): capacities, a model that does not fit
+    ("engine-banks-0", G + ["--weight-banks", "0", "--layers", "1", "--max-width", "4"],
+     ["--weight-banks", "not 0"]),
+    ("engine-banks-word", G + ["--weight-banks", "ten"], ["--weight-banks", "'ten'"]),
+    ("engine-slots-big", G + ["--image-slots", "65537", "--weight-banks", "1", "--layers", "1",
+                              "--max-width", "4"], ["--image-slots", "not 65537"]),
+    ("engine-layers-65", G + ["--layers", "65", "--weight-banks", "1", "--max-width", "4"],
+     ["--layers", "not 65"]),
+    ("engine-no-capacity", G + ["--weight-banks", "2"], ["--layers", "--max-width", "missing"]),
+    ("engine-only-slots", G + ["--image-slots", "4"], ["--weight-banks", "missing"]),
+    ("model-missing", M + ["--model", "D/nothere"], ["--model", "nothere"]),
+    ("model-garbage", M + ["--model", "D/garbage"], ["--model", "garbage"]),
+    ("model-json-folder", M + ["--model", "D/dir.json"], ["--model", "dir.json"]),
+    ("model-other-macro", G + ["--model", "D/digits"], ["--model", "32x96", "4x4"]),
+    ("model-banks", M + ["--model", "D/digits", "--weight-banks", "2"],
+     ["--weight-banks", "needs 3 weight banks", "has 2"]),
+    ("model-layers", M + ["--model", "D/digits", "--layers", "1"], ["--layers", "2 layers"]),
+    ("model-width", M + ["--model", "D/digits", "--max-width", "63"],
+     ["--max-width", "64 inputs", "63"]),
+    ("model-input-bits", M + ["--model", "D/digits", "--input-bits", "4"],
+     ["--input-bits", "5 input bits", "at most 4"]),
 ]
 
 
