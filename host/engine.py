@@ -21,17 +21,15 @@ from models.engine_params import (ENGINE_ID_MAGIC, ENGINE_VERSION, PROGRAM_WORDS
                                   EngineStatus)
 from models.export import FoldedNet, check_images, load_folded
 from models.params import (BUS_DATA_BITS, COUNTERS_FEATURE_BIT, CSR, ID_MAGIC, NONIDEALITIES,
-                           EngineErrCode, ErrCode, MacroParams, Region, Status)
+                           MacroParams, Region, Status)
 
-from .driver import MacroDriver, MacroError, ProtocolError, RegisterMap
+from .driver import MacroDriver, MacroError, ProtocolError, RegisterMap, errcode_name
 from .network import measure_residual
 from .transport import read_burst, write_burst
 
 __all__ = ["EngineDriver", "EngineRegisterMap", "EngineError", "engine_errcode_name",
            "program_words"]
 
-_ERRCODE_NAMES = {v: k for cls in (ErrCode, EngineErrCode) for k, v in vars(cls).items()
-                  if k.isupper() and isinstance(v, int)}
 _ENGINE_CSR_NAMES = {v: k for k, v in vars(EngineCSR).items() if k.isupper()}
 #: The macro parameter CSRs the engine answers at the macro's offsets.
 _PARAM_CSRS = dict(rows="ROWS", cols="COLS", input_bits="INPUT_BITS", comp_rows="COMP_ROWS",
@@ -42,8 +40,9 @@ _CAPACITY_CSRS = dict(weight_banks="WEIGHT_BANKS", layers="LAYERS",
 
 
 def engine_errcode_name(code: int) -> str:
-    """Name of an engine ERRCODE value (``"NO_RESULT"``), or ``"UNKNOWN(n)"``."""
-    return _ERRCODE_NAMES.get(code, f"UNKNOWN({code})")
+    """Name of an engine ERRCODE value (``"NO_RESULT"``), or ``"UNKNOWN(n)"``:
+    :func:`host.driver.errcode_name`, which knows the engine's codes."""
+    return errcode_name(code)
 
 
 class EngineError(MacroError):
