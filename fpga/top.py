@@ -270,8 +270,10 @@ class BoardCore(wiring.Component):
         return m
 
 
-def chip_image(p: MacroParams, seed: int, config=None) -> tuple[list[tuple[int, int]], dict]:
-    """Bus writes that give a macro the non-idealities of one sampled SRAM chip instance.
+def chip_image(p, seed: int, config=None) -> tuple[list[tuple[int, int]], dict]:
+    """Bus writes that give a macro (``p`` a MacroParams) or the macro inside a network
+    engine (``p`` an EngineParams, the engine's map) the non-idealities of one sampled
+    SRAM chip instance.
 
     The instance is ``models.chip.sample_chip(config, seed, R, C, K)`` (default config
     ``ChipConfig.typical("sram")``), mapped by ``models.chip.chip_to_rtl``; effects the
@@ -297,10 +299,18 @@ def chip_image(p: MacroParams, seed: int, config=None) -> tuple[list[tuple[int, 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"chip seed must be a non-negative integer, not {seed!r}")
     config = ChipConfig.typical("sram") if config is None else config
+    if isinstance(p, MacroParams):
+        recorder = CountingTransport(ModelTransport(MacroModel(p)), log=True)
+        driver = MacroDriver(recorder, p)
+    else:
+        from host.engine import EngineDriver
+        from models.engine_bus import EngineBusModel
+
+        recorder = CountingTransport(ModelTransport(EngineBusModel(p)), log=True)
+        driver = EngineDriver(recorder, p).macro
+        p = p.macro
     chip = sample_chip(config, seed, p.rows, p.cols, p.comp_rows)
     full = chip_to_rtl(chip, p, strict=False)
-    recorder = CountingTransport(ModelTransport(MacroModel(p)), log=True)
-    driver = MacroDriver(recorder, p)
     driver.check_errors = False
     baked = []
 

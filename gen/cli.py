@@ -23,7 +23,7 @@ from pathlib import Path
 
 from models import cmdline
 from models.cmdline import UsageError
-from models.engine import MAX_IMAGE_SLOTS, MAX_LAYERS, MAX_WEIGHT_BANKS, MAX_WIDTH
+from models.engine_params import MAX_IMAGE_SLOTS, MAX_LAYERS, MAX_WEIGHT_BANKS, MAX_WIDTH
 from models.params import (CONTRACT_VERSION, DEFAULT_NONIDEALITIES, MAX_ACC_BITS, MAX_COLS,
                            MAX_COMP_ROWS, MAX_INPUT_BITS, MAX_PIPELINE, MAX_READOUT_BITS, MAX_ROWS,
                            NONIDEALITIES, MacroParams)

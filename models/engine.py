@@ -31,7 +31,8 @@ import numpy as np
 from .energy import EVENTS, EventCounts
 from .export import FoldedNet, check_images, load_folded
 from .macro import MacroModel
-from .engine_params import (ENGINE_ID_MAGIC, ENGINE_REG_BITS, ENGINE_REGION_BITS,
+from .engine_params import (MAX_IMAGE_SLOTS, MAX_LAYERS, MAX_WEIGHT_BANKS, MAX_WIDTH,
+                            ENGINE_ID_MAGIC, ENGINE_REG_BITS, ENGINE_REGION_BITS,
                             ENGINE_VERSION, PROGRAM_WORDS, EngineCSR, EngineRegion, ProgramWord)
 from .params import BUS_DATA_BITS, CONTRACT_VERSION, CSR, ID_MAGIC, MacroParams, Region
 
@@ -42,10 +43,6 @@ __all__ = [
     "image_cycles", "EngineModel",
 ]
 
-MAX_WEIGHT_BANKS = 4096
-MAX_LAYERS = 64
-MAX_IMAGE_SLOTS = 65536
-MAX_WIDTH = 65536
 
 #: Sequencer cycles outside the macro's RUNs (docs/ENGINE.md, "Cycles").
 IMAGE_START_CYCLES = 1     # take the next slot of the image buffer

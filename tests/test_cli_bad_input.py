@@ -596,6 +596,13 @@ def _r(**replace):
 FS = ["sweep", "--board", "icebreaker", "--rows", "4", "--cols", "4"]
 
 FPGA = [
+    # a board with a network engine (fpga/engine_run.py)
+    ("run-engine-freq-0", R + ["--engine", "--freq", "0"], ["--freq", "'0'", "> 0"]),
+    ("run-engine-chips-empty", R + ["--engine", "--chips", "3:3"], ["--chips", "START < STOP"]),
+    ("run-engine-slots-0", R + ["--engine", "--image-slots", "0"], ["--image-slots", "not 0"]),
+    ("run-engine-chips-and-seed", R + ["--engine", "--chips", "0:2", "--chip-seed", "1"],
+     ["--chips", "--chip-seed"]),
+    ("run-chips-on-a-macro", R + ["--chips", "0:2"], ["--chips", "bare macro"]),
     ("build-freq-0", B + ["--freq", "0"], ["--freq", "'0'", "> 0"]),
     ("build-freq-negative", B + ["--freq", "-5"], ["--freq", "'-5'"]),
     ("build-freq-1000", B + ["--freq", "1000"], ["--freq", "not 1000", "16..275"]),

@@ -11,24 +11,22 @@ import pytest
 
 from gen import cli
 from gen.engine_manifest import ENGINE_MANIFEST_FORMAT
-from models.bnn import BNN
 from models.engine import EngineParams, build_program, image_cycle_terms, program_words
-from models.export import export_model, save_folded
+from models.export import save_folded
 from models.params import MacroParams
 from models.schema import check
 
+from .random_nets import random_net
 from .test_gen_cli import run_gen
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A 3-layer model for an 8x6 macro: 20-9-7 with 4-bit inputs (3, 2 row tiles; 2, 2
-    column tiles: 10 banks)."""
-    folder = tmp_path_factory.mktemp("model")
-    net = export_model(BNN((20, 9, 7), seed=3), 8, 6, input_bits=4,
-                       meta=dict(preprocessing=dict(source="test")))
-    save_folded(net, folder / "tiny")
-    return folder / "tiny", net
+@pytest.fixture
+def model(tmp_path, rng):
+    """A random 2-layer model for an 8x6 macro: 20-9-7 with 4-bit inputs (3 and 2 row
+    tiles, 2 and 2 column tiles: 10 banks)."""
+    net = random_net(rng, (20, 9, 7), 4, 8, 6)
+    save_folded(net, tmp_path / "tiny")
+    return tmp_path / "tiny", net
 
 
 def _generate(argv, capsys, tmp_path):
@@ -51,10 +49,10 @@ def test_engine_sized_for_a_model(model, capsys, tmp_path):
     assert manifest["format"] == ENGINE_MANIFEST_FORMAT
     macro = MacroParams(8, 6, input_bits=4, nonideal=frozenset())
     params = EngineParams(macro, image_slots=cli.DEFAULT_IMAGE_SLOTS, **EngineParams.needs(net))
-    assert params.weight_banks == 10 and params.layers == 3 and params.max_width == 20
+    assert params.weight_banks == 10 and params.layers == 2 and params.max_width == 20
     assert {k: manifest["params"][k] for k in ("weight_banks", "layers", "image_slots",
                                                "max_width")} == \
-        dict(weight_banks=10, layers=3, image_slots=cli.DEFAULT_IMAGE_SLOTS, max_width=20)
+        dict(weight_banks=10, layers=2, image_slots=cli.DEFAULT_IMAGE_SLOTS, max_width=20)
     # The map is the golden model's: every CSR's address and reset value, every region.
     regmap = manifest["register_map"]
     assert regmap["addr_bits"] == params.addr_bits
@@ -75,7 +73,7 @@ def test_engine_sized_for_a_model(model, capsys, tmp_path):
     assert section["files"][1]["sha256"] == hashlib.sha256(
         path.with_suffix(".npz").read_bytes()).hexdigest()
     assert manifest["verilog"]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
-    assert "10 weight banks, 3 layers" in printed and \
+    assert "10 weight banks, 2 layers" in printed and \
         f"{program.image_cycles()} cycles per image" in printed
 
 
@@ -86,7 +84,7 @@ def test_capacity_options_enlarge_and_the_command_rebuilds(model, capsys, tmp_pa
                         "--name", "eng"], capsys, tmp_path)
     manifest = json.loads((out / "eng.json").read_text())
     assert manifest["params"]["weight_banks"] == 12 and manifest["params"]["image_slots"] == 5
-    assert manifest["params"]["layers"] == 3
+    assert manifest["params"]["layers"] == 2
     # Without the model, the recorded command gives the same Verilog.
     argv = manifest["command"].split()[3:]
     again = tmp_path / "again"
