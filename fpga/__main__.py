@@ -41,7 +41,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from gen.cli import ALLOWED, macro_int_type, nonideal_type, params_from_args
+from gen.cli import ALLOWED, engine_from_args, macro_int_type, nonideal_type, params_from_args
 from models import cmdline
 from models.cmdline import UsageError, integer, number, one_line
 from models.engine_params import MAX_IMAGE_SLOTS
@@ -110,6 +110,16 @@ def build_parser() -> cmdline.CommandParser:
                        help="build no non-ideality (same as --nonideal none)")
     which.add_argument("--all-nonidealities", dest="nonideal", action="store_const",
                        const=frozenset(NONIDEALITIES), help="build all five non-idealities")
+    n = b.add_argument_group("a network engine around the macro (as python -m gen; "
+                             "docs/ENGINE.md)")
+    n.add_argument("--model", metavar="MODEL",
+                   help="build the engine sized for this exported model (NAME, NAME.json "
+                        "or NAME.npz); the capacity options may only enlarge it")
+    for field, what in (("weight_banks", "weight banks"), ("layers", "layer-program entries"),
+                        ("max_width", "the widest layer"),
+                        ("image_slots", "image slots (default 256)")):
+        n.add_argument("--" + field.replace("_", "-"), type=macro_int_type(field),
+                       default=None, metavar="N", help=f"{what}: {ALLOWED[field]}")
     c = b.add_argument_group("clock, UART and the baked chip")
     c.add_argument("--freq", type=number("freq", 0, lo_open=True, unit="MHz"), default=None,
                    metavar="MHZ", help="design clock from the PLL: icebreaker 16..275, ulx3s "
@@ -294,13 +304,16 @@ def cmd_build(args) -> int:
         raise UsageError(f"iCE40 builds map LUTs with abc9 only; not allowed with --board "
                          f"{args.board}", "--mapper")
     p = params_from_args(args)
+    engine = engine_from_args(args, p)
+    target = p if engine is None else engine.params
     try:
         check_freq(args.board, args.freq)
     except ValueError as exc:
         raise UsageError(one_line(exc), "--freq") from None
     _check_timeout(args.baud, args.bridge_timeout)
-    out = Path(args.out) if args.out is not None else default_out_dir(args.board, p)
-    cmdline.check_output_folder(out, OUT, files=[bitstream_name(args.board, p, args.chip_seed),
+    out = Path(args.out) if args.out is not None else default_out_dir(args.board, target)
+    cmdline.check_output_folder(out, OUT, files=[bitstream_name(args.board, target,
+                                                                args.chip_seed),
                                                  "report.json"])
     if (out / "work").exists() and not (out / "work").is_dir():
         raise UsageError(f"{str(out / 'work')!r} is a file; the tools need it as their folder", OUT)
@@ -312,6 +325,9 @@ def cmd_build(args) -> int:
                        nonideal=p.nonideal, input_bits=p.input_bits, pipeline=p.pipeline,
                        seed=args.placement_seed, mapper=args.mapper,
                        detailed_timing=args.detailed_timing, tmg_ripup=args.tmg_ripup,
+                       engine=None if engine is None else dict(
+                           weight_banks=target.weight_banks, layers=target.layers,
+                           image_slots=target.image_slots, max_width=target.max_width),
                        status=status)
     except (ValueError, TypeError) as exc:
         msg = one_line(exc)
