@@ -516,6 +516,8 @@ MODELS = [
     ("sweep-energy-ideal", SWE, ["--experiment", "--sram-offset-sigma", "--calibrate"]),
     ("sweep-energy-comp-rows", SWE + ["--calibrate", "--comp-rows", "8"],
      ["--comp-rows", "--comp-rows-list"]),
+    ("sweep-comp-rows-list-twice", SWE + ["--comp-rows-list", "4,8", "--comp-rows-list", "2"],
+     ["--comp-rows-list", "given twice ('4,8', then '2')"]),
     ("sweep-comp-rows-list-6", SWE + ["--calibrate", "--comp-rows-list", "2,6"],
      ["--comp-rows-list", "'6'", "powers of two in [2, 32]"]),
     ("sweep-comp-rows-list-twice", SWE + ["--calibrate", "--comp-rows-list", "8,8"],
