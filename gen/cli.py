@@ -306,12 +306,12 @@ def engine_from_args(args: argparse.Namespace, macro: MacroParams) -> EngineBuil
 
 
 def _check_engine_builds(params) -> None:
-    """Construct the engine's top (no elaboration) so that a combination its RTL does not
-    build is a usage error before anything is written."""
-    from rtl.engine import CimEngine
+    """A combination the engine's RTL does not build (``rtl.engine.check_supported``) is a
+    usage error before anything is written."""
+    from rtl.engine import check_supported
 
     try:
-        CimEngine(params)
+        check_supported(params)
     except (ValueError, TypeError) as err:
         message = cmdline.one_line(err)
         field = message.split(" ", 1)[0]
