@@ -294,7 +294,17 @@ class EngineDriver:
 
     async def run(self, count: int) -> np.ndarray:
         """CLASSIFY image slots 0..count-1, wait for the engine, read their classes."""
+        await self.start(count)
+        await self.wait(count)
+        return await self.results(count)
+
+    async def start(self, count: int) -> None:
+        """Write CLASSIFY ``count``: the engine classifies slots 0..count-1 on its own."""
         await self.macro.write_csr("CLASSIFY", count)
+
+    async def wait(self, count: int) -> None:
+        """Poll STATUS until the CLASSIFY of ``count`` images has ended (at most the
+        contract's cycles plus ``poll_slack`` polls), then check for a fault."""
         limit = count * self.program.image_cycles() + self.poll_slack
         for _ in range(limit):
             word = await self.macro.read_csr("STATUS")
@@ -305,6 +315,9 @@ class EngineDriver:
                                f"the contract says {self.program.image_cycles()} cycles "
                                f"per image")
         await self._check(f"CLASSIFY {count}")
+
+    async def results(self, count: int) -> np.ndarray:
+        """The classes (count,) in RESULT slots 0..count-1."""
         return await self._read(self.map.addr("RESULT", image_slot=np.arange(count, dtype=np.int64)))
 
     async def classify(self, images) -> np.ndarray:
