@@ -73,10 +73,14 @@ class RegisterFile(wiring.Component):
     counters : In(4 * 32)
         With the activity counters: PLANE_OPS, CONVERSIONS, CAL_READS and BUS_ACCESSES,
         read back.
+    clear_done : In(1)
+        Only with ``clear_done``: STATUS.done := 0 (a network engine's CLASSIFY starts;
+        ``command_done`` wins).
     """
 
-    def __init__(self, p):
+    def __init__(self, p, clear_done=False):
         self._p = p
+        self._clear_done = clear_done
         self._timing = timing = PipelineTiming.of(p.pipeline)
         G, P = p.groups, p.cols_per_cycle
         members = {
@@ -111,6 +115,8 @@ class RegisterFile(wiring.Component):
             members["qshift"] = Out(QSHIFT_BITS)
         if p.counters:
             members.update(clear_counters=Out(1), counters=In(4 * COUNTER_BITS))
+        if clear_done:
+            members["clear_done"] = In(1)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -154,6 +160,9 @@ class RegisterFile(wiring.Component):
                 m.d.sync += done.eq(0)
             with m.If(dat_w[Status.ACC_SAT]):
                 m.d.sync += acc_sat.eq(0)
+        if self._clear_done:
+            with m.If(self.clear_done):
+                m.d.sync += done.eq(0)
         if p.has("readout"):
             sat = Signal(p.readout_bits - 1, init=p.readout_max, name="sat")
             qshift = Signal(QSHIFT_BITS, name="qshift")

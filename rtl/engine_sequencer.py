@@ -1,0 +1,320 @@
+"""The engine's sequencer (docs/ENGINE.md sections 3 and 5): CLASSIFY and STOP, image
+after image, layer after layer, column tile after column tile, row tile after row tile,
+each a RUN of the macro's own sequencer with its bank's memories, then the capture of OUT
+into the activations (binary layers) or the scan of the scores (the last layer), then the
+class into the result buffer.
+
+Cycles of one image (section 5): the image start (which issues the first RUN), each RUN
+(``G (p + 2)`` cycles of the macro's sequencer, the next RUN of a column tile issued in
+its write-back cycle), one capture cycle per column tile of a binary layer (which issues
+the next RUN), ``1 + live`` scan cycles per column tile of the last layer (a read cycle,
+then one class per cycle; the last one issues the next RUN) and the result write.
+
+A RUN is issued as a CMD write to the macro's sequencer (``command_access``: the bus's
+access record, or the issued command in the cycle one is issued). Every address this
+file presents to a memory (the bank, the image slot and row tile) is the value of the
+next cycle, so that the memory's data in a cycle belongs to the state of that cycle.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from models.engine_params import EngineCSR, EngineStatus
+from models.params import BUS_DATA_BITS, CSR, Cmd, Op, Region
+
+from .access import access_layout
+from .engine_front_end import COUNT_BITS, engine_access_layout
+from .logic import clog2, eq_const
+from .program_memory import entry_fields
+from .result_buffer import class_bits
+
+__all__ = ["EnginePhase", "EngineSequencer"]
+
+
+class EnginePhase(enum.Enum, shape=3):
+    """Step of the engine's sequencer.
+
+    Members
+    -------
+    IDLE
+        No CLASSIFY runs.
+    START
+        The image start: the first RUN of the image is issued.
+    RUN
+        A RUN of the macro's sequencer (its read cycle to its write-back).
+    CAPTURE
+        A binary layer's column tile is done: the next RUN is issued.
+    SCAN
+        The last layer's column tile: a read cycle, then one class per cycle.
+    RESULT
+        The class is written to the result buffer.
+    """
+    IDLE = 0
+    START = 1
+    RUN = 2
+    CAPTURE = 3
+    SCAN = 4
+    RESULT = 5
+
+
+class EngineSequencer(wiring.Component):
+    """Sequencing of CLASSIFY over the macro's sequencer.
+
+    Parameters
+    ----------
+    ep : EngineParams
+        Built for pipeline 0 and P = C.
+
+    Members
+    -------
+    access : In(engine_access_layout(ep))
+        The bus access in the cycle it acts in: CLASSIFY starts, STATUS.STOP stops.
+    macro_access : In(access_layout(ep.macro))
+        The macro's view of the bus access.
+    command_access : Out(access_layout(ep.macro))
+        What the macro's sequencer acts on: ``macro_access``, or the issued RUN.
+    run_done : In(1)
+        The macro's sequencer completes a command (the RUN's last write-back cycle).
+    macro_busy : In(1)
+        The macro's sequencer is busy.
+    bus_bank : In(max(1, ceil(log2 weight_banks)))
+        The bank field of the bus access.
+    bank : Out(max(1, ceil(log2 weight_banks)))
+        The bank the bank memories address: the bus's while idle, bank 0 during a RUN
+        written to CMD, the sequencer's next bank during a CLASSIFY.
+    layer : Out(max(1, ceil(log2 layers)))
+        The layer of the next cycle, whose program entry comes back in the fields below.
+    inputs, outputs, row_tiles, col_tiles, first_bank, planes, source, binary : In
+        The program entry of ``layer``.
+    program_classes : In(17)
+        The classes of the program (captured when a CLASSIFY starts).
+    busy : Out(1)
+        A CLASSIFY runs.
+    started, finished : Out(1)
+        A CLASSIFY starts (STATUS.done := 0) and ends (STATUS.done := 1).
+    image_slot : Out(max(1, ceil(log2 image_slots)))
+        The next cycle's image slot, and ``image_row_base`` its row tile's first input.
+    image_row_base : Out(17)
+    source, inputs_n, row_base, row_tile : Out
+        The current RUN's source, its layer's n_in, its row tile's first input and index.
+    capture, col_tile, swap : Out
+        The activation buffer's controls.
+    compare, first, lane, neuron, result_write, result_slot : Out
+        The result buffer's controls.
+    classify_count, results, classes : Out(17)
+        CLASSIFY's accepted N, the images classified, the classes of its program.
+    engine_cycles : Out(32)
+        ENGINE_CYCLES: the cycles of the current or last CLASSIFY (saturating).
+    """
+
+    def __init__(self, ep):
+        p = ep.macro
+        if p.pipeline or p.cols_per_cycle != p.cols:
+            raise ValueError("the engine's sequencer needs pipeline 0 and cols_per_cycle = "
+                             f"cols, not pipeline {p.pipeline}, cols_per_cycle "
+                             f"{p.cols_per_cycle}")
+        self._ep = ep
+        bank_bits = max(1, clog2(ep.weight_banks))
+        fields = {name: In(width) for name, width in entry_fields(ep).items()}
+        row_tiles = -(-ep.max_width // p.rows)
+        col_tiles = -(-ep.max_width // p.cols)
+        super().__init__({
+            "access": In(engine_access_layout(ep)),
+            "macro_access": In(access_layout(p)),
+            "command_access": Out(access_layout(p)),
+            "run_done": In(1),
+            "macro_busy": In(1),
+            "bus_bank": In(bank_bits),
+            "bank": Out(bank_bits),
+            "layer": Out(max(1, clog2(ep.layers))),
+            **fields,
+            "program_classes": In(COUNT_BITS),
+            "busy": Out(1),
+            "started": Out(1),
+            "finished": Out(1),
+            "image_slot": Out(max(1, clog2(ep.image_slots))),
+            "image_row_base": Out(COUNT_BITS),
+            "src": Out(1),
+            "inputs_n": Out(COUNT_BITS),
+            "row_base": Out(COUNT_BITS),
+            "row_tile": Out(max(1, clog2(row_tiles))),
+            "capture": Out(1),
+            "col_tile": Out(max(1, clog2(col_tiles))),
+            "swap": Out(1),
+            "compare": Out(1),
+            "first": Out(1),
+            "lane": Out(max(1, clog2(p.cols_per_cycle))),
+            "neuron": Out(class_bits(ep)),
+            "result_write": Out(1),
+            "result_slot": Out(max(1, clog2(ep.image_slots))),
+            "classify_count": Out(COUNT_BITS),
+            "results": Out(COUNT_BITS),
+            "classes": Out(COUNT_BITS),
+            "engine_cycles": Out(BUS_DATA_BITS),
+        })
+
+    def elaborate(self, platform):
+        ep, p = self._ep, self._ep.macro
+        R, C = p.rows, p.cols
+        m = Module()
+        access = self.access
+        write = access.valid & access.we & access.regions[Region.CSR]
+        classify = Signal(name="classify_write")
+        stop_now = Signal(name="stop_write")
+        m.d.comb += [classify.eq(write & access.regs[EngineCSR.CLASSIFY]),
+                     stop_now.eq(write & access.regs[CSR.STATUS]
+                                 & access.data[EngineStatus.STOP])]
+
+        phase = Signal(EnginePhase, name="engine_phase")
+        busy = Signal(name="engine_busy")
+        stop = Signal(name="engine_stop")
+        count = Signal(COUNT_BITS, name="classify_count")
+        results = Signal(COUNT_BITS, name="engine_results")
+        classes = Signal(COUNT_BITS, name="engine_classes")
+        cycles = Signal(BUS_DATA_BITS, name="engine_cycles")
+        slot = Signal(len(self.image_slot), name="engine_slot")
+        layer = Signal(len(self.layer), name="engine_layer")
+        row_tile = Signal(ProgramTileBits, name="engine_row_tile")
+        col_tile = Signal(ProgramTileBits, name="engine_col_tile")
+        bank = Signal(len(self.bank), name="engine_bank")
+        row_base = Signal(COUNT_BITS, name="engine_row_base")
+        col_base = Signal(COUNT_BITS, name="engine_col_base")
+        scan = Signal(max(1, clog2(C + 1)), name="engine_scan")
+        # The current layer's program entry (the entry of last cycle's ``layer``).
+        entry = {name: Signal(width, name=f"current_{name}")
+                 for name, width in entry_fields(ep).items()}
+        m.d.sync += [entry[name].eq(getattr(self, name)) for name in entry]
+
+        in_phase = {ph: Signal(name=f"in_{ph.name.lower()}") for ph in EnginePhase}
+        m.d.comb += [s.eq(phase == ph) for ph, s in in_phase.items()]
+
+        # Next-cycle values: the current ones unless a transition below changes them.
+        nxt = dict(slot=Signal.like(slot, name="next_slot"),
+                   layer=Signal.like(layer, name="next_layer"),
+                   row_tile=Signal.like(row_tile, name="next_row_tile"),
+                   col_tile=Signal.like(col_tile, name="next_col_tile"),
+                   bank=Signal.like(bank, name="next_bank"),
+                   row_base=Signal.like(row_base, name="next_row_base"),
+                   col_base=Signal.like(col_base, name="next_col_base"))
+        current = dict(slot=slot, layer=layer, row_tile=row_tile, col_tile=col_tile,
+                       bank=bank, row_base=row_base, col_base=col_base)
+        for name, sig in nxt.items():
+            m.d.comb += sig.eq(current[name])
+            m.d.sync += current[name].eq(sig)
+
+        issue = Signal(name="issue_run")
+        accumulate = Signal(name="issue_accumulate")
+
+        def run_next(*, tile_same_column):
+            """Issue the next RUN: the next row tile, or the first of a column tile."""
+            m.d.comb += [issue.eq(1), nxt["bank"].eq((bank + 1)[:len(bank)])]
+            if tile_same_column:
+                m.d.comb += [accumulate.eq(1),
+                             nxt["row_tile"].eq((row_tile + 1)[:len(row_tile)]),
+                             nxt["row_base"].eq((row_base + R)[:COUNT_BITS])]
+            else:
+                m.d.comb += [nxt["row_tile"].eq(0), nxt["row_base"].eq(0),
+                             nxt["col_tile"].eq((col_tile + 1)[:len(col_tile)]),
+                             nxt["col_base"].eq((col_base + C)[:COUNT_BITS])]
+            m.d.sync += phase.eq(EnginePhase.RUN)
+
+        def first_run_of(layer_value, slot_value=None):
+            """The state of a layer's first RUN (its bank is the entry's first bank)."""
+            m.d.comb += [nxt["layer"].eq(layer_value), nxt["row_tile"].eq(0),
+                         nxt["col_tile"].eq(0), nxt["row_base"].eq(0),
+                         nxt["col_base"].eq(0), nxt["bank"].eq(self.first_bank)]
+            if slot_value is not None:
+                m.d.comb += nxt["slot"].eq(slot_value)
+
+        live = Signal(len(scan), name="scan_live")          # classes of this column tile
+        left = Signal(COUNT_BITS, name="scan_left")
+        m.d.comb += [left.eq(entry["outputs"] - col_base),
+                     live.eq(Mux(left >= C, C, left[:len(scan)]))]
+        last_row = (row_tile + 1)[:ProgramTileBits] == entry["row_tiles"]
+        last_col = (col_tile + 1)[:ProgramTileBits] == entry["col_tiles"]
+
+        with m.If(busy):
+            m.d.sync += cycles.eq(Mux(cycles.all(), cycles, cycles + 1))
+        with m.If(stop_now & busy):
+            m.d.sync += stop.eq(1)
+
+        with m.If(in_phase[EnginePhase.IDLE]):
+            with m.If(classify):
+                first_run_of(0, 0)
+                m.d.sync += [busy.eq(1), phase.eq(EnginePhase.START), stop.eq(0),
+                             count.eq(access.data[:COUNT_BITS]), results.eq(0), cycles.eq(0),
+                             classes.eq(self.program_classes)]
+                m.d.comb += self.started.eq(1)
+        with m.Elif(in_phase[EnginePhase.START]):
+            m.d.comb += issue.eq(1)
+            m.d.sync += phase.eq(EnginePhase.RUN)
+        with m.Elif(in_phase[EnginePhase.RUN]):
+            with m.If(self.run_done):
+                with m.If(~last_row):
+                    run_next(tile_same_column=True)
+                with m.Elif(entry["binary"]):
+                    m.d.comb += self.capture.eq(1)
+                    m.d.sync += phase.eq(EnginePhase.CAPTURE)
+                with m.Else():
+                    m.d.sync += [phase.eq(EnginePhase.SCAN), scan.eq(0)]
+        with m.Elif(in_phase[EnginePhase.CAPTURE]):
+            with m.If(~last_col):
+                run_next(tile_same_column=False)
+            with m.Else():
+                first_run_of((layer + 1)[:len(layer)])
+                m.d.comb += [issue.eq(1), self.swap.eq(1)]
+                m.d.sync += phase.eq(EnginePhase.RUN)
+        with m.Elif(in_phase[EnginePhase.SCAN]):
+            m.d.sync += scan.eq(scan + 1)
+            with m.If(scan.any()):
+                m.d.comb += [self.compare.eq(1),
+                             self.first.eq(~col_tile.any() & eq_const(scan, 1))]
+            with m.If(scan == live):
+                with m.If(~last_col):
+                    run_next(tile_same_column=False)
+                with m.Else():
+                    m.d.sync += phase.eq(EnginePhase.RESULT)
+        with m.Elif(in_phase[EnginePhase.RESULT]):
+            m.d.comb += self.result_write.eq(1)
+            m.d.sync += results.eq(results + 1)
+            more = ((slot + 1) < count) & ~stop & ~stop_now
+            with m.If(more):
+                first_run_of(0, (slot + 1)[:len(slot)])
+                m.d.sync += phase.eq(EnginePhase.START)
+            with m.Else():
+                m.d.comb += self.finished.eq(1)
+                m.d.sync += [busy.eq(0), phase.eq(EnginePhase.IDLE)]
+
+        # The RUN issued to the macro's sequencer, in place of the bus's access.
+        command = Signal(Cmd.BITS, name="issued_command")
+        m.d.comb += command.eq(Op.RUN | accumulate << Cmd.ACCUMULATE_BIT
+                               | self.planes << Cmd.NPLANES_SHIFT)
+        with m.If(issue):
+            m.d.comb += [self.command_access.valid.eq(1), self.command_access.we.eq(1),
+                         self.command_access.data.eq(command),
+                         self.command_access.offset.eq(CSR.CMD),
+                         self.command_access.regions.eq(1 << Region.CSR),
+                         self.command_access.regs.eq(1 << CSR.CMD)]
+        with m.Else():
+            m.d.comb += self.command_access.eq(self.macro_access)
+
+        m.d.comb += [
+            self.bank.eq(Mux(busy, nxt["bank"], Mux(self.macro_busy, 0, self.bus_bank))),
+            self.layer.eq(nxt["layer"]),
+            self.busy.eq(busy),
+            self.image_slot.eq(nxt["slot"]), self.image_row_base.eq(nxt["row_base"]),
+            self.src.eq(entry["source"]), self.inputs_n.eq(entry["inputs"]),
+            self.row_base.eq(row_base), self.row_tile.eq(row_tile),
+            self.col_tile.eq(col_tile),
+            self.lane.eq((scan - 1)[:len(self.lane)]),
+            self.neuron.eq((col_base + scan - 1)[:len(self.neuron)]),
+            self.result_slot.eq(slot),
+            self.classify_count.eq(count), self.results.eq(results),
+            self.classes.eq(classes), self.engine_cycles.eq(cycles),
+        ]
+        return m
+
+
+#: Width of a row or column tile index (ProgramWord.TILE_BITS).
+ProgramTileBits = 13
