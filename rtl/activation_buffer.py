@@ -27,10 +27,12 @@ class ActivationBuffer(wiring.Component):
     Members
     -------
     capture : In(1)
-        OUT (``out_bits``) of column tile ``col_tile`` is written into the buffer not
-        read, at columns ``col_tile * C ..`` (within max_width).
-    col_tile : In(max(1, ceil(log2 ceil(max_width / C))))
-    out_bits : In(C)
+        OUT of a column group (``out_bits``) is written into the buffer not read, at
+        outputs ``unit * P ..`` (within max_width).
+    unit : In(max(1, ceil(log2 (ceil(max_width / C) G))))
+        The group's place in the layer's outputs: column tile x G + group (units at or
+        past max_width are not stored).
+    out_bits : In(P)
     swap : In(1)
         The buffer written becomes the one read.
     source : In(1)
@@ -49,12 +51,12 @@ class ActivationBuffer(wiring.Component):
     def __init__(self, ep):
         self._ep = ep
         p = ep.macro
-        self.col_tiles = -(-ep.max_width // p.cols)
+        self.units = -(-ep.max_width // p.cols_per_cycle)
         self.row_tiles = -(-ep.max_width // p.rows)
         super().__init__({
             "capture": In(1),
-            "col_tile": In(max(1, clog2(self.col_tiles))),
-            "out_bits": In(p.cols),
+            "unit": In(max(1, clog2(-(-ep.max_width // p.cols) * p.groups))),
+            "out_bits": In(p.cols_per_cycle),
             "swap": In(1),
             "source": In(1),
             "inputs_n": In(COUNT_BITS),
@@ -66,7 +68,7 @@ class ActivationBuffer(wiring.Component):
 
     def elaborate(self, platform):
         ep, p = self._ep, self._ep.macro
-        R, C, B, width = p.rows, p.cols, p.input_bits, ep.max_width
+        R, P, B, width = p.rows, p.cols_per_cycle, p.input_bits, ep.max_width
         m = Module()
         read_one = Signal(name="activations_read_one")       # buffer 1 is read
         with m.If(self.swap):
@@ -74,9 +76,9 @@ class ActivationBuffer(wiring.Component):
         buffers = [Signal(width, name=f"activations_{b}") for b in range(2)]
         for b, buf in enumerate(buffers):
             written = self.capture & (read_one if b == 0 else ~read_one)
-            for j in range(self.col_tiles):
-                lo, hi = j * C, min(width, (j + 1) * C)
-                with m.If(written & eq_const(self.col_tile, j)):
+            for u in range(self.units):
+                lo, hi = u * P, min(width, (u + 1) * P)
+                with m.If(written & eq_const(self.unit, u)):
                     m.d.sync += buf[lo:hi].eq(self.out_bits[:hi - lo])
 
         # The row tile of the buffer read, and the mask of rows before n_in.

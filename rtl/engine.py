@@ -19,8 +19,8 @@ EngineBusModel``. The parts:
 * :class:`~rtl.result_buffer.ResultBuffer`: argmax, RESULT, LAST_ACC and LAST_SCORE.
 * :class:`~rtl.engine_sequencer.EngineSequencer`: CLASSIFY.
 
-Built for pipeline 0 and P = C (one column group); other parameters are refused by the
-constructor. Bus timing is the macro's at pipeline 0: an access is checked and acts in
+Built for pipeline 0, fully parallel (P = C) or folded (P < C); a pipelined macro is
+refused by the constructor. Bus timing is the macro's at pipeline 0: an access is checked and acts in
 its cycle t, the ack follows in t+1.
 """
 
@@ -55,9 +55,6 @@ def check_supported(ep):
     p = ep.macro
     if p.pipeline != 0:
         raise ValueError(f"pipeline must be 0 for the engine, not {p.pipeline}")
-    if p.cols_per_cycle != p.cols:
-        raise ValueError(f"cols_per_cycle must equal cols ({p.cols}) for the engine, "
-                         f"not {p.cols_per_cycle}")
 
 
 class CimEngine(wiring.Component):
@@ -66,7 +63,7 @@ class CimEngine(wiring.Component):
     Parameters
     ----------
     params : EngineParams
-        The macro (pipeline 0, P = C) and the engine's capacity.
+        The macro (pipeline 0) and the engine's capacity.
 
     Members
     -------
@@ -101,7 +98,7 @@ class CimEngine(wiring.Component):
         p = ep.macro
         m = Module()
         m.submodules.front = front = EngineFrontEnd(ep)
-        m.submodules.registers = registers = RegisterFile(p, clear_done=True)
+        m.submodules.registers = registers = RegisterFile(p, clear_done=True, load_inputs=True)
         m.submodules.memories = memories = MemoryBusPort(p, banks=ep.weight_banks)
         m.submodules.flips = flips = FlipBanks(ep)
         m.submodules.sequencer = sequencer = Sequencer(p)
@@ -138,6 +135,8 @@ class CimEngine(wiring.Component):
             registers.erraddr.eq(front.erraddr),
             registers.command_done.eq(sequencer.command_done & ~engine.busy | engine.finished),
             registers.clear_done.eq(engine.started),
+            registers.load_planes.eq(engine.load_planes),
+            registers.loaded_inputs.eq(activations.inputs),
             registers.set_acc_sat.eq(sequencer.set_acc_sat),
             registers.set_cal_range.eq(sequencer.set_cal_range),
             registers.out_groups.eq(sequencer.out_groups), registers.out_lanes.eq(sequencer.store),
@@ -146,8 +145,10 @@ class CimEngine(wiring.Component):
             registers.calflag_bits.eq(lanes.flags),
             # banks
             memories.request_offset.eq(front.macro_access.offset),
-            memories.busy.eq(busy), memories.group.eq(sequencer.group),
+            memories.busy.eq(busy),
+            memories.group.eq(Mux(engine.scanning, engine.scan_group, sequencer.group)),
             memories.bank.eq(engine.bank), flips.bank.eq(engine.bank),
+            flips.group.eq(sequencer.group),
             memories.comp_store.eq(sequencer.comp_store), memories.comp_result.eq(lanes.comp_result),
             memories.store.eq(sequencer.store), memories.acc_result.eq(lanes.acc_result),
             # macro sequencer
@@ -155,13 +156,14 @@ class CimEngine(wiring.Component):
             sequencer.acc_saturated.eq(lanes.acc_saturated), sequencer.any_flag.eq(lanes.any_flag),
             # engine sequencer
             engine.run_done.eq(sequencer.command_done), engine.macro_busy.eq(sequencer.busy),
+            engine.group_store.eq(sequencer.store[0]), engine.group.eq(sequencer.group),
             engine.bus_bank.eq(front.bank), engine.program_classes.eq(program.classes),
             program.layer.eq(engine.layer),
             *(getattr(engine, name).eq(getattr(program, name)) for name in entry_fields(ep)),
             # inputs: INPUT while idle, the image or the activations during a CLASSIFY
             images.busy.eq(engine.busy), images.slot.eq(engine.image_slot),
             images.row_base.eq(engine.image_row_base),
-            activations.capture.eq(engine.capture), activations.col_tile.eq(engine.col_tile),
+            activations.capture.eq(engine.capture), activations.unit.eq(engine.unit),
             activations.out_bits.eq(lanes.out_bits), activations.swap.eq(engine.swap),
             activations.source.eq(engine.src), activations.inputs_n.eq(engine.inputs_n),
             activations.row_base.eq(engine.row_base), activations.row_tile.eq(engine.row_tile),

@@ -64,7 +64,7 @@ class EngineSequencer(wiring.Component):
     Parameters
     ----------
     ep : EngineParams
-        Built for pipeline 0 and P = C.
+        Built for pipeline 0.
 
     Members
     -------
@@ -78,6 +78,8 @@ class EngineSequencer(wiring.Component):
         The macro's sequencer completes a command (the RUN's last write-back cycle).
     macro_busy : In(1)
         The macro's sequencer is busy.
+    group_store : In(1), group : In(max(1, ceil(log2 G)))
+        The macro's sequencer stores ACC and OUT of column group ``group``.
     bus_bank : In(max(1, ceil(log2 weight_banks)))
         The bank field of the bus access.
     bank : Out(max(1, ceil(log2 weight_banks)))
@@ -98,8 +100,14 @@ class EngineSequencer(wiring.Component):
     image_row_base : Out(17)
     source, inputs_n, row_base, row_tile : Out
         The current RUN's source, its layer's n_in, its row tile's first input and index.
-    capture, col_tile, swap : Out
+    capture, unit, swap : Out
         The activation buffer's controls.
+    load_planes : Out(B)
+        The read cycle of a RUN: its planes 0..p-1 are left in INPUT, as the golden
+        model's RUN leaves them.
+    scanning : Out(1), scan_group : Out(max(1, ceil(log2 G)))
+        A scan runs and presents the ACC and CORR words of ``scan_group`` (for the next
+        cycle's class).
     compare, first, lane, neuron, result_write, result_slot : Out
         The result buffer's controls.
     classify_count, results, classes : Out(17)
@@ -110,21 +118,22 @@ class EngineSequencer(wiring.Component):
 
     def __init__(self, ep):
         p = ep.macro
-        if p.pipeline or p.cols_per_cycle != p.cols:
-            raise ValueError("the engine's sequencer needs pipeline 0 and cols_per_cycle = "
-                             f"cols, not pipeline {p.pipeline}, cols_per_cycle "
-                             f"{p.cols_per_cycle}")
+        if p.pipeline:
+            raise ValueError(f"pipeline must be 0 for the engine, not {p.pipeline}")
         self._ep = ep
         bank_bits = max(1, clog2(ep.weight_banks))
         fields = {name: In(width) for name, width in entry_fields(ep).items()}
         row_tiles = -(-ep.max_width // p.rows)
-        col_tiles = -(-ep.max_width // p.cols)
+        units = -(-ep.max_width // p.cols) * p.groups
+        group_bits = max(1, p.group_addr_bits)
         super().__init__({
             "access": In(engine_access_layout(ep)),
             "macro_access": In(access_layout(p)),
             "command_access": Out(access_layout(p)),
             "run_done": In(1),
             "macro_busy": In(1),
+            "group_store": In(1),
+            "group": In(group_bits),
             "bus_bank": In(bank_bits),
             "bank": Out(bank_bits),
             "layer": Out(max(1, clog2(ep.layers))),
@@ -140,8 +149,11 @@ class EngineSequencer(wiring.Component):
             "row_base": Out(COUNT_BITS),
             "row_tile": Out(max(1, clog2(row_tiles))),
             "capture": Out(1),
-            "col_tile": Out(max(1, clog2(col_tiles))),
+            "unit": Out(max(1, clog2(units))),
+            "scanning": Out(1),
+            "scan_group": Out(group_bits),
             "swap": Out(1),
+            "load_planes": Out(p.input_bits),
             "compare": Out(1),
             "first": Out(1),
             "lane": Out(max(1, clog2(p.cols_per_cycle))),
@@ -156,7 +168,7 @@ class EngineSequencer(wiring.Component):
 
     def elaborate(self, platform):
         ep, p = self._ep, self._ep.macro
-        R, C = p.rows, p.cols
+        R, C, P, G = p.rows, p.cols, p.cols_per_cycle, p.groups
         m = Module()
         access = self.access
         write = access.valid & access.we & access.regions[Region.CSR]
@@ -181,6 +193,11 @@ class EngineSequencer(wiring.Component):
         row_base = Signal(COUNT_BITS, name="engine_row_base")
         col_base = Signal(COUNT_BITS, name="engine_col_base")
         scan = Signal(max(1, clog2(C + 1)), name="engine_scan")
+        # The class whose words a scan cycle presents: lane and group of class ``scan``.
+        scan_lane = Signal(max(1, clog2(P)), name="scan_lane")
+        scan_group = Signal(max(1, p.group_addr_bits), name="scan_group")
+        compare_lane = Signal(max(1, clog2(P)), name="compare_lane")
+        m.d.sync += compare_lane.eq(scan_lane)
         # The current layer's program entry (the entry of last cycle's ``layer``).
         entry = {name: Signal(width, name=f"current_{name}")
                  for name, width in entry_fields(ep).items()}
@@ -250,14 +267,15 @@ class EngineSequencer(wiring.Component):
             m.d.comb += issue.eq(1)
             m.d.sync += phase.eq(EnginePhase.RUN)
         with m.Elif(in_phase[EnginePhase.RUN]):
+            m.d.comb += self.capture.eq(self.group_store & last_row & entry["binary"])
             with m.If(self.run_done):
                 with m.If(~last_row):
                     run_next(tile_same_column=True)
                 with m.Elif(entry["binary"]):
-                    m.d.comb += self.capture.eq(1)
                     m.d.sync += phase.eq(EnginePhase.CAPTURE)
                 with m.Else():
-                    m.d.sync += [phase.eq(EnginePhase.SCAN), scan.eq(0)]
+                    m.d.sync += [phase.eq(EnginePhase.SCAN), scan.eq(0), scan_lane.eq(0),
+                                 scan_group.eq(0)]
         with m.Elif(in_phase[EnginePhase.CAPTURE]):
             with m.If(~last_col):
                 run_next(tile_same_column=False)
@@ -266,7 +284,12 @@ class EngineSequencer(wiring.Component):
                 m.d.comb += [issue.eq(1), self.swap.eq(1)]
                 m.d.sync += phase.eq(EnginePhase.RUN)
         with m.Elif(in_phase[EnginePhase.SCAN]):
+            m.d.comb += self.scanning.eq(1)
             m.d.sync += scan.eq(scan + 1)
+            with m.If(eq_const(scan_lane, P - 1)):
+                m.d.sync += [scan_lane.eq(0), scan_group.eq(scan_group + 1)]
+            with m.Else():
+                m.d.sync += scan_lane.eq(scan_lane + 1)
             with m.If(scan.any()):
                 m.d.comb += [self.compare.eq(1),
                              self.first.eq(~col_tile.any() & eq_const(scan, 1))]
@@ -285,6 +308,11 @@ class EngineSequencer(wiring.Component):
             with m.Else():
                 m.d.comb += self.finished.eq(1)
                 m.d.sync += [busy.eq(0), phase.eq(EnginePhase.IDLE)]
+
+        issued = Signal(name="run_issued")
+        m.d.sync += issued.eq(issue)
+        m.d.comb += self.load_planes.eq(Cat(*(issued & (entry["planes"] > b)
+                                              for b in range(p.input_bits))))
 
         # The RUN issued to the macro's sequencer, in place of the bus's access.
         command = Signal(Cmd.BITS, name="issued_command")
@@ -306,8 +334,9 @@ class EngineSequencer(wiring.Component):
             self.image_slot.eq(nxt["slot"]), self.image_row_base.eq(nxt["row_base"]),
             self.src.eq(entry["source"]), self.inputs_n.eq(entry["inputs"]),
             self.row_base.eq(row_base), self.row_tile.eq(row_tile),
-            self.col_tile.eq(col_tile),
-            self.lane.eq((scan - 1)[:len(self.lane)]),
+            self.unit.eq((col_tile * G + self.group)[:len(self.unit)]),
+            self.scan_group.eq(scan_group),
+            self.lane.eq(compare_lane),
             self.neuron.eq((col_base + scan - 1)[:len(self.neuron)]),
             self.result_slot.eq(slot),
             self.classify_count.eq(count), self.results.eq(results),

@@ -22,7 +22,6 @@ class FlipBanks(wiring.Component):
     Parameters
     ----------
     ep : EngineParams
-        Built for P = C (one column group).
 
     Members
     -------
@@ -30,8 +29,10 @@ class FlipBanks(wiring.Component):
         The bus access in the cycle it acts in.
     bank : In(max(1, ceil(log2 weight_banks)))
         The bank read (and, for a bus write, written) in this cycle.
-    flip : Out(C)
-        The flips of the bank presented the cycle before.
+    group : In(max(1, ceil(log2 G)))
+        The column group whose flips ``flip`` shows.
+    flip : Out(P)
+        The flips of ``group`` in the bank presented the cycle before.
     answer : Out(32)
         The word of a FLIP read, in the ack's cycle (0 for other accesses).
     """
@@ -41,7 +42,8 @@ class FlipBanks(wiring.Component):
         super().__init__({
             "access": In(engine_access_layout(ep)),
             "bank": In(max(1, clog2(ep.weight_banks))),
-            "flip": Out(ep.macro.cols),
+            "group": In(max(1, ep.macro.group_addr_bits)),
+            "flip": Out(ep.macro.cols_per_cycle),
             "answer": Out(BUS_DATA_BITS),
         })
 
@@ -66,7 +68,8 @@ class FlipBanks(wiring.Component):
             write.en.eq(Mux(hit & access.we,
                             Cat(*(word_hit[j].replicate(BUS_DATA_BITS)
                                   for j in range(words)))[:C], 0)),
-            self.flip.eq(read.data),
+            self.flip.eq(select_packed(m, self.group[:ep.macro.group_addr_bits], read.data,
+                                       ep.macro.groups, ep.macro.cols_per_cycle, "group_flip")),
         ]
         read_q = Signal(name="flip_read_q")
         word_q = Signal(max(1, clog2(words)), name="flip_word_q")
