@@ -12,7 +12,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .engine_front_end import COUNT_BITS
-from .logic import clog2, eq_const, select_packed
+from .logic import clog2, eq_const, lt_const, select_packed
 
 __all__ = ["ActivationBuffer"]
 
@@ -27,11 +27,11 @@ class ActivationBuffer(wiring.Component):
     Members
     -------
     capture : In(1)
-        OUT of a column group (``out_bits``) is written into the buffer not read, at
-        outputs ``unit * P ..`` (within max_width).
-    unit : In(max(1, ceil(log2 (ceil(max_width / C) G))))
-        The group's place in the layer's outputs: column tile x G + group (units at or
-        past max_width are not stored).
+        OUT of column group ``group`` of column tile ``col_tile`` (``out_bits``) is
+        written into the buffer not read, at outputs ``(col_tile G + group) P ..``
+        (within max_width).
+    col_tile : In(max(1, ceil(log2 ceil(max_width / C))))
+    group : In(max(1, ceil(log2 G)))
     out_bits : In(P)
     swap : In(1)
         The buffer written becomes the one read.
@@ -51,11 +51,12 @@ class ActivationBuffer(wiring.Component):
     def __init__(self, ep):
         self._ep = ep
         p = ep.macro
-        self.units = -(-ep.max_width // p.cols_per_cycle)
+        self.col_tiles = -(-ep.max_width // p.cols)
         self.row_tiles = -(-ep.max_width // p.rows)
         super().__init__({
             "capture": In(1),
-            "unit": In(max(1, clog2(-(-ep.max_width // p.cols) * p.groups))),
+            "col_tile": In(max(1, clog2(self.col_tiles))),
+            "group": In(max(1, p.group_addr_bits)),
             "out_bits": In(p.cols_per_cycle),
             "swap": In(1),
             "source": In(1),
@@ -68,7 +69,7 @@ class ActivationBuffer(wiring.Component):
 
     def elaborate(self, platform):
         ep, p = self._ep, self._ep.macro
-        R, P, B, width = p.rows, p.cols_per_cycle, p.input_bits, ep.max_width
+        R, P, G, B, width = p.rows, p.cols_per_cycle, p.groups, p.input_bits, ep.max_width
         m = Module()
         read_one = Signal(name="activations_read_one")       # buffer 1 is read
         with m.If(self.swap):
@@ -76,9 +77,10 @@ class ActivationBuffer(wiring.Component):
         buffers = [Signal(width, name=f"activations_{b}") for b in range(2)]
         for b, buf in enumerate(buffers):
             written = self.capture & (read_one if b == 0 else ~read_one)
-            for u in range(self.units):
+            for u in range(-(-width // P)):
                 lo, hi = u * P, min(width, (u + 1) * P)
-                with m.If(written & eq_const(self.unit, u)):
+                with m.If(written & eq_const(self.col_tile, u // G)
+                          & eq_const(self.group[:p.group_addr_bits], u % G)):
                     m.d.sync += buf[lo:hi].eq(self.out_bits[:hi - lo])
 
         # The row tile of the buffer read, and the mask of rows before n_in.
@@ -89,7 +91,8 @@ class ActivationBuffer(wiring.Component):
         remaining = Signal(COUNT_BITS + 1, name="rows_remaining")   # n_in - row_base
         m.d.comb += remaining.eq(self.inputs_n - self.row_base)
         live = Signal(R, name="rows_live")
-        m.d.comb += live.eq(Cat(*(~remaining[-1] & (remaining[:-1] > i) for i in range(R))))
+        m.d.comb += live.eq(Cat(*(~remaining[-1] & ~lt_const(remaining[:-1], i + 1)
+                                  for i in range(R))))
         m.d.comb += self.inputs.eq(Mux(self.source,
                                        Cat(act_rows & live, Const(0, (B - 1) * R)),
                                        self.image_rows & live.replicate(B)))

@@ -162,8 +162,9 @@ class CimEngine(wiring.Component):
             *(getattr(engine, name).eq(getattr(program, name)) for name in entry_fields(ep)),
             # inputs: INPUT while idle, the image or the activations during a CLASSIFY
             images.busy.eq(engine.busy), images.slot.eq(engine.image_slot),
-            images.row_base.eq(engine.image_row_base),
-            activations.capture.eq(engine.capture), activations.unit.eq(engine.unit),
+            images.row_base.eq(engine.image_row_base), images.row_tile.eq(engine.image_row_tile),
+            activations.capture.eq(engine.capture), activations.col_tile.eq(engine.col_tile),
+            activations.group.eq(sequencer.group),
             activations.out_bits.eq(lanes.out_bits), activations.swap.eq(engine.swap),
             activations.source.eq(engine.src), activations.inputs_n.eq(engine.inputs_n),
             activations.row_base.eq(engine.row_base), activations.row_tile.eq(engine.row_tile),

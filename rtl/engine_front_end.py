@@ -23,7 +23,7 @@ from models.params import BUS_DATA_BITS, CSR, EngineErrCode, Region
 from . import wishbone
 from .access import REGION_COUNT, access_layout
 from .bus_front_end import command_ok, value_faults
-from .logic import clog2, eq_const, lt_const, onehot, select
+from .logic import clog2, eq_const, lt_const, onehot, select, ult
 
 __all__ = ["engine_access_layout", "engine_fields", "EngineFrontEnd", "OWN_CSRS",
            "ERRCODE_BITS", "COUNT_BITS"]
@@ -200,10 +200,10 @@ class EngineFrontEnd(wiring.Component):
         # NO_RESULT: a RESULT slot not classified yet, LAST_* before any image or beyond
         # the classes.
         slot = fields_of[EngineRegion.RESULT]["image_slot"]
-        no_result = (hit[EngineRegion.RESULT] & ~(slot < self.results)
+        no_result = (hit[EngineRegion.RESULT] & ~ult(slot, self.results)
                      | (hit[EngineRegion.LAST_ACC] | hit[EngineRegion.LAST_SCORE])
                      & (~self.results.any()
-                        | ~(fields_of[EngineRegion.LAST_ACC]["neuron"] < self.classes)))
+                        | ~ult(fields_of[EngineRegion.LAST_ACC]["neuron"], self.classes)))
         part_hit = onehot(m, fields_of[EngineRegion.PROGRAM]["part"], 4, "program_part_hit")
         classify = csr & reg_hit[EngineCSR.CLASSIFY]
         bad_value = Cat(*value_faults(p, dat_w, hit, reg_hit),

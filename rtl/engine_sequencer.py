@@ -25,7 +25,7 @@ from models.params import BUS_DATA_BITS, CSR, Cmd, Op, Region
 
 from .access import access_layout
 from .engine_front_end import COUNT_BITS, engine_access_layout
-from .logic import clog2, eq_const
+from .logic import clog2, eq_const, lt_const, ult
 from .program_memory import entry_fields
 from .result_buffer import class_bits
 
@@ -97,10 +97,10 @@ class EngineSequencer(wiring.Component):
         A CLASSIFY starts (STATUS.done := 0) and ends (STATUS.done := 1).
     image_slot : Out(max(1, ceil(log2 image_slots)))
         The next cycle's image slot, and ``image_row_base`` its row tile's first input.
-    image_row_base : Out(17)
+    image_row_base : Out(17), image_row_tile : Out(max(1, ceil(log2 ceil(max_width / R))))
     source, inputs_n, row_base, row_tile : Out
         The current RUN's source, its layer's n_in, its row tile's first input and index.
-    capture, unit, swap : Out
+    capture, col_tile, swap : Out
         The activation buffer's controls.
     load_planes : Out(B)
         The read cycle of a RUN: its planes 0..p-1 are left in INPUT, as the golden
@@ -124,7 +124,7 @@ class EngineSequencer(wiring.Component):
         bank_bits = max(1, clog2(ep.weight_banks))
         fields = {name: In(width) for name, width in entry_fields(ep).items()}
         row_tiles = -(-ep.max_width // p.rows)
-        units = -(-ep.max_width // p.cols) * p.groups
+        col_tiles = -(-ep.max_width // p.cols)
         group_bits = max(1, p.group_addr_bits)
         super().__init__({
             "access": In(engine_access_layout(ep)),
@@ -144,12 +144,13 @@ class EngineSequencer(wiring.Component):
             "finished": Out(1),
             "image_slot": Out(max(1, clog2(ep.image_slots))),
             "image_row_base": Out(COUNT_BITS),
+            "image_row_tile": Out(max(1, clog2(row_tiles))),
             "src": Out(1),
             "inputs_n": Out(COUNT_BITS),
             "row_base": Out(COUNT_BITS),
             "row_tile": Out(max(1, clog2(row_tiles))),
             "capture": Out(1),
-            "unit": Out(max(1, clog2(units))),
+            "col_tile": Out(max(1, clog2(col_tiles))),
             "scanning": Out(1),
             "scan_group": Out(group_bits),
             "swap": Out(1),
@@ -187,11 +188,11 @@ class EngineSequencer(wiring.Component):
         cycles = Signal(BUS_DATA_BITS, name="engine_cycles")
         slot = Signal(len(self.image_slot), name="engine_slot")
         layer = Signal(len(self.layer), name="engine_layer")
-        row_tile = Signal(ProgramTileBits, name="engine_row_tile")
-        col_tile = Signal(ProgramTileBits, name="engine_col_tile")
+        # Tile indices as wide as the bases below: their products are not narrower.
+        row_tile = Signal(COUNT_BITS, name="engine_row_tile")
+        col_tile = Signal(COUNT_BITS, name="engine_col_tile")
         bank = Signal(len(self.bank), name="engine_bank")
-        row_base = Signal(COUNT_BITS, name="engine_row_base")
-        col_base = Signal(COUNT_BITS, name="engine_col_base")
+        neuron = Signal(len(self.neuron), name="engine_neuron")
         scan = Signal(max(1, clog2(C + 1)), name="engine_scan")
         # The class whose words a scan cycle presents: lane and group of class ``scan``.
         scan_lane = Signal(max(1, clog2(P)), name="scan_lane")
@@ -204,21 +205,27 @@ class EngineSequencer(wiring.Component):
         m.d.sync += [entry[name].eq(getattr(self, name)) for name in entry]
 
         in_phase = {ph: Signal(name=f"in_{ph.name.lower()}") for ph in EnginePhase}
-        m.d.comb += [s.eq(phase == ph) for ph, s in in_phase.items()]
+        m.d.comb += [s.eq(eq_const(phase.as_value(), ph.value)) for ph, s in in_phase.items()]
 
         # Next-cycle values: the current ones unless a transition below changes them.
         nxt = dict(slot=Signal.like(slot, name="next_slot"),
                    layer=Signal.like(layer, name="next_layer"),
                    row_tile=Signal.like(row_tile, name="next_row_tile"),
                    col_tile=Signal.like(col_tile, name="next_col_tile"),
-                   bank=Signal.like(bank, name="next_bank"),
-                   row_base=Signal.like(row_base, name="next_row_base"),
-                   col_base=Signal.like(col_base, name="next_col_base"))
+                   bank=Signal.like(bank, name="next_bank"))
         current = dict(slot=slot, layer=layer, row_tile=row_tile, col_tile=col_tile,
-                       bank=bank, row_base=row_base, col_base=col_base)
+                       bank=bank)
         for name, sig in nxt.items():
             m.d.comb += sig.eq(current[name])
             m.d.sync += current[name].eq(sig)
+        # The first input of a row tile and output of a column tile (products with a
+        # constant: no adder of mismatched widths).
+        row_base = Signal(COUNT_BITS, name="engine_row_base")
+        next_row_base = Signal(COUNT_BITS, name="next_row_base")
+        col_base = Signal(COUNT_BITS, name="engine_col_base")
+        m.d.comb += [row_base.eq((row_tile * R)[:COUNT_BITS]),
+                     next_row_base.eq((nxt["row_tile"] * R)[:COUNT_BITS]),
+                     col_base.eq((col_tile * C)[:COUNT_BITS])]
 
         issue = Signal(name="issue_run")
         accumulate = Signal(name="issue_accumulate")
@@ -228,26 +235,23 @@ class EngineSequencer(wiring.Component):
             m.d.comb += [issue.eq(1), nxt["bank"].eq((bank + 1)[:len(bank)])]
             if tile_same_column:
                 m.d.comb += [accumulate.eq(1),
-                             nxt["row_tile"].eq((row_tile + 1)[:len(row_tile)]),
-                             nxt["row_base"].eq((row_base + R)[:COUNT_BITS])]
+                             nxt["row_tile"].eq((row_tile + 1)[:len(row_tile)])]
             else:
-                m.d.comb += [nxt["row_tile"].eq(0), nxt["row_base"].eq(0),
-                             nxt["col_tile"].eq((col_tile + 1)[:len(col_tile)]),
-                             nxt["col_base"].eq((col_base + C)[:COUNT_BITS])]
+                m.d.comb += [nxt["row_tile"].eq(0),
+                             nxt["col_tile"].eq((col_tile + 1)[:len(col_tile)])]
             m.d.sync += phase.eq(EnginePhase.RUN)
 
         def first_run_of(layer_value, slot_value=None):
             """The state of a layer's first RUN (its bank is the entry's first bank)."""
             m.d.comb += [nxt["layer"].eq(layer_value), nxt["row_tile"].eq(0),
-                         nxt["col_tile"].eq(0), nxt["row_base"].eq(0),
-                         nxt["col_base"].eq(0), nxt["bank"].eq(self.first_bank)]
+                         nxt["col_tile"].eq(0), nxt["bank"].eq(self.first_bank)]
             if slot_value is not None:
                 m.d.comb += nxt["slot"].eq(slot_value)
 
         live = Signal(len(scan), name="scan_live")          # classes of this column tile
         left = Signal(COUNT_BITS, name="scan_left")
         m.d.comb += [left.eq(entry["outputs"] - col_base),
-                     live.eq(Mux(left >= C, C, left[:len(scan)]))]
+                     live.eq(Mux(lt_const(left, C), left[:len(scan)], C))]
         last_row = (row_tile + 1)[:ProgramTileBits] == entry["row_tiles"]
         last_col = (col_tile + 1)[:ProgramTileBits] == entry["col_tiles"]
 
@@ -275,7 +279,7 @@ class EngineSequencer(wiring.Component):
                     m.d.sync += phase.eq(EnginePhase.CAPTURE)
                 with m.Else():
                     m.d.sync += [phase.eq(EnginePhase.SCAN), scan.eq(0), scan_lane.eq(0),
-                                 scan_group.eq(0)]
+                                 scan_group.eq(0), neuron.eq(col_base[:len(neuron)])]
         with m.Elif(in_phase[EnginePhase.CAPTURE]):
             with m.If(~last_col):
                 run_next(tile_same_column=False)
@@ -291,6 +295,7 @@ class EngineSequencer(wiring.Component):
             with m.Else():
                 m.d.sync += scan_lane.eq(scan_lane + 1)
             with m.If(scan.any()):
+                m.d.sync += neuron.eq(neuron + 1)
                 m.d.comb += [self.compare.eq(1),
                              self.first.eq(~col_tile.any() & eq_const(scan, 1))]
             with m.If(scan == live):
@@ -301,7 +306,7 @@ class EngineSequencer(wiring.Component):
         with m.Elif(in_phase[EnginePhase.RESULT]):
             m.d.comb += self.result_write.eq(1)
             m.d.sync += results.eq(results + 1)
-            more = ((slot + 1) < count) & ~stop & ~stop_now
+            more = ult(slot + 1, count) & ~stop & ~stop_now
             with m.If(more):
                 first_run_of(0, (slot + 1)[:len(slot)])
                 m.d.sync += phase.eq(EnginePhase.START)
@@ -311,7 +316,7 @@ class EngineSequencer(wiring.Component):
 
         issued = Signal(name="run_issued")
         m.d.sync += issued.eq(issue)
-        m.d.comb += self.load_planes.eq(Cat(*(issued & (entry["planes"] > b)
+        m.d.comb += self.load_planes.eq(Cat(*(issued & ~lt_const(entry["planes"], b + 1)
                                               for b in range(p.input_bits))))
 
         # The RUN issued to the macro's sequencer, in place of the bus's access.
@@ -331,13 +336,14 @@ class EngineSequencer(wiring.Component):
             self.bank.eq(Mux(busy, nxt["bank"], Mux(self.macro_busy, 0, self.bus_bank))),
             self.layer.eq(nxt["layer"]),
             self.busy.eq(busy),
-            self.image_slot.eq(nxt["slot"]), self.image_row_base.eq(nxt["row_base"]),
+            self.image_slot.eq(nxt["slot"]), self.image_row_base.eq(next_row_base),
+            self.image_row_tile.eq(nxt["row_tile"][:len(self.image_row_tile)]),
             self.src.eq(entry["source"]), self.inputs_n.eq(entry["inputs"]),
             self.row_base.eq(row_base), self.row_tile.eq(row_tile),
-            self.unit.eq((col_tile * G + self.group)[:len(self.unit)]),
+            self.col_tile.eq(col_tile[:len(self.col_tile)]),
             self.scan_group.eq(scan_group),
             self.lane.eq(compare_lane),
-            self.neuron.eq((col_base + scan - 1)[:len(self.neuron)]),
+            self.neuron.eq(neuron),
             self.result_slot.eq(slot),
             self.classify_count.eq(count), self.results.eq(results),
             self.classes.eq(classes), self.engine_cycles.eq(cycles),

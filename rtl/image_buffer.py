@@ -19,7 +19,7 @@ from models.engine_params import EngineRegion
 from models.params import BUS_DATA_BITS
 
 from .engine_front_end import engine_access_layout, engine_fields
-from .logic import clog2, onehot, select_packed
+from .logic import clog2, eq_const, onehot, select, select_packed
 
 __all__ = ["ImageBuffer"]
 
@@ -40,8 +40,9 @@ class ImageBuffer(wiring.Component):
         The sequencer owns the read ports (the bus cannot access IMAGE while busy).
     slot : In(max(1, ceil(log2 image_slots)))
         The sequencer's slot, presented a cycle before its rows are read.
-    row_base : In(17)
-        The first input of the sequencer's row tile (a multiple of R), with ``slot``.
+    row_base : In(17), row_tile : In(max(1, ceil(log2 ceil(max_width / R))))
+        The first input of the sequencer's row tile (a multiple of R) and its index,
+        with ``slot``.
     rows : Out(B * R)
         Plane b of the tile is bits ``[b R, (b + 1) R)``: inputs ``row_base ..
         row_base + R - 1`` of the slot presented the cycle before (unmasked).
@@ -59,6 +60,7 @@ class ImageBuffer(wiring.Component):
             "busy": In(1),
             "slot": In(max(1, clog2(ep.image_slots))),
             "row_base": In(17),
+            "row_tile": In(max(1, clog2(-(-ep.max_width // p.rows)))),
             "rows": Out(p.input_bits * p.rows),
             "answer": Out(BUS_DATA_BITS),
         })
@@ -78,14 +80,19 @@ class ImageBuffer(wiring.Component):
 
         # Bits of the last chunk beyond max_width are not stored.
         tail = ep.max_width - BUS_DATA_BITS * (ep.image_chunks - 1)
-        last_chunk = chunk == ep.image_chunks - 1
+        last_chunk = eq_const(chunk, ep.image_chunks - 1)
         dat_w = Signal(BUS_DATA_BITS, name="image_dat_w")
         m.d.comb += dat_w.eq(Mux(last_chunk, access.data & ((1 << tail) - 1), access.data))
 
         # The sequencer's chunks: c0 = row_base / 32 and the next M - 1.
         c0 = self.row_base[5:]
-        bus_memory = chunk % M if M > 1 else Const(0, 1)
-        bus_index = chunk // M if M > 1 else chunk
+        if M & (M - 1) == 0:
+            bus_memory, bus_index = chunk[:clog2(M)], chunk[clog2(M):]
+        else:       # R = 32 n, n not a power of two: chunk mod n and chunk // n by table
+            chunks = range(ep.image_chunks)
+            bus_memory = select(m, chunk, [c % M for c in chunks], clog2(M), "image_bus_memory")
+            bus_index = select(m, chunk, [c // M for c in chunks], max(1, index_bits),
+                               "image_bus_index")
         words = []
         for i in range(M):
             memory = Memory(shape=B * BUS_DATA_BITS, depth=ep.image_slots << index_bits, init=[])
@@ -96,14 +103,16 @@ class ImageBuffer(wiring.Component):
                 # M = 2: chunk c0 + ((i - c0) mod 2) lives in memory i.
                 seq_index = (c0 + (c0[0] ^ i)) >> 1 if i == 0 else c0 >> 1
             else:
-                seq_index = c0 // M if M > 1 else c0
-            seq_addr = Cat(Const(0, index_bits) | seq_index[:index_bits], self.slot[:slot_bits])
-            bus_addr = Cat(Const(0, index_bits) | bus_index[:index_bits], fields["image_slot"])
+                seq_index = self.row_tile        # chunk t n + i is word t of memory i
+            if index_bits + slot_bits:
+                # (A one-word memory has no address: none is driven.)
+                seq_addr = Cat(seq_index[:index_bits], self.slot[:slot_bits])
+                bus_addr = Cat(bus_index[:index_bits], fields["image_slot"])
+                m.d.comb += [read.addr.eq(Mux(self.busy, seq_addr, bus_addr)),
+                             write.addr.eq(bus_addr)]
             m.d.comb += [
-                read.addr.eq(Mux(self.busy, seq_addr, bus_addr)),
-                write.addr.eq(bus_addr),
                 write.data.eq(dat_w.replicate(B)),
-                write.en.eq(Mux(hit & access.we & (bus_memory == i), plane_hit, 0)),
+                write.en.eq(Mux(hit & access.we & eq_const(bus_memory, i), plane_hit, 0)),
             ]
             words.append(read.data)
 

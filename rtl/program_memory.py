@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from models.engine_params import PROGRAM_WORDS, EngineRegion, ProgramWord
 
 from .engine_front_end import COUNT_BITS, engine_access_layout, engine_fields
-from .logic import clog2, eq_const, onehot, select
+from .logic import clog2, eq_const, lt_const, onehot, select, ule, ult
 
 __all__ = ["ProgramMemory", "entry_fields"]
 
@@ -75,9 +75,10 @@ class ProgramMemory(wiring.Component):
         dat_w = access.data
         names = list(entry_fields(ep))
         entries = []
+        # The first bank as wide as T x J: the check adds them at equal widths.
+        widths = dict(entry_fields(ep), first_bank=2 * W.TILE_BITS)
         for l in range(ep.layers):
-            e = {name: Signal(width, name=f"layer{l}_{name}")
-                 for name, width in entry_fields(ep).items()}
+            e = {name: Signal(width, name=f"layer{l}_{name}") for name, width in widths.items()}
             entries.append(e)
             parts = {
                 W.INPUTS: [(e["inputs"], dat_w[:COUNT_BITS])],
@@ -94,9 +95,10 @@ class ProgramMemory(wiring.Component):
 
         # The entry of the sequencer's layer.
         for name in names:
+            width = entry_fields(ep)[name]
             m.d.comb += getattr(self, name).eq(select(
-                m, self.layer[:clog2(ep.layers)], [e[name] for e in entries],
-                entry_fields(ep)[name], f"entry_{name}"))
+                m, self.layer[:clog2(ep.layers)], [e[name][:width] for e in entries],
+                width, f"entry_{name}"))
 
         # CLASSIFY's check: each entry's own rules, the chain, and a last layer.
         R, C, B = p.rows, p.cols, p.input_bits
@@ -105,13 +107,15 @@ class ProgramMemory(wiring.Component):
         for l, e in enumerate(entries):
             T, J = e["row_tiles"], e["col_tiles"]
             sizes = (e["inputs"].any() & e["outputs"].any()
-                     & (e["inputs"] <= ep.max_width) & (e["outputs"] <= ep.max_width))
+                     & lt_const(e["inputs"], ep.max_width + 1)
+                     & lt_const(e["outputs"], ep.max_width + 1))
             # T = ceil(n_in / R): (T - 1) R < n_in <= T R (T >= 1 is checked on write).
-            tiles = ((e["inputs"] <= T * R) & (e["inputs"] > (T - 1) * R) & T.any()
-                     & (e["outputs"] <= J * C) & (e["outputs"] > (J - 1) * C) & J.any())
-            banks = e["first_bank"] + T * J <= ep.weight_banks
+            T1, J1 = (T - 1)[:W.TILE_BITS], (J - 1)[:W.TILE_BITS]
+            tiles = (T.any() & ule(e["inputs"], T * R) & ult(T1 * R, e["inputs"])
+                     & J.any() & ule(e["outputs"], J * C) & ult(J1 * C, e["outputs"]))
+            banks = lt_const((e["first_bank"] + T * J)[:2 * W.TILE_BITS], ep.weight_banks + 1)
             if l == 0:
-                chain = ~e["source"] & e["planes"].any() & (e["planes"] <= B)
+                chain = ~e["source"] & e["planes"].any() & lt_const(e["planes"], B + 1)
             else:
                 chain = (e["source"] & eq_const(e["planes"], 1)
                          & (e["inputs"] == entries[l - 1]["outputs"]))
@@ -132,7 +136,7 @@ class ProgramMemory(wiring.Component):
             words[l << 2 | W.OUTPUTS] = e["outputs"]
             words[l << 2 | W.TILES] = Cat(e["row_tiles"], Const(0, W.COL_TILES_SHIFT - W.TILE_BITS),
                                           e["col_tiles"])
-            words[l << 2 | W.MODE] = Cat(e["first_bank"],
+            words[l << 2 | W.MODE] = Cat(e["first_bank"][:W.FIRST_BANK_BITS],
                                          Const(0, W.PLANES_SHIFT - W.FIRST_BANK_BITS),
                                          e["planes"],
                                          Const(0, W.SOURCE_BIT - W.PLANES_SHIFT - W.PLANES_BITS),

@@ -235,7 +235,11 @@ MACROS = {
     "16x12-P4-B2": MacroParams(16, 12, input_bits=2, cols_per_cycle=4),
     "12x5-P1-K2-offset": MacroParams(12, 5, input_bits=3, cols_per_cycle=1, comp_rows=2,
                                      nonideal=("offset",)),
+    "64x5-B2": MacroParams(64, 5, input_bits=2),
+    "96x4-B2-gain": MacroParams(96, 4, input_bits=2, nonideal=("gain",)),
 }
+#: Slower sets: the 32x96 macro.
+SLOW_MACROS = {"32x96-B5": MacroParams(32, 96, input_bits=5)}
 
 
 def random_sizes(rng, p):
@@ -246,7 +250,8 @@ def random_sizes(rng, p):
     return tuple(sizes)
 
 
-@pytest.mark.parametrize("name", sorted(MACROS))
+@pytest.mark.parametrize("name", sorted(MACROS) + [
+    pytest.param(name, marks=pytest.mark.slow) for name in sorted(SLOW_MACROS)])
 def test_random_networks_classify_as_the_engine_model(name, seed, rng):
     """Random networks and chips through ``EngineDriver`` on the RTL (chip registers
     through the macro's map, CALIBRATE, the trim, the program, images streamed through a
@@ -254,7 +259,7 @@ def test_random_networks_classify_as_the_engine_model(name, seed, rng):
     and ACC equal ``EngineModel``'s (of every image with one slot, of each batch's last
     with more); ENGINE_CYCLES = images x
     ``image_cycles``."""
-    p = MACROS[name]
+    p = {**MACROS, **SLOW_MACROS}[name]
     for slots in (1, int(rng.integers(2, 4))):      # one slot: every image's ACC is read
         sizes = random_sizes(rng, p)
         net = random_net(rng, sizes, p.input_bits, p.rows, p.cols)
@@ -288,3 +293,32 @@ def test_random_networks_classify_as_the_engine_model(name, seed, rng):
         assert all(np.array_equal(s, ref.scores[i]) for s, i in zip(scores, ends))
         last = len(images) - ends[-2] - 1 if len(ends) > 1 else len(images)
         assert cycles == last * ref.program.image_cycles()
+
+
+# --- lint ---------------------------------------------------------------------------------
+
+LINT_SETS = {
+    "8x6-B3": E.EngineParams(MacroParams(8, 6, input_bits=3), 5, 3, 3, 40),
+    "16x12-P4-all-counters": E.EngineParams(
+        MacroParams(16, 12, cols_per_cycle=4, nonideal=ALL, counters=True), 5, 2, 1, 40),
+    "96x7-P1-B1": E.EngineParams(MacroParams(96, 7, input_bits=1, cols_per_cycle=1), 3, 1, 4, 300),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINT_SETS))
+def test_engine_verilog_is_lint_clean(name, tmp_path):
+    """``verilator --lint-only -Wall`` with the waivers of tests/test_lint.py: no warning."""
+    import subprocess
+
+    from amaranth.back import verilog
+
+    from verif.toolchain import require_tool, tool_env
+    from .test_lint import LINT_FLAGS
+    path = tmp_path / "cim_engine.v"
+    path.write_text(verilog.convert(CimEngine(LINT_SETS[name]), name="cim_engine",
+                                    emit_src=False))
+    env = tool_env()
+    result = subprocess.run([require_tool("verilator", env), *LINT_FLAGS, str(path)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    report = result.stdout + result.stderr
+    assert result.returncode == 0 and "%Warning" not in report, report
