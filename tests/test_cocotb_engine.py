@@ -131,3 +131,25 @@ def test_every_error_of_the_bus_model_table(sim, subset, seed, rng):
     cases = [c for c in error_cases(rng) if subset is None or c["name"] in subset]
     seconds = engine_runner.run(engine, sim, "errors", seed=seed, args=dict(errors=cases))
     print(f"seed {seed}: {len(cases)} error cases on {sim} in {seconds:.1f} s")
+
+
+def _dataset(sim, dataset, count, seed):
+    from verif.cocotb.nets import prepare
+    files = prepare(dataset)
+    data = np.load(files["images"])
+    case = dict(model=str(files["net"]), images=data["x"][:count].astype(int).tolist(),
+                labels=data["y"][:count].astype(int).tolist(), chip={})
+    seconds = engine_runner.run("32x96-B5", sim, "networks", seed=seed, args=dict(networks=[case]))
+    print(f"{dataset}: {count} images on {sim} 32x96-B5 equal the engine model "
+          f"({seconds:.1f} s)")
+
+
+def test_digits_200_images_on_the_32x96_engine(seed):
+    """The digits network (models.bnn recipe, 64-96-96-10) end to end: 200 validation
+    images through the image buffer, classes equal EngineModel's."""
+    _dataset("verilator", "digits", 200, seed)
+
+
+@pytest.mark.slow
+def test_mnist_200_images_on_the_32x96_engine(seed):
+    _dataset("verilator", "mnist", 200, seed)

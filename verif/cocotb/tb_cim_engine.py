@@ -13,7 +13,7 @@ differently fails the test. ``CIM_ENGINE`` holds the engine's parameters (JSON o
     images are classified through the buffer, one slot per CLASSIFY when
     ``"one_by_one"`` is true (then every image's LAST_ACC and LAST_SCORE are read); the
     classes, scores and ACC must equal ``models.engine.EngineModel``'s and
-    ENGINE_CYCLES the images' ``image_cycles``.
+    ENGINE_CYCLES the images' ``image_cycles``. With ``"labels"`` the accuracy is logged.
 ``errors`` (test ``errors``)
     The error table: ``{"name", "setup": [[op, addr, data]...], "access": [op, addr,
     data, sel], "code"}`` entries, each after a reset (on the RTL: a CLEAR, every
@@ -115,6 +115,10 @@ async def networks(dut):
             assert await drv.cycles() == len(batch) * ref.program.image_cycles()
         got = np.concatenate(got)
         assert np.array_equal(got, want), f"classes {got.tolist()} != {want.tolist()}"
+        if "labels" in case:
+            accuracy = float(np.mean(got == np.asarray(case["labels"])))
+            dut._log.info(f"accuracy {accuracy:.4f} on {len(got)} images, "
+                          f"{ref.program.image_cycles()} cycles per image")
         dut._log.info(f"seed {seed}: network {[l.inputs for l in net.layers]} -> "
                       f"{net.layers[-1].outputs}: {len(images)} images equal, "
                       f"{tr.accesses} accesses in lockstep")
