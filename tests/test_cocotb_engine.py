@@ -62,8 +62,9 @@ NETWORKS = [("verilator", "8x6-P2-all"), ("icarus", "8x6-P2-all"), ("verilator",
 def test_random_networks_equal_the_engine_model(sim, engine, seed, rng, tmp_path):
     ep = engine_runner.engine_of(engine)
     cases = network_cases(rng, ep, tmp_path)
-    seconds = engine_runner.run(engine, sim, "networks", seed=seed, args=dict(networks=cases))
-    print(f"seed {seed}: {len(cases)} networks on {sim} {engine} in {seconds:.1f} s")
+    result = engine_runner.run(engine, sim, "networks", seed=seed, args=dict(networks=cases))
+    assert all(result.stats[f"network{i}"]["identical"] for i in range(len(cases)))
+    print(f"seed {seed}: {len(cases)} networks on {sim} {engine} in {result.seconds:.1f} s")
 
 
 class _Recorder(Transport):
@@ -129,8 +130,8 @@ def test_every_error_of_the_bus_model_table(sim, subset, seed, rng):
     engine = "32x12-P4-all"
     assert engine_runner.engine_of(engine) == bus_tests.PARAMS
     cases = [c for c in error_cases(rng) if subset is None or c["name"] in subset]
-    seconds = engine_runner.run(engine, sim, "errors", seed=seed, args=dict(errors=cases))
-    print(f"seed {seed}: {len(cases)} error cases on {sim} in {seconds:.1f} s")
+    result = engine_runner.run(engine, sim, "errors", seed=seed, args=dict(errors=cases))
+    print(f"seed {seed}: {len(cases)} error cases on {sim} in {result.seconds:.1f} s")
 
 
 def _dataset(sim, dataset, count, seed):
@@ -139,9 +140,13 @@ def _dataset(sim, dataset, count, seed):
     data = np.load(files["images"])
     case = dict(model=str(files["net"]), images=data["x"][:count].astype(int).tolist(),
                 labels=data["y"][:count].astype(int).tolist(), chip={})
-    seconds = engine_runner.run("32x96-B5", sim, "networks", seed=seed, args=dict(networks=[case]))
-    print(f"{dataset}: {count} images on {sim} 32x96-B5 equal the engine model "
-          f"({seconds:.1f} s)")
+    result = engine_runner.run("32x96-B5", sim, "networks", seed=seed,
+                               args=dict(networks=[case]))
+    stats = result.stats["network0"]
+    assert stats["identical"] and len(stats["predictions"]) == count
+    print(f"{dataset}: {count} images on {sim} 32x96-B5 equal the engine model, accuracy "
+          f"{stats['accuracy']:.4f}, {stats['cycles_per_image']} cycles per image "
+          f"({result.seconds:.1f} s)")
 
 
 def test_digits_200_images_on_the_32x96_engine(seed):

@@ -62,6 +62,15 @@ def engine_of(name: str) -> EngineParams:
     return engine_from_dict(ENGINE_SETS[name])
 
 
+def _resolve(engine, label):
+    """(EngineParams, folder label) of a set name or of explicit parameters."""
+    if isinstance(engine, EngineParams):
+        if not label:
+            raise ValueError("label (a folder name) is needed with explicit EngineParams")
+        return engine, label
+    return engine_of(engine), label or engine
+
+
 def _verilog(ep: EngineParams) -> str:
     key = hashlib.sha256(f"{runner._source_digest()} engine "
                          f"{json.dumps(engine_to_dict(ep), sort_keys=True)}".encode()).hexdigest()[:20]
@@ -83,16 +92,18 @@ def _verilog(ep: EngineParams) -> str:
 _BUILDS: dict = {}
 
 
-def build(name: str, sim: str):
-    """Compile engine ``name`` for ``sim`` into ``build/cocotb/<sim>/engine-<name>/``
-    (once: skipped when its Verilog, harness and flags are unchanged)."""
+def build(engine, sim: str, label: str | None = None):
+    """Compile ``engine`` (a key of :data:`ENGINE_SETS`, or an :class:`EngineParams` with
+    a folder ``label``) for ``sim`` into ``build/cocotb/<sim>/engine-<label>/`` (once:
+    skipped when its Verilog, harness and flags are unchanged). Returns the cocotb
+    runner and the folder."""
     from verif.toolchain import apply_tool_env
 
     from .cocotb import harness
-    if (name, sim) in _BUILDS:
-        return _BUILDS[name, sim]
+    ep, name = _resolve(engine, label)
+    if (ep, name, sim) in _BUILDS:
+        return _BUILDS[ep, name, sim]
     apply_tool_env()
-    ep = engine_of(name)
     text = _verilog(ep)
     ports = harness.parse_ports(text, "cim_engine")
     # The burst engine's falling-edge copies of ack and dat_r serve the per-edge master.
@@ -134,15 +145,18 @@ def build(name: str, sim: str):
                 else:
                     os.environ["MAKEFLAGS"] = saved
             stamp_file.write_text(stamp)
-    _BUILDS[name, sim] = (sim_runner, out)
-    return _BUILDS[name, sim]
+    _BUILDS[ep, name, sim] = (sim_runner, out)
+    return _BUILDS[ep, name, sim]
 
 
-def run(name: str, sim: str, test: str, *, seed: int = 0, args: dict | None = None) -> float:
-    """Run ``@cocotb.test`` ``test`` of ``verif.cocotb.tb_cim_engine`` on engine ``name``
-    under ``sim``; returns the seconds it took. Raises :class:`runner.CocotbFailure` with
-    the seed and the re-run command when it fails."""
-    sim_runner, out = build(name, sim)
+def run(engine, sim: str, test: str, *, seed: int = 0, args: dict | None = None,
+        label: str | None = None) -> "runner.RunResult":
+    """Run ``@cocotb.test`` ``test`` of ``verif.cocotb.tb_cim_engine`` on ``engine`` (as
+    :func:`build` takes it) under ``sim``. Returns a :class:`verif.runner.RunResult`
+    whose ``stats`` are what the test saved (``verif.cocotb.tb.save_stats``). Raises
+    :class:`runner.CocotbFailure` with the seed and the re-run command when it fails."""
+    ep, name = _resolve(engine, label)
+    sim_runner, out = build(ep, sim, name)
     test_dir = out / "runs" / f"{test}-{os.getpid()}"
     test_dir.mkdir(parents=True, exist_ok=True)
     args_file = test_dir / "args.json"
@@ -150,11 +164,13 @@ def run(name: str, sim: str, test: str, *, seed: int = 0, args: dict | None = No
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(runner.ROOT) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(runner.ROOT)] + paths)
-    env = {"CIM_ENGINE": json.dumps(engine_to_dict(engine_of(name))), "CIM_SEED": str(seed),
-           "CIM_ARGS": args_file.read_text(), "AMARANTH_USE_YOSYS": "builtin",
-           "OPENBLAS_NUM_THREADS": "1"}
+    stats_file = test_dir / "stats.json"
+    env = {"CIM_ENGINE": json.dumps(engine_to_dict(ep)), "CIM_SEED": str(seed),
+           "CIM_ARGS": args_file.read_text(), "CIM_STATS_FILE": str(stats_file),
+           "AMARANTH_USE_YOSYS": "builtin", "OPENBLAS_NUM_THREADS": "1"}
     results, log = test_dir / "results.xml", test_dir / "sim.log"
     results.unlink(missing_ok=True)
+    stats_file.unlink(missing_ok=True)
     start = time.perf_counter()
     saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
     crashed = None
@@ -180,29 +196,42 @@ def run(name: str, sim: str, test: str, *, seed: int = 0, args: dict | None = No
         raise runner.CocotbFailure(
             f"cocotb tb_cim_engine::{test} on {sim}, engine {name}, seed {seed}:\n  "
             + "\n  ".join(problems)
-            + f"\nre-run: .venv/bin/python -m verif.engine_runner --sim {sim} --engine {name} "
-              f"--test {test} --seed {seed} --args {args_file}\nlog: {log}\n--- log tail ---\n{tail}")
+            + f"\nre-run: {_rerun(engine, name, sim, test, seed, args_file)}"
+              f"\nlog: {log}\n--- log tail ---\n{tail}")
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else None
     if os.environ.get("CIM_KEEP_RUNS", "0") in ("", "0"):
         shutil.rmtree(test_dir, ignore_errors=True)
-    return seconds
+    return runner.RunResult(tests, 0, seconds, test_dir, log, None, stats)
+
+
+def _rerun(engine, name, sim, test, seed, args_file) -> str:
+    what = f"--engine {name}" if not isinstance(engine, EngineParams) else \
+        f"--params '{json.dumps(engine_to_dict(engine), separators=(',', ':'))}' --label {name}"
+    return (f".venv/bin/python -m verif.engine_runner --sim {sim} {what} --test {test} "
+            f"--seed {seed} --args {args_file}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m verif.engine_runner",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--sim", choices=runner.SIMULATORS, default="verilator")
-    parser.add_argument("--engine", choices=sorted(ENGINE_SETS), required=True)
+    parser.add_argument("--engine", choices=sorted(ENGINE_SETS))
+    parser.add_argument("--params", help="explicit engine parameters as JSON (with --label)")
+    parser.add_argument("--label", help="build folder name for --params")
     parser.add_argument("--test", choices=("networks", "errors"), required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--args", type=Path, help="JSON file of the testbench's arguments")
     opts = parser.parse_args(argv)
     args = json.loads(opts.args.read_text()) if opts.args else {}
+    if (opts.engine is None) == (opts.params is None):
+        parser.error("give one of --engine and --params")
+    engine = opts.engine or engine_from_dict(json.loads(opts.params))
     try:
-        seconds = run(opts.engine, opts.sim, opts.test, seed=opts.seed, args=args)
-    except runner.CocotbFailure as e:
+        result = run(engine, opts.sim, opts.test, seed=opts.seed, args=args, label=opts.label)
+    except (runner.CocotbFailure, ValueError) as e:
         print(e, file=sys.stderr)
-        return 1
-    print(f"1 passed ({seconds:.1f} s)")
+        return 1 if isinstance(e, runner.CocotbFailure) else 2
+    print(f"1 passed ({result.seconds:.1f} s)")
     return 0
 
 

@@ -13,7 +13,9 @@ differently fails the test. ``CIM_ENGINE`` holds the engine's parameters (JSON o
     images are classified through the buffer, one slot per CLASSIFY when
     ``"one_by_one"`` is true (then every image's LAST_ACC and LAST_SCORE are read); the
     classes, scores and ACC must equal ``models.engine.EngineModel``'s and
-    ENGINE_CYCLES the images' ``image_cycles``. With ``"labels"`` the accuracy is logged.
+    ENGINE_CYCLES the images' ``image_cycles``. Statistics (``save_stats``): per case
+    ``network<i>``: ``predictions``, ``identical``, ``cycles_per_image``, ``accesses``
+    and, with ``"labels"``, ``accuracy``.
 ``errors`` (test ``errors``)
     The error table: ``{"name", "setup": [[op, addr, data]...], "access": [op, addr,
     data, sel], "code"}`` entries, each after a reset (on the RTL: a CLEAR, every
@@ -40,6 +42,8 @@ from models.params import CSR, Op, Status
 from verif.engine_lockstep import LockstepTransport
 from verif.engine_runner import engine_from_dict
 from verif.wishbone_master import CocotbWishboneTransport
+
+from .tb import save_stats
 
 TIMEOUT_S = 3600
 
@@ -87,7 +91,7 @@ async def networks(dut):
     await _reset(dut)
     cases = args.get("networks", [])
     assert cases, "CIM_ARGS has no networks"
-    for case in cases:
+    for index, case in enumerate(cases):
         tr, _ = _lockstep(dut, ep)
         await _reset(dut)
         net = load_folded(case["model"])
@@ -115,10 +119,14 @@ async def networks(dut):
             assert await drv.cycles() == len(batch) * ref.program.image_cycles()
         got = np.concatenate(got)
         assert np.array_equal(got, want), f"classes {got.tolist()} != {want.tolist()}"
+        stats = dict(predictions=got.tolist(), identical=True,
+                     cycles_per_image=ref.program.image_cycles(), accesses=tr.accesses)
         if "labels" in case:
             accuracy = float(np.mean(got == np.asarray(case["labels"])))
+            stats["accuracy"] = accuracy
             dut._log.info(f"accuracy {accuracy:.4f} on {len(got)} images, "
                           f"{ref.program.image_cycles()} cycles per image")
+        save_stats(**{f"network{index}": stats})
         dut._log.info(f"seed {seed}: network {[l.inputs for l in net.layers]} -> "
                       f"{net.layers[-1].outputs}: {len(images)} images equal, "
                       f"{tr.accesses} accesses in lockstep")
