@@ -142,8 +142,11 @@ def _simulate(ep, sim, net_path, x, work) -> dict:
 
     images = Path(work) / "images.npz"
     np.savez(images, x=x)
+    label = (f"speed-{ep.macro.rows}x{ep.macro.cols}-p{ep.macro.cols_per_cycle}"
+             f"-l{ep.macro.pipeline}-b{ep.weight_banks}-s{ep.image_slots}")
     return engine_runner.run(ep, sim, "speed", module="verif.cocotb.tb_engine_speed",
-                             args=dict(net=str(net_path), images=str(images), count=len(x)))
+                             label=label, args=dict(net=str(net_path), images=str(images),
+                                                    count=len(x))).stats
 
 
 def _main(argv) -> int:
@@ -156,11 +159,13 @@ def _main(argv) -> int:
     from models.params import MacroParams
 
     net = load_model(args.model, "--model")
-    x, labels = _inputs(args, net)
     report = None
     if args.report is not None:
-        from models.schema import load_json
-        report = load_json(args.report, "fpga-report")
+        from models.schema import SchemaError, load_json
+        try:
+            report = load_json(args.report, "fpga-report")
+        except SchemaError as exc:
+            raise UsageError(cmdline.one_line(exc), "--report") from None
     bits = max(net.input_bits, net.layers[0].planes)
     try:
         macro = MacroParams(net.rows, net.cols, input_bits=bits,
@@ -174,7 +179,7 @@ def _main(argv) -> int:
         message = cmdline.one_line(exc)
         raise UsageError(message, "--pipeline" if message.startswith("pipeline")
                          else "--cols-per-cycle") from None
-    ep = EngineParams.for_model(net, macro, image_slots=len(x))
+    ep = EngineParams.for_model(net, macro)
     from rtl.engine import check_supported
     try:
         check_supported(ep)
@@ -185,6 +190,9 @@ def _main(argv) -> int:
     if report is not None and report.get("engine") is None:
         raise UsageError(f"{args.report} is the report of a bare macro's build; give the "
                          f"report of 'python -m fpga build --model'", "--report")
+    x, labels = _inputs(args, net)
+    if len(x) != ep.image_slots:
+        ep = EngineParams.for_model(net, macro, image_slots=len(x))
     out = None
     if args.out is not None:
         out = cmdline.check_output_folder(args.out, "-o/--out", files=["engine_speed.json"])
@@ -196,7 +204,8 @@ def _main(argv) -> int:
 
     with tempfile.TemporaryDirectory(prefix="engine-speed-") as work:
         wall = time.perf_counter()
-        stats = _simulate(ep, args.sim, model_files(args.model)[0].with_suffix(""), x, work)
+        stats = _simulate(ep, args.sim, model_files(args.model)[0].resolve().with_suffix(""),
+                          x, work)
         wall = time.perf_counter() - wall
     got = np.asarray(stats["classes"], np.int64)
     n = len(x)

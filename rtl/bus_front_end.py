@@ -24,7 +24,7 @@ from .logic import eq_const, lt_const, onehot, region_name, register
 from .pipeline_timing import PipelineTiming
 from .replicas import REPLICA_ATTR
 
-__all__ = ["BusFrontEnd"]
+__all__ = ["BusFrontEnd", "command_ok", "value_faults"]
 
 
 class BusFrontEnd(wiring.Component):
@@ -224,37 +224,8 @@ class BusFrontEnd(wiring.Component):
     def _checks(self, m, hit, reg_hit, mapped, memory_region, csr_ro):
         """The checks of section 6 in their order: (ERRCODE, condition) of cycle t."""
         p, wb = self._p, self.wb
-        dat_w = wb.dat_w
-        W, A = p.readout_bits, p.acc_bits
-
-        def sign_extends(width):
-            """``dat_w`` is the 32-bit sign extension of a ``width``-bit value."""
-            if width >= BUS_DATA_BITS:
-                return Const(1, 1)
-            top = dat_w[width - 1:]
-            return top.all() | ~top.any()
-
-        opcode = dat_w[:3]
-        nplanes_field = dat_w[Cmd.NPLANES_SHIFT:Cmd.BITS]
-        reserved = Cat(dat_w[3], dat_w[5:Cmd.NPLANES_SHIFT], dat_w[Cmd.BITS:]).any()
-        cmd_ok = Signal()
-        m.d.comb += cmd_ok.eq(
-            (opcode[0] | opcode[1]) & ~opcode[2] & ~reserved
-            & Mux(eq_const(opcode, 1), lt_const(nplanes_field, p.input_bits + 1),
-                  ~dat_w[Cmd.ACCUMULATE_BIT] & ~nplanes_field.any()))
-
-        bad_value_terms = [hit[Region.THRESH] & ~sign_extends(A)]
-        if p.has("offset"):
-            bad_value_terms.append(hit[Region.OFFSET] & ~sign_extends(W))
-        if p.has("gain"):
-            bad_value_terms.append(hit[Region.GAIN] & dat_w[GAIN_BITS:].any())
-        if p.has("table"):
-            bad_value_terms.append(hit[Region.TABLE] & ~sign_extends(W))
-        if p.has("readout"):
-            # SAT <= M = 2^(W-1) - 1 and QSHIFT <= 15 are both "no bit above the field".
-            bad_value_terms += [hit[Region.CSR] & reg_hit[CSR.SAT] & dat_w[W - 1:].any(),
-                                hit[Region.CSR] & reg_hit[CSR.QSHIFT] & dat_w[QSHIFT_BITS:].any()]
-        bad_value = Cat(*bad_value_terms).any()
+        cmd_ok = command_ok(m, p, wb.dat_w)
+        bad_value = Cat(*value_faults(p, wb.dat_w, hit, reg_hit)).any()
 
         busy_csr_write = reg_hit[CSR.CMD]
         if p.has("readout"):
@@ -278,3 +249,43 @@ class BusFrontEnd(wiring.Component):
         m.d.comb += [port.valid.eq(record["valid"]), port.we.eq(record["we"]),
                      port.data.eq(record["data"]), port.offset.eq(record["offset"]),
                      port.regs.eq(record["regs"]), port.regions.eq(Cat(*regions))]
+
+
+def _sign_extends(dat_w, width):
+    """``dat_w`` is the 32-bit sign extension of a ``width``-bit value."""
+    if width >= BUS_DATA_BITS:
+        return Const(1, 1)
+    top = dat_w[width - 1:]
+    return top.all() | ~top.any()
+
+
+def command_ok(m, p, dat_w):
+    """A CMD word ``dat_w`` the macro accepts (section 6, "CMD format"): opcode 1..3, no
+    reserved bit, NPLANES in 0..B for a RUN and 0 (without ACCUMULATE) otherwise."""
+    opcode = dat_w[:3]
+    nplanes_field = dat_w[Cmd.NPLANES_SHIFT:Cmd.BITS]
+    reserved = Cat(dat_w[3], dat_w[5:Cmd.NPLANES_SHIFT], dat_w[Cmd.BITS:]).any()
+    cmd_ok = Signal()
+    m.d.comb += cmd_ok.eq(
+        (opcode[0] | opcode[1]) & ~opcode[2] & ~reserved
+        & Mux(eq_const(opcode, 1), lt_const(nplanes_field, p.input_bits + 1),
+              ~dat_w[Cmd.ACCUMULATE_BIT] & ~nplanes_field.any()))
+    return cmd_ok
+
+
+def value_faults(p, dat_w, hit, reg_hit):
+    """The macro's BAD_VALUE conditions of a write of ``dat_w`` (THRESH, OFFSET, GAIN,
+    TABLE, SAT, QSHIFT), given the region hits (by number) and the register hits."""
+    W, A = p.readout_bits, p.acc_bits
+    terms = [hit[Region.THRESH] & ~_sign_extends(dat_w, A)]
+    if p.has("offset"):
+        terms.append(hit[Region.OFFSET] & ~_sign_extends(dat_w, W))
+    if p.has("gain"):
+        terms.append(hit[Region.GAIN] & dat_w[GAIN_BITS:].any())
+    if p.has("table"):
+        terms.append(hit[Region.TABLE] & ~_sign_extends(dat_w, W))
+    if p.has("readout"):
+        # SAT <= M = 2^(W-1) - 1 and QSHIFT <= 15 are both "no bit above the field".
+        terms += [hit[Region.CSR] & reg_hit[CSR.SAT] & dat_w[W - 1:].any(),
+                  hit[Region.CSR] & reg_hit[CSR.QSHIFT] & dat_w[QSHIFT_BITS:].any()]
+    return terms

@@ -22,7 +22,7 @@ from models.params import Region
 from .replicas import LANE_BLOCK
 
 __all__ = ["clog2", "eq_const", "lt_const", "register", "any_per_block", "onehot", "select",
-           "select_packed", "or_words", "region_name"]
+           "select_packed", "or_words", "region_name", "ult", "ule"]
 
 
 def clog2(n):
@@ -141,3 +141,20 @@ def region_name(number):
         if value == number and name.isupper() and name != "BITS":
             return name.lower()
     raise ValueError(f"no region numbered {number}")
+
+
+def ult(a, b):
+    """``a < b`` for unsigned values of any widths, compared at equal widths (the wider
+    one's high bits decide first): no width-mismatched comparison operands."""
+    a, b = Value.cast(a), Value.cast(b)
+    w = min(len(a), len(b))
+    if len(a) > w:
+        return ~a[w:].any() & (a[:w] < b)
+    if len(b) > w:
+        return b[w:].any() | (a < b[:w])
+    return a < b
+
+
+def ule(a, b):
+    """``a <= b`` for unsigned values of any widths (see :func:`ult`)."""
+    return ~ult(b, a)

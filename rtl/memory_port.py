@@ -29,7 +29,7 @@ from models.params import BUS_DATA_BITS, GAIN_BITS, GAIN_FRAC_BITS, Region
 from .access import access_layout, offset_fields
 from .column_memory import ColumnMemory
 from .lane_read import LaneSelect, StagedLaneSelect
-from .logic import onehot, or_words, region_name, register, select_packed
+from .logic import clog2, onehot, or_words, region_name, register, select_packed
 from .pipeline_timing import PipelineTiming
 from .replicas import LANE_BLOCK, REPLICA_ATTR, TREE_FANOUT, lane_blocks, replicated
 
@@ -67,6 +67,10 @@ class MemoryBusPort(wiring.Component):
         Lanes whose COMP the sequencer writes, and what.
     store, acc_result : In(P), In(P * A)
         Lanes whose ACC the sequencer writes, and what.
+    bank : In(ceil(log2 banks))
+        Only with ``banks``: the bank of WEIGHT and THRESH that the read and write ports
+        address (word ``bank * 2^ceil(log2 G) + group``). The owner presents the bus's
+        bank field while idle and the sequencer's bank while busy.
     table_rdata : In(signed(W))
         The transfer table's read data (when ``table`` is built; sign-extended into the
         read word), and ``table_addr``, ``table_wdata``, ``table_we`` out: its bus port.
@@ -79,9 +83,10 @@ class MemoryBusPort(wiring.Component):
         A memory region answers the read of the ack's cycle.
     """
 
-    def __init__(self, p):
+    def __init__(self, p, banks=None):
         self._p = p
         self._timing = timing = PipelineTiming.of(p.pipeline)
+        self._banks = banks
         R, P, K, W, A = p.rows, p.cols_per_cycle, p.comp_rows, p.readout_bits, p.acc_bits
         members = {
             "access": In(access_layout(p)),
@@ -101,6 +106,12 @@ class MemoryBusPort(wiring.Component):
         }
         if timing.acts_after:
             members["early"] = In(access_layout(p))
+        if banks is not None:
+            # The network engine's weight banks (docs/ENGINE.md): bus writes land where
+            # the access acts, so the bank needs no delayed copy.
+            if timing.memory_write_delay or timing.acts_after:
+                raise ValueError(f"banks need pipeline 0, not {p.pipeline}")
+            members["bank"] = In(max(1, clog2(banks)))
         if p.has("stuck"):
             members.update(stuck_mask=Out(P * R), stuck_value=Out(P * R))
         if p.has("offset"):
@@ -129,19 +140,24 @@ class MemoryBusPort(wiring.Component):
         read_fields = {r["region"]: offset_fields(p, r["region"], read_record.offset)
                        for r in p.regions()}
 
-        def column_memory(name, lane_bits, lane_init=0, granularity=None):
-            memory = ColumnMemory(lane_bits, P, G, granularity=granularity, lane_init=lane_init)
+        banks = self._banks
+
+        def column_memory(name, lane_bits, lane_init=0, granularity=None, banked=False):
+            depth = (1 << p.group_addr_bits) * banks if banked and banks is not None else G
+            memory = ColumnMemory(lane_bits, P, depth, granularity=granularity,
+                                  lane_init=lane_init)
             m.submodules[name] = memory
             return memory
 
-        row_mems = {Region.WEIGHT: column_memory("weight_mem", R, granularity=chunk_rows)}
+        row_mems = {Region.WEIGHT: column_memory("weight_mem", R, granularity=chunk_rows,
+                                                 banked=True)}
         if p.has("stuck"):
             for number, name in ((Region.STUCK_MASK, "stuck_mask_mem"),
                                  (Region.STUCK_VALUE, "stuck_value_mem")):
                 row_mems[number] = column_memory(name, R, granularity=chunk_rows)
         # COMP resets balanced (n = K/2), so that a fresh macro computes s exactly.
         lane_mems = {Region.COMP: column_memory("comp_mem", K, (1 << K // 2) - 1, granularity=K),
-                     Region.THRESH: column_memory("thresh_mem", A, granularity=A)}
+                     Region.THRESH: column_memory("thresh_mem", A, granularity=A, banked=True)}
         if p.has("offset"):
             lane_mems[Region.OFFSET] = column_memory("offset_mem", W, granularity=W)
         if p.has("gain"):
@@ -167,16 +183,25 @@ class MemoryBusPort(wiring.Component):
                 return Const(0, 0)
             return Mux(self.busy, self.group[:p.group_addr_bits], bus_group)
 
-        for mem in row_mems.values():
-            m.d.comb += mem.read_addr.eq(group_address(read_fields[Region.WEIGHT]["group"]))
-        for mem in lane_mems.values():
-            m.d.comb += mem.read_addr.eq(group_address(read_fields[Region.COMP]["group"]))
+        def banked(number, address):
+            """The address of a bank memory: the bank above the group."""
+            if banks is None or number not in (Region.WEIGHT, Region.THRESH):
+                return address
+            return Cat(address, Const(0, p.group_addr_bits - len(Value.cast(address))),
+                       self.bank)
+
+        for number, mem in row_mems.items():
+            m.d.comb += mem.read_addr.eq(banked(number, group_address(
+                read_fields[Region.WEIGHT]["group"])))
+        for number, mem in lane_mems.items():
+            m.d.comb += mem.read_addr.eq(banked(number, group_address(
+                read_fields[Region.COMP]["group"])))
         m.d.comb += acc_mem.read_addr.eq(group_address(read_fields[Region.COMP]["group"]))
 
         writes = _BusWrites(m, p, timing, self, write, hit, fields_of)
         for number, mem in row_mems.items():
             m.d.comb += [
-                mem.write_addr.eq(writes.row_group),
+                mem.write_addr.eq(banked(number, writes.row_group)),
                 mem.write_data.eq(Cat(*(
                     writes.data(chunk_rows)[i * chunk_rows:(i + 1) * chunk_rows].replicate(chunks)
                     for i in range(P)))),
@@ -186,7 +211,7 @@ class MemoryBusPort(wiring.Component):
             if number == Region.COMP:
                 continue        # shared with CALIBRATE below
             m.d.comb += [
-                mem.write_addr.eq(writes.lane_group),
+                mem.write_addr.eq(banked(number, writes.lane_group)),
                 mem.write_data.eq(writes.data(lane_bits[number])),
                 mem.write_en.eq(writes.enables(writes.lane_en, number)),
             ]

@@ -73,10 +73,18 @@ class RegisterFile(wiring.Component):
     counters : In(4 * 32)
         With the activity counters: PLANE_OPS, CONVERSIONS, CAL_READS and BUS_ACCESSES,
         read back.
+    clear_done : In(1)
+        Only with ``clear_done``: STATUS.done := 0 (a network engine's CLASSIFY starts;
+        ``command_done`` wins).
+    load_planes : In(B), loaded_inputs : In(B * R)
+        Only with ``load_inputs``: INPUT plane b := plane b of ``loaded_inputs`` where bit
+        b of ``load_planes`` is set (a network engine's RUN leaves its inputs in INPUT).
     """
 
-    def __init__(self, p):
+    def __init__(self, p, clear_done=False, load_inputs=False):
         self._p = p
+        self._clear_done = clear_done
+        self._load_inputs = load_inputs
         self._timing = timing = PipelineTiming.of(p.pipeline)
         G, P = p.groups, p.cols_per_cycle
         members = {
@@ -111,6 +119,11 @@ class RegisterFile(wiring.Component):
             members["qshift"] = Out(QSHIFT_BITS)
         if p.counters:
             members.update(clear_counters=Out(1), counters=In(4 * COUNTER_BITS))
+        if clear_done:
+            members["clear_done"] = In(1)
+        if load_inputs:
+            members.update(load_planes=In(p.input_bits),
+                           loaded_inputs=In(p.input_bits * p.rows))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -154,6 +167,9 @@ class RegisterFile(wiring.Component):
                 m.d.sync += done.eq(0)
             with m.If(dat_w[Status.ACC_SAT]):
                 m.d.sync += acc_sat.eq(0)
+        if self._clear_done:
+            with m.If(self.clear_done):
+                m.d.sync += done.eq(0)
         if p.has("readout"):
             sat = Signal(p.readout_bits - 1, init=p.readout_max, name="sat")
             qshift = Signal(QSHIFT_BITS, name="qshift")
@@ -189,6 +205,10 @@ class RegisterFile(wiring.Component):
             for c in range(chunks):
                 with m.If(input_enables[b * chunks + c]):
                     m.d.sync += input_regs[b][c].eq(input_dat_w)
+                if self._load_inputs:
+                    lo = b * p.rows + c * chunk_rows
+                    with m.If(self.load_planes[b]):
+                        m.d.sync += input_regs[b][c].eq(self.loaded_inputs[lo:lo + chunk_rows])
         flip_enables = self._word_enables(
             m, Region.FLIP,
             lambda fields: onehot(m, fields[Region.FLIP]["word"], words, "flip_word_hit"),

@@ -807,6 +807,21 @@ BENCH = [
     ("bench.rtl_speed", ["--output", "x.json"], ["--output", "-o/--out"]),
     ("bench.rtl_speed", ["--dataset", "cifar"], ["--dataset", "'cifar'"]),
     ("bench.rtl_speed", ["-o", "D/file.txt"], ["-o/--out", "file.txt", "existing file"]),
+    ("bench.engine_speed", ["--model", "D/nothere"], ["--model", "nothere"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--images", "D/dimg.idx"],
+     ["--labels", "together"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--limit", "0"], ["--limit", "not 0"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--range", "1:2", "--limit", "3"],
+     ["--limit", "not allowed with"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--pipeline", "5"], ["--pipeline", "not 5"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--cols-per-cycle", "7"],
+     ["--cols-per-cycle", "not 7"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--images", "D/dimg.idx", "--labels",
+                            "D/dlab.idx.gz", "--limit", "41"], ["--limit", "41", "40"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--report", "D/garbage.json"],
+     ["--report", "garbage.json"]),
+    ("bench.engine_speed", ["--model", "D/digits", "-o", "D/file.txt"],
+     ["-o/--out", "existing file"]),
 ]
 
 

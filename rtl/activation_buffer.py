@@ -1,0 +1,99 @@
+"""The engine's activation buffers and the inputs of each RUN (docs/ENGINE.md section 3).
+
+Two buffers of ``max_width`` bits: a hidden layer's column tiles capture OUT into one
+while its RUNs read the other (the previous layer's outputs); ``swap`` exchanges them
+between layers. The inputs of a RUN are the R rows of its row tile, from the image
+buffer's tile (the first layer, every plane) or from the activations (plane 0), with
+every row at or past the layer's ``n_in`` masked to 0.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .engine_front_end import COUNT_BITS
+from .logic import clog2, eq_const, lt_const, select_packed
+
+__all__ = ["ActivationBuffer"]
+
+
+class ActivationBuffer(wiring.Component):
+    """Two activation buffers and the input planes of the current RUN.
+
+    Parameters
+    ----------
+    ep : EngineParams
+
+    Members
+    -------
+    capture : In(1)
+        OUT of column group ``group`` of column tile ``col_tile`` (``out_bits``) is
+        written into the buffer not read, at outputs ``(col_tile G + group) P ..``
+        (within max_width).
+    col_tile : In(max(1, ceil(log2 ceil(max_width / C))))
+    group : In(max(1, ceil(log2 G)))
+    out_bits : In(P)
+    swap : In(1)
+        The buffer written becomes the one read.
+    source : In(1)
+        The RUN reads the activations (1) or the image's tile (0).
+    inputs_n : In(17)
+        The layer's inputs n_in: rows at or past it are 0.
+    row_base : In(17)
+        The row tile's first input, ``row_tile * R``.
+    row_tile : In(max(1, ceil(log2 ceil(max_width / R))))
+    image_rows : In(B * R)
+        The image buffer's tile.
+    inputs : Out(B * R)
+        The RUN's input planes (plane b in bits ``[b R, (b + 1) R)``).
+    """
+
+    def __init__(self, ep):
+        self._ep = ep
+        p = ep.macro
+        self.col_tiles = -(-ep.max_width // p.cols)
+        self.row_tiles = -(-ep.max_width // p.rows)
+        super().__init__({
+            "capture": In(1),
+            "col_tile": In(max(1, clog2(self.col_tiles))),
+            "group": In(max(1, p.group_addr_bits)),
+            "out_bits": In(p.cols_per_cycle),
+            "swap": In(1),
+            "source": In(1),
+            "inputs_n": In(COUNT_BITS),
+            "row_base": In(COUNT_BITS),
+            "row_tile": In(max(1, clog2(self.row_tiles))),
+            "image_rows": In(p.input_bits * p.rows),
+            "inputs": Out(p.input_bits * p.rows),
+        })
+
+    def elaborate(self, platform):
+        ep, p = self._ep, self._ep.macro
+        R, P, G, B, width = p.rows, p.cols_per_cycle, p.groups, p.input_bits, ep.max_width
+        m = Module()
+        read_one = Signal(name="activations_read_one")       # buffer 1 is read
+        with m.If(self.swap):
+            m.d.sync += read_one.eq(~read_one)
+        buffers = [Signal(width, name=f"activations_{b}") for b in range(2)]
+        for b, buf in enumerate(buffers):
+            written = self.capture & (read_one if b == 0 else ~read_one)
+            for u in range(-(-width // P)):
+                lo, hi = u * P, min(width, (u + 1) * P)
+                with m.If(written & eq_const(self.col_tile, u // G)
+                          & eq_const(self.group[:p.group_addr_bits], u % G)):
+                    m.d.sync += buf[lo:hi].eq(self.out_bits[:hi - lo])
+
+        # The row tile of the buffer read, and the mask of rows before n_in.
+        read = Mux(read_one, buffers[1], buffers[0])
+        padded = Cat(read, Const(0, self.row_tiles * R - width))
+        act_rows = select_packed(m, self.row_tile[:clog2(self.row_tiles)], padded,
+                                 self.row_tiles, R, "activation_rows")
+        remaining = Signal(COUNT_BITS + 1, name="rows_remaining")   # n_in - row_base
+        m.d.comb += remaining.eq(self.inputs_n - self.row_base)
+        live = Signal(R, name="rows_live")
+        m.d.comb += live.eq(Cat(*(~remaining[-1] & ~lt_const(remaining[:-1], i + 1)
+                                  for i in range(R))))
+        m.d.comb += self.inputs.eq(Mux(self.source,
+                                       Cat(act_rows & live, Const(0, (B - 1) * R)),
+                                       self.image_rows & live.replicate(B)))
+        return m

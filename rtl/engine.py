@@ -1,0 +1,212 @@
+"""Top of the network engine (docs/ENGINE.md): the macro's components around weight banks,
+a layer program, an image buffer, activation buffers, a result buffer and the engine's
+sequencer, behind one Wishbone slave with the engine's map.
+
+The golden models are ``models/engine.py: EngineModel`` and ``models/engine_bus.py:
+EngineBusModel``. The parts:
+
+* :class:`~rtl.engine_front_end.EngineFrontEnd`: handshake, decode, checks, error
+  registers, the CSRs the engine answers.
+* The macro's :class:`~rtl.register_file.RegisterFile`, :class:`~rtl.sequencer.Sequencer`,
+  :class:`~rtl.plane_select.PlaneSelect`, :class:`~rtl.lane_datapath.LaneDatapath` and
+  :class:`~rtl.activity_counters.ActivityCounters` unchanged, and its
+  :class:`~rtl.memory_port.MemoryBusPort` with WEIGHT and THRESH in ``weight_banks``
+  banks (the bank above the column group in their addresses).
+* :class:`~rtl.flip_banks.FlipBanks`: the banks' flips.
+* :class:`~rtl.program_memory.ProgramMemory`: the layer program and its check.
+* :class:`~rtl.image_buffer.ImageBuffer`, :class:`~rtl.activation_buffer.ActivationBuffer`:
+  the inputs of each RUN.
+* :class:`~rtl.result_buffer.ResultBuffer`: argmax, RESULT, LAST_ACC and LAST_SCORE.
+* :class:`~rtl.engine_sequencer.EngineSequencer`: CLASSIFY.
+
+Built for pipeline 0, fully parallel (P = C) or folded (P < C); a pipelined macro is
+refused by the constructor. Bus timing is the macro's at pipeline 0: an access is checked and acts in
+its cycle t, the ack follows in t+1.
+"""
+
+from amaranth.hdl import Cat, Module, Mux
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from models.engine import EngineParams
+
+from . import wishbone
+from .activation_buffer import ActivationBuffer
+from .activity_counters import ActivityCounters
+from .engine_front_end import EngineFrontEnd
+from .engine_sequencer import EngineSequencer
+from .flip_banks import FlipBanks
+from .image_buffer import ImageBuffer
+from .lane_datapath import LaneDatapath
+from .memory_port import MemoryBusPort
+from .plane_select import PlaneSelect
+from .program_memory import ProgramMemory, entry_fields
+from .register_file import RegisterFile
+from .result_buffer import ResultBuffer
+from .sequencer import Sequencer
+
+__all__ = ["CimEngine", "check_supported"]
+
+
+def check_supported(ep):
+    """Raise ``ValueError`` (one line) for parameters this RTL does not build."""
+    if not isinstance(ep, EngineParams):
+        raise TypeError(f"params must be an EngineParams, not {ep!r}")
+    p = ep.macro
+    if p.pipeline != 0:
+        raise ValueError(f"pipeline must be 0 for the engine, not {p.pipeline}")
+
+
+class CimEngine(wiring.Component):
+    """One network engine: a Wishbone B4 classic slave around a macro and its banks.
+
+    Parameters
+    ----------
+    params : EngineParams
+        The macro (pipeline 0) and the engine's capacity.
+
+    Members
+    -------
+    wb : In(wishbone.Signature(params.addr_bits))
+        Host bus (slave side), the engine's map (docs/ENGINE.md section 7); ack a cycle
+        after ``cyc & stb`` unless the master drops ``cyc`` first.
+    busy : Out(1)
+        STATUS.busy: a macro command or a CLASSIFY runs.
+    done : Out(1)
+        STATUS.done.
+    error : Out(1)
+        STATUS.error.
+    """
+
+    def __init__(self, params):
+        check_supported(params)
+        self._ep = params
+        super().__init__({
+            "wb": In(wishbone.Signature(params.addr_bits)),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+        })
+
+    @property
+    def params(self):
+        """The :class:`EngineParams` this engine was built from."""
+        return self._ep
+
+    def elaborate(self, platform):
+        ep = self._ep
+        p = ep.macro
+        m = Module()
+        m.submodules.front = front = EngineFrontEnd(ep)
+        m.submodules.registers = registers = RegisterFile(p, clear_done=True, load_inputs=True)
+        m.submodules.memories = memories = MemoryBusPort(p, banks=ep.weight_banks)
+        m.submodules.flips = flips = FlipBanks(ep)
+        m.submodules.sequencer = sequencer = Sequencer(p)
+        m.submodules.lanes = lanes = LaneDatapath(p)
+        m.submodules.planes = planes = PlaneSelect(p)
+        m.submodules.program = program = ProgramMemory(ep)
+        m.submodules.images = images = ImageBuffer(ep)
+        m.submodules.activations = activations = ActivationBuffer(ep)
+        m.submodules.results = results = ResultBuffer(ep)
+        m.submodules.engine = engine = EngineSequencer(ep)
+
+        connect(m, wiring.flipped(self.wb), front.wb)
+        busy = engine.busy | sequencer.busy
+        for part in (program, images, flips, results, engine):
+            m.d.comb += part.access.eq(front.access)
+        m.d.comb += [registers.access.eq(front.macro_access),
+                     memories.access.eq(front.macro_access),
+                     engine.macro_access.eq(front.macro_access),
+                     sequencer.access.eq(engine.command_access)]
+        m.d.comb += [
+            self.busy.eq(busy), self.done.eq(registers.done), self.error.eq(front.error),
+            # front end
+            front.busy.eq(busy), front.clear_errors.eq(registers.clear_errors),
+            front.program_ok.eq(program.program_ok), front.results.eq(engine.results),
+            front.classes.eq(engine.classes), front.classify_count.eq(engine.classify_count),
+            front.engine_cycles.eq(engine.engine_cycles),
+            front.answer.eq(registers.read_word
+                            | memories.answer & memories.answering.replicate(32)
+                            | program.answer | images.answer | flips.answer | results.answer),
+            # register file: STATUS.done for a CLASSIFY, not for each of its RUNs
+            registers.busy.eq(busy), registers.cmd.eq(sequencer.cmd),
+            registers.cycles.eq(sequencer.cycles), registers.group.eq(sequencer.group),
+            registers.error.eq(front.error), registers.errcode.eq(front.errcode),
+            registers.erraddr.eq(front.erraddr),
+            registers.command_done.eq(sequencer.command_done & ~engine.busy | engine.finished),
+            registers.clear_done.eq(engine.started),
+            registers.load_planes.eq(engine.load_planes),
+            registers.loaded_inputs.eq(activations.inputs),
+            registers.set_acc_sat.eq(sequencer.set_acc_sat),
+            registers.set_cal_range.eq(sequencer.set_cal_range),
+            registers.out_groups.eq(sequencer.out_groups), registers.out_lanes.eq(sequencer.store),
+            registers.out_bits.eq(lanes.out_bits),
+            registers.calflag_groups.eq(sequencer.calflag_groups),
+            registers.calflag_bits.eq(lanes.flags),
+            # banks
+            memories.request_offset.eq(front.macro_access.offset),
+            memories.busy.eq(busy),
+            memories.group.eq(Mux(engine.scanning, engine.scan_group, sequencer.group)),
+            memories.bank.eq(engine.bank), flips.bank.eq(engine.bank),
+            flips.group.eq(sequencer.group),
+            memories.comp_store.eq(sequencer.comp_store), memories.comp_result.eq(lanes.comp_result),
+            memories.store.eq(sequencer.store), memories.acc_result.eq(lanes.acc_result),
+            # macro sequencer
+            sequencer.calibration_done.eq(lanes.calibration_done),
+            sequencer.acc_saturated.eq(lanes.acc_saturated), sequencer.any_flag.eq(lanes.any_flag),
+            # engine sequencer
+            engine.run_done.eq(sequencer.command_done), engine.macro_busy.eq(sequencer.busy),
+            engine.group_store.eq(sequencer.store[0]), engine.group.eq(sequencer.group),
+            engine.bus_bank.eq(front.bank), engine.program_classes.eq(program.classes),
+            program.layer.eq(engine.layer),
+            *(getattr(engine, name).eq(getattr(program, name)) for name in entry_fields(ep)),
+            # inputs: INPUT while idle, the image or the activations during a CLASSIFY
+            images.busy.eq(engine.busy), images.slot.eq(engine.image_slot),
+            images.row_base.eq(engine.image_row_base), images.row_tile.eq(engine.image_row_tile),
+            activations.capture.eq(engine.capture), activations.col_tile.eq(engine.col_tile),
+            activations.group.eq(sequencer.group),
+            activations.out_bits.eq(lanes.out_bits), activations.swap.eq(engine.swap),
+            activations.source.eq(engine.src), activations.inputs_n.eq(engine.inputs_n),
+            activations.row_base.eq(engine.row_base), activations.row_tile.eq(engine.row_tile),
+            activations.image_rows.eq(images.rows),
+            planes.plane_next.eq(sequencer.plane_next), planes.planes_next.eq(sequencer.planes_next),
+            lanes.plane.eq(planes.plane),
+            # results
+            results.compare.eq(engine.compare), results.first.eq(engine.first),
+            results.lane.eq(engine.lane), results.neuron.eq(engine.neuron),
+            results.acc_lanes.eq(memories.acc), results.corr_lanes.eq(memories.theta),
+            results.result_write.eq(engine.result_write), results.slot.eq(engine.result_slot),
+            # lanes
+            lanes.weights.eq(memories.weights), lanes.comp_bits.eq(memories.comp_bits),
+            lanes.theta.eq(memories.theta), lanes.acc.eq(memories.acc),
+            lanes.flip.eq(flips.flip),
+            lanes.calibrating.eq(sequencer.calibrating),
+            lanes.calibration_start.eq(sequencer.calibration_start),
+            lanes.calibrated.eq(sequencer.calibrated),
+            lanes.tile_clear.eq(sequencer.tile_clear), lanes.step.eq(sequencer.step),
+            lanes.accumulate.eq(sequencer.accumulate), lanes.store.eq(sequencer.store),
+            lanes.store_result.eq(sequencer.store_result),
+        ]
+        # INPUT while idle (a RUN written to CMD), the engine's inputs during a CLASSIFY.
+        m.d.comb += planes.inputs.eq(Mux(engine.busy, activations.inputs, registers.inputs))
+        for name in ("stuck_mask", "stuck_value", "offset", "gain"):
+            if hasattr(lanes, name):
+                m.d.comb += getattr(lanes, name).eq(getattr(memories, name))
+        if p.has("readout"):
+            m.d.comb += [lanes.sat.eq(registers.sat), lanes.qshift.eq(registers.qshift)]
+        if p.counters:
+            m.submodules.counters = counters = ActivityCounters(p)
+            m.d.comb += [counters.plane_cycle.eq(sequencer.plane_cycle),
+                         counters.calibration_read.eq(lanes.calibration_read),
+                         counters.access.eq(front.access_acts),
+                         counters.clear.eq(registers.clear_counters),
+                         registers.counters.eq(Cat(counters.plane_operations,
+                                                   counters.column_conversions,
+                                                   counters.calibration_reads,
+                                                   counters.bus_accesses))]
+        if p.has("table"):
+            m.d.comb += [lanes.table_addr.eq(memories.table_addr),
+                         lanes.table_wdata.eq(memories.table_wdata),
+                         lanes.table_we.eq(memories.table_we),
+                         memories.table_rdata.eq(lanes.table_rdata)]
+        return m

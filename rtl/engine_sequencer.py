@@ -1,0 +1,355 @@
+"""The engine's sequencer (docs/ENGINE.md sections 3 and 5): CLASSIFY and STOP, image
+after image, layer after layer, column tile after column tile, row tile after row tile,
+each a RUN of the macro's own sequencer with its bank's memories, then the capture of OUT
+into the activations (binary layers) or the scan of the scores (the last layer), then the
+class into the result buffer.
+
+Cycles of one image (section 5): the image start (which issues the first RUN), each RUN
+(``G (p + 2)`` cycles of the macro's sequencer, the next RUN of a column tile issued in
+its write-back cycle), one capture cycle per column tile of a binary layer (which issues
+the next RUN), ``1 + live`` scan cycles per column tile of the last layer (a read cycle,
+then one class per cycle; the last one issues the next RUN) and the result write.
+
+A RUN is issued as a CMD write to the macro's sequencer (``command_access``: the bus's
+access record, or the issued command in the cycle one is issued). Every address this
+file presents to a memory (the bank, the image slot and row tile) is the value of the
+next cycle, so that the memory's data in a cycle belongs to the state of that cycle.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from models.engine_params import EngineCSR, EngineStatus
+from models.params import BUS_DATA_BITS, CSR, Cmd, Op, Region
+
+from .access import access_layout
+from .engine_front_end import COUNT_BITS, engine_access_layout
+from .logic import clog2, eq_const, lt_const, ult
+from .program_memory import entry_fields
+from .result_buffer import class_bits
+
+__all__ = ["EnginePhase", "EngineSequencer"]
+
+
+class EnginePhase(enum.Enum, shape=3):
+    """Step of the engine's sequencer.
+
+    Members
+    -------
+    IDLE
+        No CLASSIFY runs.
+    START
+        The image start: the first RUN of the image is issued.
+    RUN
+        A RUN of the macro's sequencer (its read cycle to its write-back).
+    CAPTURE
+        A binary layer's column tile is done: the next RUN is issued.
+    SCAN
+        The last layer's column tile: a read cycle, then one class per cycle.
+    RESULT
+        The class is written to the result buffer.
+    """
+    IDLE = 0
+    START = 1
+    RUN = 2
+    CAPTURE = 3
+    SCAN = 4
+    RESULT = 5
+
+
+class EngineSequencer(wiring.Component):
+    """Sequencing of CLASSIFY over the macro's sequencer.
+
+    Parameters
+    ----------
+    ep : EngineParams
+        Built for pipeline 0.
+
+    Members
+    -------
+    access : In(engine_access_layout(ep))
+        The bus access in the cycle it acts in: CLASSIFY starts, STATUS.STOP stops.
+    macro_access : In(access_layout(ep.macro))
+        The macro's view of the bus access.
+    command_access : Out(access_layout(ep.macro))
+        What the macro's sequencer acts on: ``macro_access``, or the issued RUN.
+    run_done : In(1)
+        The macro's sequencer completes a command (the RUN's last write-back cycle).
+    macro_busy : In(1)
+        The macro's sequencer is busy.
+    group_store : In(1), group : In(max(1, ceil(log2 G)))
+        The macro's sequencer stores ACC and OUT of column group ``group``.
+    bus_bank : In(max(1, ceil(log2 weight_banks)))
+        The bank field of the bus access.
+    bank : Out(max(1, ceil(log2 weight_banks)))
+        The bank the bank memories address: the bus's while idle, bank 0 during a RUN
+        written to CMD, the sequencer's next bank during a CLASSIFY.
+    layer : Out(max(1, ceil(log2 layers)))
+        The layer of the next cycle, whose program entry comes back in the fields below.
+    inputs, outputs, row_tiles, col_tiles, first_bank, planes, source, binary : In
+        The program entry of ``layer``.
+    program_classes : In(17)
+        The classes of the program (captured when a CLASSIFY starts).
+    busy : Out(1)
+        A CLASSIFY runs.
+    started, finished : Out(1)
+        A CLASSIFY starts (STATUS.done := 0) and ends (STATUS.done := 1).
+    image_slot : Out(max(1, ceil(log2 image_slots)))
+        The next cycle's image slot, and ``image_row_base`` its row tile's first input.
+    image_row_base : Out(17), image_row_tile : Out(max(1, ceil(log2 ceil(max_width / R))))
+    source, inputs_n, row_base, row_tile : Out
+        The current RUN's source, its layer's n_in, its row tile's first input and index.
+    capture, col_tile, swap : Out
+        The activation buffer's controls.
+    load_planes : Out(B)
+        The read cycle of a RUN: its planes 0..p-1 are left in INPUT, as the golden
+        model's RUN leaves them.
+    scanning : Out(1), scan_group : Out(max(1, ceil(log2 G)))
+        A scan runs and presents the ACC and CORR words of ``scan_group`` (for the next
+        cycle's class).
+    compare, first, lane, neuron, result_write, result_slot : Out
+        The result buffer's controls.
+    classify_count, results, classes : Out(17)
+        CLASSIFY's accepted N, the images classified, the classes of its program.
+    engine_cycles : Out(32)
+        ENGINE_CYCLES: the cycles of the current or last CLASSIFY (saturating).
+    """
+
+    def __init__(self, ep):
+        p = ep.macro
+        if p.pipeline:
+            raise ValueError(f"pipeline must be 0 for the engine, not {p.pipeline}")
+        self._ep = ep
+        bank_bits = max(1, clog2(ep.weight_banks))
+        fields = {name: In(width) for name, width in entry_fields(ep).items()}
+        row_tiles = -(-ep.max_width // p.rows)
+        col_tiles = -(-ep.max_width // p.cols)
+        group_bits = max(1, p.group_addr_bits)
+        super().__init__({
+            "access": In(engine_access_layout(ep)),
+            "macro_access": In(access_layout(p)),
+            "command_access": Out(access_layout(p)),
+            "run_done": In(1),
+            "macro_busy": In(1),
+            "group_store": In(1),
+            "group": In(group_bits),
+            "bus_bank": In(bank_bits),
+            "bank": Out(bank_bits),
+            "layer": Out(max(1, clog2(ep.layers))),
+            **fields,
+            "program_classes": In(COUNT_BITS),
+            "busy": Out(1),
+            "started": Out(1),
+            "finished": Out(1),
+            "image_slot": Out(max(1, clog2(ep.image_slots))),
+            "image_row_base": Out(COUNT_BITS),
+            "image_row_tile": Out(max(1, clog2(row_tiles))),
+            "src": Out(1),
+            "inputs_n": Out(COUNT_BITS),
+            "row_base": Out(COUNT_BITS),
+            "row_tile": Out(max(1, clog2(row_tiles))),
+            "capture": Out(1),
+            "col_tile": Out(max(1, clog2(col_tiles))),
+            "scanning": Out(1),
+            "scan_group": Out(group_bits),
+            "swap": Out(1),
+            "load_planes": Out(p.input_bits),
+            "compare": Out(1),
+            "first": Out(1),
+            "lane": Out(max(1, clog2(p.cols_per_cycle))),
+            "neuron": Out(class_bits(ep)),
+            "result_write": Out(1),
+            "result_slot": Out(max(1, clog2(ep.image_slots))),
+            "classify_count": Out(COUNT_BITS),
+            "results": Out(COUNT_BITS),
+            "classes": Out(COUNT_BITS),
+            "engine_cycles": Out(BUS_DATA_BITS),
+        })
+
+    def elaborate(self, platform):
+        ep, p = self._ep, self._ep.macro
+        R, C, P, G = p.rows, p.cols, p.cols_per_cycle, p.groups
+        m = Module()
+        access = self.access
+        write = access.valid & access.we & access.regions[Region.CSR]
+        classify = Signal(name="classify_write")
+        stop_now = Signal(name="stop_write")
+        m.d.comb += [classify.eq(write & access.regs[EngineCSR.CLASSIFY]),
+                     stop_now.eq(write & access.regs[CSR.STATUS]
+                                 & access.data[EngineStatus.STOP])]
+
+        phase = Signal(EnginePhase, name="engine_phase")
+        busy = Signal(name="engine_busy")
+        stop = Signal(name="engine_stop")
+        count = Signal(COUNT_BITS, name="classify_count")
+        results = Signal(COUNT_BITS, name="engine_results")
+        classes = Signal(COUNT_BITS, name="engine_classes")
+        cycles = Signal(BUS_DATA_BITS, name="engine_cycles")
+        slot = Signal(len(self.image_slot), name="engine_slot")
+        layer = Signal(len(self.layer), name="engine_layer")
+        # Tile indices as wide as the bases below: their products are not narrower.
+        row_tile = Signal(COUNT_BITS, name="engine_row_tile")
+        col_tile = Signal(COUNT_BITS, name="engine_col_tile")
+        bank = Signal(len(self.bank), name="engine_bank")
+        neuron = Signal(len(self.neuron), name="engine_neuron")
+        scan = Signal(max(1, clog2(C + 1)), name="engine_scan")
+        # The class whose words a scan cycle presents: lane and group of class ``scan``.
+        scan_lane = Signal(max(1, clog2(P)), name="scan_lane")
+        scan_group = Signal(max(1, p.group_addr_bits), name="scan_group")
+        compare_lane = Signal(max(1, clog2(P)), name="compare_lane")
+        m.d.sync += compare_lane.eq(scan_lane)
+        # The current layer's program entry (the entry of last cycle's ``layer``).
+        entry = {name: Signal(width, name=f"current_{name}")
+                 for name, width in entry_fields(ep).items()}
+        m.d.sync += [entry[name].eq(getattr(self, name)) for name in entry]
+
+        in_phase = {ph: Signal(name=f"in_{ph.name.lower()}") for ph in EnginePhase}
+        m.d.comb += [s.eq(eq_const(phase.as_value(), ph.value)) for ph, s in in_phase.items()]
+
+        # Next-cycle values: the current ones unless a transition below changes them.
+        nxt = dict(slot=Signal.like(slot, name="next_slot"),
+                   layer=Signal.like(layer, name="next_layer"),
+                   row_tile=Signal.like(row_tile, name="next_row_tile"),
+                   col_tile=Signal.like(col_tile, name="next_col_tile"),
+                   bank=Signal.like(bank, name="next_bank"))
+        current = dict(slot=slot, layer=layer, row_tile=row_tile, col_tile=col_tile,
+                       bank=bank)
+        for name, sig in nxt.items():
+            m.d.comb += sig.eq(current[name])
+            m.d.sync += current[name].eq(sig)
+        # The first input of a row tile and output of a column tile (products with a
+        # constant: no adder of mismatched widths).
+        row_base = Signal(COUNT_BITS, name="engine_row_base")
+        next_row_base = Signal(COUNT_BITS, name="next_row_base")
+        col_base = Signal(COUNT_BITS, name="engine_col_base")
+        m.d.comb += [row_base.eq((row_tile * R)[:COUNT_BITS]),
+                     next_row_base.eq((nxt["row_tile"] * R)[:COUNT_BITS]),
+                     col_base.eq((col_tile * C)[:COUNT_BITS])]
+
+        issue = Signal(name="issue_run")
+        accumulate = Signal(name="issue_accumulate")
+
+        def run_next(*, tile_same_column):
+            """Issue the next RUN: the next row tile, or the first of a column tile."""
+            m.d.comb += [issue.eq(1), nxt["bank"].eq((bank + 1)[:len(bank)])]
+            if tile_same_column:
+                m.d.comb += [accumulate.eq(1),
+                             nxt["row_tile"].eq((row_tile + 1)[:len(row_tile)])]
+            else:
+                m.d.comb += [nxt["row_tile"].eq(0),
+                             nxt["col_tile"].eq((col_tile + 1)[:len(col_tile)])]
+            m.d.sync += phase.eq(EnginePhase.RUN)
+
+        def first_run_of(layer_value, slot_value=None):
+            """The state of a layer's first RUN (its bank is the entry's first bank)."""
+            m.d.comb += [nxt["layer"].eq(layer_value), nxt["row_tile"].eq(0),
+                         nxt["col_tile"].eq(0), nxt["bank"].eq(self.first_bank)]
+            if slot_value is not None:
+                m.d.comb += nxt["slot"].eq(slot_value)
+
+        live = Signal(len(scan), name="scan_live")          # classes of this column tile
+        left = Signal(COUNT_BITS, name="scan_left")
+        m.d.comb += [left.eq(entry["outputs"] - col_base),
+                     live.eq(Mux(lt_const(left, C), left[:len(scan)], C))]
+        last_row = (row_tile + 1)[:ProgramTileBits] == entry["row_tiles"]
+        last_col = (col_tile + 1)[:ProgramTileBits] == entry["col_tiles"]
+
+        with m.If(busy):
+            m.d.sync += cycles.eq(Mux(cycles.all(), cycles, cycles + 1))
+        with m.If(stop_now & busy):
+            m.d.sync += stop.eq(1)
+
+        with m.If(in_phase[EnginePhase.IDLE]):
+            with m.If(classify):
+                first_run_of(0, 0)
+                m.d.sync += [busy.eq(1), phase.eq(EnginePhase.START), stop.eq(0),
+                             count.eq(access.data[:COUNT_BITS]), results.eq(0), cycles.eq(0),
+                             classes.eq(self.program_classes)]
+                m.d.comb += self.started.eq(1)
+        with m.Elif(in_phase[EnginePhase.START]):
+            m.d.comb += issue.eq(1)
+            m.d.sync += phase.eq(EnginePhase.RUN)
+        with m.Elif(in_phase[EnginePhase.RUN]):
+            m.d.comb += self.capture.eq(self.group_store & last_row & entry["binary"])
+            with m.If(self.run_done):
+                with m.If(~last_row):
+                    run_next(tile_same_column=True)
+                with m.Elif(entry["binary"]):
+                    m.d.sync += phase.eq(EnginePhase.CAPTURE)
+                with m.Else():
+                    m.d.sync += [phase.eq(EnginePhase.SCAN), scan.eq(0), scan_lane.eq(0),
+                                 scan_group.eq(0), neuron.eq(col_base[:len(neuron)])]
+        with m.Elif(in_phase[EnginePhase.CAPTURE]):
+            with m.If(~last_col):
+                run_next(tile_same_column=False)
+            with m.Else():
+                first_run_of((layer + 1)[:len(layer)])
+                m.d.comb += [issue.eq(1), self.swap.eq(1)]
+                m.d.sync += phase.eq(EnginePhase.RUN)
+        with m.Elif(in_phase[EnginePhase.SCAN]):
+            m.d.comb += self.scanning.eq(1)
+            m.d.sync += scan.eq(scan + 1)
+            with m.If(eq_const(scan_lane, P - 1)):
+                m.d.sync += [scan_lane.eq(0), scan_group.eq(scan_group + 1)]
+            with m.Else():
+                m.d.sync += scan_lane.eq(scan_lane + 1)
+            with m.If(scan.any()):
+                m.d.sync += neuron.eq(neuron + 1)
+                m.d.comb += [self.compare.eq(1),
+                             self.first.eq(~col_tile.any() & eq_const(scan, 1))]
+            with m.If(scan == live):
+                with m.If(~last_col):
+                    run_next(tile_same_column=False)
+                with m.Else():
+                    m.d.sync += phase.eq(EnginePhase.RESULT)
+        with m.Elif(in_phase[EnginePhase.RESULT]):
+            m.d.comb += self.result_write.eq(1)
+            m.d.sync += results.eq(results + 1)
+            more = ult(slot + 1, count) & ~stop & ~stop_now
+            with m.If(more):
+                first_run_of(0, (slot + 1)[:len(slot)])
+                m.d.sync += phase.eq(EnginePhase.START)
+            with m.Else():
+                m.d.comb += self.finished.eq(1)
+                m.d.sync += [busy.eq(0), phase.eq(EnginePhase.IDLE)]
+
+        issued = Signal(name="run_issued")
+        m.d.sync += issued.eq(issue)
+        m.d.comb += self.load_planes.eq(Cat(*(issued & ~lt_const(entry["planes"], b + 1)
+                                              for b in range(p.input_bits))))
+
+        # The RUN issued to the macro's sequencer, in place of the bus's access.
+        command = Signal(Cmd.BITS, name="issued_command")
+        m.d.comb += command.eq(Op.RUN | accumulate << Cmd.ACCUMULATE_BIT
+                               | self.planes << Cmd.NPLANES_SHIFT)
+        with m.If(issue):
+            m.d.comb += [self.command_access.valid.eq(1), self.command_access.we.eq(1),
+                         self.command_access.data.eq(command),
+                         self.command_access.offset.eq(CSR.CMD),
+                         self.command_access.regions.eq(1 << Region.CSR),
+                         self.command_access.regs.eq(1 << CSR.CMD)]
+        with m.Else():
+            m.d.comb += self.command_access.eq(self.macro_access)
+
+        m.d.comb += [
+            self.bank.eq(Mux(busy, nxt["bank"], Mux(self.macro_busy, 0, self.bus_bank))),
+            self.layer.eq(nxt["layer"]),
+            self.busy.eq(busy),
+            self.image_slot.eq(nxt["slot"]), self.image_row_base.eq(next_row_base),
+            self.image_row_tile.eq(nxt["row_tile"][:len(self.image_row_tile)]),
+            self.src.eq(entry["source"]), self.inputs_n.eq(entry["inputs"]),
+            self.row_base.eq(row_base), self.row_tile.eq(row_tile),
+            self.col_tile.eq(col_tile[:len(self.col_tile)]),
+            self.scan_group.eq(scan_group),
+            self.lane.eq(compare_lane),
+            self.neuron.eq(neuron),
+            self.result_slot.eq(slot),
+            self.classify_count.eq(count), self.results.eq(results),
+            self.classes.eq(classes), self.engine_cycles.eq(cycles),
+        ]
+        return m
+
+
+#: Width of a row or column tile index (ProgramWord.TILE_BITS).
+ProgramTileBits = 13

@@ -1,0 +1,320 @@
+"""The network engine's RTL (``rtl/engine.py`` and its parts) in the Amaranth simulator,
+against the golden models only (``models/engine_bus.py``, ``models/engine.py``).
+
+Every bus test runs ``CimEngine`` in lockstep with ``EngineBusModel``
+(``tests/engine_bench.py``): every read of the RTL must equal the model's read in the
+same cycle, the STATUS polls of a CLASSIFY included, so cycle counts, BUSY, DONE,
+RESULTS and ENGINE_CYCLES are checked cycle for cycle. The error table is
+``tests/test_engine_bus.py``'s (the same accesses, setups and codes).
+"""
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from host.engine import EngineDriver, EngineRegisterMap
+from models import engine as E
+from models.engine_bus import EngineBusModel
+from models.engine_params import EngineRegion
+from models.params import NONIDEALITIES, EngineErrCode, MacroParams, Op, Region, Status
+from rtl.engine import CimEngine
+
+from . import test_engine_bus as bus_tests
+from .engine_bench import LockstepMismatch, run_engine
+from .random_nets import random_net
+from .test_engine_model import random_registers
+
+ALL = frozenset(NONIDEALITIES)
+
+
+def every_word(ep):
+    """Every word address of every memory region and every CSR of ``ep``'s map."""
+    amap = EngineRegisterMap(ep)
+    sizes = ep.field_sizes()
+    addrs = [c["offset"] for c in ep.csrs()]
+    for r in ep.regions():
+        if r["region"] == Region.CSR:
+            continue
+        for index in np.ndindex(*[sizes[n] for n, _ in r["fields"]]):
+            addrs.append(int(amap.addr(r["name"], **dict(zip((n for n, _ in r["fields"]), index)))))
+    return addrs
+
+
+async def read_everything(tr, ep):
+    """Read every word of the map on the RTL and the model (the lockstep compares)."""
+    for addr in every_word(ep):
+        await tr.read(addr)
+
+
+# --- construction ---------------------------------------------------------------------------
+
+def test_constructor_refuses_what_is_not_built():
+    p = MacroParams(8, 6, pipeline=1)
+    with pytest.raises(ValueError, match=r"^pipeline must be 0 for the engine, not 1$"):
+        CimEngine(E.EngineParams(p, 2, 2, 2, 8))
+    with pytest.raises(TypeError, match="params must be an EngineParams"):
+        CimEngine(p)
+
+
+@pytest.mark.parametrize("p", [MacroParams(8, 6, input_bits=3),
+                               MacroParams(16, 12, cols_per_cycle=4, nonideal=ALL, counters=True)],
+                         ids=["8x6", "16x12-P4-all-counters"])
+def test_engine_converts_to_verilog(p):
+    from amaranth.back import verilog
+    ep = E.EngineParams(p, weight_banks=5, layers=3, image_slots=3, max_width=40)
+    text = verilog.convert(CimEngine(ep), name="cim_engine", emit_src=False)
+    assert "module cim_engine" in text and "wb__adr" in text
+
+
+@pytest.mark.slow
+def test_the_32x96_engine_converts_to_verilog():
+    from amaranth.back import verilog
+    ep = E.EngineParams(MacroParams(32, 96, input_bits=5), weight_banks=10, layers=3,
+                        image_slots=200, max_width=100)
+    assert "module cim_engine" in verilog.convert(CimEngine(ep), name="cim_engine")
+
+
+# --- the map: CSRs, every memory, every error -------------------------------------------------
+
+def test_every_csr_and_every_memory_word_reads_back(rng):
+    """Random words into every writable word (the model's read-back test), then every word
+    of the map read on both."""
+    ep = bus_tests.PARAMS
+
+    async def body(tr, model):
+        for addr in [c["offset"] for c in ep.csrs()]:
+            await tr.read(addr)
+        amap = EngineRegisterMap(ep)
+        sizes = ep.field_sizes()
+        for r in ep.regions():
+            if r["access"] == "ro" or r["region"] == Region.CSR:
+                continue
+            for index in np.ndindex(*[sizes[n] for n, _ in r["fields"]]):
+                fields = dict(zip((n for n, _ in r["fields"]), index))
+                if r["name"] == "PROGRAM":
+                    word = [int(rng.integers(1, 71)), int(rng.integers(1, 71)),
+                            int(rng.integers(1, 7)) | int(rng.integers(1, 7)) << 16,
+                            bus_tests.mode(int(rng.integers(0, 6)), int(rng.integers(1, 6)),
+                                           int(rng.integers(0, 2)), int(rng.integers(0, 2)))
+                            ][fields["part"]]
+                elif r["kind"] == "signed":
+                    lo, hi = -(1 << (r["width"] - 1)), (1 << (r["width"] - 1)) - 1
+                    word = int(rng.integers(lo, hi + 1)) & 0xFFFF_FFFF
+                elif r["kind"] == "unsigned":
+                    word = int(rng.integers(0, 1 << r["width"]))
+                else:
+                    word = int(rng.integers(0, 1 << 32))
+                await tr.write(int(amap.addr(r["name"], **fields)), word)
+        assert model.macro.errcode == 0
+        await read_everything(tr, ep)
+        return tr.accesses
+    assert run_engine(ep, body) > 600
+
+
+def _prepare(kind, rng):
+    """``tests/test_engine_bus.py``'s setups, as accesses through the transport."""
+    async def prepare(tr, model):
+        if kind is None:
+            return
+        if kind == "images":
+            await tr.write(bus_tests.A("IMAGE", image_slot=0, plane=0, image_chunk=0), 0xFFFF)
+            return
+        if kind == "run":
+            await tr.write(bus_tests.csr("CMD"), Op.RUN)
+            assert model.busy()
+            return
+        drv = EngineDriver(tr, bus_tests.PARAMS)
+        net = random_net(rng, bus_tests.FIT, 5, bus_tests.MACRO.rows, bus_tests.MACRO.cols)
+        await drv.load_network(net)
+        await drv.write_images(rng.integers(0, 32, (3, bus_tests.FIT[0])))
+        if kind == "busy":
+            await tr.write(bus_tests.csr("CLASSIFY"), 2)
+            assert model.busy()
+        elif kind == "ran":
+            await tr.write(bus_tests.csr("CLASSIFY"), 2)
+            await tr.idle(10_000)
+        elif kind.startswith("loaded+"):
+            for (layer, part), word in eval(kind[len("loaded+"):], vars(bus_tests)).items():
+                await tr.write(bus_tests.A("PROGRAM", layer=layer, part=part), word)
+            assert model.macro.errcode == 0
+    return prepare
+
+
+#: The table's cases of the default run here (the whole table runs by default on
+#: Verilator in tests/test_cocotb_engine.py; here it is ``slow``: about 4 minutes).
+DEFAULT_ERRORS = {"sel", "overfull image buffer", "WEIGHT_BANKS", "busy CLASSIFY",
+                  "mode reserved", "RESULT not yet done", "no last layer"}
+ERROR_CASES = [pytest.param(*e, id=e[0], marks=() if e[0] in DEFAULT_ERRORS else pytest.mark.slow)
+               for e in bus_tests.ERRORS]
+
+
+@pytest.mark.parametrize("name, kind, access, code", ERROR_CASES)
+def test_every_error_of_the_bus_model_table(name, kind, access, code, rng):
+    """Each access of the model's error table on the RTL: the same ERRCODE and ERRADDR,
+    a faulty read 0, the first error kept, the clear; then every word of the map (after
+    the engine is idle) equals the model's, which the faulty access left unchanged."""
+    ep = bus_tests.PARAMS
+    prepare = _prepare(kind, rng)
+    csr = bus_tests.csr
+
+    async def body(tr, model):
+        await prepare(tr, model)
+        before = bus_tests.state(model)
+        addr = access[1]()
+        if access[0] == "w":
+            await tr.write(addr, *access[2:])
+        else:
+            assert await tr.read(addr) == 0
+        assert bus_tests.same(bus_tests.state(model), before)
+        assert await tr.read(csr("STATUS")) >> Status.ERROR & 1
+        assert (await tr.read(csr("ERRCODE")), await tr.read(csr("ERRADDR"))) == (code, addr)
+        await tr.read(14 << ep.region_shift)
+        assert await tr.read(csr("ERRCODE")) == code
+        await tr.write(csr("STATUS"), 1 << Status.ERROR)
+        assert await tr.read(csr("ERRCODE")) == 0
+        while model.busy():
+            await tr.idle(50)
+        await read_everything(tr, ep)
+    run_engine(ep, body)
+
+
+# --- classifying: the clock, STOP, random networks ------------------------------------------
+
+def test_results_image_by_image_stop_and_a_run_through_cmd(rng):
+    """The model's clock test on the RTL: STATUS and RESULTS polled every access while a
+    CLASSIFY runs, STOP at a random cycle, a STOP when idle; then a RUN through CMD with
+    bank 0, polled until done; every word of the map read back in between."""
+    ep, csr = bus_tests.PARAMS, bus_tests.csr
+    net = random_net(rng, bus_tests.FIT, 5, bus_tests.MACRO.rows, bus_tests.MACRO.cols)
+    per = E.build_program(net, bus_tests.MACRO).image_cycles()
+
+    async def body(tr, model):
+        drv = EngineDriver(tr, ep)
+        await drv.load_network(net)
+        await drv.write_images(rng.integers(0, 32, (3, bus_tests.FIT[0])))
+        await tr.write(csr("CLASSIFY"), 3)
+        while model.busy():
+            await tr.read(csr("STATUS"))
+            await tr.read(csr("RESULTS"))
+            await tr.read(csr("ENGINE_CYCLES"))
+            await tr.read(bus_tests.A("RESULT", image_slot=int(rng.integers(0, 3))))
+            await tr.write(csr("STATUS"), 1 << Status.ERROR)
+        assert await tr.read(csr("ENGINE_CYCLES")) == 3 * per
+        await tr.write(csr("CLASSIFY"), 3)
+        await tr.idle(int(rng.integers(0, per)))
+        await tr.write(csr("STATUS"), 1 << 6)
+        await tr.idle(3 * per)
+        assert 1 <= await tr.read(csr("RESULTS")) <= 2
+        await tr.write(csr("STATUS"), 1 << Status.ERROR | 1 << 6)
+        # After a STOP the model's ACC, OUT and INPUT are the whole batch's (its
+        # documented simplification): read what it keeps per image, then run a batch.
+        for addr in every_word(ep):
+            if addr >> ep.region_shift in (EngineRegion.RESULT, EngineRegion.LAST_ACC,
+                                           EngineRegion.LAST_SCORE):
+                await tr.read(addr)
+        for reg in ("RESULTS", "ENGINE_CYCLES", "CLASSIFY", "ERRCODE"):
+            await tr.read(csr(reg))
+        await tr.write(csr("CLASSIFY"), 2)
+        await tr.idle(2 * per)
+        await read_everything(tr, ep)
+        await tr.write(csr("CMD"), Op.RUN | 3 << 8)
+        while model.busy():
+            await tr.read(csr("STATUS"))
+        await read_everything(tr, ep)
+    run_engine(ep, body)
+
+
+MACROS = {
+    "8x6-all": MacroParams(8, 6, input_bits=3, nonideal=ALL),
+    "8x6-P2-all": MacroParams(8, 6, input_bits=3, cols_per_cycle=2, nonideal=ALL),
+    "16x12-P4-B2": MacroParams(16, 12, input_bits=2, cols_per_cycle=4),
+    "12x5-P1-K2-offset": MacroParams(12, 5, input_bits=3, cols_per_cycle=1, comp_rows=2,
+                                     nonideal=("offset",)),
+    "64x5-B2": MacroParams(64, 5, input_bits=2),
+    "96x4-B2-gain": MacroParams(96, 4, input_bits=2, nonideal=("gain",)),
+}
+#: Slower sets: the 32x96 macro.
+SLOW_MACROS = {"32x96-B5": MacroParams(32, 96, input_bits=5)}
+
+
+def random_sizes(rng, p):
+    """Random layer sizes: 2..4 layers, several row and column tiles, any last width."""
+    layers = int(rng.integers(2, 5))
+    sizes = [int(rng.integers(1, 3 * p.rows + 1))]
+    sizes += [int(rng.integers(1, 3 * p.cols + 1)) for _ in range(layers - 1)]
+    return tuple(sizes)
+
+
+@pytest.mark.parametrize("name", sorted(MACROS) + [
+    pytest.param(name, marks=pytest.mark.slow) for name in sorted(SLOW_MACROS)])
+def test_random_networks_classify_as_the_engine_model(name, seed, rng):
+    """Random networks and chips through ``EngineDriver`` on the RTL (chip registers
+    through the macro's map, CALIBRATE, the trim, the program, images streamed through a
+    small buffer): every read in lockstep with the bus model; classes, the last scores
+    and ACC equal ``EngineModel``'s (of every image with one slot, of each batch's last
+    with more); ENGINE_CYCLES = images x
+    ``image_cycles``."""
+    p = {**MACROS, **SLOW_MACROS}[name]
+    for slots in (1, int(rng.integers(2, 4))):      # one slot: every image's ACC is read
+        sizes = random_sizes(rng, p)
+        net = random_net(rng, sizes, p.input_bits, p.rows, p.cols)
+        ep = E.EngineParams.for_model(net, p, image_slots=slots)
+        images = rng.integers(0, 1 << net.layers[0].planes, (5, sizes[0]))
+        regs = random_registers(rng, p)
+        ref = E.EngineModel(ep)
+        ref.set_nonideal(**regs)
+        ref.calibrate()
+        ref.load(net, residual=ref.measure_residual())
+        want = ref.classify(images)
+        print(f"seed {seed}: {name} net {sizes} slots {slots}")
+
+        async def body(tr, model):
+            drv = EngineDriver(tr, ep)
+            await drv.write_chip(**regs)
+            await drv.calibrate()
+            await drv.load_network(net, residual=await drv.measure_residual())
+            got, acc, scores = [], [], []
+            for start in range(0, len(images), slots):
+                batch = images[start:start + slots]
+                await drv.write_images(batch)
+                got.append(await drv.run(len(batch)))
+                acc.append(await drv.last_acc())
+                scores.append(await drv.last_scores())
+            return np.concatenate(got), acc, scores, await drv.cycles()
+        got, acc, scores, cycles = run_engine(ep, body)
+        assert np.array_equal(got, want)
+        ends = [min(s + slots, len(images)) - 1 for s in range(0, len(images), slots)]
+        assert all(np.array_equal(a, ref.acc[i]) for a, i in zip(acc, ends))
+        assert all(np.array_equal(s, ref.scores[i]) for s, i in zip(scores, ends))
+        last = len(images) - ends[-2] - 1 if len(ends) > 1 else len(images)
+        assert cycles == last * ref.program.image_cycles()
+
+
+# --- lint ---------------------------------------------------------------------------------
+
+LINT_SETS = {
+    "8x6-B3": E.EngineParams(MacroParams(8, 6, input_bits=3), 5, 3, 3, 40),
+    "16x12-P4-all-counters": E.EngineParams(
+        MacroParams(16, 12, cols_per_cycle=4, nonideal=ALL, counters=True), 5, 2, 1, 40),
+    "96x7-P1-B1": E.EngineParams(MacroParams(96, 7, input_bits=1, cols_per_cycle=1), 3, 1, 4, 300),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LINT_SETS))
+def test_engine_verilog_is_lint_clean(name, tmp_path):
+    """``verilator --lint-only -Wall`` with the waivers of tests/test_lint.py: no warning."""
+    import subprocess
+
+    from amaranth.back import verilog
+
+    from verif.toolchain import require_tool, tool_env
+    from .test_lint import LINT_FLAGS
+    path = tmp_path / "cim_engine.v"
+    path.write_text(verilog.convert(CimEngine(LINT_SETS[name]), name="cim_engine",
+                                    emit_src=False))
+    env = tool_env()
+    result = subprocess.run([require_tool("verilator", env), *LINT_FLAGS, str(path)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    report = result.stdout + result.stderr
+    assert result.returncode == 0 and "%Warning" not in report, report
