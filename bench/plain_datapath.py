@@ -18,6 +18,12 @@ the macro's and the engine's logic can be divided by this one's:
 
 It prints one table row and, as its last line, one JSON object (``luts``, ``logic``,
 ``ffs``, ``block_ram``, ``fmax_mhz``, ``met`` ...); the report is ``DIR/report.json``.
+
+``--engine MODEL`` also builds, in the same run and with the same board, size, folding
+and clock, the network engine sized for MODEL (``python -m fpga build --model``, at
+pipeline L = the cuts unless ``--engine-pipeline`` says otherwise) into ``DIR/engine``,
+prints its row and the ratio of the two logic counts (block RAM reported beside, not in
+the ratio); the JSON line then holds ``engine`` (its figures) and ``engine_logic_ratio``.
 """
 
 from __future__ import annotations
@@ -489,6 +495,31 @@ def table_row(s: dict) -> str:
             f"{'met' if s['met'] else 'FAILED'} | {s['tool_seconds']:.0f} s |")
 
 
+def engine_summary(report: dict) -> dict:
+    """The figures of an engine's ``python -m fpga build`` report, in :func:`summary`'s
+    keys (``cuts`` is the engine's pipeline L, ``storage`` "engine")."""
+    params = dict(report["params"], cuts=report["params"].get("pipeline", 0), storage="engine")
+    return summary(dict(report, params=params))
+
+
+def build_engine(board: str, model, *, rows, cols, cols_per_cycle, input_bits, pipeline,
+                 out_dir, freq_mhz=None, seed: int = 1, tmg_ripup=None, status=None) -> dict:
+    """Build the network engine sized for ``model`` (a FoldedNet) with ``fpga.build.build``
+    and return its report."""
+    from fpga.build import build
+    from models.engine import EngineParams
+    from models.params import MacroParams
+
+    macro = MacroParams(rows, cols, cols_per_cycle=cols_per_cycle, input_bits=input_bits,
+                        pipeline=pipeline)
+    e = EngineParams.for_model(model, macro)
+    return build(board, rows, cols, cols_per_cycle=cols_per_cycle, input_bits=input_bits,
+                 pipeline=pipeline, out_dir=out_dir, freq_mhz=freq_mhz, seed=seed,
+                 tmg_ripup=tmg_ripup, status=status,
+                 engine=dict(weight_banks=e.weight_banks, layers=e.layers,
+                             image_slots=e.image_slots, max_width=e.max_width))
+
+
 # --- the command -------------------------------------------------------------------------
 
 PROG = "bench.plain_datapath"
@@ -525,6 +556,13 @@ def build_parser() -> cmdline.CommandParser:
                     default=1, metavar="S", help="nextpnr placement seed")
     ap.add_argument("--no-tmg-ripup", dest="tmg_ripup", action="store_false", default=None,
                     help="ECP5 only: route without nextpnr's timing-driven ripup")
+    ap.add_argument("--engine", default=None, metavar="MODEL",
+                    help="also build the network engine sized for this exported model (same "
+                         "board, size, folding and clock) into DIR/engine and print the "
+                         "ratio of the logic counts")
+    ap.add_argument("--engine-pipeline", type=cmdline.integer("engine-pipeline", 0, 4),
+                    default=None, metavar="L",
+                    help="the engine's pipeline L, 0..4 (default the cuts: 0, 2 or 4)")
     ap.add_argument("-o", "--out", default=None, metavar="DIR",
                     help="output folder, created if missing (default "
                          "build/bench/plain-BOARD-RxC-pP-cN-STORAGE)")
@@ -548,6 +586,24 @@ def _main(argv) -> int:
         check_freq(args.board, args.freq)
     except ValueError as exc:
         raise cmdline.UsageError(cmdline.one_line(exc), "--freq") from None
+    if args.engine_pipeline is not None and args.engine is None:
+        raise cmdline.UsageError("sets the engine's pipeline; needs --engine MODEL",
+                                 "--engine-pipeline")
+    net = None
+    if args.engine is not None:
+        from models.engine import EngineParams
+        from models.inputs import load_model
+        from models.params import MacroParams
+
+        net = load_model(args.engine, "--engine")
+        macro = MacroParams(args.rows, args.cols, cols_per_cycle=cols_per_cycle,
+                            input_bits=args.input_bits,
+                            pipeline=args.cuts if args.engine_pipeline is None
+                            else args.engine_pipeline)
+        try:
+            EngineParams.for_model(net, macro)
+        except ValueError as exc:
+            raise cmdline.UsageError(f"{args.engine}: {cmdline.one_line(exc)}", "--engine") from None
     dp = PlainDatapath(args.rows, args.cols, cols_per_cycle=cols_per_cycle,
                        input_bits=args.input_bits, cuts=args.cuts, storage=args.storage)
     out = Path(args.out) if args.out is not None else default_out_dir(args.board, dp)
@@ -565,8 +621,30 @@ def _main(argv) -> int:
     s = summary(report)
     print(TABLE_HEAD)
     print(table_row(s))
-    print(json.dumps(s))
-    return 0 if s["met"] else 1
+    if net is None:
+        print(json.dumps(s))
+        return 0 if s["met"] else 1
+    try:
+        engine_report = build_engine(
+            args.board, net, rows=args.rows, cols=args.cols, cols_per_cycle=cols_per_cycle,
+            input_bits=args.input_bits, out_dir=out / "engine", freq_mhz=args.freq,
+            pipeline=args.cuts if args.engine_pipeline is None else args.engine_pipeline,
+            seed=args.placement_seed, tmg_ripup=args.tmg_ripup, status=status)
+    except (BuildError, RuntimeError) as exc:
+        raise cmdline.UsageError(cmdline.one_line(exc)) from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"tools stopped; the engine's bitstream and report not written "
+                                f"(logs in {out / 'engine' / 'work'})") from None
+    engine_report["path"] = str(out / "engine" / "report.json")
+    e = engine_summary(engine_report)
+    print(table_row(e))
+    ratio = e["logic"] / s["logic"] if e["logic"] and s["logic"] else None
+    print(f"engine / plain datapath logic: {e['logic']} / {s['logic']} = "
+          f"{'?' if ratio is None else f'{ratio:.2f}'} (block RAM: engine {e['block_ram']}, "
+          f"plain {s['block_ram']})")
+    print(json.dumps(dict(s, engine=e, engine_logic_ratio=None if ratio is None
+                          else round(ratio, 3))))
+    return 0 if s["met"] and e["met"] else 1
 
 
 def main(argv=None) -> int:

@@ -41,9 +41,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from gen.cli import ALLOWED, macro_int_type, nonideal_type, params_from_args
+from gen.cli import ALLOWED, engine_from_args, macro_int_type, nonideal_type, params_from_args
 from models import cmdline
 from models.cmdline import UsageError, integer, number, one_line
+from models.engine_params import MAX_IMAGE_SLOTS
 from models.params import NONIDEALITIES
 
 # Amaranth (behind .boards and host.serial_transport) and numpy load inside the functions,
@@ -109,6 +110,16 @@ def build_parser() -> cmdline.CommandParser:
                        help="build no non-ideality (same as --nonideal none)")
     which.add_argument("--all-nonidealities", dest="nonideal", action="store_const",
                        const=frozenset(NONIDEALITIES), help="build all five non-idealities")
+    n = b.add_argument_group("a network engine around the macro (as python -m gen; "
+                             "docs/ENGINE.md)")
+    n.add_argument("--model", metavar="MODEL",
+                   help="build the engine sized for this exported model (NAME, NAME.json "
+                        "or NAME.npz); the capacity options may only enlarge it")
+    for field, what in (("weight_banks", "weight banks"), ("layers", "layer-program entries"),
+                        ("max_width", "the widest layer"),
+                        ("image_slots", "image slots (default 256)")):
+        n.add_argument("--" + field.replace("_", "-"), type=macro_int_type(field),
+                       default=None, metavar="N", help=f"{what}: {ALLOWED[field]}")
     c = b.add_argument_group("clock, UART and the baked chip")
     c.add_argument("--freq", type=number("freq", 0, lo_open=True, unit="MHz"), default=None,
                    metavar="MHZ", help="design clock from the PLL: icebreaker 16..275, ulx3s "
@@ -164,6 +175,25 @@ def build_parser() -> cmdline.CommandParser:
     r.add_argument("--chip-seed", type=integer("chip-seed", 0, 2**32 - 1), default=None,
                    metavar="S", help="with --port model: give the model the sampled SRAM chip "
                                      "instance S (default an ideal chip)")
+    g = r.add_argument_group("a board with a network engine (built with --model; found by "
+                             "its ID)")
+    g.add_argument("--engine", action="store_true",
+                   help="with --port model: the dry-run board carries a network engine sized "
+                        "for the model (default a macro)")
+    g.add_argument("--image-slots", type=integer("image-slots", 1, MAX_IMAGE_SLOTS),
+                   default=None, metavar="N",
+                   help="with --port model --engine: image slots of the dry-run engine, "
+                        f"1..{MAX_IMAGE_SLOTS} (default 256)")
+    g.add_argument("--chips", type=cmdline.index_range(), default=None, metavar="START:STOP",
+                   help="chip Monte Carlo: for each chip seed in START..STOP-1 write the "
+                        "sampled SRAM chip's registers, calibrate (and --trim), classify, "
+                        "and check every class against the golden model on the same chip")
+    g.add_argument("--benchmark", action="store_true",
+                   help="classify the image buffer once more with the images already in it "
+                        "and report the engine's own cycle count (ENGINE_CYCLES)")
+    g.add_argument("--freq", type=number("freq", 0, lo_open=True, unit="MHz"), default=None,
+                   metavar="MHZ", help="the design clock the board was built for: images "
+                                       "per second from the engine's cycle count")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _add_sweep_parser(sub, BOARDS)
@@ -274,13 +304,16 @@ def cmd_build(args) -> int:
         raise UsageError(f"iCE40 builds map LUTs with abc9 only; not allowed with --board "
                          f"{args.board}", "--mapper")
     p = params_from_args(args)
+    engine = engine_from_args(args, p)
+    target = p if engine is None else engine.params
     try:
         check_freq(args.board, args.freq)
     except ValueError as exc:
         raise UsageError(one_line(exc), "--freq") from None
     _check_timeout(args.baud, args.bridge_timeout)
-    out = Path(args.out) if args.out is not None else default_out_dir(args.board, p)
-    cmdline.check_output_folder(out, OUT, files=[bitstream_name(args.board, p, args.chip_seed),
+    out = Path(args.out) if args.out is not None else default_out_dir(args.board, target)
+    cmdline.check_output_folder(out, OUT, files=[bitstream_name(args.board, target,
+                                                                args.chip_seed),
                                                  "report.json"])
     if (out / "work").exists() and not (out / "work").is_dir():
         raise UsageError(f"{str(out / 'work')!r} is a file; the tools need it as their folder", OUT)
@@ -292,6 +325,9 @@ def cmd_build(args) -> int:
                        nonideal=p.nonideal, input_bits=p.input_bits, pipeline=p.pipeline,
                        seed=args.placement_seed, mapper=args.mapper,
                        detailed_timing=args.detailed_timing, tmg_ripup=args.tmg_ripup,
+                       engine=None if engine is None else dict(
+                           weight_banks=target.weight_banks, layers=target.layers,
+                           image_slots=target.image_slots, max_width=target.max_width),
                        status=status)
     except (ValueError, TypeError) as exc:
         msg = one_line(exc)
@@ -317,12 +353,19 @@ def _model_port(net, args):
     p = MacroParams(net.rows, net.cols, input_bits=max(net.input_bits, net.layers[0].planes))
     if p.acc_bits < net.min_acc_bits:
         p = MacroParams(net.rows, net.cols, input_bits=p.input_bits, acc_bits=net.min_acc_bits)
-    model = MacroModel(p)
+    if args.engine:
+        from models.engine import EngineParams
+        from models.engine_bus import EngineBusModel
+        target = EngineParams.for_model(net, p, image_slots=args.image_slots or 256)
+        model = EngineBusModel(target)
+    else:
+        target = p
+        model = MacroModel(p)
     if args.chip_seed is not None:
         from .top import chip_image
-        for addr, data in chip_image(p, args.chip_seed)[0]:
+        for addr, data in chip_image(target, args.chip_seed)[0]:
             model.write(addr, data, 0xF)
-    return FakeBridgePort(BoardBus(model, p.addr_bits), baudrate=args.baud,
+    return FakeBridgePort(BoardBus(model, target.addr_bits), baudrate=args.baud,
                           bridge_timeout=args.bridge_timeout)
 
 
@@ -337,6 +380,14 @@ def _prepare_run(args):
     if args.chip_seed is not None and args.port != "model":
         raise UsageError("gives the dry-run model (--port model) a sampled chip; a board has "
                          "its own (bake one in with 'fpga build --chip-seed')", "--chip-seed")
+    if args.engine and args.port != "model":
+        raise UsageError("makes the dry-run model (--port model) an engine; a board's ID says "
+                         "what it carries", "--engine")
+    if args.image_slots is not None and not args.engine:
+        raise UsageError("sizes the dry-run engine; needs --port model --engine", "--image-slots")
+    if args.chips is not None and args.chip_seed is not None:
+        raise UsageError("writes each chip's registers over the bus; not allowed with "
+                         "--chip-seed", "--chips")
     _check_timeout(args.baud, args.bridge_timeout)
     net = load_model(args.model)
     images, labels = load_images_labels(args.images, args.labels, classes=net.classes,
@@ -352,13 +403,28 @@ RUN_CHUNK = 25
 
 
 async def _run(args, net, x, labels, port) -> int:
+    from host.serial_transport import SerialTransport
+    from models.engine_params import ENGINE_ID_MAGIC
+    from models.params import CSR
+
+    transport = SerialTransport(port, baudrate=args.baud, bridge_timeout=args.bridge_timeout)
+    if int(await transport.read(CSR.ID)) == ENGINE_ID_MAGIC:
+        from .engine_run import run_engine
+        return await run_engine(args, net, x, labels, transport)
+    engine_only = [o for o, given in (("--chips", args.chips is not None),
+                                      ("--benchmark", args.benchmark)) if given]
+    if engine_only:
+        raise UsageError(f"needs a board with a network engine; the one at {args.port!r} "
+                         f"carries a bare macro", engine_only[0])
+    return await _run_macro(args, net, x, labels, transport)
+
+
+async def _run_macro(args, net, x, labels, transport) -> int:
     import numpy as np
 
     from host.driver import MacroDriver
     from host.network import measure_residual, run_network
-    from host.serial_transport import SerialTransport
 
-    transport = SerialTransport(port, baudrate=args.baud, bridge_timeout=args.bridge_timeout)
     start = time.monotonic()
     drv = await MacroDriver.connect(transport)
     notes = []

@@ -113,9 +113,12 @@ def tool_environment(base: dict | None = None) -> dict:
     return env
 
 
-def default_out_dir(board: str, p: MacroParams) -> Path:
+def default_out_dir(board: str, p) -> Path:
+    """``build/fpga/BOARD-RxC-pP[-lL][-engine]`` of a MacroParams or an EngineParams."""
+    engine = "" if isinstance(p, MacroParams) else "-engine"
+    p = p if isinstance(p, MacroParams) else p.macro
     pipe = f"-l{p.pipeline}" if p.pipeline else ""
-    return Path("build") / "fpga" / f"{board}-{p.rows}x{p.cols}-p{p.cols_per_cycle}{pipe}"
+    return Path("build") / "fpga" / f"{board}-{p.rows}x{p.cols}-p{p.cols_per_cycle}{pipe}{engine}"
 
 
 # --- report parsing ------------------------------------------------------------------------
@@ -273,10 +276,13 @@ def check_freq(board: str, freq_mhz) -> float:
     return float(freq_mhz) * 1e6
 
 
-def bitstream_name(board: str, p: MacroParams, chip_seed: int | None = None) -> str:
-    """File name of the bitstream a build of ``p`` on ``board`` writes into its folder."""
+def bitstream_name(board: str, p, chip_seed: int | None = None) -> str:
+    """File name of the bitstream a build of ``p`` (a MacroParams or an EngineParams) on
+    ``board`` writes into its folder."""
     ext = "bin" if BOARDS[board].family == "ice40" else "bit"
-    return (f"{board}_{p.rows}x{p.cols}_p{p.cols_per_cycle}"
+    engine = "" if isinstance(p, MacroParams) else "_engine"
+    p = p if isinstance(p, MacroParams) else p.macro
+    return (f"{board}_{p.rows}x{p.cols}_p{p.cols_per_cycle}{engine}"
             + (f"_l{p.pipeline}" if p.pipeline else "")
             + (f"_chip{chip_seed}" if chip_seed is not None else "") + f".{ext}")
 
@@ -393,7 +399,8 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
           baud: int = DEFAULT_BAUD, bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
           nonideal=None, input_bits: int = 5, pipeline: int = 0, seed: int = 1,
           mapper: str | None = None, detailed_timing: bool = False,
-          tmg_ripup: bool | None = None, quiet: bool = True, status=None) -> dict:
+          tmg_ripup: bool | None = None, engine: dict | None = None, quiet: bool = True,
+          status=None) -> dict:
     """Build a bitstream for ``board`` and return the report (also written as JSON).
 
     Every argument is checked before anything is created; the bitstream and
@@ -433,6 +440,10 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
         finishes the build as usual (for the fully parallel 32x96 that added 26-34
         minutes to the builds that could not meet timing). iCE40 builds route with router1,
         which has no such option.
+    engine : dict or None
+        Build a network engine around the macro (docs/ENGINE.md) with this capacity:
+        ``weight_banks``, ``layers``, ``image_slots``, ``max_width`` (the fields of
+        ``models.engine.EngineParams``); None: the bare macro.
     quiet : bool
         False: print the summary line when done.
     status : models.cmdline.StatusLine or None
@@ -453,6 +464,10 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     if nonideal is not None:
         kwargs["nonideal"] = nonideal
     p = MacroParams(rows, cols, **kwargs)
+    target = p
+    if engine is not None:
+        from models.engine import EngineParams
+        target = EngineParams(p, **engine)
     clock_hz = check_freq(board, freq_mhz)
     if mapper is None:
         mapper = "abc" if b.family == "ecp5" else "abc9"
@@ -470,14 +485,14 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
         pll = pll_config(b.family, b.clock_hz, clock_hz, tool_dir=str(_venv_bin()))
         clock_hz = pll["achieved_hz"]
     divisor = uart_divisor(clock_hz, baud)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(board, p)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(board, target)
     env = tool_environment()
     timeout_cycles = max(1, round(bridge_timeout * clock_hz))
 
     if status is not None:
         status.begin("elaboration (Amaranth)")
-    image, chip = ([], None) if chip_seed is None else chip_image(p, chip_seed)
-    core = BoardCore(p, divisor=divisor, timeout_cycles=timeout_cycles, image=image,
+    image, chip = ([], None) if chip_seed is None else chip_image(target, chip_seed)
+    core = BoardCore(target, divisor=divisor, timeout_cycles=timeout_cycles, image=image,
                      stretch_cycles=max(1, int(0.05 * clock_hz)))
     top = BoardTop(b, core, clock_hz, pll)
     platform = b.make_platform()
@@ -491,13 +506,14 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     cells, luts, ffs, blob = flow["cells"], flow["luts"], flow["ffs"], flow["blob"]
     t_prepare, t_tools = flow["seconds_prepare"], flow["seconds_tools"]
 
-    name = bitstream_name(board, p, chip_seed)
+    name = bitstream_name(board, target, chip_seed)
     bitstream = out / name
 
     report = dict(
         format=REPORT_FORMAT, version=REPORT_VERSION,
         board=board, family=b.family, device=f"{platform.device}-{platform.package}",
         params=p.to_dict(),
+        engine=None if target is p else target.to_dict(),
         bitstream=str(bitstream), bitstream_bytes=len(blob),
         utilization=parsed["utilization"],
         luts=luts, ffs=ffs, yosys_cells=cells,
@@ -681,8 +697,11 @@ def summary_line(report: dict) -> str:
             parts.append(f"{entry['used']}/{entry['available']} {entry['label']}")
     fmax = f"{t['fmax_hz'] / 1e6:.1f}" if t["fmax_hz"] else "?"
     verdict = "met" if t["met"] else "FAILED"
+    engine = report.get("engine")
+    what = "" if not engine else (f" engine ({engine['weight_banks']} banks, "
+                                  f"{engine['image_slots']} image slots)")
     return (f"{report['board']} {p['rows']}x{p['cols']} P={p['cols_per_cycle']} "
-            f"L={p.get('pipeline', 0)}: "
+            f"L={p.get('pipeline', 0)}{what}: "
             f"{', '.join(parts)}; {report['luts']} LUTs, {report['ffs']} FFs; "
             f"Fmax {fmax} MHz vs {t['clock_hz'] / 1e6:g} MHz clock: timing {verdict} "
             f"-> {report['bitstream']}")

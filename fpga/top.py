@@ -152,10 +152,24 @@ class ChipImageWriter(wiring.Component):
         return m
 
 
-def board_bus_latency(p: MacroParams) -> int:
+def board_bus_latency(p) -> int:
     """Cycles from an access on the board's bus to its ack: the macro's ``bus_latency``,
-    plus two for each register slice in front of it (two slices for L = 4 macros)."""
+    plus two for each register slice in front of it (two slices for L = 4 macros).
+    ``p`` is a MacroParams or an EngineParams (the macro inside decides)."""
+    p = _macro_of(p)
     return p.bus_latency + (4 if p.pipeline >= 4 else 0)
+
+
+def _macro_of(p) -> MacroParams:
+    return p if isinstance(p, MacroParams) else p.macro
+
+
+def _bus_slave(p):
+    """The board's bus slave: the macro, or the network engine for an EngineParams."""
+    if isinstance(p, MacroParams):
+        return CimMacro(p)
+    from rtl.engine import CimEngine
+    return CimEngine(p)
 
 
 class BoardCore(wiring.Component):
@@ -163,7 +177,9 @@ class BoardCore(wiring.Component):
 
     Parameters
     ----------
-    p : MacroParams
+    p : MacroParams or EngineParams
+        The macro, or a network engine around one (docs/ENGINE.md; the same bus, the
+        engine's wider address).
     divisor : int
         Clock cycles per UART bit (:func:`fpga.uart.uart_divisor`).
     timeout_cycles : int
@@ -183,8 +199,9 @@ class BoardCore(wiring.Component):
     """
 
     def __init__(self, p, *, divisor, timeout_cycles, image=(), stretch_cycles=1 << 20):
-        if not isinstance(p, MacroParams):
-            raise TypeError(f"p must be a MacroParams, not {p!r}")
+        from models.engine import EngineParams
+        if not isinstance(p, (MacroParams, EngineParams)):
+            raise TypeError(f"p must be a MacroParams or an EngineParams, not {p!r}")
         if isinstance(stretch_cycles, bool) or not isinstance(stretch_cycles, int) \
                 or stretch_cycles < 1:
             raise ValueError(f"stretch_cycles must be a positive integer, not {stretch_cycles!r}")
@@ -211,7 +228,7 @@ class BoardCore(wiring.Component):
         m.submodules.bridge = bridge
         m.submodules.image = writer
         m.submodules.decoder = decoder = BusDecoder(p.addr_bits)
-        m.submodules.macro = macro = CimMacro(p)
+        m.submodules.macro = macro = _bus_slave(p)
 
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
         connect(m, rx.stream, bridge.sink)
@@ -222,7 +239,7 @@ class BoardCore(wiring.Component):
         # FPGA-clock macro (L = 4) sits behind two register slices in a row, one placed
         # with the masters and one with the macro, whose bus registers are spread over
         # the die: the wire between them runs from register to register.
-        if p.pipeline >= 4:
+        if _macro_of(p).pipeline >= 4:
             m.submodules.bus_slice_near = near = WishboneSlice(p.addr_bits)
             m.submodules.bus_slice_far = far = WishboneSlice(p.addr_bits)
             connect(m, near.down, far.up)
@@ -270,8 +287,10 @@ class BoardCore(wiring.Component):
         return m
 
 
-def chip_image(p: MacroParams, seed: int, config=None) -> tuple[list[tuple[int, int]], dict]:
-    """Bus writes that give a macro the non-idealities of one sampled SRAM chip instance.
+def chip_image(p, seed: int, config=None) -> tuple[list[tuple[int, int]], dict]:
+    """Bus writes that give a macro (``p`` a MacroParams) or the macro inside a network
+    engine (``p`` an EngineParams, the engine's map) the non-idealities of one sampled
+    SRAM chip instance.
 
     The instance is ``models.chip.sample_chip(config, seed, R, C, K)`` (default config
     ``ChipConfig.typical("sram")``), mapped by ``models.chip.chip_to_rtl``; effects the
@@ -297,10 +316,18 @@ def chip_image(p: MacroParams, seed: int, config=None) -> tuple[list[tuple[int, 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"chip seed must be a non-negative integer, not {seed!r}")
     config = ChipConfig.typical("sram") if config is None else config
+    if isinstance(p, MacroParams):
+        recorder = CountingTransport(ModelTransport(MacroModel(p)), log=True)
+        driver = MacroDriver(recorder, p)
+    else:
+        from host.engine import EngineDriver
+        from models.engine_bus import EngineBusModel
+
+        recorder = CountingTransport(ModelTransport(EngineBusModel(p)), log=True)
+        driver = EngineDriver(recorder, p).macro
+        p = p.macro
     chip = sample_chip(config, seed, p.rows, p.cols, p.comp_rows)
     full = chip_to_rtl(chip, p, strict=False)
-    recorder = CountingTransport(ModelTransport(MacroModel(p)), log=True)
-    driver = MacroDriver(recorder, p)
     driver.check_errors = False
     baked = []
 

@@ -1,5 +1,10 @@
 """The command line ``python -m gen``: validate parameters, emit ``NAME.v`` and ``NAME.json``.
 
+Without engine options it emits one macro (docs/ARCHITECTURE.md); with ``--model`` or
+the capacity options (``--weight-banks``, ``--layers``, ``--image-slots``,
+``--max-width``) it emits a network engine around that macro (docs/ENGINE.md), sized
+for the model or for a network loaded later.
+
 Every bad invocation ends with exit status 2 and exactly one line on stderr,
 ``gen: error: argument --OPTION: <what is wrong>``, naming the parameter, the bad value
 and what is allowed, and writes nothing: all parameters and the output folder are checked
@@ -12,21 +17,29 @@ Parsing, errors, output checks and Ctrl-C follow the project's shared command-li
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
 from models import cmdline
 from models.cmdline import UsageError
+from models.engine_params import MAX_IMAGE_SLOTS, MAX_LAYERS, MAX_WEIGHT_BANKS, MAX_WIDTH
 from models.params import (CONTRACT_VERSION, DEFAULT_NONIDEALITIES, MAX_ACC_BITS, MAX_COLS,
                            MAX_COMP_ROWS, MAX_INPUT_BITS, MAX_PIPELINE, MAX_READOUT_BITS, MAX_ROWS,
                            NONIDEALITIES, MacroParams)
 
 from . import __version__
 
-__all__ = ["OPTIONS", "ALLOWED", "UsageError", "build_parser", "params_from_args", "check_output",
-           "summary_line", "macro_int_type", "nonideal_type", "main"]
+__all__ = ["OPTIONS", "ENGINE_OPTIONS", "ALLOWED", "UsageError", "build_parser",
+           "params_from_args", "engine_from_args", "EngineBuild", "check_output", "summary_line",
+           "engine_summary_line", "macro_int_type", "nonideal_type", "main"]
 
 PROG = "gen"
+#: The top module's name when --name is not given.
+DEFAULT_NAME = "cim_macro"
+DEFAULT_ENGINE_NAME = "cim_engine"
+#: Image slots of an engine when --image-slots is not given.
+DEFAULT_IMAGE_SLOTS = 256
 #: Longest module name accepted: NAME.json must stay a legal file name everywhere.
 MAX_NAME_LENGTH = 128
 
@@ -36,6 +49,12 @@ OPTIONS = {
     "comp_rows": "--comp-rows", "readout_bits": "--readout-bits", "acc_bits": "--acc-bits",
     "cols_per_cycle": "--cols-per-cycle", "nonideal": "--nonideal", "name": "--name",
     "pipeline": "--pipeline", "counters": "--counters",
+}
+
+#: Option string of every EngineParams capacity field.
+ENGINE_OPTIONS = {
+    "weight_banks": "--weight-banks", "layers": "--layers", "image_slots": "--image-slots",
+    "max_width": "--max-width",
 }
 
 #: What each integer option allows, in words (help text and "not an integer" errors).
@@ -48,6 +67,10 @@ ALLOWED = {
     "acc_bits": f"readout_bits + input_bits .. {MAX_ACC_BITS}",
     "cols_per_cycle": "a divisor of cols",
     "pipeline": f"0..{MAX_PIPELINE}",
+    "weight_banks": f"1..{MAX_WEIGHT_BANKS}",
+    "layers": f"1..{MAX_LAYERS}",
+    "image_slots": f"1..{MAX_IMAGE_SLOTS}",
+    "max_width": f"1..{MAX_WIDTH}",
 }
 
 # Verilog-2005 and SystemVerilog-2017 reserved words: a module named like one would not
@@ -108,6 +131,8 @@ def build_parser() -> cmdline.CommandParser:
             "  python -m gen --rows 32 --cols 96                  # the paper's layer, build/\n"
             "  python -m gen --rows 64 --cols 10 --cols-per-cycle 5 --ideal -o out --name l3\n"
             "  python -m gen --rows 32 --cols 96 --nonideal offset,gain,readout\n"
+            "  python -m gen --rows 32 --cols 96 --model build/models/mnist -o out   # engine\n"
+            "  python -m gen --rows 32 --cols 96 --weight-banks 16 --layers 4 --max-width 256\n"
             "\n"
             "Bad input exits with status 2 and one line on stderr; nothing is written."),
     )
@@ -152,13 +177,36 @@ def build_parser() -> cmdline.CommandParser:
                         help="build the activity counters: read-only CSRs PLANE_OPS, "
                              "CONVERSIONS, CAL_READS and BUS_ACCESSES, the events of the "
                              "energy model (docs/ENERGY.md); default off")
+    engine = parser.add_argument_group(
+        "network engine (docs/ENGINE.md): the macro with weight banks, a layer program, "
+        "image and result buffers and a sequencer; given any of these options, gen emits "
+        "an engine")
+    engine.add_argument("--model", metavar="MODEL",
+                        help="size the engine for this exported model (NAME, NAME.json or "
+                             "NAME.npz, as 'python -m models eval --model' takes it); the "
+                             "capacity options below may only enlarge it")
+    engine.add_argument("--weight-banks", type=macro_int_type("weight_banks"), metavar="N",
+                        help="weight banks, one tile (R x C weights, C thresholds and flips) "
+                             f"each: {ALLOWED['weight_banks']} (default the model's tiles; "
+                             "required without --model)")
+    engine.add_argument("--layers", type=macro_int_type("layers"), metavar="N",
+                        help=f"entries of the layer program: {ALLOWED['layers']} (default the "
+                             "model's layers; required without --model)")
+    engine.add_argument("--max-width", type=macro_int_type("max_width"), metavar="N",
+                        help="the widest layer's inputs or outputs: "
+                             f"{ALLOWED['max_width']} (default the model's; required without "
+                             "--model)")
+    engine.add_argument("--image-slots", type=macro_int_type("image_slots"), metavar="N",
+                        help="images the image buffer holds (classes the result buffer "
+                             f"holds): {ALLOWED['image_slots']} (default {DEFAULT_IMAGE_SLOTS})")
     out = parser.add_argument_group("output")
     out.add_argument("-o", "--out", default="build/", metavar="DIR",
                      help="output folder, created if missing (default build/)")
-    out.add_argument("--name", default="cim_macro",
+    out.add_argument("--name", default=None,
                      help="name of the top module and of both files: a Verilog identifier "
                           f"([A-Za-z_][A-Za-z0-9_]*, at most {MAX_NAME_LENGTH} characters, "
-                          "not a keyword) (default cim_macro)")
+                          f"not a keyword) (default {DEFAULT_NAME}, an engine's "
+                          f"{DEFAULT_ENGINE_NAME})")
     parser.add_argument("--version", action="version",
                         version=f"gen {__version__} (contract {CONTRACT_VERSION[0]}.{CONTRACT_VERSION[1]})")
     return parser
@@ -187,6 +235,89 @@ def params_from_args(args: argparse.Namespace) -> MacroParams:
     return p
 
 
+@dataclasses.dataclass(frozen=True)
+class EngineBuild:
+    """What ``gen`` builds when it builds an engine.
+
+    Members
+    -------
+    params : EngineParams
+    net : FoldedNet or None
+        The model the engine was sized for (``--model``).
+    model_files : tuple of Path
+        The model's files (NAME.json, NAME.npz), hashed into the manifest.
+    """
+
+    params: object
+    net: object = None
+    model_files: tuple = ()
+
+
+#: Which option a line of ``EngineParams.misfits`` is about, by a phrase it contains.
+_MISFIT_OPTIONS = (("input bits", "--input-bits"), ("acc_bits", "--acc-bits"),
+                   ("weight banks", "--weight-banks"), ("layers", "--layers"),
+                   ("max_width", "--max-width"), ("mapped for", "--model"))
+
+
+def engine_from_args(args: argparse.Namespace, macro: MacroParams) -> EngineBuild | None:
+    """The engine the options ask for around ``macro``, or None for a bare macro.
+
+    Raises :class:`UsageError` naming the option: a capacity out of range, a capacity
+    missing without ``--model``, a model that cannot be read or that does not fit (a
+    capacity smaller than the model needs, another macro size, more input bits than
+    ``--input-bits``, an accumulator too narrow), or an engine the RTL does not build.
+    """
+    from models.engine import EngineParams
+
+    given = {f: getattr(args, f, None) for f in ENGINE_OPTIONS}
+    model = getattr(args, "model", None)
+    if model is None and all(v is None for v in given.values()):
+        return None
+    net, files = None, ()
+    if model is None:
+        missing = [ENGINE_OPTIONS[f] for f in ("weight_banks", "layers", "max_width")
+                   if given[f] is None]
+        if missing:
+            raise UsageError(f"an engine without --model needs --weight-banks, --layers and "
+                             f"--max-width; missing {', '.join(missing)}", missing[0])
+        capacity = dict(given)
+    else:
+        from models.export import model_files
+        from models.inputs import load_model
+
+        net = load_model(model, "--model")
+        files = model_files(model)
+        capacity = dict(EngineParams.needs(net))
+        capacity.update({f: v for f, v in given.items() if v is not None})
+    if capacity.get("image_slots") is None:
+        capacity["image_slots"] = DEFAULT_IMAGE_SLOTS
+    try:
+        params = EngineParams(macro, **capacity)
+    except (ValueError, TypeError) as err:
+        message = cmdline.one_line(err)
+        raise UsageError(message, ENGINE_OPTIONS.get(message.split(" ", 1)[0], "parameters")) from None
+    if net is not None:
+        problems = params.misfits(net)
+        if problems:
+            option = next((o for phrase, o in _MISFIT_OPTIONS if phrase in problems[0]), "--model")
+            raise UsageError(f"{model}: {problems[0]}", option)
+    _check_engine_builds(params)
+    return EngineBuild(params, net, tuple(files))
+
+
+def _check_engine_builds(params) -> None:
+    """A combination the engine's RTL does not build (``rtl.engine.check_supported``) is a
+    usage error before anything is written."""
+    from rtl.engine import check_supported
+
+    try:
+        check_supported(params)
+    except (ValueError, TypeError) as err:
+        message = cmdline.one_line(err)
+        field = message.split(" ", 1)[0]
+        raise UsageError(message, OPTIONS.get(field) or ENGINE_OPTIONS.get(field, "parameters")) from None
+
+
 def check_output(out: str, file_names: list[str]) -> Path:
     """Check that ``out`` is, or can be created as, a folder where ``file_names`` can go.
 
@@ -205,17 +336,43 @@ def summary_line(p: MacroParams, verilog_path, verilog_lines: int, manifest_path
             f"-> {verilog_path} ({verilog_lines} lines), {manifest_path}")
 
 
+def engine_summary_line(build: EngineBuild, name: str, verilog_path, verilog_lines: int,
+                        manifest_path) -> str:
+    """The one line printed after a successful engine build."""
+    e, p = build.params, build.params.macro
+    nonideal = ",".join(n for n in NONIDEALITIES if p.has(n)) or "none"
+    model = ""
+    if build.net is not None:
+        from models.engine import build_program
+
+        cycles = build_program(build.net, p).image_cycles()
+        model = f"; model {build.model_files[0].stem}: {cycles} cycles per image"
+    return (f"{name}: engine of a {p.rows}x{p.cols} macro (B={p.input_bits}, K={p.comp_rows}, "
+            f"W={p.readout_bits}, A={p.acc_bits}, P={p.cols_per_cycle}, L={p.pipeline}, "
+            f"nonideal={nonideal}), {e.weight_banks} weight banks, {e.layers} layers, "
+            f"{e.image_slots} image slots, max width {e.max_width}{model} "
+            f"-> {verilog_path} ({verilog_lines} lines), {manifest_path}")
+
+
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
+    engine_asked = args.model is not None or any(
+        getattr(args, f) is not None for f in ENGINE_OPTIONS)
+    if args.name is None:
+        args.name = DEFAULT_ENGINE_NAME if engine_asked else DEFAULT_NAME
     p = params_from_args(args)
+    build = engine_from_args(args, p)
     files = [f"{p.name}.v", f"{p.name}.json"]
     check_output(args.out, files)
 
-    from .emit import generate, write_outputs
+    from .emit import generate, generate_engine, write_outputs
     try:
-        # An exception here is a bug (MacroParams accepted the parameters, so the RTL must
-        # build them): it propagates with its traceback, exit status 1.
-        built = generate(p)
+        # An exception here is a bug (the parameters were accepted, so the RTL must build
+        # them): it propagates with its traceback, exit status 1.
+        if build is None:
+            built = generate(p)
+        else:
+            built = generate_engine(build.params, p.name, build.net, build.model_files)
     except KeyboardInterrupt:
         raise KeyboardInterrupt("nothing written") from None
     try:
@@ -226,8 +383,12 @@ def _main(argv) -> int:
         # What check_output cannot foresee: a file system refusing new folders, a full disk.
         reason = cmdline.one_line(err.strerror or err)
         raise UsageError(f"cannot write to {args.out!r}: {reason}", "-o/--out") from None
-    print(summary_line(p, os.path.join(args.out, files[0]), built.verilog.count("\n"),
-                       os.path.join(args.out, files[1])))
+    lines = built.verilog.count("\n")
+    paths = os.path.join(args.out, files[0]), os.path.join(args.out, files[1])
+    if build is None:
+        print(summary_line(p, paths[0], lines, paths[1]))
+    else:
+        print(engine_summary_line(build, p.name, paths[0], lines, paths[1]))
     return 0
 
 

@@ -18,17 +18,17 @@ from models.params import MacroParams
 
 from .manifest import build_manifest, dumps
 
-__all__ = ["Generated", "use_builtin_yosys", "convert_verilog", "verilog_ports", "generate",
-           "write_outputs"]
+__all__ = ["Generated", "use_builtin_yosys", "convert_verilog", "convert_top", "verilog_ports",
+           "top_ports", "generate", "generate_engine", "write_outputs"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Generated:
-    """One generated macro, not yet written anywhere.
+    """One generated macro or network engine, not yet written anywhere.
 
     Members
     -------
-    params : MacroParams
+    params : MacroParams or EngineParams
     verilog : str
         Text of ``NAME.v``.
     ports : list of dict
@@ -60,13 +60,19 @@ def convert_verilog(p: MacroParams) -> tuple[str, list[dict]]:
     (``ValueError``/``TypeError``) propagate unchanged.
     """
     use_builtin_yosys()
+    from rtl.cim_macro import CimMacro
+
+    return convert_top(CimMacro(p), p.name)
+
+
+def convert_top(top, name: str) -> tuple[str, list[dict]]:
+    """Convert the ``wiring.Component`` ``top`` to Verilog as module ``name``: the text
+    and the ports of its signature (``name``, ``direction``, ``width``) in order."""
+    use_builtin_yosys()
     from amaranth.back import verilog
     from amaranth.hdl import ValueCastable
     from amaranth.lib import wiring
 
-    from rtl.cim_macro import CimMacro
-
-    top = CimMacro(p)
     ports = []
     for path, member, value in top.signature.flatten(top):
         if isinstance(value, ValueCastable):
@@ -76,7 +82,7 @@ def convert_verilog(p: MacroParams) -> tuple[str, list[dict]]:
             direction="input" if member.flow == wiring.In else "output",
             width=len(value),
         ))
-    text = verilog.convert(top, name=p.name, emit_src=False)
+    text = verilog.convert(top, name=name, emit_src=False)
     return text, ports
 
 
@@ -112,7 +118,29 @@ def _implicit_port_role(name: str) -> str:
 def generate(p: MacroParams) -> Generated:
     """Verilog, ports and manifest of the macro ``p``, in memory."""
     text, sig_ports = convert_verilog(p)
-    declared = verilog_ports(text, p.name)
+    ports = top_ports(text, p.name, sig_ports)
+    return Generated(params=p, verilog=text, ports=ports, manifest=build_manifest(p, text, ports))
+
+
+def generate_engine(params, name: str, net=None, model_files=None) -> Generated:
+    """Verilog, ports and manifest of the network engine ``params`` (an
+    :class:`models.engine.EngineParams`) as module ``name``, in memory; ``net`` (a
+    ``FoldedNet``) and ``model_files`` (its files) describe the model it was sized for."""
+    use_builtin_yosys()
+    from rtl.engine import CimEngine
+
+    from .engine_manifest import build_engine_manifest
+
+    text, sig_ports = convert_top(CimEngine(params), name)
+    ports = top_ports(text, name, sig_ports)
+    manifest = build_engine_manifest(params, name, text, ports, net=net, model_files=model_files)
+    return Generated(params=params, verilog=text, ports=ports, manifest=manifest)
+
+
+def top_ports(text: str, name: str, sig_ports: list[dict]) -> list[dict]:
+    """The ports of module ``name``: the clock and reset first, then the signature's,
+    each checked against its declaration in the Verilog."""
+    declared = verilog_ports(text, name)
     ports = []
     for port in sig_ports:
         found = declared.get(port["name"])
@@ -122,10 +150,9 @@ def generate(p: MacroParams) -> Generated:
     known = {port["name"] for port in ports}
     # Ports the Verilog has beyond the signature: the clock and reset of each domain,
     # listed first (clk, rst), then the signature in its own order.
-    implicit = [dict(port, role=_implicit_port_role(name) or "implicit")
-                for name, port in sorted(declared.items()) if name not in known]
-    ports = implicit + ports
-    return Generated(params=p, verilog=text, ports=ports, manifest=build_manifest(p, text, ports))
+    implicit = [dict(port, role=_implicit_port_role(n) or "implicit")
+                for n, port in sorted(declared.items()) if n not in known]
+    return implicit + ports
 
 
 def write_outputs(out_dir: str | os.PathLike, files: dict[str, str]) -> list[Path]:

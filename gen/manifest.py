@@ -18,7 +18,7 @@ from models.params import (BUS_DATA_BITS, CONTRACT_VERSION, GAIN_BITS, GAIN_FRAC
 
 from . import __version__
 
-__all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "field_counts", "register_map",
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "field_counts", "register_map", "address_map",
            "cycle_counts", "event_counts", "command_line", "build_manifest", "dumps"]
 
 #: Identifies the file kind, so a tool can tell a manifest from any other JSON file.
@@ -56,11 +56,19 @@ def register_map(p: MacroParams) -> dict:
     csrs : list of dict
         ``p.csrs()``, each with its word ``address``.
     """
-    shift = p.region_shift
-    counts = field_counts(p)
-    csrs = p.csrs()
-    regions = []
-    for r in sorted(p.regions(), key=lambda r: r["region"]):
+    return address_map(p.regions(), p.csrs(), field_counts(p), region_bits=Region.BITS,
+                       region_shift=p.region_shift, addr_bits=p.addr_bits,
+                       ack_latency=p.bus_latency)
+
+
+def address_map(regions, csrs, counts, *, region_bits, region_shift, addr_bits,
+                ack_latency) -> dict:
+    """The ``register_map`` of a manifest from a map's regions (``MacroParams.regions()``
+    format), CSRs and field counts: :func:`register_map` of a macro, and of an engine
+    (``EngineParams``, :mod:`gen.engine_manifest`)."""
+    shift = region_shift
+    out_regions = []
+    for r in sorted(regions, key=lambda r: r["region"]):
         fields, lsb = [], 0
         for name, bits in reversed(r["fields"]):
             fields.insert(0, dict(name=name, bits=bits, lsb=lsb, count=counts[name]))
@@ -72,7 +80,7 @@ def register_map(p: MacroParams) -> dict:
             entries *= f["count"]
         if r["region"] == Region.CSR:
             entries = len(csrs)
-        regions.append(dict(
+        out_regions.append(dict(
             name=r["name"], region=r["region"], base=r["region"] << shift,
             span=1 << r["offset_bits"], entries=entries, offset_bits=r["offset_bits"],
             access=r["access"], kind=r["kind"], width=r["width"], fields=fields,
@@ -81,16 +89,16 @@ def register_map(p: MacroParams) -> dict:
     csr_base = Region.CSR << shift
     return dict(
         data_bits=BUS_DATA_BITS,
-        addr_bits=p.addr_bits,
-        region_bits=Region.BITS,
+        addr_bits=addr_bits,
+        region_bits=region_bits,
         region_shift=shift,
         address_rule="word address = (region << region_shift) | offset",
-        ack_latency=p.bus_latency,
+        ack_latency=ack_latency,
         ack_rule=("ack exactly ack_latency cycles after cyc & stb (1 for L = 0, 2 for L = 1..3, "
                   "5 for L = 4) if cyc stays high up to then; an access abandoned by dropping "
                   "cyc is performed and not acknowledged, and the next access begins after "
                   "its ack slot"),
-        regions=regions,
+        regions=out_regions,
         csrs=[dict(c, address=csr_base | c["offset"]) for c in csrs],
     )
 

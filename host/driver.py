@@ -19,7 +19,7 @@ import numpy as np
 from models.params import (
     CONTRACT_VERSION, COUNTERS_FEATURE_BIT, CSR, GAIN_BITS, ID_MAGIC, NONIDEALITIES, QSHIFT_BITS,
     BUS_DATA_BITS,
-    ErrCode, MacroParams, Op, Status,
+    EngineErrCode, ErrCode, MacroParams, Op, Status,
 )
 
 from .transport import read_burst, write_burst
@@ -28,7 +28,10 @@ __all__ = ["MacroDriver", "RegisterMap", "MacroError", "ProtocolError", "Feature
            "errcode_name"]
 
 _WORD_MASK = (1 << BUS_DATA_BITS) - 1
-_ERRCODE_NAMES = {v: k for k, v in vars(ErrCode).items() if k.isupper() and isinstance(v, int)}
+# The engine's codes too: a MacroDriver also drives the macro inside an engine
+# (host.engine.EngineRegisterMap), whose accesses may answer them.
+_ERRCODE_NAMES = {v: k for cls in (ErrCode, EngineErrCode) for k, v in vars(cls).items()
+                  if k.isupper() and isinstance(v, int)}
 _CSR_NAMES = {v: k for k, v in vars(CSR).items() if k.isupper() and isinstance(v, int)}
 _STATUS_FLAGS = ("busy", "done", "error", "cal_range", "acc_sat")
 #: The activity counters' CSRs under the energy model's event names, in read order.
@@ -39,7 +42,8 @@ _STATUS_BITS = dict(busy=Status.BUSY, done=Status.DONE, error=Status.ERROR,
 
 
 def errcode_name(code: int) -> str:
-    """Name of an ERRCODE value (``"BAD_ADDRESS"``), or ``"UNKNOWN(n)"``."""
+    """Name of an ERRCODE value of a macro or an engine (``"BAD_ADDRESS"``,
+    ``"NO_RESULT"``), or ``"UNKNOWN(n)"``."""
     return _ERRCODE_NAMES.get(code, f"UNKNOWN({code})")
 
 

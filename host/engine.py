@@ -16,22 +16,20 @@ import os
 
 import numpy as np
 
-from models.engine import EngineParams, NetworkProgram, build_program
+from models.engine import EngineParams, NetworkProgram, build_program, program_words
 from models.engine_params import (ENGINE_ID_MAGIC, ENGINE_VERSION, PROGRAM_WORDS, EngineCSR,
-                                  EngineStatus, ProgramWord)
+                                  EngineStatus)
 from models.export import FoldedNet, check_images, load_folded
 from models.params import (BUS_DATA_BITS, COUNTERS_FEATURE_BIT, CSR, ID_MAGIC, NONIDEALITIES,
-                           EngineErrCode, ErrCode, MacroParams, Region, Status)
+                           MacroParams, Region, Status)
 
-from .driver import MacroDriver, MacroError, ProtocolError, RegisterMap
+from .driver import MacroDriver, MacroError, ProtocolError, RegisterMap, errcode_name
 from .network import measure_residual
 from .transport import read_burst, write_burst
 
 __all__ = ["EngineDriver", "EngineRegisterMap", "EngineError", "engine_errcode_name",
            "program_words"]
 
-_ERRCODE_NAMES = {v: k for cls in (ErrCode, EngineErrCode) for k, v in vars(cls).items()
-                  if k.isupper() and isinstance(v, int)}
 _ENGINE_CSR_NAMES = {v: k for k, v in vars(EngineCSR).items() if k.isupper()}
 #: The macro parameter CSRs the engine answers at the macro's offsets.
 _PARAM_CSRS = dict(rows="ROWS", cols="COLS", input_bits="INPUT_BITS", comp_rows="COMP_ROWS",
@@ -42,8 +40,9 @@ _CAPACITY_CSRS = dict(weight_banks="WEIGHT_BANKS", layers="LAYERS",
 
 
 def engine_errcode_name(code: int) -> str:
-    """Name of an engine ERRCODE value (``"NO_RESULT"``), or ``"UNKNOWN(n)"``."""
-    return _ERRCODE_NAMES.get(code, f"UNKNOWN({code})")
+    """Name of an engine ERRCODE value (``"NO_RESULT"``), or ``"UNKNOWN(n)"``:
+    :func:`host.driver.errcode_name`, which knows the engine's codes."""
+    return errcode_name(code)
 
 
 class EngineError(MacroError):
@@ -89,21 +88,6 @@ class EngineRegisterMap(RegisterMap):
         if addr >> self.region_shift == Region.CSR and reg in _ENGINE_CSR_NAMES:
             return f"CSR {_ENGINE_CSR_NAMES[reg]}"
         return super().describe(addr)
-
-
-def program_words(program: NetworkProgram) -> np.ndarray:
-    """The PROGRAM words ``(layers, PROGRAM_WORDS)`` of a program (docs/ENGINE.md,
-    "Program memory")."""
-    W = ProgramWord
-    words = np.zeros((len(program.layers), PROGRAM_WORDS), np.int64)
-    for l, e in enumerate(program.layers):
-        words[l, W.INPUTS] = e.inputs
-        words[l, W.OUTPUTS] = e.outputs
-        words[l, W.TILES] = e.row_tiles | e.col_tiles << W.COL_TILES_SHIFT
-        words[l, W.MODE] = (e.first_bank | e.planes << W.PLANES_SHIFT
-                            | (e.source == "activations") << W.SOURCE_BIT
-                            | e.binary << W.BINARY_BIT)
-    return words
 
 
 def _pack_rows(bits: np.ndarray) -> np.ndarray:
@@ -310,7 +294,17 @@ class EngineDriver:
 
     async def run(self, count: int) -> np.ndarray:
         """CLASSIFY image slots 0..count-1, wait for the engine, read their classes."""
+        await self.start(count)
+        await self.wait(count)
+        return await self.results(count)
+
+    async def start(self, count: int) -> None:
+        """Write CLASSIFY ``count``: the engine classifies slots 0..count-1 on its own."""
         await self.macro.write_csr("CLASSIFY", count)
+
+    async def wait(self, count: int) -> None:
+        """Poll STATUS until the CLASSIFY of ``count`` images has ended (at most the
+        contract's cycles plus ``poll_slack`` polls), then check for a fault."""
         limit = count * self.program.image_cycles() + self.poll_slack
         for _ in range(limit):
             word = await self.macro.read_csr("STATUS")
@@ -321,6 +315,9 @@ class EngineDriver:
                                f"the contract says {self.program.image_cycles()} cycles "
                                f"per image")
         await self._check(f"CLASSIFY {count}")
+
+    async def results(self, count: int) -> np.ndarray:
+        """The classes (count,) in RESULT slots 0..count-1."""
         return await self._read(self.map.addr("RESULT", image_slot=np.arange(count, dtype=np.int64)))
 
     async def classify(self, images) -> np.ndarray:

@@ -150,6 +150,19 @@ def _raw(values):
     return getattr(values, "raw", values)
 
 
+class _ParsedTuple(tuple):
+    """A parsed option value that remembers its text (``raw``), so that a message about
+    the option (given twice) shows what was typed, not the tuple."""
+
+    raw: str
+
+
+def _parsed(values, text: str) -> tuple:
+    parsed = _ParsedTuple(values)
+    parsed.raw = text
+    return parsed
+
+
 class CommandParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` with the project's conventions.
 
@@ -480,7 +493,7 @@ def value_list(name: str, one, *, allowed: str, none: str | None = None,
                 raise argparse.ArgumentTypeError(f"{name} lists {item.strip()} twice in "
                                                  f"{shown(text)}; give each value once")
             values.append(value)
-        return tuple(values)
+        return _parsed(values, text)
     parse.__name__ = name
     return parse
 
@@ -498,7 +511,7 @@ def index_range(name: str = "range"):
         start, stop = int(parts[0]), int(parts[1])
         if not 0 <= start < stop:
             raise argparse.ArgumentTypeError(f"{name} must be {allowed}, not {shown(text)}")
-        return start, stop
+        return _parsed((start, stop), text)
     parse.__name__ = name
     return parse
 

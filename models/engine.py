@@ -31,21 +31,18 @@ import numpy as np
 from .energy import EVENTS, EventCounts
 from .export import FoldedNet, check_images, load_folded
 from .macro import MacroModel
-from .engine_params import (ENGINE_ID_MAGIC, ENGINE_REG_BITS, ENGINE_REGION_BITS,
-                            ENGINE_VERSION, PROGRAM_WORDS, EngineCSR, EngineRegion)
+from .engine_params import (MAX_IMAGE_SLOTS, MAX_LAYERS, MAX_WEIGHT_BANKS, MAX_WIDTH,
+                            ENGINE_ID_MAGIC, ENGINE_REG_BITS, ENGINE_REGION_BITS,
+                            ENGINE_VERSION, PROGRAM_WORDS, EngineCSR, EngineRegion, ProgramWord)
 from .params import BUS_DATA_BITS, CONTRACT_VERSION, CSR, ID_MAGIC, MacroParams, Region
 
 __all__ = [
     "ENGINE_VERSION", "MAX_WEIGHT_BANKS", "MAX_LAYERS", "MAX_IMAGE_SLOTS", "MAX_WIDTH",
     "IMAGE_START_CYCLES", "CAPTURE_CYCLES", "RESULT_CYCLES", "EngineParams",
-    "LayerProgram", "NetworkProgram", "build_program", "trim_shift", "image_cycle_terms",
+    "LayerProgram", "NetworkProgram", "build_program", "program_words", "trim_shift", "image_cycle_terms",
     "image_cycles", "EngineModel",
 ]
 
-MAX_WEIGHT_BANKS = 4096
-MAX_LAYERS = 64
-MAX_IMAGE_SLOTS = 65536
-MAX_WIDTH = 65536
 
 #: Sequencer cycles outside the macro's RUNs (docs/ENGINE.md, "Cycles").
 IMAGE_START_CYCLES = 1     # take the next slot of the image buffer
@@ -353,6 +350,21 @@ class NetworkProgram:
     def image_cycles(self) -> int:
         """Cycles per image of this program (:func:`image_cycles`)."""
         return image_cycles(self.macro, [(l.inputs, l.outputs, l.planes) for l in self.layers])
+
+
+def program_words(program: NetworkProgram) -> np.ndarray:
+    """The PROGRAM words ``(layers, PROGRAM_WORDS)`` of a program (docs/ENGINE.md,
+    "Program memory")."""
+    W = ProgramWord
+    words = np.zeros((len(program.layers), PROGRAM_WORDS), np.int64)
+    for l, e in enumerate(program.layers):
+        words[l, W.INPUTS] = e.inputs
+        words[l, W.OUTPUTS] = e.outputs
+        words[l, W.TILES] = e.row_tiles | e.col_tiles << W.COL_TILES_SHIFT
+        words[l, W.MODE] = (e.first_bank | e.planes << W.PLANES_SHIFT
+                            | (e.source == "activations") << W.SOURCE_BIT
+                            | e.binary << W.BINARY_BIT)
+    return words
 
 
 def check_residual(p: MacroParams, residual) -> np.ndarray:

@@ -14,8 +14,14 @@ regions and CSRs sit above the macro's.
 
 from __future__ import annotations
 
-__all__ = ["ENGINE_VERSION", "ENGINE_ID_MAGIC", "ENGINE_REGION_BITS", "ENGINE_REG_BITS",
-           "EngineRegion", "EngineCSR", "ProgramWord", "EngineStatus", "PROGRAM_WORDS"]
+__all__ = ["MAX_WEIGHT_BANKS", "MAX_LAYERS", "MAX_IMAGE_SLOTS", "MAX_WIDTH", "ENGINE_VERSION",
+           "ENGINE_ID_MAGIC", "ENGINE_REGION_BITS", "ENGINE_REG_BITS", "EngineRegion", "EngineCSR", "ProgramWord", "EngineStatus", "PROGRAM_WORDS"]
+
+#: Capacity limits of EngineParams (docs/ENGINE.md section 1).
+MAX_WEIGHT_BANKS = 4096
+MAX_LAYERS = 64
+MAX_IMAGE_SLOTS = 65536
+MAX_WIDTH = 65536
 
 #: Version of the engine contract (docs/ENGINE.md), major and minor.
 ENGINE_VERSION = (1, 0)

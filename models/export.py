@@ -47,7 +47,7 @@ __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "FoldedLayer", "FoldedNet", "fold_threshold",
     "acc_range", "fold_model", "tile_weights", "export_model", "infer_folded",
     "layer_acc", "macro_hook", "save_folded", "load_folded", "check_fits",
-    "Readout", "ModelFileError",
+    "Readout", "ModelFileError", "model_files",
 ]
 
 FORMAT_NAME = "cim-bnn-model"
@@ -435,6 +435,12 @@ def _paths(path) -> tuple[Path, Path]:
     if path.suffix in (".json", ".npz"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".json"), path.with_name(path.name + ".npz")
+
+
+def model_files(path) -> tuple[Path, Path]:
+    """``NAME.json`` and ``NAME.npz`` of the model named ``NAME``, ``NAME.json`` or
+    ``NAME.npz`` (a ``ModelFileError`` for a folder name)."""
+    return _paths(path)
 
 
 def _jsonable(obj):

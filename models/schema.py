@@ -5,6 +5,8 @@ The schemas are data files in ``models/schemas/``:
 * ``model.schema.json``: an exported model ``NAME.json`` (docs/MODEL_FORMAT.md);
 * ``manifest.schema.json``: the manifest ``python -m gen`` writes beside ``NAME.v``
   (docs/GEN.md);
+* ``engine-manifest.schema.json``: the manifest of a network engine (``python -m gen
+  --model`` or the capacity options; docs/GEN.md, docs/ENGINE.md);
 * ``nextpnr-report.schema.json``: the parts of nextpnr's timing report that
   ``python -m fpga endpoints`` reads;
 * ``fpga-report.schema.json``: the ``report.json`` of ``python -m fpga build``, which
@@ -46,9 +48,17 @@ def schema(name: str) -> dict:
 @functools.cache
 def _validator(name: str):
     import jsonschema
+    from referencing import Registry, Resource
+
+    # Every schema of the folder under its $id, so that one may refer to a part of
+    # another (the engine manifest's register map is the macro manifest's).
+    registry = Registry().with_resources(
+        (schema(p.name[:-len(".schema.json")])["$id"],
+         Resource.from_contents(schema(p.name[:-len(".schema.json")])))
+        for p in sorted(SCHEMA_DIR.glob("*.schema.json")))
     cls = jsonschema.validators.validator_for(schema(name))
     cls.check_schema(schema(name))
-    return cls(schema(name))
+    return cls(schema(name), registry=registry)
 
 
 def _where(path) -> str:

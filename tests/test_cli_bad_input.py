@@ -522,6 +522,8 @@ MODELS = [
     ("sweep-energy-ideal", SWE, ["--experiment", "--sram-offset-sigma", "--calibrate"]),
     ("sweep-energy-comp-rows", SWE + ["--calibrate", "--comp-rows", "8"],
      ["--comp-rows", "--comp-rows-list"]),
+    ("sweep-comp-rows-list-twice", SWE + ["--comp-rows-list", "4,8", "--comp-rows-list", "2"],
+     ["--comp-rows-list", "given twice ('4,8', then '2')"]),
     ("sweep-comp-rows-list-6", SWE + ["--calibrate", "--comp-rows-list", "2,6"],
      ["--comp-rows-list", "'6'", "powers of two in [2, 32]"]),
     ("sweep-comp-rows-list-twice", SWE + ["--calibrate", "--comp-rows-list", "8,8"],
@@ -602,6 +604,17 @@ def _r(**replace):
 FS = ["sweep", "--board", "icebreaker", "--rows", "4", "--cols", "4"]
 
 FPGA = [
+    # a board with a network engine (fpga/engine_run.py)
+    ("run-engine-freq-0", R + ["--engine", "--freq", "0"], ["--freq", "'0'", "> 0"]),
+    ("run-engine-chips-empty", R + ["--engine", "--chips", "3:3"], ["--chips", "START < STOP"]),
+    ("run-engine-slots-0", R + ["--engine", "--image-slots", "0"], ["--image-slots", "not 0"]),
+    ("run-engine-chips-and-seed", R + ["--engine", "--chips", "0:2", "--chip-seed", "1"],
+     ["--chips", "--chip-seed"]),
+    ("run-chips-on-a-macro", R + ["--chips", "0:2"], ["--chips", "bare macro"]),
+    ("build-engine-no-capacity", B + ["--weight-banks", "2"], ["--layers", "missing"]),
+    ("build-engine-model-size", B + ["--model", "D/digits"], ["--model", "32x96", "4x4"]),
+    ("build-engine-slots-0", B + ["--model", "D/digits", "--image-slots", "0"],
+     ["--image-slots", "not 0"]),
     ("build-freq-0", B + ["--freq", "0"], ["--freq", "'0'", "> 0"]),
     ("build-freq-negative", B + ["--freq", "-5"], ["--freq", "'-5'"]),
     ("build-freq-1000", B + ["--freq", "1000"], ["--freq", "not 1000", "16..275"]),
@@ -736,6 +749,7 @@ def test_fpga_bad_input(case, data, tmp_path, capsys, monkeypatch):
 # --- gen and the benches -------------------------------------------------------------------
 
 G = ["--rows", "4", "--cols", "4"]
+M = ["--rows", "32", "--cols", "96"]
 GEN = [
     ("rows-underscore", ["--rows", "1_0", "--cols", "4"], ["--rows", "'1_0'", "integer"]),
     ("rows-fullwidth", ["--rows", "３２", "--cols", "4"], ["--rows", "integer"]),
@@ -753,6 +767,27 @@ GEN = [
     ("cols-per-cycle-0", G + ["--cols-per-cycle", "0"], ["--cols-per-cycle", "not 0"]),
     ("readout-negative", G + ["--readout-bits", "-1"], ["--readout-bits", "not -1"]),
     ("unknown-option", G + ["--speed", "3"], ["--speed"]),
+    # network engine (docs/ENGINE.md): capacities, a model that does not fit
+    ("engine-banks-0", G + ["--weight-banks", "0", "--layers", "1", "--max-width", "4"],
+     ["--weight-banks", "not 0"]),
+    ("engine-banks-word", G + ["--weight-banks", "ten"], ["--weight-banks", "'ten'"]),
+    ("engine-slots-big", G + ["--image-slots", "65537", "--weight-banks", "1", "--layers", "1",
+                              "--max-width", "4"], ["--image-slots", "not 65537"]),
+    ("engine-layers-65", G + ["--layers", "65", "--weight-banks", "1", "--max-width", "4"],
+     ["--layers", "not 65"]),
+    ("engine-no-capacity", G + ["--weight-banks", "2"], ["--layers", "--max-width", "missing"]),
+    ("engine-only-slots", G + ["--image-slots", "4"], ["--weight-banks", "missing"]),
+    ("model-missing", M + ["--model", "D/nothere"], ["--model", "nothere"]),
+    ("model-garbage", M + ["--model", "D/garbage"], ["--model", "garbage"]),
+    ("model-json-folder", M + ["--model", "D/dir.json"], ["--model", "dir.json"]),
+    ("model-other-macro", G + ["--model", "D/digits"], ["--model", "32x96", "4x4"]),
+    ("model-banks", M + ["--model", "D/digits", "--weight-banks", "2"],
+     ["--weight-banks", "needs 3 weight banks", "has 2"]),
+    ("model-layers", M + ["--model", "D/digits", "--layers", "1"], ["--layers", "2 layers"]),
+    ("model-width", M + ["--model", "D/digits", "--max-width", "63"],
+     ["--max-width", "64 inputs", "63"]),
+    ("model-input-bits", M + ["--model", "D/digits", "--input-bits", "4"],
+     ["--input-bits", "5 input bits", "at most 4"]),
 ]
 
 
@@ -778,6 +813,21 @@ BENCH = [
     ("bench.rtl_speed", ["--output", "x.json"], ["--output", "-o/--out"]),
     ("bench.rtl_speed", ["--dataset", "cifar"], ["--dataset", "'cifar'"]),
     ("bench.rtl_speed", ["-o", "D/file.txt"], ["-o/--out", "file.txt", "existing file"]),
+    ("bench.engine_speed", ["--model", "D/nothere"], ["--model", "nothere"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--images", "D/dimg.idx"],
+     ["--labels", "together"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--limit", "0"], ["--limit", "not 0"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--range", "1:2", "--limit", "3"],
+     ["--limit", "not allowed with"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--pipeline", "5"], ["--pipeline", "not 5"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--cols-per-cycle", "7"],
+     ["--cols-per-cycle", "not 7"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--images", "D/dimg.idx", "--labels",
+                            "D/dlab.idx.gz", "--limit", "41"], ["--limit", "41", "40"]),
+    ("bench.engine_speed", ["--model", "D/digits", "--report", "D/garbage.json"],
+     ["--report", "garbage.json"]),
+    ("bench.engine_speed", ["--model", "D/digits", "-o", "D/file.txt"],
+     ["-o/--out", "existing file"]),
 ]
 
 

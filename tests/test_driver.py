@@ -722,3 +722,16 @@ def test_counters_need_a_macro_built_with_them():
             with pytest.raises(FeatureError, match=r"needs the activity counters, .*--counters"):
                 await call()
     run(go())
+
+
+def test_errcode_names_cover_the_engine():
+    """The macro inside an engine is driven by MacroDriver, which may see the engine's
+    codes: every code of both has its name, anything else is UNKNOWN(n)."""
+    from host.driver import errcode_name
+    from models.params import EngineErrCode, ErrCode
+
+    for cls in (ErrCode, EngineErrCode):
+        for name, value in vars(cls).items():
+            if name.isupper() and isinstance(value, int):
+                assert errcode_name(value) == name
+    assert errcode_name(99) == "UNKNOWN(99)"

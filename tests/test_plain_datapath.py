@@ -115,6 +115,10 @@ def test_bad_parameters(kwargs, message):
     (["--board", "ice", "--rows", "8", "--cols", "6"], "--board", "'ice'"),
     (["--board", "ulx3s", "--rows", "0", "--cols", "6"], "--rows", "0"),
     (["--board", "ulx3s", "--rows", "8"], "--cols", "required"),
+    (["--board", "ulx3s", "--rows", "8", "--cols", "6", "--engine-pipeline", "2"],
+     "--engine-pipeline", "needs --engine MODEL"),
+    (["--board", "ulx3s", "--rows", "8", "--cols", "6", "--engine", "no-such-model"],
+     "--engine", "no-such-model"),
 ])
 def test_bad_command_lines(argv, option, text, tmp_path, capsys):
     out = tmp_path / "out"
