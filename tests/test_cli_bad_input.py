@@ -777,6 +777,8 @@ GEN = [
      ["--layers", "not 65"]),
     ("engine-no-capacity", G + ["--weight-banks", "2"], ["--layers", "--max-width", "missing"]),
     ("engine-only-slots", G + ["--image-slots", "4"], ["--weight-banks", "missing"]),
+    ("engine-pipeline-4", G + ["--pipeline", "4", "--weight-banks", "1", "--layers", "1",
+                               "--max-width", "4"], ["--pipeline", "0..3 for the engine, not 4"]),
     ("model-missing", M + ["--model", "D/nothere"], ["--model", "nothere"]),
     ("model-garbage", M + ["--model", "D/garbage"], ["--model", "garbage"]),
     ("model-json-folder", M + ["--model", "D/dir.json"], ["--model", "dir.json"]),
