@@ -9,28 +9,17 @@ import numpy as np
 import pytest
 
 from fpga.engine_run import EMULATED, NOT_EMULATED, chip_registers, golden_classes
-from models.datasets import save_idx
 from models.engine import EngineParams, image_cycles
-from models.export import infer_folded, save_folded
 from models.macro import MacroModel
 from models.params import MacroParams
 
-from .random_nets import random_net
+from .test_fpga_host import model_port_run
 
 
 @pytest.fixture
 def files(tmp_path, rng):
-    net = random_net(rng, (25, 16, 4), 5, 32, 16)
-    save_folded(net, tmp_path / "net")
-    images = rng.integers(0, 32, (12, 5, 5)).astype(np.uint8)
-    want = infer_folded(net, images.reshape(12, -1).astype(np.int64))
-    labels = want.copy()
-    labels[:3] = (labels[:3] + 1) % 4                 # three wrong labels: 75% correct
-    save_idx(tmp_path / "images.idx", images)
-    save_idx(tmp_path / "labels.idx", labels.astype(np.uint8))
-    argv = ["run", "--port", "model", "--engine", "--model", str(tmp_path / "net"),
-            "--images", str(tmp_path / "images.idx"), "--labels", str(tmp_path / "labels.idx")]
-    return net, images.reshape(12, -1).astype(np.int64), labels, argv
+    net, x, labels, argv = model_port_run(tmp_path, rng)
+    return net, x, labels, argv + ["--engine"]
 
 
 def test_engine_run_streams_the_images_and_counts_cycles(files, capsys):

@@ -265,22 +265,30 @@ def test_end_to_end_verilator(tmp_path, rng):
 
 # --- the command line ---------------------------------------------------------------------
 
-def test_cli_run_on_the_model_port_prints_accuracy(tmp_path, rng, capsys):
-    """``python -m fpga run --port model``: the whole host path, scored against infer_folded."""
-    from fpga.__main__ import main
+def model_port_run(tmp_path, rng):
+    """A random 25-16-4 network for a 32x16 macro and 12 images whose labels are its
+    classes but for three: ``(net, x, labels, argv)``, ``argv`` the ``fpga run --port
+    model`` command line over those files (75 % correct on an ideal chip)."""
     from models.datasets import save_idx
     from models.export import infer_folded, save_folded
     net = random_net(rng, (25, 16, 4), 5, 32, 16)
     save_folded(net, tmp_path / "net")
     images = rng.integers(0, 32, (12, 5, 5)).astype(np.uint8)
-    want = infer_folded(net, images.reshape(12, -1).astype(np.int64))
-    labels = want.copy()
+    x = images.reshape(12, -1).astype(np.int64)
+    labels = infer_folded(net, x)
     labels[:3] = (labels[:3] + 1) % 4                 # three wrong labels: 75% correct
     save_idx(tmp_path / "images.idx", images)
     save_idx(tmp_path / "labels.idx", labels.astype(np.uint8))
-    code = main(["run", "--port", "model", "--model", str(tmp_path / "net"),
-                 "--images", str(tmp_path / "images.idx"), "--labels",
-                 str(tmp_path / "labels.idx"), "--no-calibrate"])
+    argv = ["run", "--port", "model", "--model", str(tmp_path / "net"),
+            "--images", str(tmp_path / "images.idx"), "--labels", str(tmp_path / "labels.idx")]
+    return net, x, labels, argv
+
+
+def test_cli_run_on_the_model_port_prints_accuracy(tmp_path, rng, capsys):
+    """``python -m fpga run --port model``: the whole host path, scored against infer_folded."""
+    from fpga.__main__ import main
+    *_, argv = model_port_run(tmp_path, rng)
+    code = main(argv + ["--no-calibrate"])
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("accuracy 75.00% (9/12 images) on fake, macro 32x16 P=16"), out
