@@ -1044,9 +1044,12 @@ def _interrupt(argv, cwd, wait_for, timeout=120, tty=False, after=0.3):
     master = slave = None
     if tty:
         master, slave = pty.openpty()
+    # A pytest started in the background of a shell ignores SIGINT, and a child would
+    # inherit that: the command gets the default handling a user's terminal gives it.
     proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=cwd, env=env,
                             stdout=subprocess.PIPE,
-                            stderr=slave if tty else subprocess.PIPE)
+                            stderr=slave if tty else subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if tty:
         os.close(slave)
     streams = [master if tty else proc.stderr.fileno(), proc.stdout.fileno()]

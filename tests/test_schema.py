@@ -36,7 +36,7 @@ def random_params(rng):
 def test_every_schema_is_a_valid_draft_2020_12_schema():
     import jsonschema
     names = sorted(p.name.removesuffix(".schema.json") for p in schema.SCHEMA_DIR.glob("*.schema.json"))
-    assert names == ["fpga-report", "manifest", "model", "nextpnr-report"]
+    assert names == ["engine-manifest", "fpga-report", "manifest", "model", "nextpnr-report"]
     for name in names:
         jsonschema.Draft202012Validator.check_schema(schema.schema(name))
 
