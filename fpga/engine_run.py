@@ -67,10 +67,10 @@ def golden_classes(params, net, x, *, registers=None, calibrate=True, trim=False
     return engine.classify(x)
 
 
-async def _prepare_chip(drv, seed, args, notes):
-    """Write chip ``seed`` (None: keep the board's), calibrate, trim, load the network."""
-    if seed is not None:
-        await drv.write_chip(**chip_registers(drv.params.macro, seed))
+async def _prepare_chip(drv, registers, args, notes):
+    """Write a chip's ``registers`` (None: keep the board's), calibrate, trim."""
+    if registers is not None:
+        await drv.write_chip(**registers)
     residual = None
     if not args.no_calibrate:
         flags = await drv.calibrate()
@@ -117,7 +117,8 @@ async def run_engine(args, net, x, labels, transport) -> int:
     rows = []
     for seed in seeds:
         notes = []
-        residual = await _prepare_chip(drv, seed, args, notes)
+        registers = None if seed is None else chip_registers(p, seed)
+        residual = await _prepare_chip(drv, registers, args, notes)
         await drv.load_network(net, residual=residual)
         label = "images" if seed is None else f"chip {seed}"
         bar = cmdline.progress_bar(len(x), label, args.quiet)
@@ -128,7 +129,7 @@ async def run_engine(args, net, x, labels, transport) -> int:
         correct = int(np.sum(predictions == labels))
         row = dict(seed=seed, correct=correct, cycles=cycles, notes=notes)
         if seed is not None:
-            golden = golden_classes(e, net, x, registers=chip_registers(p, seed),
+            golden = golden_classes(e, net, x, registers=registers,
                                     calibrate=not args.no_calibrate, trim=args.trim)
             row["identical"] = int(np.sum(golden == predictions))
         if args.benchmark:

@@ -9,16 +9,17 @@ holds no time stamp and no absolute path: the same options give the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 from models.engine import (CAPTURE_CYCLES, IMAGE_START_CYCLES, RESULT_CYCLES, EngineParams,
                            build_program, image_cycle_terms, program_words)
 from models.engine_params import (ENGINE_REGION_BITS, ENGINE_VERSION, PROGRAM_WORDS,
                                   EngineStatus, ProgramWord)
-from models.params import CONTRACT_VERSION, NONIDEALITIES, EngineErrCode, ErrCode, Status
+from models.params import CONTRACT_VERSION, EngineErrCode, ErrCode, Status
 
 from . import __version__
-from .manifest import _tool_versions, address_map, cycle_counts
+from .manifest import _tool_versions, address_map, command_line, cycle_counts
 
 __all__ = ["ENGINE_MANIFEST_FORMAT", "ENGINE_MANIFEST_VERSION", "program_format",
            "engine_cycles", "engine_command_line", "model_section", "build_engine_manifest"]
@@ -87,16 +88,12 @@ def engine_cycles(params: EngineParams, program=None) -> dict:
 
 
 def engine_command_line(params: EngineParams, name: str) -> str:
-    """The ``python -m gen`` options that rebuild exactly this engine (every option
-    explicit; the model only sizes an engine, so it is not among them)."""
-    p = params.macro
-    nonideal = ",".join(n for n in NONIDEALITIES if p.has(n)) or "none"
-    return (f"python -m gen --rows {p.rows} --cols {p.cols} --input-bits {p.input_bits} "
-            f"--comp-rows {p.comp_rows} --readout-bits {p.readout_bits} --acc-bits {p.acc_bits} "
-            f"--cols-per-cycle {p.cols_per_cycle} --pipeline {p.pipeline} --nonideal {nonideal}"
-            f"{' --counters' if p.counters else ''} --weight-banks {params.weight_banks} "
-            f"--layers {params.layers} --image-slots {params.image_slots} "
-            f"--max-width {params.max_width} --name {name}")
+    """The ``python -m gen`` options that rebuild exactly this engine: the macro's
+    (:func:`gen.manifest.command_line`) and the capacity, every option explicit (the
+    model only sizes an engine, so it is not among them)."""
+    return (f"{command_line(dataclasses.replace(params.macro, name=name))} "
+            f"--weight-banks {params.weight_banks} --layers {params.layers} "
+            f"--image-slots {params.image_slots} --max-width {params.max_width}")
 
 
 def model_section(params: EngineParams, net, model_files) -> dict:

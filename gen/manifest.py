@@ -134,8 +134,8 @@ def command_line(p: MacroParams) -> str:
     nonideal = ",".join(n for n in NONIDEALITIES if p.has(n)) or "none"
     return (f"python -m gen --rows {p.rows} --cols {p.cols} --input-bits {p.input_bits} "
             f"--comp-rows {p.comp_rows} --readout-bits {p.readout_bits} --acc-bits {p.acc_bits} "
-            f"--cols-per-cycle {p.cols_per_cycle} --pipeline {p.pipeline} --nonideal {nonideal} "
-            f"--name {p.name}")
+            f"--cols-per-cycle {p.cols_per_cycle} --pipeline {p.pipeline} --nonideal {nonideal}"
+            f"{' --counters' if p.counters else ''} --name {p.name}")
 
 
 def _tool_versions() -> dict:

@@ -229,7 +229,8 @@ def random_params(rng):
     return MacroParams(rows=rows, cols=cols, input_bits=input_bits, comp_rows=comp_rows,
                        readout_bits=readout_bits, acc_bits=acc_bits,
                        cols_per_cycle=int(rng.choice(divisors)), nonideal=nonideal,
-                       pipeline=int(rng.integers(0, 5)), name=f"m{int(rng.integers(0, 1000))}")
+                       pipeline=int(rng.integers(0, 5)), counters=bool(rng.random() < 0.5),
+                       name=f"m{int(rng.integers(0, 1000))}")
 
 
 def test_manifest_command_rebuilds_the_same_parameters(rng):
