@@ -83,6 +83,14 @@ async def _prepare_chip(drv, registers, args, notes):
     return residual
 
 
+def _in_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 async def _classify(drv, x, bar):
     """Classes of ``x`` through the image buffer, and the ENGINE_CYCLES of each batch."""
     slots = drv.params.image_slots
@@ -93,8 +101,10 @@ async def _classify(drv, x, bar):
         classes.append(await drv.run(len(batch)))
         cycles += await drv.cycles()
         bar.update(len(batch))
-        # Let the event loop deliver Ctrl-C (the model port never suspends on its own).
-        await asyncio.sleep(0)
+        # Let the event loop deliver Ctrl-C (the model port never suspends on its own);
+        # only under asyncio: cocotb's scheduler, which also runs this, cannot take it.
+        if _in_asyncio():
+            await asyncio.sleep(0)
     return np.concatenate(classes), cycles
 
 

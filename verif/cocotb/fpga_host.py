@@ -37,7 +37,10 @@ def _load():
     return cfg, arrays
 
 
-async def _start(dut, cfg):
+async def _start(dut, cfg, params=None):
+    """Clock, reset, wait for the chip image writer, and a SerialTransport on the UART
+    line. ``params``: the board's MacroParams or EngineParams (default: the macro of
+    ``cfg["params"]``), which sets the ack latency the image writer waits for."""
     from host.serial_transport import SerialTransport
     period = cfg["clock_period_ns"]
     Clock(dut.clk, period, unit="ns").start(start_high=False)
@@ -49,7 +52,9 @@ async def _start(dut, cfg):
     # The chip image writer needs the board's ack latency plus two cycles per write.
     from fpga.top import StatusLeds, board_bus_latency
     bit = StatusLeds["ready"].offset
-    per_write = board_bus_latency(MacroParams.from_dict(cfg["params"])) + 2
+    if params is None:
+        params = MacroParams.from_dict(cfg["params"])
+    per_write = board_bus_latency(params) + 2
     for cycle in range(per_write * len(cfg["image"]) + 20):
         await RisingEdge(dut.clk)
         if dut.leds.value.is_resolvable and int(dut.leds.value) >> bit & 1:
