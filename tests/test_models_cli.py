@@ -114,7 +114,7 @@ def test_train_chip_in_the_loop(tmp_path):
 
 def test_train_noise_aware_and_eval_reproduces_it(tmp_path):
     chip = ["--sram-offset-sigma", "4", "--sram-cell-sigma", "0.1", "--read-noise", "0.5",
-            "--backend", "analog", "--calibrate", "--trim"]
+            "--backend", "analog", "--calibrate", "--trim", "4"]
     r = run_models(["train", "--dataset", "digits", "--epochs", "2", "--noise-aware",
                     "--noise-epochs", "1", "--chips-per-step", "8", *chip, "--quiet",
                     "--config", "acc_noise=[[20, 5], [1, 1], [1, 1]]",
@@ -126,13 +126,14 @@ def test_train_noise_aware_and_eval_reproduces_it(tmp_path):
     assert doc["training"]["config"]["acc_noise"] == [[20.0, 5.0], [1.0, 1.0], [1.0, 1.0]]
     na = doc["training"]["noise_aware"]
     assert na["train_config"]["acc_noise"] is None      # the sampled chips make the errors
-    assert na["epochs"] == 1 and na["chips_per_step"] == 8 and na["trim"]
+    assert na["epochs"] == 1 and na["chips_per_step"] == 8 and na["trim"] == 4
     assert na["config"]["read_noise"] == 0.5 and na["training_chips"][0] >= 1 << 32
     rec = doc["accuracy"]["val_chips"]
     assert rec["chip_seeds"] == [0, 19]
     e = run_models(["eval", "--model", tmp_path / "na", "--dataset", "digits", "--chips", "20",
                     *chip, "--quiet"])
     assert e.returncode == 0, e.stderr
+    assert "trimmed (mean of 4 reads)" in e.stdout
     last = e.stdout.strip().splitlines()[-1].split()
     assert float(last[1]) == pytest.approx(100 * rec["mean"], abs=0.006)
     assert float(last[7]) == pytest.approx(100 * rec["min"], abs=0.006)
