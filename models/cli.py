@@ -709,7 +709,11 @@ def cmd_sweep(args) -> int:
     # Everything is computed before anything is written.
     outputs = {"sweep.csv": E.csv_bytes(rows)}
     for exp in experiments:
-        outputs[f"{exp}.png"] = E.png_bytes(rows, exp)
+        title = None
+        if exp == "noise" and (args.trim or 1) > 1:
+            title = (f"SRAM read noise, calibrated chips trimmed by the mean of {args.trim} "
+                     "reads: training methods")
+        outputs[f"{exp}.png"] = E.png_bytes(rows, exp, title)
     written = cmdline.write_files(outdir, outputs)
     print(f"{'experiment':10} {'method':16} {'sigma':>6} {'chips':>5} {'mean %':>7} {'std %':>6} {'min %':>6}")
     for s in E.summarize(rows):

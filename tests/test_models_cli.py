@@ -172,6 +172,31 @@ def test_sweep_noise_experiment(trained, tmp_path):
     assert a and a == [r[2:] for r in rows if r[1] == "b"]
 
 
+def test_sweep_noise_with_a_trim_of_several_reads_is_what_eval_gives(trained, tmp_path):
+    """--trim 4 in the noise experiment: every chip's accuracy at read noise 0.5 equals
+    `models eval --chips` with the experiment's chip options and the same trim."""
+    d, _ = trained
+    model = d / "m" / "digits"
+    out = tmp_path / "sw"
+    r = run_models(["sweep", "--experiment", "noise", "--dataset", "digits", "--models",
+                    f"a={model}", "--chips", "3", "--read-noises", "0.5", "--trim", "4",
+                    "--quiet", "-o", out])
+    assert r.returncode == 0, r.stderr
+    rows = [l.split(",") for l in (out / "sweep.csv").read_text().splitlines()[1:]]
+    swept = {int(r[3]): float(r[4]) for r in rows if r[1] == "a"}
+    csv_path = tmp_path / "chips.csv"
+    e = run_models(["eval", "--model", model, "--dataset", "digits", "--chips", "3",
+                    "--sram-offset-sigma", "4", "--sram-cell-sigma", "0.1", "--read-noise",
+                    "0.5", "--backend", "analog", "--calibrate", "--trim", "4", "--quiet",
+                    "--csv", csv_path])
+    assert e.returncode == 0, e.stderr
+    evaluated = {int(l.split(",")[0]): float(l.split(",")[3])
+                 for l in csv_path.read_text().splitlines()[1:]}
+    assert swept.keys() == evaluated.keys() == {0, 1, 2}
+    for seed in swept:
+        assert swept[seed] == pytest.approx(evaluated[seed], abs=1e-6)
+
+
 def test_sweep_energy_rows_are_what_eval_prints(trained, tmp_path):
     """Every K's chip accuracies and energy per image equal `models eval --energy` with
     the same options; a preset that prices the compensation word lines makes the energy
