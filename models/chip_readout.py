@@ -32,7 +32,7 @@ The read noise is counter-based (:mod:`models.sampler`): the draw of a read is f
 (chip seed, tile, plane, image index, column), so the same chip and images give the same
 readouts whatever the stack, the chunking or the order of the work. Calibration reads
 have their own keys (purpose ``calibration``, image index = the read's number: the
-search reads ``0 .. S-1``, the verification read ``S``, the trim read ``S + 1``).
+search reads ``0 .. S-1``, the verification read ``S``, the trim reads ``16 .. 16 + T - 1``).
 SRAM calibration runs the same search (:func:`models.macro.calibration_moves`) on the
 analog readout with all data rows off. ReRAM tiles hold the binary weights as
 ``+1/-1`` on the chip's cells (:func:`models.devices.rram_mac`); the readout is the
@@ -50,9 +50,28 @@ from .export import FoldedNet, infer_folded
 from .params import NONIDEALITIES, MacroParams
 from .sampler import CALIBRATION, EVAL, ReadNoise
 
-__all__ = ["BACKENDS", "ChipReadout", "predict_chips", "macro_params_for"]
+__all__ = ["BACKENDS", "MAX_TRIM_READS", "ChipReadout", "predict_chips", "macro_params_for",
+           "trim_reads"]
 
 BACKENDS = ("macro", "analog")
+#: The most zero-input reads one trim averages.
+MAX_TRIM_READS = 256
+
+
+def trim_reads(trim) -> int:
+    """The number of zero-input reads of a ``trim`` argument: 0 for ``False``/``None``/0,
+    1 for ``True``, else ``trim`` itself, a power of two in 1 .. :data:`MAX_TRIM_READS`
+    (so that their mean ``R / T`` is exact in binary floating point). Raises ValueError
+    for anything else."""
+    if trim is None or trim is False:
+        return 0
+    if trim is True:
+        return 1
+    if not isinstance(trim, (int, np.integer)) or trim < 0 or trim > MAX_TRIM_READS \
+            or (trim and trim & (trim - 1)):
+        raise ValueError(f"trim must be a power of two in 1..{MAX_TRIM_READS} (zero-input "
+                         f"reads averaged), True (1) or False (0), not {trim!r}")
+    return int(trim)
 
 
 def macro_params_for(net: FoldedNet, comp_rows: int = 8) -> MacroParams:
@@ -96,11 +115,15 @@ class ChipReadout:
     calibrate : bool
         Run the calibration search on every column of every tile first (SRAM only);
         otherwise the compensation stays balanced (n = K/2, comp = 0).
-    trim : bool
-        After calibration (if any), read every column once with all inputs 0 and
-        subtract that readout ``r`` from every later readout (SRAM only). A host does
-        the same by adding ``r (2^P - 1)`` per row tile to THRESH and subtracting it from
-        the last layer's scores; both are exact as long as no readout saturates.
+    trim : bool or int
+        After calibration (if any), read every column ``T`` times with all inputs 0
+        (``T = trim``; ``True``: once; a power of two up to :data:`MAX_TRIM_READS`) and
+        subtract the mean ``r`` of those readouts from every later readout (SRAM only).
+        A host does the same by adding ``r (2^P - 1)`` per row tile to THRESH (rounded
+        up, which is exact for integer accumulators) and subtracting it from the last
+        layer's scores; both are exact as long as no readout saturates. Without read
+        noise every read is the same, so ``T`` does not matter; with it, more reads
+        leave a smaller error fixed in the chip.
     rng : numpy.random.Generator or None
         Per-read noise of the analog model drawn from this generator in call order (the
         draws then depend on the order and split of the work). Default: the counter-based
@@ -116,8 +139,9 @@ class ChipReadout:
         Compensation value ``2n - K`` of every column (SRAM).
     calflags : dict of (l, t, j) -> ndarray (N, C) uint8
         Out-of-range flags of the calibration (SRAM, after ``calibrate``).
-    residual : dict of (l, t, j) -> ndarray (N, C) int64
-        Zero-input readout subtracted by ``trim`` (SRAM, after ``trim``).
+    residual : dict of (l, t, j) -> ndarray (N, C)
+        Mean zero-input readout subtracted by ``trim`` (SRAM, after ``trim``): int64
+        when every column's reads agree, else float64 (multiples of ``1 / T``).
     images : ndarray of int or None
         Image index of every input row of the next reads (:meth:`use_images`); ``None``:
         row ``k`` is image ``k``.
@@ -125,12 +149,13 @@ class ChipReadout:
         The counter-based noise streams of the next reads (``None`` with ``rng``).
     """
 
-    #: Image index of the trim read in the calibration streams (after the search reads
-    #: and the verification read of the longest search, K = 32).
+    #: Image index of the first trim read in the calibration streams (after the search
+    #: reads and the verification read of the longest search, K = 32); read ``i`` of the
+    #: trim is ``TRIM_READ + i``.
     TRIM_READ = 16
 
     def __init__(self, net: FoldedNet, config: ChipConfig, seeds, *, comp_rows: int = 8,
-                 backend: str = "macro", calibrate: bool = False, trim: bool = False,
+                 backend: str = "macro", calibrate: bool = False, trim=False,
                  rng=None):
         if not isinstance(config, ChipConfig):
             raise TypeError(f"config must be a ChipConfig, not {type(config).__name__}")
@@ -139,7 +164,8 @@ class ChipReadout:
         rram = config.technology == "rram"
         if rram and backend == "macro":
             raise ValueError("ReRAM chips need backend='analog' (the RTL models an SRAM array)")
-        if rram and (calibrate or trim):
+        reads = trim_reads(trim)
+        if rram and (calibrate or reads):
             raise ValueError("calibration and trim need SRAM columns with offsets and "
                              "compensation rows; ReRAM chips have neither")
         if rram and config.weight_bits != 1:
@@ -148,6 +174,7 @@ class ChipReadout:
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator, not {type(rng).__name__}")
         self.net, self.config, self.backend, self.rng = net, config, backend, rng
+        self.trim_reads = reads
         self._shared_input = False
         self.seeds = _check_seeds(seeds)
         self.n = len(self.seeds)
@@ -174,11 +201,18 @@ class ChipReadout:
                         comp, flags = self._calibrate(key, layer.weights[t, j])
                         self.calflags[key] = flags
                     self.comp[key] = comp
-                    if trim:
-                        zeros = np.zeros((self.n, 1, p.rows), np.uint8)
-                        self.residual[key] = self._read(
-                            key, zeros, layer.weights[t, j], 0,
-                            self._calibration_source(key, self.TRIM_READ))[:, 0]
+                    if reads:
+                        self.residual[key] = self._trim(key, layer.weights[t, j], reads)
+
+    def _trim(self, key, weight_bits, reads: int) -> np.ndarray:
+        """The mean of ``reads`` zero-input readouts of every column (N, C)."""
+        zeros = np.zeros((self.n, 1, self.params.rows), np.uint8)
+        total = sum(self._read(key, zeros, weight_bits, 0,
+                               self._calibration_source(key, self.TRIM_READ + i))[:, 0]
+                    for i in range(reads))
+        if np.all(total % reads == 0):
+            return total // reads
+        return total / reads
 
     # --- macro backend ---------------------------------------------------------------
 
@@ -341,7 +375,7 @@ class ChipReadout:
 
 
 def predict_chips(net: FoldedNet, config: ChipConfig, seeds, x, *, comp_rows: int = 8,
-                  backend: str = "macro", calibrate: bool = False, trim: bool = False,
+                  backend: str = "macro", calibrate: bool = False, trim=False,
                   rng=None, images=None, max_rows: int = 40000, progress=None) -> np.ndarray:
     """Predictions ``(len(seeds), M)`` of ``net`` on every chip instance, in chunks of at
     most ``max_rows`` (instances x images) rows; ``progress(k)`` is called with the number

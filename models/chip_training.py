@@ -33,7 +33,7 @@ import numpy as np
 
 from .bnn import TrainConfig, train
 from .chip import ChipConfig
-from .chip_readout import ChipReadout
+from .chip_readout import ChipReadout, trim_reads
 from .export import FoldedNet, macro_hook
 
 __all__ = ["EVAL_CHIPS", "NOISE_AWARE", "TRAINING_CHIP_BASE", "chip_hook", "FreshChips",
@@ -53,7 +53,7 @@ TRAINING_CHIP_BASE = 1 << 32
 
 
 def chip_hook(net: FoldedNet, config: ChipConfig, seeds, *, comp_rows: int = 8,
-              backend: str = "analog", calibrate: bool = False, trim: bool = False):
+              backend: str = "analog", calibrate: bool = False, trim=False):
     """A forward hook running any batch on the chip instances ``seeds``.
 
     The batch is padded (by repeating its last image) to a multiple of ``N =
@@ -102,7 +102,7 @@ class FreshChips:
 
     def __init__(self, net: FoldedNet, config: ChipConfig, *, seed: int = 0,
                  chips_per_step: int = 8, comp_rows: int = 8, backend: str = "analog",
-                 calibrate: bool = False, trim: bool = False):
+                 calibrate: bool = False, trim=False):
         if isinstance(chips_per_step, bool) or not isinstance(chips_per_step, int) \
                 or chips_per_step < 1:
             raise ValueError(f"chips_per_step must be an integer >= 1, not {chips_per_step!r}")
@@ -135,7 +135,7 @@ def noise_aware_config(base: TrainConfig, *, epochs: int | None = None) -> Train
 def noise_aware_train(model, data, config: ChipConfig, *, train_config: TrainConfig,
                       rows: int = 32, cols: int = 96, chips_per_step: int = 4,
                       comp_rows: int = 8, backend: str = "analog", calibrate: bool = False,
-                      trim: bool = False, bn_chips: int = 16, progress=None) -> dict:
+                      trim=False, bn_chips: int = 16, progress=None) -> dict:
     """Noise-aware training of ``model`` (in place) on ``data``, through fresh chips.
 
     Trains with ``train_config`` (its ``seed`` also picks the chips, see
@@ -161,14 +161,14 @@ def noise_aware_train(model, data, config: ChipConfig, *, train_config: TrainCon
     bn_seeds = list(range(first, first + bn_chips))
     model.recompute_bn_stats(data.x_train, hook=chip_hook(net, config, bn_seeds, **options))
     return dict(epochs=cfg.epochs, chips_per_step=chips_per_step, config=dataclasses.asdict(config),
-                backend=backend, calibrate=calibrate, trim=trim,
+                backend=backend, calibrate=calibrate, trim=trim_reads(trim),
                 training_chips=[fresh.base, first - 1], bn_chips=[first, first + bn_chips - 1],
                 train_config=cfg.to_dict(), loss=history[-1]["loss"] if history else None)
 
 
 def readout_errors(net: FoldedNet, x, config: ChipConfig, seeds, *, images=None,
                    comp_rows: int = 8, backend: str = "analog", calibrate: bool = False,
-                   trim: bool = False) -> list[tuple[float, float]]:
+                   trim=False) -> list[tuple[float, float]]:
     """How far the chips ``seeds`` move every layer's accumulators from the ideal ones.
 
     Every layer runs on its ideal inputs (the previous layers ideal), so the errors are

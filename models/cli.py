@@ -71,6 +71,15 @@ def _comp_rows(text: str) -> int:
     return k
 
 
+def _trim_reads(text: str) -> int:
+    from .chip_readout import MAX_TRIM_READS
+    allowed = f"a power of two in [1, {MAX_TRIM_READS}] (zero-input reads averaged)"
+    k = integer("trim", 1, MAX_TRIM_READS, allowed=allowed)(text)
+    if k & (k - 1):
+        raise argparse.ArgumentTypeError(f"trim must be {allowed}, not {k}")
+    return k
+
+
 def _assignment(name: str):
     """Type of a repeatable ``FIELD=VALUE`` option; VALUE is read as JSON when it parses
     (``0.5``, ``true``, ``{"rotate": 6}``), else taken as a string (``xent``)."""
@@ -177,9 +186,10 @@ def _add_sram_run_options(g):
                    help="SRAM noise per read, cell units (needs --backend analog)")
     g.add_argument("--calibrate", action="store_true",
                    help="run the compensation-row calibration search first (SRAM)")
-    g.add_argument("--trim", action="store_true",
-                   help="after --calibrate, read each column's residual with zero input and "
-                        "fold it into the thresholds (SRAM)")
+    g.add_argument("--trim", type=_trim_reads, nargs="?", const=1, default=None, metavar="T",
+                   help="after --calibrate, read each column's residual with zero input (the "
+                        "mean of T reads, a power of two; default 1) and fold it into the "
+                        "thresholds (SRAM)")
     g.add_argument("--backend", choices=("macro", "analog"), default=None,
                    help="macro: bit-true golden model with the chip mapped onto the RTL's "
                         "registers (SRAM default); analog: the device model (ReRAM default)")
@@ -448,7 +458,7 @@ def cmd_train(args) -> int:
                       chip_in_loop=None if args.chip_in_loop is None else dict(
                           seed=args.chip_in_loop, epochs=chip_epochs,
                           config=chip_cfg.__dict__ if chip_cfg else None, backend=backend,
-                          calibrate=args.calibrate, trim=args.trim)),
+                          calibrate=args.calibrate, trim=args.trim or 0)),
         accuracy=dict(val_ideal=val, on="validation split: " + json.dumps(
             data.preprocessing.get("val") or data.preprocessing.get("split"))))
     if args.chip_in_loop is not None:
@@ -562,7 +572,7 @@ def cmd_eval(args) -> int:
         rows = "".join(f"{s},{int(k)},{len(y)},{k / len(y):.6f}\n" for s, k in zip(seeds, correct))
         cmdline.atomic_write(args.csv, "chip_seed,correct,images,accuracy\n" + rows)
     what = f"{backend} model, {cfg.technology}" + (", calibrated" if args.calibrate else "") + \
-        (", trimmed" if args.trim else "")
+        (", trimmed" if args.trim == 1 else f", trimmed (mean of {args.trim} reads)" if args.trim else "")
     if len(seeds) == 1:
         print(f"accuracy: {100 * accs[0]:.2f} % ({int(round(accs[0] * len(y)))}/{len(y)} images, "
               f"chip {seeds[0]}, {what}){energy}")
@@ -587,7 +597,7 @@ USED_BY = {
     "weight_bits": ("rram",), "cell_bits": ("rram",), "on_off_ratio": ("rram",),
     "models": ("noise",), "read_noises": ("noise",), "sram_offset_sigma": ("noise", "energy"),
     "sram_cell_sigma": ("noise", "energy"), "preset": ("energy",), "comp_rows_list": ("energy",),
-    "read_noise": ("energy",), "calibrate": ("energy",), "trim": ("energy",),
+    "read_noise": ("energy",), "calibrate": ("energy",), "trim": ("energy", "noise"),
     "backend": ("energy",),
 }
 
@@ -684,7 +694,7 @@ def cmd_sweep(args) -> int:
                 rows += E.read_noise_experiment(
                     nets, group_data.x_val, group_data.y_val,
                     noises=args.read_noises or E.DEFAULT_READ_NOISES, chips=args.chips,
-                    base=base, comp_rows=comp_rows,
+                    base=base, comp_rows=comp_rows, trim=args.trim or 1,
                     own_chips={k: own[k] for k in nets if own[k] is not None},
                     images=_image_index(group_data), runner=runner, chunk=chunk)
         if "rram" in experiments:
@@ -699,7 +709,11 @@ def cmd_sweep(args) -> int:
     # Everything is computed before anything is written.
     outputs = {"sweep.csv": E.csv_bytes(rows)}
     for exp in experiments:
-        outputs[f"{exp}.png"] = E.png_bytes(rows, exp)
+        title = None
+        if exp == "noise" and (args.trim or 1) > 1:
+            title = (f"SRAM read noise, calibrated chips trimmed by the mean of {args.trim} "
+                     "reads: training methods")
+        outputs[f"{exp}.png"] = E.png_bytes(rows, exp, title)
     written = cmdline.write_files(outdir, outputs)
     print(f"{'experiment':10} {'method':16} {'sigma':>6} {'chips':>5} {'mean %':>7} {'std %':>6} {'min %':>6}")
     for s in E.summarize(rows):
@@ -1097,7 +1111,8 @@ def build_parser() -> cmdline.CommandParser:
                    type=number("on-off-ratio", 1.0, lo_open=True, allow_inf=True), default=None,
                    metavar="R", help="ReRAM on/off ratio G_LRS/G_HRS, > 1 (default 10; "
                                      "--rram-on-off is an older spelling)")
-    q = s.add_argument_group("noise experiment")
+    q = s.add_argument_group("noise experiment (its chips are calibrated and trimmed; --trim T "
+                             "as below: the trim's reads, default 1)")
     q.add_argument("--models", type=_labelled_models, metavar="LABEL=MODEL,...",
                    help="the trained models to compare, e.g. "
                         "ideal=build/models/mnist,noise-aware=build/models/mnist-na")

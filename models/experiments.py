@@ -179,7 +179,7 @@ def _chip_rows(experiment: str, tasks: list, correct: list, images: int) -> list
 
 def read_noise_experiment(nets: dict, x, y, *, base: ChipConfig, noises=DEFAULT_READ_NOISES,
                           chips: int = 20, comp_rows: int = 8, calibrate: bool = True,
-                          trim: bool = True, own_chips: dict | None = None, images=None,
+                          trim=True, own_chips: dict | None = None, images=None,
                           runner=None, chunk: int = 20) -> list[dict]:
     """Accuracy of several trained networks against the chips' read noise.
 
@@ -241,7 +241,7 @@ def _comp_rows_block(task: dict, **shared) -> np.ndarray:
 
 def energy_experiment(net: FoldedNet, x, y, *, preset, config: ChipConfig | None,
                       comp_rows=DEFAULT_COMP_ROWS, chips: int = 20, backend: str = "macro",
-                      calibrate: bool = False, trim: bool = False, images=None, runner=None,
+                      calibrate: bool = False, trim=False, images=None, runner=None,
                       chunk: int = 20) -> list[dict]:
     """Accuracy on chips and energy per image of ``net`` for every K of ``comp_rows``.
 

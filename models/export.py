@@ -313,7 +313,8 @@ def check_images(images, inputs: int, planes: int) -> np.ndarray:
 
 def layer_acc(inputs: np.ndarray, tiles: np.ndarray, planes: int, *, layer: int = 0,
               readout: Readout | None = None, acc_bits: int | None = None) -> np.ndarray:
-    """Accumulators ``(N, col_tiles * cols)`` int64 of one layer on the macro.
+    """Accumulators ``(N, col_tiles * cols)`` of one layer on the macro: int64, or
+    float64 when ``readout`` returns floats (a chip trimmed by the mean of several reads).
 
     Per column tile: for each row tile in order (RUN, then RUN with ACCUMULATE), the
     planes ``planes-1 .. 0`` are read and combined Horner-style ``tile = 2 tile + v``;
@@ -326,7 +327,7 @@ def layer_acc(inputs: np.ndarray, tiles: np.ndarray, planes: int, *, layer: int 
     padded = np.zeros((n, row_tiles * rows), np.int64)
     padded[:, :inputs.shape[1]] = inputs
     lo, hi = (-(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1) if acc_bits else (None, None)
-    acc = np.zeros((n, col_tiles, cols), np.int64)
+    acc = []
     for ct in range(col_tiles):
         a = np.zeros((n, cols), np.int64)
         for rt in range(row_tiles):
@@ -343,13 +344,14 @@ def layer_acc(inputs: np.ndarray, tiles: np.ndarray, planes: int, *, layer: int 
                     v = np.asarray(readout(layer, rt, ct, b, bits, wbits))
                     if v.shape != (n, cols):
                         raise ValueError(f"readout returned shape {v.shape}, expected {(n, cols)}")
-                    v = v.astype(np.int64)
+                    if not np.issubdtype(v.dtype, np.floating):
+                        v = v.astype(np.int64)
                 tile = 2 * tile + v
             a = a + tile
             if acc_bits:
                 a = np.clip(a, lo, hi)
-        acc[:, ct] = a
-    return acc.reshape(n, col_tiles * cols)
+        acc.append(a)
+    return np.stack(acc, axis=1).reshape(n, col_tiles * cols)
 
 
 def infer_folded(net: FoldedNet, x, *, readout: Readout | None = None,

@@ -115,6 +115,9 @@ class LutTile(_Tile):
         sums = np.broadcast_to(sums, (K, self.n, cols_real))
         reached = self._tables(cr, key, sums)                  # (K, N, C)
         if self.residual is not None:
+            # Noiseless reads all agree, so the trim's mean is an integer here.
+            if not np.issubdtype(self.residual.dtype, np.integer):
+                raise ValueError("a tile of integer column sums needs an integer trim residual")
             reached = reached - self.residual[None]
         reached = reached.astype(np.int32)
         self.table = np.ascontiguousarray(reached.transpose(1, 2, 0))           # (N, C, K)
@@ -352,7 +355,7 @@ class FloatTile(_Tile):
         self.chain_key = (self.bitline, float(self.clip_limit), self.vmax, cfg.bl_shape,
                           self.qshift, self.readout_bits)
         self.max_abs_tile = ((1 << planes) - 1) * (max(-self.lo, self.hi) + (
-            0 if self.residual is None else int(np.abs(self.residual).max(initial=0))))
+            0 if self.residual is None else int(np.ceil(np.abs(self.residual).max(initial=0)))))
 
     # The readout chain after the product: u (scaled column value with noise) -> v.
     def _chain(self, u, clip, half=np.float32(0.5)):

@@ -98,6 +98,11 @@ def test_readout_errors_split_a_chips_fixed_shift_from_its_per_image_noise(rng):
     (fixed0, image0), (fixed1, image1) = errs[0], errs[1]
     assert 15 < fixed0 < 60 and 8 < image0 < 30
     assert 0.3 < fixed1 < 2 and 0.3 < image1 < 2
+    # The mean of 16 trim reads: a quarter of the fixed error (1/sqrt(16)) or less.
+    (fixed16, image16) = readout_errors(net, x, ChipConfig(read_noise=0.5), range(8),
+                                        calibrate=True, trim=16)[0]
+    print(f"first layer, fixed error: trim of 1 read {fixed0:.2f}, of 16 reads {fixed16:.2f}")
+    assert fixed16 < 0.35 * fixed0 and image16 == pytest.approx(image0, rel=0.3)
 
 
 def test_acc_noise_training_is_seeded_and_changes_the_model(rng):

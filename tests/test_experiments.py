@@ -15,7 +15,7 @@ import pytest
 from models import experiments as E
 from models.bnn import BNN, TrainConfig, accuracy, train
 from models.chip import ChipConfig
-from models.chip_readout import ChipReadout, macro_params_for, predict_chips
+from models.chip_readout import ChipReadout, macro_params_for, predict_chips, trim_reads
 from models.datasets import load_dataset
 from models.dfp import dfp_frac, fixed_frac, to_fixed
 from models.export import export_model, infer_folded
@@ -101,6 +101,45 @@ def test_trim_is_exact_on_the_bit_true_macro(small_net, digits):
     pred = predict_chips(small_net, ChipConfig(offset_sigma=6.0), range(3), x, calibrate=True,
                          trim=True)
     assert np.array_equal(pred, np.tile(infer_folded(small_net, x), (3, 1)))
+
+
+def test_trim_reads_argument():
+    assert [trim_reads(t) for t in (None, False, 0, True, 1, 4, 256)] == [0, 0, 0, 1, 1, 4, 256]
+    for bad in (3, 6, 512, -1, 2.0, "4"):
+        with pytest.raises(ValueError, match=f"power of two in 1..256.*not {bad!r}"):
+            trim_reads(bad)
+
+
+@pytest.mark.parametrize("backend, config", [
+    ("macro", ChipConfig.typical("sram", read_noise=0.0)),
+    ("analog", ChipConfig(offset_sigma=3.0, cell_sigma=0.1)),
+], ids=["bit-true macro", "analog, no read noise"])
+def test_trim_of_several_reads_without_noise_is_the_single_read(small_net, digits, backend, config):
+    one = ChipReadout(small_net, config, [4, 9], backend=backend, calibrate=True, trim=True)
+    many = ChipReadout(small_net, config, [4, 9], backend=backend, calibrate=True, trim=8)
+    assert one.residual.keys() == many.residual.keys()
+    for key, r in one.residual.items():
+        assert many.residual[key].dtype == np.int64
+        np.testing.assert_array_equal(many.residual[key], r)
+    x = digits.x_val[:100]
+    np.testing.assert_array_equal(many.predict(x), one.predict(x))
+
+
+def test_trim_residual_is_the_mean_of_its_reads(small_net):
+    """With read noise, trim T subtracts (read 16 + ... + read 16+T-1) / T: the first read
+    is the whole single-read trim, and the mean moves in steps of 1/T."""
+    cfg = ChipConfig(offset_sigma=3.0, read_noise=0.5)
+    one = ChipReadout(small_net, cfg, [1, 2, 3], backend="analog", calibrate=True, trim=True)
+    four = ChipReadout(small_net, cfg, [1, 2, 3], backend="analog", calibrate=True, trim=4)
+    zeros = np.zeros((3, 1, small_net.rows), np.uint8)
+    for key, r4 in four.residual.items():
+        weights = small_net.layers[key[0]].weights[key[1], key[2]]
+        reads = [four._read(key, zeros, weights, 0,
+                            four._calibration_source(key, ChipReadout.TRIM_READ + i))[:, 0]
+                 for i in range(4)]
+        np.testing.assert_array_equal(reads[0], one.residual[key])
+        np.testing.assert_array_equal(np.asarray(r4) * 4, np.sum(reads, axis=0))
+    assert any(r.dtype == np.float64 for r in four.residual.values())
 
 
 def test_readout_rejects_bad_combinations(small_net):

@@ -114,7 +114,7 @@ def test_train_chip_in_the_loop(tmp_path):
 
 def test_train_noise_aware_and_eval_reproduces_it(tmp_path):
     chip = ["--sram-offset-sigma", "4", "--sram-cell-sigma", "0.1", "--read-noise", "0.5",
-            "--backend", "analog", "--calibrate", "--trim"]
+            "--backend", "analog", "--calibrate", "--trim", "4"]
     r = run_models(["train", "--dataset", "digits", "--epochs", "2", "--noise-aware",
                     "--noise-epochs", "1", "--chips-per-step", "8", *chip, "--quiet",
                     "--config", "acc_noise=[[20, 5], [1, 1], [1, 1]]",
@@ -126,13 +126,14 @@ def test_train_noise_aware_and_eval_reproduces_it(tmp_path):
     assert doc["training"]["config"]["acc_noise"] == [[20.0, 5.0], [1.0, 1.0], [1.0, 1.0]]
     na = doc["training"]["noise_aware"]
     assert na["train_config"]["acc_noise"] is None      # the sampled chips make the errors
-    assert na["epochs"] == 1 and na["chips_per_step"] == 8 and na["trim"]
+    assert na["epochs"] == 1 and na["chips_per_step"] == 8 and na["trim"] == 4
     assert na["config"]["read_noise"] == 0.5 and na["training_chips"][0] >= 1 << 32
     rec = doc["accuracy"]["val_chips"]
     assert rec["chip_seeds"] == [0, 19]
     e = run_models(["eval", "--model", tmp_path / "na", "--dataset", "digits", "--chips", "20",
                     *chip, "--quiet"])
     assert e.returncode == 0, e.stderr
+    assert "trimmed (mean of 4 reads)" in e.stdout
     last = e.stdout.strip().splitlines()[-1].split()
     assert float(last[1]) == pytest.approx(100 * rec["mean"], abs=0.006)
     assert float(last[7]) == pytest.approx(100 * rec["min"], abs=0.006)
@@ -169,6 +170,31 @@ def test_sweep_noise_experiment(trained, tmp_path):
     rows = [l.split(",") for l in lines[1:]]
     a = [r[2:] for r in rows if r[1] == "a"]
     assert a and a == [r[2:] for r in rows if r[1] == "b"]
+
+
+def test_sweep_noise_with_a_trim_of_several_reads_is_what_eval_gives(trained, tmp_path):
+    """--trim 4 in the noise experiment: every chip's accuracy at read noise 0.5 equals
+    `models eval --chips` with the experiment's chip options and the same trim."""
+    d, _ = trained
+    model = d / "m" / "digits"
+    out = tmp_path / "sw"
+    r = run_models(["sweep", "--experiment", "noise", "--dataset", "digits", "--models",
+                    f"a={model}", "--chips", "3", "--read-noises", "0.5", "--trim", "4",
+                    "--quiet", "-o", out])
+    assert r.returncode == 0, r.stderr
+    rows = [l.split(",") for l in (out / "sweep.csv").read_text().splitlines()[1:]]
+    swept = {int(r[3]): float(r[4]) for r in rows if r[1] == "a"}
+    csv_path = tmp_path / "chips.csv"
+    e = run_models(["eval", "--model", model, "--dataset", "digits", "--chips", "3",
+                    "--sram-offset-sigma", "4", "--sram-cell-sigma", "0.1", "--read-noise",
+                    "0.5", "--backend", "analog", "--calibrate", "--trim", "4", "--quiet",
+                    "--csv", csv_path])
+    assert e.returncode == 0, e.stderr
+    evaluated = {int(l.split(",")[0]): float(l.split(",")[3])
+                 for l in csv_path.read_text().splitlines()[1:]}
+    assert swept.keys() == evaluated.keys() == {0, 1, 2}
+    for seed in swept:
+        assert swept[seed] == pytest.approx(evaluated[seed], abs=1e-6)
 
 
 def test_sweep_energy_rows_are_what_eval_prints(trained, tmp_path):
