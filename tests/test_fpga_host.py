@@ -198,23 +198,13 @@ def test_real_pyserial_loopback_is_not_a_bridge():
 # --- end to end in cocotb --------------------------------------------------------------------
 
 def _e2e(simulator, tmp_path, rng, pipeline=0):
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
-    from fpga.sim import simulation_verilog
-    from fpga.top import BoardCore, chip_image
+    from fpga.top import chip_image
     from models.export import save_folded
 
     p = MacroParams(16, 8, cols_per_cycle=4, input_bits=4, pipeline=pipeline)
     image, summary = chip_image(p, seed=int(rng.integers(1 << 16)))
     assert summary["baked"] == ["offset"]
-    divisor, period_ns, timeout_cycles = 4, 10, 3000
-    core = BoardCore(p, divisor=divisor, timeout_cycles=timeout_cycles, image=image,
-                     stretch_cycles=16)
-    src = tmp_path / "board_core.v"
-    src.write_text(simulation_verilog(core, "board_core"))
-    assert "always @*" not in src.read_text()
-
+    src, cfg = board_files(p, image, tmp_path)
     net = random_net(rng, (20, 8, 4), 4, p.rows, p.cols)
     save_folded(net, tmp_path / "net")
     gold = MacroDriver(ModelTransport(MacroModel(p)), p)
@@ -224,11 +214,35 @@ def _e2e(simulator, tmp_path, rng, pipeline=0):
     assert np.any(offsets)                         # the chip has offsets to bake
     images = rng.integers(0, 16, (3, 20))
     np.savez(tmp_path / "data.npz", offsets=offsets, images=images)
-    cfg = dict(params=p.to_dict(), image=image, divisor=divisor, clock_period_ns=period_ns,
-               bridge_timeout_s=timeout_cycles * period_ns * 1e-9, latency_s=20e-6,
-               seed=int(rng.integers(1 << 31)), network=str(tmp_path / "net"),
-               arrays=str(tmp_path / "data.npz"))
+    cfg.update(params=p.to_dict(), seed=int(rng.integers(1 << 31)),
+               network=str(tmp_path / "net"), arrays=str(tmp_path / "data.npz"))
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+
+    run_board(simulator, tmp_path, src, "verif.cocotb.fpga_host", tests=2)
+
+
+def board_files(p, image, tmp_path):
+    """The board top for ``p`` (MacroParams or EngineParams) with the chip ``image`` as
+    simulation Verilog in ``tmp_path``, and the clock and UART part of the cocotb test's
+    configuration: ``(verilog path, cfg dict)``."""
+    from fpga.sim import simulation_verilog
+    from fpga.top import BoardCore
+
+    divisor, period_ns, timeout_cycles = 4, 10, 3000
+    core = BoardCore(p, divisor=divisor, timeout_cycles=timeout_cycles, image=image,
+                     stretch_cycles=16)
+    src = tmp_path / "board_core.v"
+    src.write_text(simulation_verilog(core, "board_core"))
+    assert "always @*" not in src.read_text()
+    return src, dict(image=image, divisor=divisor, clock_period_ns=period_ns,
+                     bridge_timeout_s=timeout_cycles * period_ns * 1e-9, latency_s=20e-6)
+
+
+def run_board(simulator, tmp_path, src, module, *, tests):
+    """Build the board Verilog ``src`` in ``tmp_path/build`` and run the cocotb module
+    on it with ``tmp_path/cfg.json`` as its data; all ``tests`` must pass."""
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
 
     runner = get_runner(simulator)
     # The flattened simulation netlist is not lint-clean (Yosys's proc output); the
@@ -236,11 +250,10 @@ def _e2e(simulator, tmp_path, rng, pipeline=0):
     build_args = ["-Wno-fatal"] if simulator == "verilator" else []
     runner.build(sources=[src], hdl_toplevel="board_core", build_dir=tmp_path / "build",
                  timescale=("1ns", "1ps"), build_args=build_args)
-    results = runner.test(test_module="verif.cocotb.fpga_host", hdl_toplevel="board_core",
+    results = runner.test(test_module=module, hdl_toplevel="board_core",
                           build_dir=tmp_path / "build", test_dir=tmp_path,
                           extra_env={"FPGA_HOST_DATA": str(tmp_path / "cfg.json")})
-    total, failed = get_results(results)
-    assert (total, failed) == (2, 0)
+    assert get_results(results) == (tests, 0)
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")

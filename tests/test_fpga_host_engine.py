@@ -19,6 +19,7 @@ from models.engine import EngineParams
 from models.params import MacroParams
 
 from .random_nets import random_net
+from .test_fpga_host import board_files, run_board
 
 
 def _net_and_images(rng, sizes, macro, count, pool=64, tries=20):
@@ -40,12 +41,7 @@ def _net_and_images(rng, sizes, macro, count, pool=64, tries=20):
 def _e2e_engine(simulator, tmp_path, rng, sizes=(20, 12, 8, 4), image_slots=3, images=4,
                 pipeline=0, macro=None):
     import asyncio
-
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-
-    from fpga.sim import simulation_verilog
-    from fpga.top import BoardCore, chip_image
+    from fpga.top import chip_image
     from models.engine_bus import EngineBusModel
     from models.export import save_folded
     from verif.engine_runner import engine_to_dict
@@ -56,13 +52,7 @@ def _e2e_engine(simulator, tmp_path, rng, sizes=(20, 12, 8, 4), image_slots=3, i
     ep = EngineParams.for_model(net, macro, image_slots=image_slots)
     image, summary = chip_image(ep, seed=int(rng.integers(1 << 16)))
     assert "offset" in summary["baked"]
-    divisor, period_ns, timeout_cycles = 4, 10, 3000
-    core = BoardCore(ep, divisor=divisor, timeout_cycles=timeout_cycles, image=image,
-                     stretch_cycles=16)
-    src = tmp_path / "board_core.v"
-    src.write_text(simulation_verilog(core, "board_core"))
-    assert "always @*" not in src.read_text()
-
+    src, cfg = board_files(ep, image, tmp_path)
     save_folded(net, tmp_path / "net")
     bus = EngineBusModel(ep)
     for a, d in image:
@@ -70,24 +60,15 @@ def _e2e_engine(simulator, tmp_path, rng, sizes=(20, 12, 8, 4), image_slots=3, i
     offsets = asyncio.run(EngineDriver(ModelTransport(bus), ep).macro.read_offsets())
     assert np.any(offsets)                         # the chip has offsets to bake
     np.savez(tmp_path / "data.npz", offsets=offsets, images=x)
-    cfg = dict(params=engine_to_dict(ep), image=image, divisor=divisor,
-               clock_period_ns=period_ns, bridge_timeout_s=timeout_cycles * period_ns * 1e-9,
-               latency_s=20e-6, network=str(tmp_path / "net"), arrays=str(tmp_path / "data.npz"))
+    cfg.update(params=engine_to_dict(ep), network=str(tmp_path / "net"),
+               arrays=str(tmp_path / "data.npz"))
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     print(f"engine {macro.rows}x{macro.cols} P={macro.cols_per_cycle} L={macro.pipeline}: "
           f"{ep.weight_banks} banks, {ep.layers} layers, {ep.image_slots} slots, network "
           f"{sizes}, {images} images, chip image of {len(image)} writes "
           f"({', '.join(summary['baked'])})")
 
-    runner = get_runner(simulator)
-    build_args = ["-Wno-fatal"] if simulator == "verilator" else []
-    runner.build(sources=[src], hdl_toplevel="board_core", build_dir=tmp_path / "build",
-                 timescale=("1ns", "1ps"), build_args=build_args)
-    results = runner.test(test_module="verif.cocotb.fpga_host_engine", hdl_toplevel="board_core",
-                          build_dir=tmp_path / "build", test_dir=tmp_path,
-                          extra_env={"FPGA_HOST_DATA": str(tmp_path / "cfg.json")})
-    total, failed = get_results(results)
-    assert (total, failed) == (1, 0)
+    run_board(simulator, tmp_path, src, "verif.cocotb.fpga_host_engine", tests=1)
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
