@@ -51,7 +51,7 @@ from .params import NONIDEALITIES, MacroParams
 from .sampler import CALIBRATION, EVAL, ReadNoise
 
 __all__ = ["BACKENDS", "MAX_TRIM_READS", "ChipReadout", "predict_chips", "macro_params_for",
-           "trim_reads"]
+           "trim_reads", "trim_record"]
 
 BACKENDS = ("macro", "analog")
 #: The most zero-input reads one trim averages.
@@ -72,6 +72,13 @@ def trim_reads(trim) -> int:
         raise ValueError(f"trim must be a power of two in 1..{MAX_TRIM_READS} (zero-input "
                          f"reads averaged), True (1) or False (0), not {trim!r}")
     return int(trim)
+
+
+def trim_record(trim):
+    """``trim`` as model files record it: ``false`` (none) or ``true`` (one read), as
+    before ``T`` existed, or the number of reads ``T > 1``."""
+    reads = trim_reads(trim)
+    return reads if reads > 1 else bool(reads)
 
 
 def macro_params_for(net: FoldedNet, comp_rows: int = 8) -> MacroParams:

@@ -33,7 +33,7 @@ import numpy as np
 
 from .bnn import TrainConfig, train
 from .chip import ChipConfig
-from .chip_readout import ChipReadout, trim_reads
+from .chip_readout import ChipReadout, trim_record
 from .export import FoldedNet, macro_hook
 
 __all__ = ["EVAL_CHIPS", "NOISE_AWARE", "TRAINING_CHIP_BASE", "chip_hook", "FreshChips",
@@ -161,7 +161,7 @@ def noise_aware_train(model, data, config: ChipConfig, *, train_config: TrainCon
     bn_seeds = list(range(first, first + bn_chips))
     model.recompute_bn_stats(data.x_train, hook=chip_hook(net, config, bn_seeds, **options))
     return dict(epochs=cfg.epochs, chips_per_step=chips_per_step, config=dataclasses.asdict(config),
-                backend=backend, calibrate=calibrate, trim=trim_reads(trim),
+                backend=backend, calibrate=calibrate, trim=trim_record(trim),
                 training_chips=[fresh.base, first - 1], bn_chips=[first, first + bn_chips - 1],
                 train_config=cfg.to_dict(), loss=history[-1]["loss"] if history else None)
 

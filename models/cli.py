@@ -413,7 +413,7 @@ def cmd_train(args) -> int:
     data = _data_for_training(args, {**RECIPES[name]["inputs"], **input_overrides})
     print(f"seed: {args.seed}")
     from . import experiments
-    from .chip_readout import ChipReadout, predict_chips
+    from .chip_readout import ChipReadout, predict_chips, trim_record
 
     start = time.perf_counter()
     bar = cmdline.progress_bar(train_config.epochs, f"train {name}", args.quiet)
@@ -458,7 +458,7 @@ def cmd_train(args) -> int:
                       chip_in_loop=None if args.chip_in_loop is None else dict(
                           seed=args.chip_in_loop, epochs=chip_epochs,
                           config=chip_cfg.__dict__ if chip_cfg else None, backend=backend,
-                          calibrate=args.calibrate, trim=args.trim or 0)),
+                          calibrate=args.calibrate, trim=trim_record(args.trim))),
         accuracy=dict(val_ideal=val, on="validation split: " + json.dumps(
             data.preprocessing.get("val") or data.preprocessing.get("split"))))
     if args.chip_in_loop is not None:

@@ -60,8 +60,9 @@ READ_VERSIONS = (1, 2)
 
 #: ``readout(layer, row_tile, col_tile, plane, plane_bits, weight_bits) -> v``:
 #: ``plane_bits`` (N, R) uint8 is bit ``plane`` of the tile's inputs, ``weight_bits``
-#: (R, C) uint8 the tile's stored weights; returns the (N, C) integer readouts. The ideal
-#: readout is ``plane_bits @ (2 * weight_bits - 1)``.
+#: (R, C) uint8 the tile's stored weights; returns the (N, C) readouts: integers, or floats
+#: for a chip whose trim subtracts a mean of several reads (``ChipReadout(trim=T)``). The
+#: ideal readout is ``plane_bits @ (2 * weight_bits - 1)``.
 Readout = Callable[[int, int, int, int, np.ndarray, np.ndarray], np.ndarray]
 
 

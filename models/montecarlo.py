@@ -736,6 +736,13 @@ class _Plan:
                     tiles[t, j] = kind(cr, (l, t, j), rows_real, cols_real, layer.planes)
             bound = max(sum(tiles[t, j].max_abs_tile for t in range(layer.row_tiles))
                         for j in range(layer.col_tiles))
+            fractional = any(not np.issubdtype(cr.residual[l, t, j].dtype, np.integer)
+                             for (t, j) in tiles if (l, t, j) in cr.residual)
+            if fractional and bound * cr.trim_reads >= _OneHot.EXACT:
+                # The float32 tiles carry log2(T) fractional bits of the trim's mean.
+                raise ValueError(f"layer {l}: accumulators up to {bound} with a trim of "
+                                 f"{cr.trim_reads} reads are not exact in float32; trim "
+                                 f"with at most {1 << (max(1, (_OneHot.EXACT - 1) // bound).bit_length() - 1)} reads")
             clamp = bound > self.acc_hi
             collapsed = onehot = None
             if not clamp and all(isinstance(t, LutTile) and t.affine.all() for t in tiles.values()):

@@ -15,7 +15,7 @@ import pytest
 from models import experiments as E
 from models.bnn import BNN, TrainConfig, accuracy, train
 from models.chip import ChipConfig
-from models.chip_readout import ChipReadout, macro_params_for, predict_chips, trim_reads
+from models.chip_readout import ChipReadout, macro_params_for, predict_chips, trim_reads, trim_record
 from models.datasets import load_dataset
 from models.dfp import dfp_frac, fixed_frac, to_fixed
 from models.export import export_model, infer_folded
@@ -105,6 +105,8 @@ def test_trim_is_exact_on_the_bit_true_macro(small_net, digits):
 
 def test_trim_reads_argument():
     assert [trim_reads(t) for t in (None, False, 0, True, 1, 4, 256)] == [0, 0, 0, 1, 1, 4, 256]
+    # Model files: booleans for none and one read (as before T existed), else T.
+    assert [trim_record(t) for t in (None, 0, 1, True, 2, 16)] == [False, False, True, True, 2, 16]
     for bad in (3, 6, 512, -1, 2.0, "4"):
         with pytest.raises(ValueError, match=f"power of two in 1..256.*not {bad!r}"):
             trim_reads(bad)

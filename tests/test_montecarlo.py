@@ -126,6 +126,18 @@ def test_layer_values_equal_the_readouts_of_the_same_draws(nets, rng):
     assert n <= 1e-4 * ref.size
 
 
+def test_a_trim_mean_beyond_float32_exactness_is_refused(nets, rng, monkeypatch):
+    """The float32 tiles hold the trim's mean to 1/T: accumulators times T must stay below
+    2^24 (here the limit is lowered to make real accumulators exceed it)."""
+    net = nets["32x16, 2x2 tiles"]
+    cr = ChipReadout(net, ChipConfig(offset_sigma=3.0, read_noise=0.5), [5, 6],
+                     backend="analog", calibrate=True, trim=16)
+    monkeypatch.setattr(montecarlo._OneHot, "EXACT", 1 << 12)
+    with pytest.raises(ValueError, match=r"trim of 16 reads are not exact in float32; trim "
+                                         r"with at most \d+ reads"):
+        cr.predict(_images(rng, net, 10))
+
+
 @pytest.mark.parametrize("net_name", ["32x16, 2x2 tiles", "16x12, 3 planes"])
 def test_one_hot_first_layer_accumulators_are_bit_identical(nets, net_name, rng):
     """Tabled columns shared by every chip's inputs and weights: the per-column product
