@@ -129,8 +129,14 @@ class ProgramMemory(wiring.Component):
             last_here.append(here)
             classes = Mux(here, e["outputs"], classes)
             all_binary = all_binary & e["binary"]
-        m.d.comb += [self.program_ok.eq(Cat(*last_here).any()), self.classes.eq(classes)]
-        self.entries = entries
+        # Registered: the check is some 30 logic levels, which would otherwise sit in front
+        # of the first RUN's bank address. A PROGRAM write acts in its access's cycle and
+        # the next access (a CLASSIFY at the earliest) acts two cycles later, so the
+        # register always holds the check of the program as written.
+        check = Signal(name="program_check")
+        m.d.comb += check.eq(Cat(*last_here).any())
+        m.d.sync += [self.program_ok.eq(check), self.classes.eq(classes)]
+        self.entries, self.check = entries, check
 
         # Read-back: the word as written.
         words = {}

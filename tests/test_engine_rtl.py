@@ -342,11 +342,12 @@ class SequencerHarness(Elaboratable):
     cycle of a CLASSIFY, the bank presented to the bank memories, the layer and the image
     slot are below WEIGHT_BANKS, LAYERS and IMAGE_SLOTS.
 
-    Assumptions: the front end's rules (an access hits one region; CLASSIFY only while
-    idle, with a program that passes its check and 1..IMAGE_SLOTS images; PROGRAM
-    writes only while idle); the macro's sequencer is free (``run_done`` at any time).
-    Invariants that make the proof inductive: BUSY is a phase other than IDLE; the
-    program check holds; the current layer lies within the checked program (every
+    Assumptions: the front end's rules (at most one access every other cycle, hitting
+    one region; CLASSIFY only while idle, with a program that passes its (registered)
+    check and 1..IMAGE_SLOTS images; PROGRAM writes only while idle); the macro's
+    sequencer is free (``run_done`` at any time). Invariants that make the proof
+    inductive: BUSY is a phase other than IDLE; the program check holds and its
+    register equals it; the current layer lies within the checked program (every
     earlier entry is binary) and its entry registers equal its program words; row and
     column tile within the layer's, bank = first bank + column tile x T + row tile;
     capture, scan and result cycles follow the last row tile of a binary (capture) or
@@ -389,14 +390,19 @@ class SequencerHarness(Elaboratable):
         regions = access.regions
         classify = write & regions[Region.CSR] & access.regs[EngineCSR.CLASSIFY]
         program_ok = Const(1, 1) if self.drop else program.program_ok
+        # The front end accepts an access at most every other cycle (bus_latency >= 1).
+        accepted_before = Signal()
+        m.d.sync += accepted_before.eq(access.valid)
         m.d.comb += [
+            Assume(~(access.valid & accepted_before)),
             Assume(~access.valid | ~(regions & (regions - 1)[:len(regions)]).any()),
             Assume(~classify | (~busy & program_ok & access.data.any()
                                 & ult(access.data, ep.image_slots + 1))),
             Assume(~(write & regions[EngineRegion.PROGRAM]) | ~busy),
         ]
         P = EnginePhase
-        invariants = [program.program_ok, ult(state["layer"], ep.layers),
+        invariants = [program.program_ok, program.program_ok == program.check,
+                      ult(state["layer"], ep.layers),
                       ult(state["row_tile"], entry["row_tiles"]),
                       ult(state["col_tile"], entry["col_tiles"]),
                       state["bank"] == (entry["first_bank"] + state["col_tile"]
