@@ -126,11 +126,11 @@ class ChipReadout:
         After calibration (if any), read every column ``T`` times with all inputs 0
         (``T = trim``; ``True``: once; a power of two up to :data:`MAX_TRIM_READS`) and
         subtract the mean ``r`` of those readouts from every later readout (SRAM only).
-        A host does the same by adding ``r (2^P - 1)`` per row tile to THRESH (rounded
-        up, which is exact for integer accumulators) and subtracting it from the last
-        layer's scores; both are exact as long as no readout saturates. Without read
-        noise every read is the same, so ``T`` does not matter; with it, more reads
-        leave a smaller error fixed in the chip.
+        A host does the same by adding the sum over the row tiles of ``r (2^P - 1)`` to
+        THRESH, rounded up once (exact for integer accumulators), and subtracting it
+        from the last layer's scores; both are exact as long as no readout saturates.
+        Without read noise every read is the same, so ``T`` does not matter; with it,
+        more reads leave a smaller error fixed in the chip.
     rng : numpy.random.Generator or None
         Per-read noise of the analog model drawn from this generator in call order (the
         draws then depend on the order and split of the work). Default: the counter-based

@@ -571,8 +571,9 @@ def cmd_eval(args) -> int:
     if args.csv is not None:
         rows = "".join(f"{s},{int(k)},{len(y)},{k / len(y):.6f}\n" for s, k in zip(seeds, correct))
         cmdline.atomic_write(args.csv, "chip_seed,correct,images,accuracy\n" + rows)
-    what = f"{backend} model, {cfg.technology}" + (", calibrated" if args.calibrate else "") + \
-        (", trimmed" if args.trim == 1 else f", trimmed (mean of {args.trim} reads)" if args.trim else "")
+    what = f"{backend} model, {cfg.technology}" + (", calibrated" if args.calibrate else "")
+    if args.trim:
+        what += ", trimmed" + (f" (mean of {args.trim} reads)" if args.trim > 1 else "")
     if len(seeds) == 1:
         print(f"accuracy: {100 * accs[0]:.2f} % ({int(round(accs[0] * len(y)))}/{len(y)} images, "
               f"chip {seeds[0]}, {what}){energy}")

@@ -740,9 +740,10 @@ class _Plan:
                              for (t, j) in tiles if (l, t, j) in cr.residual)
             if fractional and bound * cr.trim_reads >= _OneHot.EXACT:
                 # The float32 tiles carry log2(T) fractional bits of the trim's mean.
+                most = 1 << (max(1, (_OneHot.EXACT - 1) // bound).bit_length() - 1)
                 raise ValueError(f"layer {l}: accumulators up to {bound} with a trim of "
                                  f"{cr.trim_reads} reads are not exact in float32; trim "
-                                 f"with at most {1 << (max(1, (_OneHot.EXACT - 1) // bound).bit_length() - 1)} reads")
+                                 f"with at most {most} reads")
             clamp = bound > self.acc_hi
             collapsed = onehot = None
             if not clamp and all(isinstance(t, LutTile) and t.affine.all() for t in tiles.values()):
