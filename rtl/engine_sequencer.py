@@ -14,13 +14,23 @@ A RUN is issued as a CMD write to the macro's sequencer (``command_access``: the
 access record, or the issued command in the cycle one is issued). Every address this
 file presents to a memory (the bank, the image slot and row tile) is the value of the
 next cycle, so that the memory's data in a cycle belongs to the state of that cycle.
+
+The bank comes from registers: the bank of the current RUN, or in a cycle that issues
+the next RUN (but the image start's, whose bank is already the current one) the
+register ``upcoming``, the bank of the RUN after the current one (``bank + 1`` within a
+layer, the next layer's first bank after a layer's last RUN, entry 0's after the last
+layer's), which is loaded from the state of the cycle before. The issue decisions use
+registered flags of that state too (the last row tile, the last column tile, the last
+scan cycle). Both lag a state change by a cycle: they hold from the second cycle of a
+RUN on, and a RUN of the macro's sequencer ends at the earliest in its third cycle (a
+read cycle, a plane, a write-back), so no decision takes a stale one.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from models.engine_params import EngineCSR, EngineStatus
+from models.engine_params import EngineCSR, EngineStatus, ProgramWord
 from models.params import BUS_DATA_BITS, CSR, Cmd, Op, Region
 
 from .access import access_layout
@@ -84,11 +94,18 @@ class EngineSequencer(wiring.Component):
         The bank field of the bus access.
     bank : Out(max(1, ceil(log2 weight_banks)))
         The bank the bank memories address: the bus's while idle, bank 0 during a RUN
-        written to CMD, the sequencer's next bank during a CLASSIFY.
+        written to CMD, during a CLASSIFY the bank of the next cycle's RUN (from
+        registers: the current RUN's, or ``upcoming`` in a cycle that issues a RUN) but
+        in the result write, where it is the current RUN's.
     layer : Out(max(1, ceil(log2 layers)))
         The layer of the next cycle, whose program entry comes back in the fields below.
     inputs, outputs, row_tiles, col_tiles, first_bank, planes, source, binary : In
         The program entry of ``layer``.
+    upcoming_layer : Out(max(1, ceil(log2 layers)))
+        The layer after the current one (``layer + 1`` in a binary layer, 0 in the last:
+        the next image's first), whose first bank comes back in ``upcoming_first_bank``.
+    upcoming_first_bank : In(FIRST_BANK_BITS)
+        The first bank of ``upcoming_layer``.
     program_classes : In(17)
         The classes of the program (captured when a CLASSIFY starts).
     busy : Out(1)
@@ -116,8 +133,10 @@ class EngineSequencer(wiring.Component):
         ENGINE_CYCLES: the cycles of the current or last CLASSIFY (saturating).
     state : dict
         After ``elaborate``: the registers by name (``busy``, ``phase``, ``layer``,
-        ``row_tile``, ``col_tile``, ``bank``, ``slot``, ``count``, and ``entry``, the
-        current layer's program entry), for formal harnesses.
+        ``row_tile``, ``col_tile``, ``bank``, ``slot``, ``count``, ``entry``, the current
+        layer's program entry, ``upcoming``, ``last_row``, ``last_col`` (the flags of the
+        state of the cycle before), ``scan``, ``scan_end`` (the scan cycle is the last)
+        and ``issued`` (a RUN was issued in the cycle before)), for formal harnesses.
     """
 
     def __init__(self, ep):
@@ -142,6 +161,8 @@ class EngineSequencer(wiring.Component):
             "bank": Out(bank_bits),
             "layer": Out(max(1, clog2(ep.layers))),
             **fields,
+            "upcoming_layer": Out(max(1, clog2(ep.layers))),
+            "upcoming_first_bank": In(ProgramWord.FIRST_BANK_BITS),
             "program_classes": In(COUNT_BITS),
             "busy": Out(1),
             "started": Out(1),
@@ -196,6 +217,7 @@ class EngineSequencer(wiring.Component):
         row_tile = Signal(COUNT_BITS, name="engine_row_tile")
         col_tile = Signal(COUNT_BITS, name="engine_col_tile")
         bank = Signal(len(self.bank), name="engine_bank")
+        upcoming = Signal(len(self.bank), name="engine_upcoming_bank")
         neuron = Signal(len(self.neuron), name="engine_neuron")
         scan = Signal(max(1, clog2(C + 1)), name="engine_scan")
         # The class whose words a scan cycle presents: lane and group of class ``scan``.
@@ -207,8 +229,6 @@ class EngineSequencer(wiring.Component):
         entry = {name: Signal(width, name=f"current_{name}")
                  for name, width in entry_fields(ep).items()}
         m.d.sync += [entry[name].eq(getattr(self, name)) for name in entry]
-        self.state = dict(busy=busy, phase=phase, layer=layer, row_tile=row_tile,
-                          col_tile=col_tile, bank=bank, slot=slot, count=count, entry=entry)
 
         in_phase = {ph: Signal(name=f"in_{ph.name.lower()}") for ph in EnginePhase}
         m.d.comb += [s.eq(eq_const(phase.as_value(), ph.value)) for ph, s in in_phase.items()]
@@ -217,10 +237,8 @@ class EngineSequencer(wiring.Component):
         nxt = dict(slot=Signal.like(slot, name="next_slot"),
                    layer=Signal.like(layer, name="next_layer"),
                    row_tile=Signal.like(row_tile, name="next_row_tile"),
-                   col_tile=Signal.like(col_tile, name="next_col_tile"),
-                   bank=Signal.like(bank, name="next_bank"))
-        current = dict(slot=slot, layer=layer, row_tile=row_tile, col_tile=col_tile,
-                       bank=bank)
+                   col_tile=Signal.like(col_tile, name="next_col_tile"))
+        current = dict(slot=slot, layer=layer, row_tile=row_tile, col_tile=col_tile)
         for name, sig in nxt.items():
             m.d.comb += sig.eq(current[name])
             m.d.sync += current[name].eq(sig)
@@ -238,7 +256,8 @@ class EngineSequencer(wiring.Component):
 
         def run_next(*, tile_same_column):
             """Issue the next RUN: the next row tile, or the first of a column tile."""
-            m.d.comb += [issue.eq(1), nxt["bank"].eq((bank + 1)[:len(bank)])]
+            m.d.comb += issue.eq(1)
+            m.d.sync += bank.eq(upcoming)
             if tile_same_column:
                 m.d.comb += [accumulate.eq(1),
                              nxt["row_tile"].eq((row_tile + 1)[:len(row_tile)])]
@@ -247,10 +266,11 @@ class EngineSequencer(wiring.Component):
                              nxt["col_tile"].eq((col_tile + 1)[:len(col_tile)])]
             m.d.sync += phase.eq(EnginePhase.RUN)
 
-        def first_run_of(layer_value, slot_value=None):
+        def first_run_of(layer_value, bank_value, slot_value=None):
             """The state of a layer's first RUN (its bank is the entry's first bank)."""
             m.d.comb += [nxt["layer"].eq(layer_value), nxt["row_tile"].eq(0),
-                         nxt["col_tile"].eq(0), nxt["bank"].eq(self.first_bank)]
+                         nxt["col_tile"].eq(0)]
+            m.d.sync += bank.eq(bank_value)
             if slot_value is not None:
                 m.d.comb += nxt["slot"].eq(slot_value)
 
@@ -260,6 +280,19 @@ class EngineSequencer(wiring.Component):
                      live.eq(Mux(lt_const(left, C), left[:len(scan)], C))]
         last_row = (row_tile + 1)[:ProgramTileBits] == entry["row_tiles"]
         last_col = (col_tile + 1)[:ProgramTileBits] == entry["col_tiles"]
+        # The flags and the next RUN's bank, from the state of the cycle before.
+        at_last_row = Signal(name="engine_last_row")
+        at_last_col = Signal(name="engine_last_col")
+        scan_end = Signal(name="engine_scan_end")
+        m.d.sync += [at_last_row.eq(last_row), at_last_col.eq(last_col)]
+        m.d.comb += self.upcoming_layer.eq(Mux(entry["binary"], (layer + 1)[:len(layer)], 0))
+        m.d.sync += upcoming.eq(Mux(last_row & last_col, self.upcoming_first_bank,
+                                    (bank + 1)[:len(bank)]))
+        # A RUN issued with the bank ``upcoming`` (every issue but the image start's).
+        bank_ahead = Signal(name="engine_bank_ahead")
+        m.d.comb += bank_ahead.eq(in_phase[EnginePhase.RUN] & self.run_done & ~at_last_row
+                                  | in_phase[EnginePhase.CAPTURE]
+                                  | in_phase[EnginePhase.SCAN] & scan_end & ~at_last_col)
 
         with m.If(busy):
             m.d.sync += cycles.eq(Mux(cycles.all(), cycles, cycles + 1))
@@ -268,7 +301,7 @@ class EngineSequencer(wiring.Component):
 
         with m.If(in_phase[EnginePhase.IDLE]):
             with m.If(classify):
-                first_run_of(0, 0)
+                first_run_of(0, self.first_bank, 0)
                 m.d.sync += [busy.eq(1), phase.eq(EnginePhase.START), stop.eq(0),
                              count.eq(access.data[:COUNT_BITS]), results.eq(0), cycles.eq(0),
                              classes.eq(self.program_classes)]
@@ -277,25 +310,26 @@ class EngineSequencer(wiring.Component):
             m.d.comb += issue.eq(1)
             m.d.sync += phase.eq(EnginePhase.RUN)
         with m.Elif(in_phase[EnginePhase.RUN]):
-            m.d.comb += self.capture.eq(self.group_store & last_row & entry["binary"])
+            m.d.comb += self.capture.eq(self.group_store & at_last_row & entry["binary"])
             with m.If(self.run_done):
-                with m.If(~last_row):
+                with m.If(~at_last_row):
                     run_next(tile_same_column=True)
                 with m.Elif(entry["binary"]):
                     m.d.sync += phase.eq(EnginePhase.CAPTURE)
                 with m.Else():
                     m.d.sync += [phase.eq(EnginePhase.SCAN), scan.eq(0), scan_lane.eq(0),
-                                 scan_group.eq(0), neuron.eq(col_base[:len(neuron)])]
+                                 scan_end.eq(~live.any()), scan_group.eq(0),
+                                 neuron.eq(col_base[:len(neuron)])]
         with m.Elif(in_phase[EnginePhase.CAPTURE]):
-            with m.If(~last_col):
+            with m.If(~at_last_col):
                 run_next(tile_same_column=False)
             with m.Else():
-                first_run_of((layer + 1)[:len(layer)])
+                first_run_of((layer + 1)[:len(layer)], upcoming)
                 m.d.comb += [issue.eq(1), self.swap.eq(1)]
                 m.d.sync += phase.eq(EnginePhase.RUN)
         with m.Elif(in_phase[EnginePhase.SCAN]):
             m.d.comb += self.scanning.eq(1)
-            m.d.sync += scan.eq(scan + 1)
+            m.d.sync += [scan.eq(scan + 1), scan_end.eq((scan + 1)[:len(scan)] == live)]
             with m.If(eq_const(scan_lane, P - 1)):
                 m.d.sync += [scan_lane.eq(0), scan_group.eq(scan_group + 1)]
             with m.Else():
@@ -304,8 +338,8 @@ class EngineSequencer(wiring.Component):
                 m.d.sync += neuron.eq(neuron + 1)
                 m.d.comb += [self.compare.eq(1),
                              self.first.eq(~col_tile.any() & eq_const(scan, 1))]
-            with m.If(scan == live):
-                with m.If(~last_col):
+            with m.If(scan_end):
+                with m.If(~at_last_col):
                     run_next(tile_same_column=False)
                 with m.Else():
                     m.d.sync += phase.eq(EnginePhase.RESULT)
@@ -314,7 +348,7 @@ class EngineSequencer(wiring.Component):
             m.d.sync += results.eq(results + 1)
             more = ult(slot + 1, count) & ~stop & ~stop_now
             with m.If(more):
-                first_run_of(0, (slot + 1)[:len(slot)])
+                first_run_of(0, upcoming, (slot + 1)[:len(slot)])
                 m.d.sync += phase.eq(EnginePhase.START)
             with m.Else():
                 m.d.comb += self.finished.eq(1)
@@ -322,6 +356,10 @@ class EngineSequencer(wiring.Component):
 
         issued = Signal(name="run_issued")
         m.d.sync += issued.eq(issue)
+        self.state = dict(busy=busy, phase=phase, layer=layer, row_tile=row_tile,
+                          col_tile=col_tile, bank=bank, slot=slot, count=count, entry=entry,
+                          upcoming=upcoming, last_row=at_last_row, last_col=at_last_col,
+                          scan=scan, scan_end=scan_end, issued=issued)
         m.d.comb += self.load_planes.eq(Cat(*(issued & ~lt_const(entry["planes"], b + 1)
                                               for b in range(p.input_bits))))
 
@@ -339,7 +377,8 @@ class EngineSequencer(wiring.Component):
             m.d.comb += self.command_access.eq(self.macro_access)
 
         m.d.comb += [
-            self.bank.eq(Mux(busy, nxt["bank"], Mux(self.macro_busy, 0, self.bus_bank))),
+            self.bank.eq(Mux(busy, Mux(bank_ahead, upcoming, bank),
+                             Mux(self.macro_busy, 0, self.bus_bank))),
             self.layer.eq(nxt["layer"]),
             self.busy.eq(busy),
             self.image_slot.eq(nxt["slot"]), self.image_row_base.eq(next_row_base),

@@ -43,6 +43,11 @@ class ProgramMemory(wiring.Component):
         The layer whose entry the fields below show (combinationally).
     inputs, outputs, row_tiles, col_tiles, first_bank, planes, source, binary : Out
         The fields of entry ``layer``.
+    upcoming_layer : In(max(1, ceil(log2 layers)))
+        A second layer, whose first bank ``upcoming_first_bank`` shows (combinationally):
+        the engine's sequencer looks up the bank after a layer's last RUN with it.
+    upcoming_first_bank : Out(FIRST_BANK_BITS)
+        The first bank of entry ``upcoming_layer``.
     program_ok : Out(1)
         Every entry up to the first last layer (BINARY = 0) passes the rules of
         "Program memory", and there is one.
@@ -61,6 +66,8 @@ class ProgramMemory(wiring.Component):
             "access": In(engine_access_layout(ep)),
             "layer": In(max(1, clog2(ep.layers))),
             **fields,
+            "upcoming_layer": In(max(1, clog2(ep.layers))),
+            "upcoming_first_bank": Out(W.FIRST_BANK_BITS),
             "program_ok": Out(1),
             "classes": Out(COUNT_BITS),
             "answer": Out(32),
@@ -101,6 +108,10 @@ class ProgramMemory(wiring.Component):
             m.d.comb += getattr(self, name).eq(select(
                 m, self.layer[:clog2(ep.layers)], [e[name][:width] for e in entries],
                 width, f"entry_{name}"))
+        m.d.comb += self.upcoming_first_bank.eq(select(
+            m, self.upcoming_layer[:clog2(ep.layers)],
+            [e["first_bank"][:W.FIRST_BANK_BITS] for e in entries], W.FIRST_BANK_BITS,
+            "upcoming_first_bank"))
 
         # CLASSIFY's check: each entry's own rules, the chain, and a last layer.
         R, C, B = p.rows, p.cols, p.input_bits

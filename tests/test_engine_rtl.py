@@ -340,18 +340,24 @@ def test_engine_verilog_is_lint_clean(name, tmp_path):
 class SequencerHarness(Elaboratable):
     """``EngineSequencer`` with its ``ProgramMemory`` and a free bus and macro: every
     cycle of a CLASSIFY, the bank presented to the bank memories, the layer and the image
-    slot are below WEIGHT_BANKS, LAYERS and IMAGE_SLOTS.
+    slot are below WEIGHT_BANKS, LAYERS and IMAGE_SLOTS, and the bank presented is the
+    bank of the next cycle's RUN (but in the result write, where it is the current one).
 
     Assumptions: the front end's rules (at most one access every other cycle, hitting
     one region; CLASSIFY only while idle, with a program that passes its (registered)
     check and 1..IMAGE_SLOTS images; PROGRAM writes only while idle); the macro's
-    sequencer is free (``run_done`` at any time). Invariants that make the proof
+    sequencer is free (``run_done`` at any time) but in the cycle after a RUN's issue
+    (its read cycle: a RUN takes at least three cycles). Invariants that make the proof
     inductive: BUSY is a phase other than IDLE; the program check holds and its
     register equals it; the current layer lies within the checked program (every
     earlier entry is binary) and its entry registers equal its program words; row and
     column tile within the layer's, bank = first bank + column tile x T + row tile;
     capture, scan and result cycles follow the last row tile of a binary (capture) or
-    the last (scan, result) layer; slot < CLASSIFY count <= IMAGE_SLOTS.
+    the last (scan, result) layer; slot < CLASSIFY count <= IMAGE_SLOTS; but in the
+    image start and the cycle after an issue: the last-row and last-column flags are
+    those of the state, the upcoming bank is bank + 1 or, after the layer's last tile,
+    the first bank of the next layer (entry 0's after the last layer), and in a scan
+    the last-scan flag is scan == live.
     ``drop_program_check``: without the program check's assumption (must fail).
     """
 
@@ -360,7 +366,7 @@ class SequencerHarness(Elaboratable):
 
     def elaborate(self, platform):
         from amaranth.asserts import AnySeq
-        from amaranth.hdl import Assert, Assume, Cat, Const, Cover, Module, Signal
+        from amaranth.hdl import Assert, Assume, Cat, Const, Cover, Module, Mux, Signal
 
         from models.engine_params import EngineCSR
         from rtl.engine_front_end import engine_access_layout
@@ -382,7 +388,9 @@ class SequencerHarness(Elaboratable):
         for name in ("run_done", "macro_busy", "group_store", "group", "bus_bank"):
             m.d.comb += getattr(seq, name).eq(AnySeq(len(getattr(seq, name))))
         m.d.comb += [getattr(seq, n).eq(getattr(program, n)) for n in entry_fields(ep)]
-        m.d.comb += [program.layer.eq(seq.layer), seq.program_classes.eq(program.classes)]
+        m.d.comb += [program.layer.eq(seq.layer), seq.program_classes.eq(program.classes),
+                     program.upcoming_layer.eq(seq.upcoming_layer),
+                     seq.upcoming_first_bank.eq(program.upcoming_first_bank)]
 
         state, entries, entry = seq.state, program.entries, seq.state["entry"]
         busy, phase = state["busy"], state["phase"]
@@ -399,6 +407,7 @@ class SequencerHarness(Elaboratable):
             Assume(~classify | (~busy & program_ok & access.data.any()
                                 & ult(access.data, ep.image_slots + 1))),
             Assume(~(write & regions[EngineRegion.PROGRAM]) | ~busy),
+            Assume(~(seq.run_done & state["issued"])),
         ]
         P = EnginePhase
         invariants = [program.program_ok, program.program_ok == program.check,
@@ -421,6 +430,30 @@ class SequencerHarness(Elaboratable):
                                 == entry["row_tiles"]),
                        ~(phase == P.CAPTURE) | entry["binary"],
                        ~((phase == P.SCAN) | (phase == P.RESULT)) | ~entry["binary"]]
+        # The flags and the upcoming bank, from the state (the program's order, written
+        # here without the sequencer's own expressions).
+        R, C = ep.macro.rows, ep.macro.cols
+        bank_bits = len(state["bank"])
+        last_row = (state["row_tile"] + 1) == entry["row_tiles"]
+        last_col = (state["col_tile"] + 1) == entry["col_tiles"]
+        following = Mux(entry["binary"], state["layer"] + 1, 0)
+        following_first = entries[0]["first_bank"]
+        for l in range(1, ep.layers):
+            following_first = Mux(following == l, entries[l]["first_bank"], following_first)
+        left = entry["outputs"] - state["col_tile"] * C
+        live = Mux(left < C, left, C)
+        settled = (phase != P.START) & ~state["issued"]
+        invariants += [~settled | (state["last_row"] == last_row),
+                       ~settled | (state["last_col"] == last_col),
+                       ~settled | (state["upcoming"] == Mux(last_row & last_col,
+                                                            following_first,
+                                                            state["bank"] + 1)[:bank_bits]),
+                       ~settled | (phase != P.SCAN) | (state["scan_end"] == (state["scan"] == live))]
+        # The bank presented in a cycle is the next cycle's (but in the result write).
+        presented, presented_busy = Signal(bank_bits), Signal()
+        m.d.sync += [presented.eq(seq.bank), presented_busy.eq(busy & (phase != P.RESULT))]
+        with m.If(presented_busy):
+            m.d.comb += Assert(presented == state["bank"])
         m.d.comb += Assert(busy == (phase != P.IDLE))
         for l in range(ep.layers):      # a PROGRAM write keeps the first bank's 12 bits
             m.d.comb += Assert(~entries[l]["first_bank"][12:].any())
