@@ -1,0 +1,211 @@
+"""The noisy readout of a tile plane in one compiled pass: hash, draw, chain and ADC.
+
+:class:`models.montecarlo.FloatTile` evaluates a plane of an analog tile with read noise
+as a float32 product (the column values without noise) followed by, per read, the
+counter-based draw's bucket (:mod:`models.sampler`: one SplitMix64 hash per four
+columns), the bucket's midpoint times the column's noise scale, the clamp, the bit-line
+curve, the ADC's floor and the test whether the read lies near a rounding boundary.
+In numpy each of those steps is a pass over memory; here they are one loop over the
+reads (numba, compiled on first use), with the midpoint table and the curve in registers
+or cache. Only the product stays a BLAS call: it is the matrix-product floor.
+
+The curve is not evaluated with the float32 ``tanh`` of the specification's chain but
+with a rational approximation whose distance to it is bounded (:data:`TANH_ERROR`,
+checked on a dense grid by ``tests/test_montecarlo.py``); every read whose approximate
+ADC input lies within that distance (plus the bucket's reach, the margin of the numpy
+pass) of a rounding boundary is kept for the exact evaluation, like the reads in a tail
+bucket. So each read gets the readout the straightforward evaluation gives it: the
+fused pass and the numpy pass return the same values.
+
+numba is an optional accelerator of this one loop; without it (``available()`` false),
+or for a tile it does not cover (bit-line mode, the exponential curve),
+:class:`~models.montecarlo.FloatTile` runs the numpy pass. The golden models stay numpy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from .sampler import BUCKETS, TAIL_BUCKETS, bucket_midpoints
+
+__all__ = ["TANH_ERROR", "available", "curve_code", "noisy_plane", "tanh_approx"]
+
+#: Curve codes of :func:`noisy_plane`: no curve (``vmax`` infinite), and tanh.
+CURVE_NONE, CURVE_TANH = 0, 1
+
+#: Bound on ``|tanh_approx(u) - tanh(u)|`` for float32 ``u``, ``tanh`` numpy's float32
+#: one (the approximation's error and both roundings; measured at most 3.6e-7 on every
+#: 64th float32 of [-9, 9], ``tests/test_montecarlo.py``; twice that here).
+TANH_ERROR = 8e-7
+
+# Rational approximation of tanh on [-7.9, 7.9] (beyond it tanh is 1 in float32): odd
+# numerator of degree 13, even denominator of degree 6 (the coefficients of Eigen's
+# float32 tanh, Eigen/src/Core/MathFunctionsImpl.h).
+_CLAMP = np.float32(7.90531110763549805)
+_ALPHA = tuple(np.float32(a) for a in (
+    -2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+    5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
+    4.89352455891786e-03))
+_BETA = tuple(np.float32(b) for b in (
+    1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+    4.89352518554385e-03))
+
+# Midpoints with the tail buckets' NaN replaced (their reads are always kept).
+_MID = np.nan_to_num(bucket_midpoints(), nan=0.0).astype(np.float32)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def available() -> bool:
+    """Whether the compiled pass can run (numba installed; imported on first use)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def curve_code(vmax, shape: str):
+    """The curve code of a tile's chain, or None when the compiled pass does not cover it."""
+    if vmax is None:
+        return CURVE_NONE
+    return CURVE_TANH if shape == "tanh" else None
+
+
+def _tanh_approx(u):
+    a0, a1, a2, a3, a4, a5, a6 = _ALPHA
+    b0, b1, b2, b3 = _BETA
+    x = u if u < _CLAMP else _CLAMP
+    x = x if x > -_CLAMP else -_CLAMP
+    x2 = x * x
+    p = a0
+    p = p * x2 + a1
+    p = p * x2 + a2
+    p = p * x2 + a3
+    p = p * x2 + a4
+    p = p * x2 + a5
+    p = p * x2 + a6
+    q = b0
+    q = q * x2 + b1
+    q = q * x2 + b2
+    q = q * x2 + b3
+    return x * p / q
+
+
+def _noisy_plane(y, keys, counter, shared, scale, mid, curve, vmax, clip, clip_limit,
+                 qshift, margin, first, tile, near_idx, near_bucket, n_near):
+    # One row (chip, image) at a time; each step a loop over the row's columns without
+    # branches, which the compiler turns into vector instructions.
+    A, B, C = tile.shape
+    Q = keys.shape[1]
+    words = np.empty(Q, np.uint64)
+    bucket = words.view(np.uint16)
+    r = np.empty(C, np.float32)
+    flag = np.empty(C, np.uint8)
+    lo = np.uint16(TAIL_BUCKETS)
+    hi = np.uint16(BUCKETS - TAIL_BUCKETS)
+    half = np.float32(0.5)
+    two = np.float32(2)
+    lower = np.float32(margin)
+    upper = np.float32(1) - np.float32(margin)
+    down = np.float32(2.0 ** -qshift)
+    up = np.float32(2.0 ** qshift)
+    for a in range(A):
+        for b in range(B):
+            chip = b if shared else a
+            count = counter[a if shared else b]
+            for q in range(Q):
+                z = keys[chip, q] + count
+                z = (z ^ (z >> np.uint64(30))) * _M1
+                z = (z ^ (z >> np.uint64(27))) * _M2
+                words[q] = z ^ (z >> np.uint64(31))
+            noise = scale[chip]
+            value = y[a, b]
+            out = tile[a, b]
+            for c in range(C):
+                r[c] = mid[bucket[c]] * noise[c] + value[c]
+            if clip:
+                for c in range(C):
+                    u = r[c]
+                    u = u if u < clip_limit else clip_limit
+                    r[c] = u if u > -clip_limit else -clip_limit
+            if curve == CURVE_TANH:
+                for c in range(C):
+                    r[c] = _tanh_approx(r[c]) * vmax
+            kept = 0
+            for c in range(C):
+                u = r[c] + half
+                f = np.floor(u)
+                d = u - f
+                k = bucket[c]
+                near = (d < lower) | (d > upper) | (k < lo) | (k >= hi)
+                flag[c] = near
+                kept += near
+                r[c] = np.float32(0) if near else f
+            if qshift:
+                for c in range(C):
+                    r[c] = np.floor(r[c] * down) * up
+            if first:
+                for c in range(C):
+                    out[c] = r[c]
+            else:
+                for c in range(C):
+                    out[c] = out[c] * two + r[c]
+            c = 0
+            while kept:
+                if flag[c]:
+                    near_idx[n_near] = (a * B + b) * C + c
+                    near_bucket[n_near] = bucket[c]
+                    n_near += 1
+                    kept -= 1
+                c += 1
+    return n_near
+
+_compiled = {}
+
+
+def _kernels():
+    """The compiled functions (numba imported and the functions compiled, or loaded from
+    numba's cache, on the first call)."""
+    if not _compiled:
+        import numba
+        # error_model="numpy": a division by zero gives inf, as in numpy, instead of a
+        # test per division (which would keep the loops scalar).
+        jit = dict(cache=True, nogil=True, error_model="numpy")
+        tanh = numba.njit(**jit)(_tanh_approx)
+        # _noisy_plane calls the compiled approximation by its global name.
+        globals()["_tanh_approx"] = tanh
+        _compiled["tanh"] = tanh
+        _compiled["plane"] = numba.njit(boundscheck=False, **jit)(_noisy_plane)
+        _compiled["tanh array"] = numba.njit(**jit)(_tanh_array)
+    return _compiled
+
+
+def _tanh_array(u, out):
+    for i in range(u.shape[0]):
+        out[i] = _tanh_approx(u[i])
+
+
+def tanh_approx(u) -> np.ndarray:
+    """The pass's curve (compiled rational tanh) of float32 values, as a new array."""
+    u = np.ascontiguousarray(u, np.float32).reshape(-1)
+    out = np.empty_like(u)
+    _kernels()["tanh array"](u, out)
+    return out
+
+
+def noisy_plane(y, keys, counter, shared, scale, curve, vmax, clip, clip_limit, qshift,
+                margin, first, tile, near_idx, near_bucket, n_near) -> int:
+    """One plane of a noisy column-mode tile, accumulated into ``tile``.
+
+    ``y`` (A, B, C) float32: the products (column values scaled by gain and curve, with
+    compensation and offset); ``A, B`` are (images, chips) when ``shared`` else
+    (chips, images). ``keys`` (N, ceil(C / 4)) uint64: the plane's bucket-word stream
+    keys (:meth:`models.sampler.ReadNoise.stream_keys`); ``counter`` (images,) uint64:
+    ``(image + 1) * GAMMA``; ``scale`` (N, C) float32: noise scale. ``curve``,
+    ``vmax``, ``clip``, ``clip_limit``, ``qshift``: the chain. ``margin``: distance of
+    the ADC input from a rounding boundary within which a read is kept (the bucket's
+    reach plus ``vmax * TANH_ERROR`` and rounding). ``tile`` (A, B, C) float32 becomes
+    the plane's readouts (``first``) or ``2 tile + readouts``; kept reads enter as 0,
+    their flat indices into ``tile`` and their buckets go to ``near_idx`` and
+    ``near_bucket`` from position ``n_near``. Returns the new count."""
+    return _kernels()["plane"](y, keys, counter, shared, scale, _MID, curve, vmax, clip,
+                               clip_limit, qshift, margin, first, tile, near_idx, near_bucket,
+                               n_near)

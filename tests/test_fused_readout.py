@@ -1,0 +1,133 @@
+"""The compiled noisy readout (models/fused_readout.py) against the numpy pass.
+
+* the rational tanh keeps within ``TANH_ERROR`` of numpy's float32 tanh (every 1024th
+  float32 of [-9, 9]);
+* every read the compiled pass does not keep has the readout of numpy's chain of the same
+  draw's bucket midpoint, and no such read lies within the margin of a boundary;
+* the accumulators of every layer equal the numpy pass's exactly (shared first-layer
+  inputs and per-chip inputs; curves, clamps, quantisation, trims);
+* the tiles the pass does not cover (bit-line mode, the exponential curve) keep the
+  numpy pass.
+"""
+
+import numpy as np
+import pytest
+
+from models import fused_readout, montecarlo
+from models.chip import ChipConfig
+from models.chip_readout import ChipReadout
+from models.sampler import GAMMA, TAIL_BUCKETS, BUCKETS, ReadNoise, bucket_midpoints
+from tests.random_nets import random_net
+
+pytestmark = pytest.mark.skipif(not fused_readout.available(), reason="numba is not installed")
+
+#: Column-mode noisy configurations: the compiled pass's every branch.
+COVERED = {
+    "typical, noise 0.3": ChipConfig.typical("sram"),
+    "typical, noise 0.5, sat, qshift": ChipConfig.typical("sram", read_noise=0.5, sat=24, qshift=1),
+    "no curve, noise 0.6": ChipConfig(offset_sigma=3.0, read_noise=0.6),
+    "tanh, sat (clamp)": ChipConfig(offset_sigma=2.0, cell_sigma=0.1, bl_vmax=40.0, sat=12,
+                                    read_noise=0.8),
+}
+
+
+@pytest.fixture(scope="module")
+def nets():
+    rng = np.random.default_rng(20261207)
+    return {
+        "32x16, 2x2 tiles": random_net(rng, (40, 24, 20, 10), 5, 32, 16),
+        "16x12, 3 planes": random_net(rng, (30, 20, 10), 3, 16, 12),
+    }
+
+
+def test_tanh_approximation_is_within_its_bound():
+    bits = np.arange(0, np.float32(9).view(np.int32), 1024, dtype=np.int32)
+    u = np.concatenate([bits.view(np.float32), -bits.view(np.float32)])
+    out = fused_readout.tanh_approx(u)
+    err = np.abs(out.astype(np.float64) - np.tanh(u).astype(np.float64))
+    print(f"{len(u)} float32 values: largest error {err.max():.3g} (bound {fused_readout.TANH_ERROR:g})")
+    assert err.max() <= fused_readout.TANH_ERROR
+
+
+@pytest.mark.parametrize("curve, clip, qshift", [(1, False, 0), (1, True, 1), (0, False, 0),
+                                                 (0, True, 2)])
+def test_reads_not_kept_have_the_readout_of_the_midpoint(curve, clip, qshift, rng):
+    """The kernel alone: readouts of numpy's float32 chain of every read's bucket midpoint,
+    the kept reads 0 and listed with their buckets, and the second plane accumulated."""
+    N, m, C, vmax, limit = 3, 40, 13, np.float32(40), np.float32(0.4 if curve else 25)
+    keys = ReadNoise([4, 9, 30]).stream_keys((0, 0, 0), 2, C)
+    images = rng.integers(0, 5000, m).astype(np.uint64)
+    counter = (images + np.uint64(1)) * np.uint64(GAMMA)
+    scale = rng.uniform(0.002, 0.03, (N, C)).astype(np.float32)
+    spread = 0.6 if curve else 30
+    y = rng.uniform(-spread, spread, (N, m, C)).astype(np.float32)
+    margin = 0.01
+    tile = rng.integers(-5, 5, (N, m, C)).astype(np.float32)
+    before = tile.copy()
+    idx, bkt = np.empty(N * m * C, np.int64), np.empty(N * m * C, np.uint16)
+    n = fused_readout.noisy_plane(y, keys, counter, False, scale, curve, vmax, clip, limit,
+                                  qshift, margin, False, tile, idx, bkt, 0)
+    buckets = ReadNoise([4, 9, 30]).buckets((0, 0, 0), 2, images, C)
+    mid = np.nan_to_num(bucket_midpoints()).astype(np.float32)
+    u = mid[buckets] * scale[:, None, :] + y
+    if clip:
+        u = np.clip(u, -limit, limit)
+    t = (np.tanh(u) * vmax if curve else u) + np.float32(0.5)
+    v = np.floor(t)
+    frac = t - v
+    if qshift:
+        v = np.floor(v * np.float32(2.0 ** -qshift)) * np.float32(2.0 ** qshift)
+    tail = (buckets < TAIL_BUCKETS) | (buckets >= BUCKETS - TAIL_BUCKETS)
+    kept = np.zeros(tile.shape, bool).reshape(-1)
+    kept[idx[:n]] = True
+    kept = kept.reshape(tile.shape)
+    print(f"{n} of {tile.size} reads kept, {int(tail.sum())} in a tail bucket")
+    np.testing.assert_array_equal(bkt[:n], buckets.reshape(-1)[idx[:n]])
+    assert np.all(kept[tail])
+    # margin, widened by the approximation: reads that far from a boundary are never kept
+    far = (frac > margin + 1e-4) & (frac < 1 - margin - 1e-4) & ~tail
+    assert not np.any(kept & far)
+    assert np.all(kept | (frac >= margin - 1e-4) & (frac <= 1 - margin + 1e-4))
+    expected = np.where(kept, 0, v) + 2 * before
+    np.testing.assert_array_equal(tile, expected)
+    assert 0 < n < tile.size
+
+
+def _layer_accumulators(net, cfg, seeds, x, hidden, fused, monkeypatch, cal, trim):
+    monkeypatch.setattr(montecarlo, "use_fused", fused)
+    cr = ChipReadout(net, cfg, seeds, backend="analog", calibrate=cal, trim=trim)
+    plan = montecarlo._Plan(cr)
+    kinds = {t.fused for _, tiles, *_ in plan.layers for t in tiles.values()
+             if isinstance(t, montecarlo.FloatTile)}
+    assert kinds == {fused}
+    images = np.arange(len(x)) + 700
+    first, _, _ = montecarlo._layer(plan, 0, x, True, images)
+    second, _, _ = montecarlo._layer(plan, 1, hidden, False, images)
+    return first, second
+
+
+@pytest.mark.parametrize("net_name", ["32x16, 2x2 tiles", "16x12, 3 planes"])
+def test_accumulators_equal_the_numpy_pass(nets, net_name, rng, monkeypatch):
+    net = nets[net_name]
+    x = rng.integers(0, 1 << net.layers[0].planes, (150, net.layers[0].inputs))
+    for name, cfg in COVERED.items():
+        seeds = [int(s) for s in rng.integers(0, 10_000, 4)]
+        cal = bool(rng.integers(2))
+        trim = cal and (0, 1, 4, 16)[int(rng.integers(4))]
+        hidden = rng.integers(0, 2, (len(seeds), len(x), net.layers[1].inputs)).astype(np.uint8)
+        fused = _layer_accumulators(net, cfg, seeds, x, hidden, True, monkeypatch, cal, trim)
+        numpy_pass = _layer_accumulators(net, cfg, seeds, x, hidden, False, monkeypatch, cal, trim)
+        print(f"{name}: chips {seeds}, calibrate={cal}, trim={trim}")
+        for a, b in zip(fused, numpy_pass):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_tiles_outside_the_pass_keep_the_numpy_pass(nets):
+    net = nets["16x12, 3 planes"]
+    for cfg, fused in ((ChipConfig.typical("sram"), True),
+                       (ChipConfig.typical("sram", bl_mode="bitline"), False),
+                       (ChipConfig.typical("sram", bl_shape="exp"), False),
+                       (ChipConfig(cell_sigma=0.1), False)):
+        plan = montecarlo._Plan(ChipReadout(net, cfg, [1, 2], backend="analog"))
+        tiles = [t for _, ts, *_ in plan.layers for t in ts.values()]
+        assert {t.fused for t in tiles} == {fused}, cfg
