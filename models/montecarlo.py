@@ -372,8 +372,10 @@ class FloatTile(_Tile):
         if self.fused:
             self.curve = curve
             top = float(1 << (W - 1))
-            self.fused_margin = (float(self.margin) + (self.vmax or 0) * fused_readout.TANH_ERROR
-                                 + 8 * top * 2.0 ** -23)
+            self.exact_margin = ((self.vmax or 0) * fused_readout.TANH_ERROR + 8 * top * 2.0 ** -23
+                                 + sigma * float(np.max(gain, initial=0)) * fused_readout.DRAW_ERROR
+                                 * (1 + 1e-3))
+            self.fused_margin = float(self.margin) + self.exact_margin
 
     # The readout chain after the product: u (scaled column value with noise) -> v.
     def _chain(self, u, clip, half=np.float32(0.5)):
@@ -533,12 +535,12 @@ class FloatTile(_Tile):
                 np.matmul(xb, self.mat, out=y)
             if tick:
                 tick("product")
-            keys = noise.stream_keys(self.key, b, C, 0)
             start = count
             count = fused_readout.noisy_plane(
-                y, keys, counter, shared, self.noise_scale, self.curve,
-                np.float32(self.vmax or 1), self.need_clip, np.float32(self.clip_limit),
-                min(self.qshift, self.readout_bits - 1), self.fused_margin,
+                y, noise.stream_keys(self.key, b, C, 0), noise.stream_keys(self.key, b, C, 1),
+                counter, shared, self.noise_scale, self.curve, np.float32(self.vmax or 1),
+                self.need_clip, np.float32(self.clip_limit),
+                min(self.qshift, self.readout_bits - 1), self.fused_margin, self.exact_margin,
                 b == self.planes - 1, tile, near_idx, near_bucket, count)
             if count > start:
                 near = near_idx[start:count].copy()

@@ -2,8 +2,9 @@
 
 * the rational tanh keeps within ``TANH_ERROR`` of numpy's float32 tanh (every 1024th
   float32 of [-9, 9]);
-* every read the compiled pass does not keep has the readout of numpy's chain of the same
-  draw's bucket midpoint, and no such read lies within the margin of a boundary;
+* the pass's draws of central buckets keep within ``DRAW_ERROR`` of the exact ones;
+* every read the compiled pass does not keep has the readout of numpy's chain of its
+  exact draw; the kept ones lie near a rounding boundary;
 * the accumulators of every layer equal the numpy pass's exactly (shared first-layer
   inputs and per-chip inputs; curves, clamps, quantisation, trims);
 * the tiles the pass does not cover (bit-line mode, the exponential curve) keep the
@@ -16,7 +17,7 @@ import pytest
 from models import fused_readout, montecarlo
 from models.chip import ChipConfig
 from models.chip_readout import ChipReadout
-from models.sampler import GAMMA, TAIL_BUCKETS, BUCKETS, ReadNoise, bucket_midpoints
+from models.sampler import BUCKETS, GAMMA, TAIL_BUCKETS, ReadNoise, normal_from_bits
 from tests.random_nets import random_net
 
 pytestmark = pytest.mark.skipif(not fused_readout.available(), reason="numba is not installed")
@@ -49,48 +50,63 @@ def test_tanh_approximation_is_within_its_bound():
     assert err.max() <= fused_readout.TANH_ERROR
 
 
+def test_central_draws_are_within_their_bound(rng):
+    """The pass's draws of central buckets (midpoints and their neighbours) against the
+    exact ones: every bucket at both ends of its fine bits, and random fine bits."""
+    k = np.arange(TAIL_BUCKETS, BUCKETS - TAIL_BUCKETS).astype(np.uint16)
+    worst = 0.0
+    for fine in (np.zeros_like(k), np.full_like(k, BUCKETS - 1),
+                 rng.integers(0, BUCKETS, k.size).astype(np.uint16)):
+        err = np.abs(fused_readout.central_draws(k, fine).astype(np.float64)
+                     - normal_from_bits(k, fine))
+        worst = max(worst, float(err.max()))
+    print(f"largest error {worst:.3g} (bound {fused_readout.DRAW_ERROR:.3g})")
+    assert worst <= fused_readout.DRAW_ERROR
+    with pytest.raises(ValueError, match="central buckets only"):
+        fused_readout.central_draws([3], [0])
+
+
 @pytest.mark.parametrize("curve, clip, qshift", [(1, False, 0), (1, True, 1), (0, False, 0),
                                                  (0, True, 2)])
-def test_reads_not_kept_have_the_readout_of_the_midpoint(curve, clip, qshift, rng):
-    """The kernel alone: readouts of numpy's float32 chain of every read's bucket midpoint,
-    the kept reads 0 and listed with their buckets, and the second plane accumulated."""
-    N, m, C, vmax, limit = 3, 40, 13, np.float32(40), np.float32(0.4 if curve else 25)
-    keys = ReadNoise([4, 9, 30]).stream_keys((0, 0, 0), 2, C)
+def test_every_read_gets_the_readout_of_its_exact_draw(curve, clip, qshift, rng):
+    """The kernel alone against numpy's chain of every read's exact draw: a read the pass
+    does not keep has that readout (plane accumulated: 2 x before + readout); a kept read
+    enters as 0, is listed with its bucket and lies near a rounding boundary."""
+    N, m, C, vmax = 3, 400, 13, np.float32(40)
+    limit = np.float32((0.4 if curve else 25) if clip else 1e30)
+    noise = ReadNoise([4, 9, 30])
+    keys, fine_keys = (noise.stream_keys((0, 0, 0), 2, C, w) for w in (0, 1))
     images = rng.integers(0, 5000, m).astype(np.uint64)
     counter = (images + np.uint64(1)) * np.uint64(GAMMA)
+    # large noise scales: many reads near a boundary and in the tails' reach
     scale = rng.uniform(0.002, 0.03, (N, C)).astype(np.float32)
     spread = 0.6 if curve else 30
     y = rng.uniform(-spread, spread, (N, m, C)).astype(np.float32)
-    margin = 0.01
+    margin, exact_margin = 0.01, 2e-4
     tile = rng.integers(-5, 5, (N, m, C)).astype(np.float32)
     before = tile.copy()
     idx, bkt = np.empty(N * m * C, np.int64), np.empty(N * m * C, np.uint16)
-    n = fused_readout.noisy_plane(y, keys, counter, False, scale, curve, vmax, clip, limit,
-                                  qshift, margin, False, tile, idx, bkt, 0)
-    buckets = ReadNoise([4, 9, 30]).buckets((0, 0, 0), 2, images, C)
-    mid = np.nan_to_num(bucket_midpoints()).astype(np.float32)
-    u = mid[buckets] * scale[:, None, :] + y
-    if clip:
-        u = np.clip(u, -limit, limit)
+    n = fused_readout.noisy_plane(y, keys, fine_keys, counter, False, scale, curve, vmax,
+                                  clip, limit, qshift, margin, exact_margin, False, tile, idx,
+                                  bkt, 0)
+    buckets = noise.buckets((0, 0, 0), 2, images, C)
+    z = noise.standard_normal((0, 0, 0), 2, images, C)
+    u = np.clip(y + z * scale[:, None, :], -limit, limit)      # FloatTile's exact chain
     t = (np.tanh(u) * vmax if curve else u) + np.float32(0.5)
     v = np.floor(t)
-    frac = t - v
+    frac = (t - v).astype(np.float64)
     if qshift:
         v = np.floor(v * np.float32(2.0 ** -qshift)) * np.float32(2.0 ** qshift)
-    tail = (buckets < TAIL_BUCKETS) | (buckets >= BUCKETS - TAIL_BUCKETS)
-    kept = np.zeros(tile.shape, bool).reshape(-1)
+    kept = np.zeros(tile.size, bool)
     kept[idx[:n]] = True
     kept = kept.reshape(tile.shape)
-    print(f"{n} of {tile.size} reads kept, {int(tail.sum())} in a tail bucket")
+    tail = (buckets < TAIL_BUCKETS) | (buckets >= BUCKETS - TAIL_BUCKETS)
+    print(f"{n} of {tile.size} reads kept; {int(tail.sum())} in a tail bucket")
     np.testing.assert_array_equal(bkt[:n], buckets.reshape(-1)[idx[:n]])
-    assert np.all(kept[tail])
-    # margin, widened by the approximation: reads that far from a boundary are never kept
-    far = (frac > margin + 1e-4) & (frac < 1 - margin - 1e-4) & ~tail
-    assert not np.any(kept & far)
-    assert np.all(kept | (frac >= margin - 1e-4) & (frac <= 1 - margin + 1e-4))
-    expected = np.where(kept, 0, v) + 2 * before
-    np.testing.assert_array_equal(tile, expected)
-    assert 0 < n < tile.size
+    np.testing.assert_array_equal(tile, np.where(kept, 0, v) + 2 * before)
+    boundary = np.minimum(frac, 1 - frac)
+    assert np.all(boundary[kept] < exact_margin + 1e-4)
+    assert np.any(tail & ~kept), "tail reads resolved in the pass"
 
 
 def _layer_accumulators(net, cfg, seeds, x, hidden, fused, monkeypatch, cal, trim):
