@@ -40,8 +40,12 @@ def entropy_words(entropy, stream: int) -> tuple[int, ...]:
             out.append(n & _MASK32)
             n >>= 32
         return out
-    run = [w for n in (entropy if isinstance(entropy, tuple) else (entropy,)) for w in words(n)]
-    spawn = words(stream)
+    values = entropy if isinstance(entropy, tuple) else (entropy,)
+    if all(0 <= n <= _MASK32 for n in values) and 0 <= stream <= _MASK32:
+        run, spawn = list(values), [stream]                 # one word each
+    else:
+        run = [w for n in values for w in words(n)]
+        spawn = words(stream)
     run += [0] * max(0, _POOL - len(run))
     return tuple(run + spawn)
 
