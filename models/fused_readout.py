@@ -32,7 +32,7 @@ from .sampler import (AS241_COEFFICIENTS, BUCKETS, TAIL_BUCKETS, bucket_midpoint
                       bucket_tables)
 
 __all__ = ["DRAW_ERROR", "TANH_ERROR", "available", "central_draws", "curve_code",
-           "noisy_plane", "tanh_approx"]
+           "count_sums", "noisy_plane", "table_plane", "tanh_approx"]
 
 #: Curve codes of :func:`noisy_plane`: no curve (``vmax`` infinite), and tanh.
 CURVE_NONE, CURVE_TANH = 0, 1
@@ -285,8 +285,49 @@ def _kernels():
             globals()[name] = numba.njit(inline="always", **jit)(globals()[name])
         _compiled["plane"] = numba.njit(boundscheck=False, **jit)(_noisy_plane)
         _compiled["tanh array"] = numba.njit(**jit)(_tanh_array)
+        _compiled["table plane"] = numba.njit(boundscheck=False, **jit)(_table_plane)
+        _compiled["count sums"] = numba.njit(boundscheck=False, **jit)(_count_sums)
         _compiled["draw array"] = numba.njit(**jit)(_draw_array)
     return _compiled
+
+
+def _table_plane(sums, index_base, table, first, tile):
+    A, B, C = tile.shape
+    two = np.float32(2)
+    for a in range(A):
+        for b in range(B):
+            s = sums[a, b]
+            base = index_base[a]
+            out = tile[a, b]
+            if first:
+                for c in range(C):
+                    out[c] = table[np.intp(s[c] + base[c])]
+            else:
+                for c in range(C):
+                    out[c] = out[c] * two + table[np.intp(s[c] + base[c])]
+
+
+def table_plane(sums, index_base, table, first, tile) -> None:
+    """One plane of a tile of integer column sums read from its tables, accumulated into
+    ``tile``: ``tile[n, i, c]`` (``first``: ``=``, else ``2 tile +``) the float32 ``table``
+    at ``sums[n, i, c] + index_base[n, c]`` (float32 integers below 2^24, as
+    :meth:`models.montecarlo.LutTile._all_tabled` forms the index)."""
+    _kernels()["table plane"](sums, index_base, table, first, tile)
+
+
+def _count_sums(sums, base, weight, counts):
+    m, C = sums.shape
+    for i in range(m):
+        for c in range(C):
+            counts[np.intp(sums[i, c]) + base[i, c]] += weight
+
+
+def count_sums(sums, base, weight, counts) -> None:
+    """``numpy.add.at(counts, sums + base, weight)`` for float32 integer ``sums`` (m, C)
+    and integer ``base`` (m, C): the one-hot counts of the first layer's column sums
+    (:class:`models.montecarlo._OneHot`); exact, as every count is an integer below
+    2^24."""
+    _kernels()["count sums"](sums, base, np.float32(weight), counts)
 
 
 def _tanh_array(u, out):

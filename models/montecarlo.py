@@ -266,9 +266,17 @@ class LutTile(_Tile):
             self.flat_index = (np.arange(self.n * self.cols) * K + self.neg.reshape(-1)).astype(
                 np.float32).reshape(self.n, 1, self.cols)
             self.flat_table = self.table.reshape(-1).astype(np.float32)
+        fused = use_fused and fused_readout.available()
         tile = None
         for b in range(self.planes - 1, -1, -1):
             s = self._sums(((x >> b) & 1).astype(np.float32), False)
+            if fused:
+                # Index, table read and accumulation in one compiled pass.
+                if tile is None:
+                    tile = np.empty(s.shape, np.float32)
+                fused_readout.table_plane(s, self.flat_index[:, 0], self.flat_table,
+                                          b == self.planes - 1, tile)
+                continue
             s += self.flat_index
             v = np.take(self.flat_table, s.astype(np.intp))
             if tile is None:
@@ -769,11 +777,15 @@ class _OneHot:
             H = np.zeros((m, C, K), np.float32)
             flat = H.reshape(-1)
             base = np.arange(m)[:, None] * (C * K) + np.arange(C) * K          # (m, C)
+            fused = use_fused and fused_readout.available()
             for t in range(self.row_tiles):
                 tile = self.tiles[t, j]
                 s = (bits[:, t * R:t * R + tile.rows] @ tile.flat).reshape(P, m, C)
                 base_t = base + self.shift[t, j]
                 for b in range(P):
+                    if fused:
+                        fused_readout.count_sums(s[b], base_t, 1 << b, flat)
+                        continue
                     idx = s[b].astype(np.intp)
                     idx += base_t
                     np.add.at(flat, idx.reshape(-1), np.float32(1 << b))

@@ -147,3 +147,26 @@ def test_tiles_outside_the_pass_keep_the_numpy_pass(nets):
         plan = montecarlo._Plan(ChipReadout(net, cfg, [1, 2], backend="analog"))
         tiles = [t for _, ts, *_ in plan.layers for t in ts.values()]
         assert {t.fused for t in tiles} == {fused}, cfg
+
+
+@pytest.mark.parametrize("net_name", ["32x16, 2x2 tiles", "16x12, 3 planes"])
+def test_table_reads_and_one_hot_counts_equal_the_numpy_pass(nets, net_name, rng, monkeypatch):
+    """Integer column sums (typical bit-true chip: tabled columns): the compiled table
+    reads and one-hot counts give the numpy pass's accumulators, every layer."""
+    net = nets[net_name]
+    x = rng.integers(0, 1 << net.layers[0].planes, (120, net.layers[0].inputs))
+    seeds = [int(s) for s in rng.integers(0, 10_000, 5)]
+    print(f"chips {seeds}")
+    cfg = ChipConfig.typical("sram", read_noise=0.0)
+    hidden = rng.integers(0, 2, (len(seeds), len(x), net.layers[1].inputs)).astype(np.uint8)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(montecarlo, "use_fused", fused)
+        cr = ChipReadout(net, cfg, seeds, backend="macro", calibrate=True, trim=True)
+        plan = montecarlo._Plan(cr)
+        assert plan.layers[0][4] is not None             # the one-hot first layer
+        first, _, _ = montecarlo._layer(plan, 0, x, True, np.arange(len(x)))
+        second, _, _ = montecarlo._layer(plan, 1, hidden, False, np.arange(len(x)))
+        results.append((first, second, cr.predict(x)))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
