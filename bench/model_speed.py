@@ -20,7 +20,10 @@ wall time, not CPU time, and with one thread the two agree on an idle machine; t
 line also holds each run's wall seconds.
 
 ``--model MODEL`` uses a trained exported model; by default an untrained network of the
-same shape (the cost does not depend on the weights). ``OPENBLAS_NUM_THREADS`` is 1.
+same shape (the cost does not depend on the weights). ``--readout numpy`` times the numpy
+pass instead of the compiled one (:mod:`models.fused_readout`; the default where numba is
+installed; its first call, which compiles it or loads it from numba's cache, is made
+outside the clock). ``OPENBLAS_NUM_THREADS`` is 1.
 """
 
 from __future__ import annotations
