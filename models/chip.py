@@ -8,8 +8,8 @@ per-column comparator offsets and gains, stuck cells. Per-read noise is not part
 instance; it is drawn at every readout by :mod:`models.devices`.
 
 Sampling is reproducible and *decoupled*: each kind of parameter has its own random
-stream derived from the seed (``numpy.random.SeedSequence(seed, spawn_key=(stream,))``)
-and is drawn as standard normals that are then scaled by the configured spread. Hence
+stream derived from the seed (``numpy.random.SeedSequence(seed, spawn_key=(stream,))``;
+:mod:`models.streams` seeds many at once) and is drawn as standard normals that are then scaled by the configured spread. Hence
 the same seed with a larger spread gives the same instance with every deviation scaled
 up (common random numbers for sweeps), and changing one spread never changes the draws
 of another parameter.
@@ -25,6 +25,7 @@ import numpy as np
 from .devices import BL_MODES, CURVE_SHAPES, DISTRIBUTIONS, discharge_curve, variation
 from .dfp import MAPPINGS, cells_per_weight
 from .params import GAIN_BITS, GAIN_FRAC_BITS, QSHIFT_BITS, MacroParams
+from .streams import StreamSet
 
 __all__ = [
     "TECHNOLOGIES", "ChipConfig", "Chip", "sample_chip", "sample_chips", "rtl_table",
@@ -272,24 +273,19 @@ def _check_seed(seed):
     raise TypeError(f"seed must be a non-negative integer or a non-empty tuple of them, not {seed!r}")
 
 
-def _stream(seed, stream):
-    entropy = list(seed) if isinstance(seed, tuple) else seed
-    return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(stream,)))
-
-
-def _factors(seed, stream, shape, sigma, dist):
+def _factors(streams, seed, stream, shape, sigma, dist):
     if sigma == 0:
         return np.ones(shape, np.float32)
-    eps = _stream(seed, stream).standard_normal(shape, dtype=np.float32)
+    eps = streams.generator(seed, stream).standard_normal(shape, dtype=np.float32)
     return variation(eps, sigma, dist)
 
 
-def _stuck(seed, shape, prob, high):
+def _stuck(streams, seed, shape, prob, high):
     if prob == 0:
         zeros = np.zeros(shape, bool)
         return zeros, zeros.copy()
-    mask = _stream(seed, _STREAM_STUCK).random(shape) < prob
-    value = (_stream(seed, _STREAM_STUCK_VALUE).random(shape) < high) & mask
+    mask = streams.generator(seed, _STREAM_STUCK).random(shape) < prob
+    value = (streams.generator(seed, _STREAM_STUCK_VALUE).random(shape) < high) & mask
     return mask, value
 
 
@@ -307,32 +303,53 @@ def sample_chip(config: ChipConfig, seed, rows: int, cols: int, comp_rows: int =
     comp_rows : int
         Compensation rows K (SRAM).
     """
+    _check_sampling(config, rows, cols, comp_rows)
+    seed = _check_seed(seed)
+    return _sample_chip(config, seed, rows, cols, comp_rows,
+                        StreamSet([seed], _streams_drawn(config)))
+
+
+def _check_sampling(config, rows, cols, comp_rows):
     if not isinstance(config, ChipConfig):
         raise TypeError(f"config must be a ChipConfig, not {type(config).__name__}")
-    seed = _check_seed(seed)
     _check_int("rows", rows, 1, 1 << 16)
     _check_int("cols", cols, 1, 1 << 16)
     _check_int("comp_rows", comp_rows, 1, 1 << 10)
-    cfg = config
+
+
+def _streams_drawn(cfg) -> list[int]:
+    """The streams a chip of ``cfg`` draws from (a spread of 0 draws nothing)."""
+    stuck = [_STREAM_STUCK, _STREAM_STUCK_VALUE] if cfg.stuck_prob else []
+    if cfg.technology != "sram":
+        return stuck + ([_STREAM_RRAM_CELL] if cfg.cell_sigma else [])
+    return stuck + [stream for stream, spread in (
+        (_STREAM_CELL, cfg.cell_sigma), (_STREAM_COMP, cfg.cell_sigma),
+        (_STREAM_OFFSET, cfg.offset_sigma), (_STREAM_GAIN, cfg.gain_sigma)) if spread]
+
+
+def _sample_chip(cfg, seed, rows, cols, comp_rows, streams) -> Chip:
+    """:func:`sample_chip` of a checked seed, its streams from ``streams``."""
     if cfg.technology == "sram":
-        mask, value = _stuck(seed, (rows, cols), cfg.stuck_prob, cfg.stuck_high)
+        mask, value = _stuck(streams, seed, (rows, cols), cfg.stuck_prob, cfg.stuck_high)
         offset = np.full(cols, cfg.offset_mean, np.float32)
         if cfg.offset_sigma:
-            offset += np.float32(cfg.offset_sigma) * _stream(seed, _STREAM_OFFSET).standard_normal(
-                cols, dtype=np.float32)
+            offset += np.float32(cfg.offset_sigma) * streams.generator(
+                seed, _STREAM_OFFSET).standard_normal(cols, dtype=np.float32)
         gain = np.ones(cols, np.float32)
         if cfg.gain_sigma:
-            gain = variation(_stream(seed, _STREAM_GAIN).standard_normal(cols, dtype=np.float32),
-                             cfg.gain_sigma, "normal")
+            gain = variation(streams.generator(seed, _STREAM_GAIN).standard_normal(
+                cols, dtype=np.float32), cfg.gain_sigma, "normal")
         return Chip(cfg, seed, rows, cols, comp_rows,
-                    cell_current=_factors(seed, _STREAM_CELL, (rows, cols), cfg.cell_sigma, cfg.cell_dist),
-                    comp_current=_factors(seed, _STREAM_COMP, (comp_rows, cols), cfg.cell_sigma,
-                                          cfg.cell_dist),
+                    cell_current=_factors(streams, seed, _STREAM_CELL, (rows, cols),
+                                          cfg.cell_sigma, cfg.cell_dist),
+                    comp_current=_factors(streams, seed, _STREAM_COMP, (comp_rows, cols),
+                                          cfg.cell_sigma, cfg.cell_dist),
                     offset=offset, gain=gain, stuck_mask=mask, stuck_value=value)
     shape = (rows, cols, cells_per_weight(cfg.weight_bits, cfg.cell_bits, cfg.mapping))
-    mask, value = _stuck(seed, shape, cfg.stuck_prob, cfg.stuck_high)
+    mask, value = _stuck(streams, seed, shape, cfg.stuck_prob, cfg.stuck_high)
     return Chip(cfg, seed, rows, cols, comp_rows,
-                cell_factor=_factors(seed, _STREAM_RRAM_CELL, shape, cfg.cell_sigma, cfg.cell_dist),
+                cell_factor=_factors(streams, seed, _STREAM_RRAM_CELL, shape, cfg.cell_sigma,
+                                     cfg.cell_dist),
                 stuck_mask=mask, stuck_value=value)
 
 
@@ -349,7 +366,10 @@ def sample_chips(config: ChipConfig, seeds_or_n, rows: int, cols: int, comp_rows
         seeds = list(seeds_or_n)
         if not seeds:
             raise ValueError("seeds_or_n must be a count >= 1 or a non-empty sequence of seeds")
-    chips = [sample_chip(config, s, rows, cols, comp_rows) for s in seeds]
+    _check_sampling(config, rows, cols, comp_rows)
+    seeds = [_check_seed(s) for s in seeds]
+    streams = StreamSet(seeds, _streams_drawn(config))
+    chips = [_sample_chip(config, s, rows, cols, comp_rows, streams) for s in seeds]
     arrays = {k: None if getattr(chips[0], k) is None else np.stack([getattr(c, k) for c in chips])
               for k in Chip._ARRAYS}
     return Chip(config, tuple(c.seed for c in chips), rows, cols, comp_rows, batch=len(chips), **arrays)

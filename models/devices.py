@@ -205,15 +205,9 @@ class _SramArray:
         cell = _chip_batch(chip, "cell_current")
         self.n, self.rows, self.cols = cell.shape
         self.comp_rows = chip.comp_rows
-        w = _as_bits("weights", _weights_batch(weights, chip, self.rows, self.cols))
-        w_eff = np.where(_chip_batch(chip, "stuck_mask"), _chip_batch(chip, "stuck_value"), w)
+        self._weights = _as_bits("weights", _weights_batch(weights, chip, self.rows, self.cols))
+        self._mat = None
         self.bitline = cfg.bl_mode == "bitline"
-        if self.bitline:
-            # One product gives both bit lines: columns [0, C) discharge BLB (weight +1),
-            # columns [C, 2C) discharge BL (weight -1).
-            self.mat = np.concatenate([cell * w_eff, cell * ~w_eff], axis=-1).astype(np.float32)
-        else:
-            self.mat = (cell * np.where(w_eff, np.float32(1), np.float32(-1))).astype(np.float32)
 
         K = self.comp_rows
         comp = np.zeros(self.cols, np.int64) if comp is None else np.asarray(comp)
@@ -251,8 +245,25 @@ class _SramArray:
             raise ValueError(f"qshift must be in [0, {(1 << QSHIFT_BITS) - 1}], not {qshift}")
         self.qshift = int(qshift)
 
+    @property
+    def mat(self) -> np.ndarray:
+        """The cell currents times the signed effective weights (N, R, C), float32; in
+        bit-line mode ``(N, R, 2C)``: columns [0, C) discharge BLB (weight +1), [C, 2C) BL
+        (weight -1), so one product gives both bit lines. Built on first use: reads with
+        every input off (calibration, trim) need none."""
+        if self._mat is None:
+            chip = self.chip
+            cell = _chip_batch(chip, "cell_current")
+            w_eff = np.where(_chip_batch(chip, "stuck_mask"), _chip_batch(chip, "stuck_value"),
+                             self._weights)
+            if self.bitline:
+                self._mat = np.concatenate([cell * w_eff, cell * ~w_eff], axis=-1).astype(np.float32)
+            else:
+                self._mat = (cell * np.where(w_eff, np.float32(1), np.float32(-1))).astype(np.float32)
+        return self._mat
+
     def chunk_rows(self, max_elements):
-        return max(1, int(max_elements) // (self.n * self.mat.shape[-1]))
+        return max(1, int(max_elements) // (self.n * self.cols * (2 if self.bitline else 1)))
 
     def analog(self, xb, noise=None, rng=None, plane=0, start=0):
         """Analog values t (float32) of binary planes ``xb``.
@@ -266,10 +277,15 @@ class _SramArray:
         shared = xb.ndim == 2
         # Per-column parameters (N, C) broadcast against either layout.
         layout = (1, self.n, -1) if shared else (self.n, 1, -1)
-        if shared:
+        width = self.cols * (2 if self.bitline else 1)
+        if not xb.any():
+            # Every input off: the products are 0 (their sign does not reach a readout).
+            y = np.zeros(xb.shape[:-1] + (self.n, width) if shared
+                         else (self.n,) + xb.shape[-2:-1] + (width,), np.float32)
+        elif shared:
             if self.flat is None:
                 self.flat = np.ascontiguousarray(self.mat.transpose(1, 0, 2)).reshape(self.rows, -1)
-            y = (xb @ self.flat).reshape(xb.shape[0], self.n, self.mat.shape[-1])
+            y = (xb @ self.flat).reshape(xb.shape[0], self.n, width)
         else:
             y = np.matmul(xb, self.mat)
         if self.bitline:

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import macro
+from . import fused_readout, macro
 from .devices import _adc, _SramArray, discharge_curve
 from .sampler import GAMMA, bucket_midpoints, central_half_width, mix64, normal_from_bits
 
@@ -64,6 +64,14 @@ DEFAULT_MAX_ELEMENTS = 1 << 18
 #: and each layer's thresholds with the stage's name (``None``: a stage begins):
 #: ``bench.model_speed --stages``.
 layer_clock = None
+
+#: Whether noisy column-mode tiles use the compiled pass (:mod:`models.fused_readout`)
+#: where numba is installed; False runs the numpy pass (``bench.model_speed --readout
+#: numpy``, the tests that compare the two).
+use_fused = True
+
+#: The stage name of the compiled pass in ``FloatTile.stage_clock``'s records.
+FUSED_STAGE = "hash, draw, chain, ADC, boundary test (compiled)"
 
 _MID = bucket_midpoints()
 # Largest |midpoint| of a central bucket (the tail buckets are NaN and recomputed).
@@ -258,9 +266,17 @@ class LutTile(_Tile):
             self.flat_index = (np.arange(self.n * self.cols) * K + self.neg.reshape(-1)).astype(
                 np.float32).reshape(self.n, 1, self.cols)
             self.flat_table = self.table.reshape(-1).astype(np.float32)
+        fused = use_fused and fused_readout.available()
         tile = None
         for b in range(self.planes - 1, -1, -1):
             s = self._sums(((x >> b) & 1).astype(np.float32), False)
+            if fused:
+                # Index, table read and accumulation in one compiled pass.
+                if tile is None:
+                    tile = np.empty(s.shape, np.float32)
+                fused_readout.table_plane(s, self.flat_index[:, 0], self.flat_table,
+                                          b == self.planes - 1, tile)
+                continue
             s += self.flat_index
             v = np.take(self.flat_table, s.astype(np.intp))
             if tile is None:
@@ -356,6 +372,18 @@ class FloatTile(_Tile):
                           self.qshift, self.readout_bits)
         self.max_abs_tile = ((1 << planes) - 1) * (max(-self.lo, self.hi) + (
             0 if self.residual is None else int(np.ceil(np.abs(self.residual).max(initial=0)))))
+        # The compiled pass of a noisy plane (models.fused_readout), where it applies: its
+        # boundary test widens the margin by the curve's approximation error and rounding.
+        curve = fused_readout.curve_code(self.vmax, cfg.bl_shape)
+        self.fused = (use_fused and sigma > 0 and not self.bitline and curve is not None
+                      and fused_readout.available())
+        if self.fused:
+            self.curve = curve
+            top = float(1 << (W - 1))
+            self.exact_margin = ((self.vmax or 0) * fused_readout.TANH_ERROR + 8 * top * 2.0 ** -23
+                                 + sigma * float(np.max(gain, initial=0)) * fused_readout.DRAW_ERROR
+                                 * (1 + 1e-3))
+            self.fused_margin = float(self.margin) + self.exact_margin
 
     # The readout chain after the product: u (scaled column value with noise) -> v.
     def _chain(self, u, clip, half=np.float32(0.5)):
@@ -433,6 +461,8 @@ class FloatTile(_Tile):
             words = np.empty(lead + (quads,), np.uint64)
             scratch = np.empty(lead + (quads,), np.uint64)
             scale = self.noise_scale.reshape(layout)
+        if noisy and self.fused:
+            return self._fused_values(x, xb, y, tile, shared, noise, images, pending)
         kept = []
         tick = FloatTile.stage_clock if noisy else None
         for b in range(self.planes - 1, -1, -1):
@@ -485,6 +515,50 @@ class FloatTile(_Tile):
                 tick("exact reads kept, planes accumulated")
         if self.residual_f is not None:
             tile -= np.float32((1 << self.planes) - 1) * self.residual_f.reshape(layout)
+        if kept:
+            if pending is None:
+                self.refine(tile, [(self, kept)], noise, images, shared)
+            else:
+                pending.append((self, kept))
+        return tile
+
+    def _fused_values(self, x, xb, y, tile, shared, noise, images, pending):
+        """:meth:`values` of a noisy column-mode tile with the compiled pass
+        (:func:`models.fused_readout.noisy_plane`) after each plane's product."""
+        N, C = self.n, self.cols
+        m = x.shape[0] if shared else x.shape[1]
+        counter = (np.asarray(images, np.uint64) + np.uint64(1)) * np.uint64(GAMMA)
+        near_idx = np.empty(tile.size, np.int64)
+        near_bucket = np.empty(tile.size, np.uint16)
+        kept, count = [], 0
+        yflat = y.reshape(-1)
+        tick = FloatTile.stage_clock
+        for b in range(self.planes - 1, -1, -1):
+            if tick:
+                tick(None)
+            np.bitwise_and(np.right_shift(x, b), 1, out=xb[..., :-1], casting="unsafe")
+            if shared:
+                np.matmul(xb, self.flat, out=y.reshape(m, N * C))
+            else:
+                np.matmul(xb, self.mat, out=y)
+            if tick:
+                tick("product")
+            start = count
+            count = fused_readout.noisy_plane(
+                y, noise.stream_keys(self.key, b, C, 0), noise.stream_keys(self.key, b, C, 1),
+                counter, shared, self.noise_scale, self.curve, np.float32(self.vmax or 1),
+                self.need_clip, np.float32(self.clip_limit),
+                min(self.qshift, self.readout_bits - 1), self.fused_margin, self.exact_margin,
+                b == self.planes - 1, tile, near_idx, near_bucket, count)
+            if count > start:
+                near = near_idx[start:count].copy()
+                kept.append((near, np.unravel_index(near, tile.shape), yflat[near],
+                             near_bucket[start:count].copy(), b))
+            if tick:
+                tick(FUSED_STAGE)
+        if self.residual_f is not None:
+            tile -= np.float32((1 << self.planes) - 1) * self.residual_f.reshape(
+                (1, N, C) if shared else (N, 1, C))
         if kept:
             if pending is None:
                 self.refine(tile, [(self, kept)], noise, images, shared)
@@ -703,11 +777,15 @@ class _OneHot:
             H = np.zeros((m, C, K), np.float32)
             flat = H.reshape(-1)
             base = np.arange(m)[:, None] * (C * K) + np.arange(C) * K          # (m, C)
+            fused = use_fused and fused_readout.available()
             for t in range(self.row_tiles):
                 tile = self.tiles[t, j]
                 s = (bits[:, t * R:t * R + tile.rows] @ tile.flat).reshape(P, m, C)
                 base_t = base + self.shift[t, j]
                 for b in range(P):
+                    if fused:
+                        fused_readout.count_sums(s[b], base_t, 1 << b, flat)
+                        continue
                     idx = s[b].astype(np.intp)
                     idx += base_t
                     np.add.at(flat, idx.reshape(-1), np.float32(1 << b))

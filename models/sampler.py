@@ -57,8 +57,8 @@ import numpy as np
 
 __all__ = [
     "GAMMA", "PURPOSES", "EVAL", "CALIBRATION", "TRAIN", "BUCKET_BITS", "BUCKETS",
-    "TAIL_BUCKETS", "mix64", "mix64_int", "absorb_int", "inverse_normal_cdf",
-    "bucket_edges", "bucket_midpoints", "central_half_width", "normal_from_bits",
+    "TAIL_BUCKETS", "AS241_COEFFICIENTS", "mix64", "mix64_int", "absorb_int",
+    "inverse_normal_cdf", "bucket_edges", "bucket_tables", "bucket_midpoints", "central_half_width", "normal_from_bits",
     "ReadNoise", "ArrayNoise",
 ]
 
@@ -152,6 +152,9 @@ _F = (2.0442631033899397856e-15, 1.4215117583164458887e-7, 1.8463183175100546818
       7.8686913114561325910e-4, 1.4875361290850614853e-2, 1.3692988092273580531e-1,
       5.9983220655588793769e-1, 1.0)
 
+#: The six coefficient lists of :func:`inverse_normal_cdf` (highest degree first).
+AS241_COEFFICIENTS = (_A, _B, _C, _D, _E, _F)
+
 
 def _poly(coef, r):
     out = np.full_like(r, coef[0])
@@ -221,6 +224,12 @@ def bucket_midpoints() -> np.ndarray:
     """Float32 midpoint of each bucket's interpolated quantiles; NaN for the tail
     buckets, whose draws are always computed exactly."""
     return _MID32
+
+
+def bucket_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Float32 lower edge and width of each bucket's interpolated quantiles (NaN for the
+    tail buckets): :func:`normal_from_bits`'s ``Z = lo[i] + (f + 1/2) / 2^16 * width[i]``."""
+    return _LO32, _WIDTH32
 
 
 def central_half_width() -> float:

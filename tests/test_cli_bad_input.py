@@ -818,6 +818,7 @@ BENCH = [
     ("bench.model_speed", ["--compare-chips", "-1"], ["--compare-chips", "not -1"]),
     ("bench.model_speed", ["--n-compare-images", "0"], ["--n-compare-images", "not 0"]),
     ("bench.model_speed", ["--model", "D/cutnpz"], ["--model", "cutnpz.npz"]),
+    ("bench.model_speed", ["--readout", "c"], ["--readout", "'c'", "'fused', 'numpy'"]),
     ("bench.rtl_speed", ["--n-images", "0"], ["--n-images", "not 0"]),
     ("bench.rtl_speed", ["--icarus-images", "3"], ["--icarus-images", "--n-icarus-images"]),
     ("bench.rtl_speed", ["--output", "x.json"], ["--output", "-o/--out"]),

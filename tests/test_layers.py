@@ -56,3 +56,10 @@ def test_layer_imports_only_what_it_may(package):
 def test_the_check_sees_imports_inside_functions():
     names = {name for path, name in imports_of("fpga") if path.name == "top.py"}
     assert {"host", "rtl", "models"} <= names
+
+
+def test_only_the_fused_readout_imports_numba():
+    """The golden models stay numpy; numba compiles one Monte Carlo pass, optionally."""
+    users = {path.relative_to(ROOT).as_posix() for package in ALLOWED
+             for path, name in imports_of(package) if name == "numba"}
+    assert users == {"models/fused_readout.py"}

@@ -241,22 +241,36 @@ def test_plan_collapses_affine_layers(nets):
     assert montecarlo._Plan(typical).layers[0][4] is not None
 
 
+#: The noisy readout's stages in ``--stages``, by ``--readout``.
+READOUT_STAGES = {
+    "numpy": {"product", "hash (bucket bits)", "bucket midpoint lookup",
+              "ADC floor, boundary check"},
+    "fused": {"product", montecarlo.FUSED_STAGE, "exact draws of the kept reads"},
+}
+
+
 @pytest.mark.skipif(not all((DEFAULT_MNIST_DIR / f).exists() for f in MNIST_FILES),
                     reason=f"the MNIST subset is not in {DEFAULT_MNIST_DIR}")
-def test_bench_stages_account_for_the_reads(capsys):
+@pytest.mark.parametrize("readout", ["numpy", "fused"])
+def test_bench_stages_account_for_the_reads(readout, capsys):
     """``bench.model_speed --stages``: every stage timed, the reads counted, the hooks off
     again afterwards, the JSON line complete."""
     from bench import model_speed
+    from models import fused_readout
+    if readout == "fused" and not fused_readout.available():
+        pytest.skip("numba is not installed")
     assert model_speed.main(["--chips", "2", "--chunk", "2", "--n-images", "30", "--quick",
-                             "--stages", "--compare-chips", "1", "--n-compare-images", "20"]) == 0
+                             "--stages", "--compare-chips", "1", "--n-compare-images", "20",
+                             "--readout", readout]) == 0
     assert montecarlo.FloatTile.stage_clock is None and montecarlo.layer_clock is None
+    assert montecarlo.use_fused
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["readout"] == readout
     noisy, bit_true = (result["stages"][name] for name in model_speed.STAGED)
     # 100-96-96-10 on 32x96: 5 planes x 4 row tiles x 96 columns, then 3 x 96 and 3 x 10,
     # every read noisy in the headline configuration
     assert noisy["reads"] == bit_true["reads"] == 2 * 30 * 2238
-    assert {"product", "hash (bucket bits)", "bucket midpoint lookup",
-            "ADC floor, boundary check"} <= set(noisy["stages"])
+    assert READOUT_STAGES[readout] <= set(noisy["stages"])
     assert {"readout tables and plan", "layer 0: products and readouts",
             "layer 2: products and readouts", "thresholds and scores"} <= set(bit_true["stages"])
     for st in (noisy, bit_true):
