@@ -469,11 +469,7 @@ class FloatTile(_Tile):
             first = b == self.planes - 1
             if tick:
                 tick(None)
-            np.bitwise_and(np.right_shift(x, b), 1, out=xb[..., :-1], casting="unsafe")
-            if shared:
-                np.matmul(xb, self.flat, out=y.reshape(m, N * width))
-            else:
-                np.matmul(xb, self.mat, out=y)
+            self._products(x, b, xb, y, shared)
             v = tile if first else (plane_v if noisy else None)
             if not noisy:
                 r = self._chain_bitline(y, None, layout) if self.bitline else self._chain(
@@ -513,20 +509,12 @@ class FloatTile(_Tile):
                 tile += v
             if tick:
                 tick("exact reads kept, planes accumulated")
-        if self.residual_f is not None:
-            tile -= np.float32((1 << self.planes) - 1) * self.residual_f.reshape(layout)
-        if kept:
-            if pending is None:
-                self.refine(tile, [(self, kept)], noise, images, shared)
-            else:
-                pending.append((self, kept))
-        return tile
+        return self._finish(tile, kept, shared, noise, images, pending)
 
     def _fused_values(self, x, xb, y, tile, shared, noise, images, pending):
         """:meth:`values` of a noisy column-mode tile with the compiled pass
         (:func:`models.fused_readout.noisy_plane`) after each plane's product."""
-        N, C = self.n, self.cols
-        m = x.shape[0] if shared else x.shape[1]
+        C = self.cols
         counter = (np.asarray(images, np.uint64) + np.uint64(1)) * np.uint64(GAMMA)
         near_idx = np.empty(tile.size, np.int64)
         near_bucket = np.empty(tile.size, np.uint16)
@@ -536,11 +524,7 @@ class FloatTile(_Tile):
         for b in range(self.planes - 1, -1, -1):
             if tick:
                 tick(None)
-            np.bitwise_and(np.right_shift(x, b), 1, out=xb[..., :-1], casting="unsafe")
-            if shared:
-                np.matmul(xb, self.flat, out=y.reshape(m, N * C))
-            else:
-                np.matmul(xb, self.mat, out=y)
+            self._products(x, b, xb, y, shared)
             if tick:
                 tick("product")
             start = count
@@ -556,9 +540,23 @@ class FloatTile(_Tile):
                              near_bucket[start:count].copy(), b))
             if tick:
                 tick(FUSED_STAGE)
+        return self._finish(tile, kept, shared, noise, images, pending)
+
+    def _products(self, x, b, xb, y, shared):
+        """The products of plane ``b`` of ``x`` into ``y`` (``xb``: the bits, with the
+        last column of ones for the compensation and offset row)."""
+        np.bitwise_and(np.right_shift(x, b), 1, out=xb[..., :-1], casting="unsafe")
+        if shared:
+            np.matmul(xb, self.flat, out=y.reshape(len(x), -1))
+        else:
+            np.matmul(xb, self.mat, out=y)
+
+    def _finish(self, tile, kept, shared, noise, images, pending):
+        """The trim's residual subtracted, the kept reads refined (or left in
+        ``pending``): the tile's values."""
         if self.residual_f is not None:
             tile -= np.float32((1 << self.planes) - 1) * self.residual_f.reshape(
-                (1, N, C) if shared else (N, 1, C))
+                (1, self.n, self.cols) if shared else (self.n, 1, self.cols))
         if kept:
             if pending is None:
                 self.refine(tile, [(self, kept)], noise, images, shared)
