@@ -1,25 +1,30 @@
-"""The noisy readout of a tile plane in one compiled pass: hash, draw, chain and ADC.
+"""Compiled passes of the chip Monte Carlo (numba): the noisy readout of a tile plane in
+one loop, and the table reads of integer column sums.
 
 :class:`models.montecarlo.FloatTile` evaluates a plane of an analog tile with read noise
 as a float32 product (the column values without noise) followed by, per read, the
 counter-based draw's bucket (:mod:`models.sampler`: one SplitMix64 hash per four
 columns), the bucket's midpoint times the column's noise scale, the clamp, the bit-line
 curve, the ADC's floor and the test whether the read lies near a rounding boundary.
-In numpy each of those steps is a pass over memory; here they are one loop over the
-reads (numba, compiled on first use), with the midpoint table and the curve in registers
-or cache. Only the product stays a BLAS call: it is the matrix-product floor.
+In numpy each of those steps is a pass over memory; :func:`noisy_plane` is one loop over
+the reads, with the midpoint table and the curve in registers or cache. Only the product
+stays a BLAS call: it is the matrix-product floor.
 
 The curve is not evaluated with the float32 ``tanh`` of the specification's chain but
-with a rational approximation whose distance to it is bounded (:data:`TANH_ERROR`,
-checked on a dense grid by ``tests/test_montecarlo.py``); every read whose approximate
-ADC input lies within that distance (plus the bucket's reach, the margin of the numpy
-pass) of a rounding boundary is kept for the exact evaluation, like the reads in a tail
-bucket. So each read gets the readout the straightforward evaluation gives it: the
-fused pass and the numpy pass return the same values.
+with a rational approximation whose distance to it is bounded (:data:`TANH_ERROR`), and
+the boundary test's margin grows by that. A read near a boundary, or in a tail bucket,
+gets its exact draw in the same loop (the fine word's hash; AS241 in the tails, the
+central buckets within :data:`DRAW_ERROR`); only a read still near a boundary then is
+kept for numpy's exact chain. So each read gets the readout the numpy pass gives it
+(``tests/test_fused_readout.py``).
 
-numba is an optional accelerator of this one loop; without it (``available()`` false),
-or for a tile it does not cover (bit-line mode, the exponential curve),
-:class:`~models.montecarlo.FloatTile` runs the numpy pass. The golden models stay numpy.
+:func:`table_plane` and :func:`count_sums` are the table reads of
+:class:`~models.montecarlo.LutTile` (every column tabled) and the one-hot counts of the
+first layer (:class:`~models.montecarlo._OneHot`) as loops, exact as their numpy forms.
+
+numba is an optional accelerator, imported on first use; without it (:func:`available`
+false), or for a tile the noisy pass does not cover (bit-line mode, the exponential
+curve), :mod:`models.montecarlo` runs its numpy passes. The golden models stay numpy.
 """
 
 from __future__ import annotations
@@ -38,8 +43,8 @@ __all__ = ["DRAW_ERROR", "TANH_ERROR", "available", "central_draws", "curve_code
 CURVE_NONE, CURVE_TANH = 0, 1
 
 #: Bound on ``|tanh_approx(u) - tanh(u)|`` for float32 ``u``, ``tanh`` numpy's float32
-#: one (the approximation's error and both roundings; measured at most 3.6e-7 on every
-#: 64th float32 of [-9, 9], ``tests/test_montecarlo.py``; twice that here).
+#: one (the approximation's error and both roundings): ``tests/test_fused_readout.py``
+#: checks every 1024th float32 of [-9, 9] (largest error 3.0e-7).
 TANH_ERROR = 8e-7
 
 # Rational approximation of tanh on [-7.9, 7.9] (beyond it tanh is 1 in float32): odd
