@@ -265,7 +265,9 @@ def engine_from_args(args: argparse.Namespace, macro: MacroParams) -> EngineBuil
     Raises :class:`UsageError` naming the option: a capacity out of range, a capacity
     missing without ``--model``, a model that cannot be read or that does not fit (a
     capacity smaller than the model needs, another macro size, more input bits than
-    ``--input-bits``, an accumulator too narrow), or an engine the RTL does not build.
+    ``--input-bits``, an ``--acc-bits`` too narrow), or an engine the RTL does not build.
+    Without ``--acc-bits`` (``fpga build`` has none) the accumulator is as wide as the
+    model needs.
     """
     from models.engine import EngineParams
 
@@ -287,6 +289,13 @@ def engine_from_args(args: argparse.Namespace, macro: MacroParams) -> EngineBuil
 
         net = load_model(model, "--model")
         files = model_files(model)
+        if getattr(args, "acc_bits", None) is None and macro.acc_bits < net.min_acc_bits:
+            # No accumulator width asked for (or no --acc-bits, as in fpga build): the
+            # model's, as fpga run and models eval size it.
+            try:
+                macro = dataclasses.replace(macro, acc_bits=net.min_acc_bits)
+            except ValueError as err:
+                raise UsageError(f"{model}: {cmdline.one_line(err)}", "--model") from None
         capacity = dict(EngineParams.needs(net))
         capacity.update({f: v for f, v in given.items() if v is not None})
     if capacity.get("image_slots") is None:

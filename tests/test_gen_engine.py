@@ -138,3 +138,27 @@ def test_each_capacity_is_required_without_a_model(option, capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"argument {option}:" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_unasked_accumulator_width_is_the_models(model, tmp_path):
+    """A model whose sums need a wider accumulator than the default: without --acc-bits
+    (and in fpga build, which has none) the engine takes the model's width; an --acc-bits
+    below it is a one-line error naming the option."""
+    import argparse
+
+    path, net = model
+    default = MacroParams(8, 6, input_bits=4).acc_bits
+    net.layers[0].acc_max = 1 << (default + 1)
+    assert net.min_acc_bits > default
+    save_folded(net, path)
+    fpga_build_like = argparse.Namespace(model=str(path))      # no acc_bits attribute
+    build = cli.engine_from_args(fpga_build_like, MacroParams(8, 6, input_bits=4))
+    assert build.params.macro.acc_bits == net.min_acc_bits
+    unasked = argparse.Namespace(model=str(path), acc_bits=None)
+    build = cli.engine_from_args(unasked, MacroParams(8, 6, input_bits=4))
+    assert build.params.macro.acc_bits == net.min_acc_bits
+    asked = argparse.Namespace(model=str(path), acc_bits=default)
+    with pytest.raises(cli.UsageError) as err:
+        cli.engine_from_args(asked, MacroParams(8, 6, input_bits=4, acc_bits=default))
+    assert err.value.option == "--acc-bits"
+    assert f"needs acc_bits >= {net.min_acc_bits}" in str(err.value)
