@@ -30,6 +30,7 @@ curve), :mod:`models.montecarlo` runs its numpy passes. The golden models stay n
 from __future__ import annotations
 
 import importlib.util
+import threading
 
 import numpy as np
 
@@ -270,30 +271,36 @@ def _noisy_plane(y, keys, fine_keys, counter, shared, scale, curve, vmax, clip, 
     return n_near
 
 _compiled = {}
+_compiling = threading.Lock()
 
 
 def _kernels():
-    """The compiled functions (numba imported and the functions compiled, or loaded from
-    numba's cache, on the first call)."""
-    if not _compiled:
-        import numba
-        # error_model="numpy": a division by zero gives inf, as in numpy, instead of a
-        # test per division (which would keep the loops scalar).
-        jit = dict(cache=True, nogil=True, error_model="numpy")
-        tanh = numba.njit(**jit)(_tanh_approx)
-        # _noisy_plane calls the compiled approximation by its global name.
-        globals()["_tanh_approx"] = tanh
-        _compiled["tanh"] = tanh
-        # The tables are globals: numba embeds them as constants (no reference counting
-        # per call).
-        for name in ("_poly", "_inverse_normal_cdf", "_central_draw", "_exact_read"):
-            globals()[name] = numba.njit(inline="always", **jit)(globals()[name])
-        _compiled["plane"] = numba.njit(boundscheck=False, **jit)(_noisy_plane)
-        _compiled["tanh array"] = numba.njit(**jit)(_tanh_array)
-        _compiled["table plane"] = numba.njit(boundscheck=False, **jit)(_table_plane)
-        _compiled["count sums"] = numba.njit(boundscheck=False, **jit)(_count_sums)
-        _compiled["draw array"] = numba.njit(**jit)(_draw_array)
+    """The compiled functions (numba imported and the functions wrapped on the first call;
+    each compiled, or loaded from numba's cache, on its own first call). Thread-safe: the
+    wrapping replaces module globals, once."""
+    with _compiling:
+        if not _compiled:
+            _compiled.update(_wrap())
     return _compiled
+
+
+def _wrap() -> dict:
+    import numba
+    # error_model="numpy": a division by zero gives inf, as in numpy, instead of a test
+    # per division (which would keep the loops scalar).
+    jit = dict(cache=True, nogil=True, error_model="numpy")
+    # The loops call these by their global names (and the tables are globals too: numba
+    # embeds them as constants, with no reference counting per call).
+    g = globals()
+    g["_tanh_approx"] = numba.njit(**jit)(_tanh_approx)
+    for name in ("_poly", "_inverse_normal_cdf", "_central_draw", "_exact_read"):
+        g[name] = numba.njit(inline="always", **jit)(g[name])
+    loop = dict(boundscheck=False, **jit)
+    return {"plane": numba.njit(**loop)(_noisy_plane),
+            "tanh array": numba.njit(**jit)(_tanh_array),
+            "table plane": numba.njit(**loop)(_table_plane),
+            "count sums": numba.njit(**loop)(_count_sums),
+            "draw array": numba.njit(**jit)(_draw_array)}
 
 
 def _table_plane(sums, index_base, table, first, tile):
