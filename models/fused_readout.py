@@ -30,6 +30,7 @@ curve), :mod:`models.montecarlo` runs its numpy passes. The golden models stay n
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 
 import numpy as np
@@ -107,8 +108,9 @@ _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 def available() -> bool:
-    """Whether the compiled pass can run (numba installed; imported on first use)."""
-    return importlib.util.find_spec("numba") is not None
+    """Whether the compiled pass can run: numba installed (imported on first use), on a
+    little-endian host (a hash word's 16-bit lanes are read as its columns' buckets)."""
+    return sys.byteorder == "little" and importlib.util.find_spec("numba") is not None
 
 
 def curve_code(vmax, shape: str):
