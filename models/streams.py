@@ -96,11 +96,16 @@ def _seeds(pools: np.ndarray) -> np.ndarray:
     return np.stack(out, axis=1)
 
 
-def pcg64_state(words32) -> tuple[int, int]:
-    """PCG64's ``(state, inc)`` seeded by the eight 32-bit words of
+def _uint64_words(words32: np.ndarray) -> list:
+    """``generate_state(4, uint64)`` of (n, 8) 32-bit words: n lists of four Python ints
+    (word ``2k`` the low half of ``k``)."""
+    w = words32.astype(np.uint64)
+    return (w[:, 0::2] | (w[:, 1::2] << np.uint64(32))).tolist()
+
+
+def pcg64_state(val) -> tuple[int, int]:
+    """PCG64's ``(state, inc)`` seeded by the four 64-bit words of
     ``generate_state(4, uint64)`` (numpy's ``pcg64_set_seed``: two LCG steps)."""
-    w = [int(v) for v in words32]
-    val = [w[2 * k] | (w[2 * k + 1] << 32) for k in range(4)]
     seed = (val[0] << 64) | val[1]
     inc = (((val[2] << 64) | val[3]) << 1 | 1) & _MASK128
     state = inc                                     # 0 * MULT + inc
@@ -132,8 +137,8 @@ class StreamSet:
             by_length.setdefault(len(words), []).append((pair, words))
         for group in by_length.values():
             words = np.array([w for _, w in group], np.uint64)
-            for (pair, _), seed_words in zip(group, _seeds(_pools(words))):
-                self._states[pair] = pcg64_state(seed_words)
+            for (pair, _), val in zip(group, _uint64_words(_seeds(_pools(words)))):
+                self._states[pair] = pcg64_state(val)
         self._bits = np.random.PCG64(0)
         self._generator = np.random.Generator(self._bits)
 
