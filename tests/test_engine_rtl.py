@@ -335,6 +335,87 @@ def test_engine_verilog_is_lint_clean(name, tmp_path):
     assert result.returncode == 0 and "%Warning" not in report, report
 
 
+# --- the argmax's two stages ------------------------------------------------------------------
+
+@pytest.mark.parametrize("cols_per_cycle", [6, 2])
+def test_argmax_stages_give_the_lowest_best_class_with_no_added_cycle(cols_per_cycle, rng):
+    """The result buffer alone, driven as the sequencer's scan drives it: one class per
+    cycle (column tiles apart by idle cycles), the result write in the cycle right after
+    the last compare (which that compare must reach: the forward). Scores from a small
+    range give ties and last-class winners; the class must be numpy's argmax (the lowest
+    index among equal maxima), LAST_ACC / LAST_SCORE every class's ACC and score."""
+    from amaranth.sim import Simulator
+
+    from rtl.result_buffer import ResultBuffer
+
+    p = MacroParams(8, 6, input_bits=3, cols_per_cycle=cols_per_cycle)
+    ep = E.EngineParams(p, 5, 3, 4, 13)
+    P, A, C = p.cols_per_cycle, p.acc_bits, p.cols
+    dut = ResultBuffer(ep)
+    images = [rng.integers(-3, 3, size=(2, n)) for n in (13, 7, 1, 12)]
+    # Last-class winners and ties with the first class.
+    images[0][:, -1] = 9
+    images[3][0, :] = 2
+    images[3][1, :] = 0
+
+    def packed(values):
+        return sum((int(v) & ((1 << A) - 1)) << (A * k) for k, v in enumerate(values))
+
+    def read_of(number, offset):
+        """The access record of a bus read (no access with ``number`` None)."""
+        return {"valid": number is not None, "we": 0, "offset": offset,
+                "regions": 0 if number is None else 1 << number, "regs": 0, "data": 0}
+
+    seen = {}
+
+    async def bench(ctx):
+        for slot, (acc, corr) in enumerate(images):
+            for j in range(-(-len(acc) // C)):
+                for c in range(j * C, min(len(acc), (j + 1) * C)):
+                    lane = c % P
+                    acc_words = rng.integers(-16, 16, size=P)
+                    corr_words = rng.integers(-16, 16, size=P)
+                    acc_words[lane], corr_words[lane] = acc[c], corr[c]
+                    ctx.set(dut.compare, 1)
+                    ctx.set(dut.first, c == 0)
+                    ctx.set(dut.lane, lane)
+                    ctx.set(dut.neuron, c)
+                    ctx.set(dut.acc_lanes, packed(acc_words))
+                    ctx.set(dut.corr_lanes, packed(corr_words))
+                    await ctx.tick()
+                ctx.set(dut.compare, 0)
+                # The next column tile's RUN: cycles whose words are nobody's.
+                ctx.set(dut.acc_lanes, packed(rng.integers(-16, 16, size=P)))
+                if (j + 1) * C < len(acc):
+                    await ctx.tick().repeat(int(rng.integers(1, 4)))
+            ctx.set(dut.result_write, 1)
+            ctx.set(dut.slot, slot)
+            await ctx.tick()
+            ctx.set(dut.result_write, 0)
+            if slot == len(images) - 1:
+                break
+            await ctx.tick().repeat(int(rng.integers(1, 3)))
+        for name, number, count in (("result", EngineRegion.RESULT, len(images)),
+                                    ("acc", EngineRegion.LAST_ACC, images[-1][0].size),
+                                    ("score", EngineRegion.LAST_SCORE, images[-1][0].size)):
+            for k in range(count):
+                ctx.set(dut.access, read_of(number, k))
+                await ctx.tick()
+                ctx.set(dut.access, read_of(None, 0))
+                seen[name, k] = ctx.get(dut.answer)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert [seen["result", k] for k in range(len(images))] == \
+        [int(np.argmax(acc + corr)) for acc, corr in images]
+    acc, corr = images[-1]
+    assert [seen["acc", k] for k in range(acc.size)] == [int(v) & 0xFFFFFFFF for v in acc]
+    assert [seen["score", k] for k in range(acc.size)] == \
+        [int(v) & 0xFFFFFFFF for v in acc + corr]
+
+
 # --- formal: the sequencer's indices stay within the configured ranges --------------------
 
 class SequencerHarness(Elaboratable):
