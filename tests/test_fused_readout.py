@@ -18,7 +18,7 @@ from models import fused_readout, montecarlo
 from models.chip import ChipConfig
 from models.chip_readout import ChipReadout
 from models.sampler import BUCKETS, GAMMA, TAIL_BUCKETS, ReadNoise, normal_from_bits
-from tests.random_nets import random_net
+from tests.test_montecarlo import nets  # noqa: F401 (the fixture: the same random nets)
 
 pytestmark = pytest.mark.skipif(not fused_readout.available(), reason="numba is not installed")
 
@@ -30,15 +30,6 @@ COVERED = {
     "tanh, sat (clamp)": ChipConfig(offset_sigma=2.0, cell_sigma=0.1, bl_vmax=40.0, sat=12,
                                     read_noise=0.8),
 }
-
-
-@pytest.fixture(scope="module")
-def nets():
-    rng = np.random.default_rng(20261207)
-    return {
-        "32x16, 2x2 tiles": random_net(rng, (40, 24, 20, 10), 5, 32, 16),
-        "16x12, 3 planes": random_net(rng, (30, 20, 10), 3, 16, 12),
-    }
 
 
 def test_tanh_approximation_is_within_its_bound():
