@@ -245,11 +245,11 @@ def _main(argv) -> int:
     if args.readout == "fused" and not fused_readout.available():
         raise cmdline.UsageError("readout fused needs numba, which is not installed; "
                                  "allowed here: numpy", "--readout")
-    montecarlo.use_fused = args.readout == "fused"
+    before, montecarlo.use_fused = montecarlo.use_fused, args.readout == "fused"
     try:
         return _run(args)
     finally:
-        montecarlo.use_fused = True
+        montecarlo.use_fused = before
 
 
 def _run(args) -> int:

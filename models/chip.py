@@ -9,7 +9,8 @@ instance; it is drawn at every readout by :mod:`models.devices`.
 
 Sampling is reproducible and *decoupled*: each kind of parameter has its own random
 stream derived from the seed (``numpy.random.SeedSequence(seed, spawn_key=(stream,))``;
-:mod:`models.streams` seeds many at once) and is drawn as standard normals that are then scaled by the configured spread. Hence
+:mod:`models.streams` seeds many at once) and is drawn as standard normals that are then
+scaled by the configured spread. Hence
 the same seed with a larger spread gives the same instance with every deviation scaled
 up (common random numbers for sweeps), and changing one spread never changes the draws
 of another parameter.

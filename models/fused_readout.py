@@ -29,6 +29,7 @@ curve), :mod:`models.montecarlo` runs its numpy passes. The golden models stay n
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 import threading
@@ -107,6 +108,7 @@ _A, _B, _C, _D, _E, _F = (tuple(float(v) for v in c) for c in AS241_COEFFICIENTS
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
+@functools.cache
 def available() -> bool:
     """Whether the compiled pass can run: numba installed (imported on first use), on a
     little-endian host (a hash word's 16-bit lanes are read as its columns' buckets)."""

@@ -73,6 +73,13 @@ use_fused = True
 #: The stage name of the compiled pass in ``FloatTile.stage_clock``'s records.
 FUSED_STAGE = "hash, draw, chain, ADC, boundary test (compiled)"
 
+
+
+def _compiled_passes() -> bool:
+    """Whether the compiled passes run: asked for (:data:`use_fused`) and available."""
+    return use_fused and fused_readout.available()
+
+
 _MID = bucket_midpoints()
 # Largest |midpoint| of a central bucket (the tail buckets are NaN and recomputed).
 _MID_MAX = float(np.nanmax(np.abs(_MID)))
@@ -266,7 +273,7 @@ class LutTile(_Tile):
             self.flat_index = (np.arange(self.n * self.cols) * K + self.neg.reshape(-1)).astype(
                 np.float32).reshape(self.n, 1, self.cols)
             self.flat_table = self.table.reshape(-1).astype(np.float32)
-        fused = use_fused and fused_readout.available()
+        fused = _compiled_passes()
         tile = None
         for b in range(self.planes - 1, -1, -1):
             s = self._sums(((x >> b) & 1).astype(np.float32), False)
@@ -375,8 +382,7 @@ class FloatTile(_Tile):
         # The compiled pass of a noisy plane (models.fused_readout), where it applies: its
         # boundary test widens the margin by the curve's approximation error and rounding.
         curve = fused_readout.curve_code(self.vmax, cfg.bl_shape)
-        self.fused = (use_fused and sigma > 0 and not self.bitline and curve is not None
-                      and fused_readout.available())
+        self.fused = sigma > 0 and not self.bitline and curve is not None and _compiled_passes()
         if self.fused:
             self.curve = curve
             top = float(1 << (W - 1))
@@ -452,6 +458,8 @@ class FloatTile(_Tile):
         xb = np.ones(x.shape[:-1] + (x.shape[-1] + 1,), np.float32)   # last column: ones
         y = np.empty(lead + (width,), np.float32)
         tile = np.empty(lead + (C,), np.float32)
+        if noisy and self.fused:
+            return self._fused_values(x, xb, y, tile, shared, noise, images, pending)
         if noisy:
             half = np.float32(0.5) + self.margin
             work = np.empty(lead + (C,), np.float32)
@@ -461,8 +469,6 @@ class FloatTile(_Tile):
             words = np.empty(lead + (quads,), np.uint64)
             scratch = np.empty(lead + (quads,), np.uint64)
             scale = self.noise_scale.reshape(layout)
-        if noisy and self.fused:
-            return self._fused_values(x, xb, y, tile, shared, noise, images, pending)
         kept = []
         tick = FloatTile.stage_clock if noisy else None
         for b in range(self.planes - 1, -1, -1):
@@ -775,7 +781,7 @@ class _OneHot:
             H = np.zeros((m, C, K), np.float32)
             flat = H.reshape(-1)
             base = np.arange(m)[:, None] * (C * K) + np.arange(C) * K          # (m, C)
-            fused = use_fused and fused_readout.available()
+            fused = _compiled_passes()
             for t in range(self.row_tiles):
                 tile = self.tiles[t, j]
                 s = (bits[:, t * R:t * R + tile.rows] @ tile.flat).reshape(P, m, C)

@@ -58,8 +58,8 @@ import numpy as np
 __all__ = [
     "GAMMA", "PURPOSES", "EVAL", "CALIBRATION", "TRAIN", "BUCKET_BITS", "BUCKETS",
     "TAIL_BUCKETS", "AS241_COEFFICIENTS", "mix64", "mix64_int", "absorb_int",
-    "inverse_normal_cdf", "bucket_edges", "bucket_tables", "bucket_midpoints", "central_half_width", "normal_from_bits",
-    "ReadNoise", "ArrayNoise",
+    "inverse_normal_cdf", "bucket_edges", "bucket_tables", "bucket_midpoints",
+    "central_half_width", "normal_from_bits", "ReadNoise", "ArrayNoise",
 ]
 
 _MASK = (1 << 64) - 1

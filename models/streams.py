@@ -88,12 +88,9 @@ def _pools(words: np.ndarray) -> np.ndarray:
 
 def _seeds(pools: np.ndarray) -> np.ndarray:
     """``generate_state(4, uint64)`` of each pool: (n, 8) uint32 words as uint64."""
-    out = []
-    for i, constant in enumerate(_hash_constants(2 * _POOL, _INIT_B, _MULT_B)):
-        value = pools[:, i % _POOL] ^ np.uint64(constant)
-        value = (value * np.uint64((constant * _MULT_B) & _MASK32)) & np.uint64(_MASK32)
-        out.append(value ^ (value >> np.uint64(16)))
-    return np.stack(out, axis=1)
+    constants = _hash_constants(2 * _POOL, _INIT_B, _MULT_B)
+    return np.stack([_hashmix(pools[:, i % _POOL], c, _MULT_B) for i, c in enumerate(constants)],
+                    axis=1)
 
 
 def _uint64_words(words32: np.ndarray) -> list:
