@@ -39,7 +39,7 @@ from .uart import UARTReceiver, UARTTransmitter
 from .uartbone import UARTBone
 
 __all__ = ["StatusLeds", "BusDecoder", "ChipImageWriter", "BoardCore", "chip_image",
-           "board_bus_latency"]
+           "board_bus_latency", "board_bus_slices"]
 
 #: What the status LEDs show, in the order boards assign them to LEDs.
 StatusLeds = data.StructLayout({
@@ -152,12 +152,19 @@ class ChipImageWriter(wiring.Component):
         return m
 
 
+def board_bus_slices(p) -> int:
+    """Register slices between the board's masters and its slave: two for the designs
+    built for the ECP5 at speed (an L = 4 macro, an L = 3 network engine), whose bus
+    registers spread over the die, else none. ``p`` is a MacroParams or an EngineParams."""
+    at_speed = 4 if isinstance(p, MacroParams) else 3
+    return 2 if _macro_of(p).pipeline >= at_speed else 0
+
+
 def board_bus_latency(p) -> int:
-    """Cycles from an access on the board's bus to its ack: the macro's ``bus_latency``,
-    plus two for each register slice in front of it (two slices for L = 4 macros).
+    """Cycles from an access on the board's bus to its ack: the slave's ``bus_latency``,
+    plus two for each register slice in front of it (:func:`board_bus_slices`).
     ``p`` is a MacroParams or an EngineParams (the macro inside decides)."""
-    p = _macro_of(p)
-    return p.bus_latency + (4 if p.pipeline >= 4 else 0)
+    return _macro_of(p).bus_latency + 2 * board_bus_slices(p)
 
 
 def _macro_of(p) -> MacroParams:
@@ -236,10 +243,10 @@ class BoardCore(wiring.Component):
         connect(m, bridge.bus, decoder.bus)
 
         # The macro's bus: the image writer until it is done, then the decoder. The
-        # FPGA-clock macro (L = 4) sits behind two register slices in a row, one placed
-        # with the masters and one with the macro, whose bus registers are spread over
-        # the die: the wire between them runs from register to register.
-        if _macro_of(p).pipeline >= 4:
+        # FPGA-clock designs (board_bus_slices) sit behind two register slices in a row,
+        # one placed with the masters and one with the slave, whose bus registers are
+        # spread over the die: the wire between them runs from register to register.
+        if board_bus_slices(p):
             m.submodules.bus_slice_near = near = WishboneSlice(p.addr_bits)
             m.submodules.bus_slice_far = far = WishboneSlice(p.addr_bits)
             connect(m, near.down, far.up)

@@ -85,6 +85,33 @@ def test_engine_end_to_end_icarus_pipelined(tmp_path, rng):
                 pipeline=2)
 
 
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
+def test_engine_end_to_end_icarus_through_the_bus_slices(tmp_path, rng):
+    """The ECP5 build's engine (L = 3) behind the board's two register slices: a 2-layer
+    network, 4 images through 2 slots."""
+    from fpga.top import board_bus_slices
+    macro = MacroParams(16, 8, cols_per_cycle=4, input_bits=4, pipeline=3)
+    assert board_bus_slices(EngineParams(macro, weight_banks=7, layers=2, max_width=40,
+                                         image_slots=2)) == 2
+    _e2e_engine("icarus", tmp_path, rng, sizes=(40, 16, 4), image_slots=2, images=4,
+                macro=macro)
+
+
+@pytest.mark.parametrize("pipeline, engine, slices", [
+    (2, True, 0), (3, True, 2), (3, False, 0), (4, False, 2)])
+def test_board_bus_slices_front_the_designs_built_at_speed(pipeline, engine, slices):
+    from amaranth.hdl import Fragment
+    from fpga.top import BoardCore, board_bus_latency, board_bus_slices
+    macro = MacroParams(8, 4, pipeline=pipeline)
+    p = EngineParams(macro, weight_banks=2, layers=2, max_width=8, image_slots=1) \
+        if engine else macro
+    assert board_bus_slices(p) == slices
+    assert board_bus_latency(p) == macro.bus_latency + 2 * slices
+    core = BoardCore(p, divisor=104, timeout_cycles=1000)
+    names = {name for _, name, *_ in Fragment.get(core, None).subfragments}
+    assert ({"bus_slice_near", "bus_slice_far"} <= names) == bool(slices)
+
+
 @pytest.mark.slow
 def test_engine_end_to_end_verilator(tmp_path, rng):
     from verif.toolchain import apply_tool_env
