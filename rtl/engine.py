@@ -159,9 +159,7 @@ class CimEngine(wiring.Component):
             engine.run_done.eq(sequencer.command_done), engine.macro_busy.eq(sequencer.busy),
             engine.group_store.eq(sequencer.store[0]), engine.group.eq(sequencer.group),
             engine.bus_bank.eq(front.bank), engine.program_classes.eq(program.classes),
-            program.layer.eq(engine.layer),
-            program.upcoming_layer.eq(engine.upcoming_layer),
-            engine.upcoming_first_bank.eq(program.upcoming_first_bank),
+            program.layer.eq(engine.upcoming_layer),
             *(getattr(engine, name).eq(getattr(program, name)) for name in entry_fields(ep)),
             # inputs: INPUT while idle, the image or the activations during a CLASSIFY
             images.busy.eq(engine.busy), images.slot.eq(engine.image_slot),

@@ -30,7 +30,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from models.engine_params import EngineCSR, EngineStatus, ProgramWord
+from models.engine_params import EngineCSR, EngineStatus
 from models.params import BUS_DATA_BITS, CSR, Cmd, Op, Region
 
 from .access import access_layout
@@ -97,15 +97,12 @@ class EngineSequencer(wiring.Component):
         written to CMD, during a CLASSIFY the bank of the next cycle's RUN (from
         registers: the current RUN's, or ``upcoming`` in a cycle that issues a RUN) but
         in the result write, where it is the current RUN's.
-    layer : Out(max(1, ceil(log2 layers)))
-        The layer of the next cycle, whose program entry comes back in the fields below.
-    inputs, outputs, row_tiles, col_tiles, first_bank, planes, source, binary : In
-        The program entry of ``layer``.
     upcoming_layer : Out(max(1, ceil(log2 layers)))
         The layer after the current one (``layer + 1`` in a binary layer, 0 in the last:
-        the next image's first), whose first bank comes back in ``upcoming_first_bank``.
-    upcoming_first_bank : In(FIRST_BANK_BITS)
-        The first bank of ``upcoming_layer``.
+        the next image's first; 0 while idle), whose program entry comes back in the
+        fields below.
+    inputs, outputs, row_tiles, col_tiles, first_bank, planes, source, binary : In
+        The program entry of ``upcoming_layer``.
     program_classes : In(17)
         The classes of the program (captured when a CLASSIFY starts).
     busy : Out(1)
@@ -134,7 +131,8 @@ class EngineSequencer(wiring.Component):
     state : dict
         After ``elaborate``: the registers by name (``busy``, ``phase``, ``layer``,
         ``row_tile``, ``col_tile``, ``bank``, ``slot``, ``count``, ``entry``, the current
-        layer's program entry, ``upcoming``, ``last_row``, ``last_col`` (the flags of the
+        layer's program entry, ``ahead``, the entry of the cycle before's upcoming layer,
+        ``upcoming``, ``last_row``, ``last_col`` (the flags of the
         state of the cycle before), ``scan``, ``scan_end`` (the scan cycle is the last)
         and ``issued`` (a RUN was issued in the cycle before)), for formal harnesses.
     """
@@ -159,10 +157,8 @@ class EngineSequencer(wiring.Component):
             "group": In(group_bits),
             "bus_bank": In(bank_bits),
             "bank": Out(bank_bits),
-            "layer": Out(max(1, clog2(ep.layers))),
             **fields,
             "upcoming_layer": Out(max(1, clog2(ep.layers))),
-            "upcoming_first_bank": In(ProgramWord.FIRST_BANK_BITS),
             "program_classes": In(COUNT_BITS),
             "busy": Out(1),
             "started": Out(1),
@@ -212,7 +208,7 @@ class EngineSequencer(wiring.Component):
         classes = Signal(COUNT_BITS, name="engine_classes")
         cycles = Signal(BUS_DATA_BITS, name="engine_cycles")
         slot = Signal(len(self.image_slot), name="engine_slot")
-        layer = Signal(len(self.layer), name="engine_layer")
+        layer = Signal(len(self.upcoming_layer), name="engine_layer")
         # Tile indices as wide as the bases below: their products are not narrower.
         row_tile = Signal(COUNT_BITS, name="engine_row_tile")
         col_tile = Signal(COUNT_BITS, name="engine_col_tile")
@@ -225,20 +221,24 @@ class EngineSequencer(wiring.Component):
         scan_group = Signal(max(1, p.group_addr_bits), name="scan_group")
         compare_lane = Signal(max(1, clog2(P)), name="compare_lane")
         m.d.sync += compare_lane.eq(scan_lane)
-        # The current layer's program entry (the entry of last cycle's ``layer``).
+        # The current layer's program entry, and the upcoming layer's (the entry of the
+        # cycle before's ``upcoming_layer``): a layer's first RUN loads ``layer`` and
+        # ``entry`` from ``upcoming_layer`` and ``ahead``, registers a cycle away from the
+        # program's multiplexers.
         entry = {name: Signal(width, name=f"current_{name}")
                  for name, width in entry_fields(ep).items()}
-        m.d.sync += [entry[name].eq(getattr(self, name)) for name in entry]
+        ahead = {name: Signal(width, name=f"ahead_{name}")
+                 for name, width in entry_fields(ep).items()}
+        m.d.sync += [ahead[name].eq(getattr(self, name)) for name in ahead]
 
         in_phase = {ph: Signal(name=f"in_{ph.name.lower()}") for ph in EnginePhase}
         m.d.comb += [s.eq(eq_const(phase.as_value(), ph.value)) for ph, s in in_phase.items()]
 
         # Next-cycle values: the current ones unless a transition below changes them.
         nxt = dict(slot=Signal.like(slot, name="next_slot"),
-                   layer=Signal.like(layer, name="next_layer"),
                    row_tile=Signal.like(row_tile, name="next_row_tile"),
                    col_tile=Signal.like(col_tile, name="next_col_tile"))
-        current = dict(slot=slot, layer=layer, row_tile=row_tile, col_tile=col_tile)
+        current = dict(slot=slot, row_tile=row_tile, col_tile=col_tile)
         for name, sig in nxt.items():
             m.d.comb += sig.eq(current[name])
             m.d.sync += current[name].eq(sig)
@@ -266,10 +266,10 @@ class EngineSequencer(wiring.Component):
                              nxt["col_tile"].eq((col_tile + 1)[:len(col_tile)])]
             m.d.sync += phase.eq(EnginePhase.RUN)
 
-        def first_run_of(layer_value, bank_value, slot_value=None):
-            """The state of a layer's first RUN (its bank is the entry's first bank)."""
-            m.d.comb += [nxt["layer"].eq(layer_value), nxt["row_tile"].eq(0),
-                         nxt["col_tile"].eq(0)]
+        def first_run_of(bank_value, slot_value=None):
+            """The state of a layer's first RUN (its bank is the entry's first bank; its
+            layer and entry are loaded below)."""
+            m.d.comb += [nxt["row_tile"].eq(0), nxt["col_tile"].eq(0)]
             m.d.sync += bank.eq(bank_value)
             if slot_value is not None:
                 m.d.comb += nxt["slot"].eq(slot_value)
@@ -285,9 +285,19 @@ class EngineSequencer(wiring.Component):
         at_last_col = Signal(name="engine_last_col")
         scan_end = Signal(name="engine_scan_end")
         m.d.sync += [at_last_row.eq(last_row), at_last_col.eq(last_col)]
-        m.d.comb += self.upcoming_layer.eq(Mux(entry["binary"], (layer + 1)[:len(layer)], 0))
-        m.d.sync += upcoming.eq(Mux(last_row & last_col, self.upcoming_first_bank,
+        m.d.comb += self.upcoming_layer.eq(Mux(busy & entry["binary"],
+                                               (layer + 1)[:len(layer)], 0))
+        m.d.sync += upcoming.eq(Mux(last_row & last_col, self.first_bank,
                                     (bank + 1)[:len(bank)]))
+        # The next layer's entry is loaded while idle (entry 0, for a CLASSIFY), after the
+        # last column tile of a binary layer and in the result write (entry 0, for the
+        # next image): registered state only, not the bus's access or the RUN's end.
+        next_layer = Signal(name="engine_next_layer")
+        m.d.comb += next_layer.eq(in_phase[EnginePhase.IDLE] | in_phase[EnginePhase.RESULT]
+                                  | in_phase[EnginePhase.CAPTURE] & at_last_col)
+        with m.If(next_layer):
+            m.d.sync += [layer.eq(self.upcoming_layer),
+                         *(entry[name].eq(ahead[name]) for name in entry)]
         # A RUN issued with the bank ``upcoming`` (every issue but the image start's).
         bank_ahead = Signal(name="engine_bank_ahead")
         m.d.comb += bank_ahead.eq(in_phase[EnginePhase.RUN] & self.run_done & ~at_last_row
@@ -301,7 +311,7 @@ class EngineSequencer(wiring.Component):
 
         with m.If(in_phase[EnginePhase.IDLE]):
             with m.If(classify):
-                first_run_of(0, self.first_bank, 0)
+                first_run_of(ahead["first_bank"], 0)
                 m.d.sync += [busy.eq(1), phase.eq(EnginePhase.START), stop.eq(0),
                              count.eq(access.data[:COUNT_BITS]), results.eq(0), cycles.eq(0),
                              classes.eq(self.program_classes)]
@@ -324,7 +334,7 @@ class EngineSequencer(wiring.Component):
             with m.If(~at_last_col):
                 run_next(tile_same_column=False)
             with m.Else():
-                first_run_of((layer + 1)[:len(layer)], upcoming)
+                first_run_of(upcoming)
                 m.d.comb += [issue.eq(1), self.swap.eq(1)]
                 m.d.sync += phase.eq(EnginePhase.RUN)
         with m.Elif(in_phase[EnginePhase.SCAN]):
@@ -348,7 +358,7 @@ class EngineSequencer(wiring.Component):
             m.d.sync += results.eq(results + 1)
             more = ult(slot + 1, count) & ~stop & ~stop_now
             with m.If(more):
-                first_run_of(0, upcoming, (slot + 1)[:len(slot)])
+                first_run_of(upcoming, (slot + 1)[:len(slot)])
                 m.d.sync += phase.eq(EnginePhase.START)
             with m.Else():
                 m.d.comb += self.finished.eq(1)
@@ -358,6 +368,7 @@ class EngineSequencer(wiring.Component):
         m.d.sync += issued.eq(issue)
         self.state = dict(busy=busy, phase=phase, layer=layer, row_tile=row_tile,
                           col_tile=col_tile, bank=bank, slot=slot, count=count, entry=entry,
+                          ahead=ahead,
                           upcoming=upcoming, last_row=at_last_row, last_col=at_last_col,
                           scan=scan, scan_end=scan_end, issued=issued)
         m.d.comb += self.load_planes.eq(Cat(*(issued & ~lt_const(entry["planes"], b + 1)
@@ -365,8 +376,10 @@ class EngineSequencer(wiring.Component):
 
         # The RUN issued to the macro's sequencer, in place of the bus's access.
         command = Signal(Cmd.BITS, name="issued_command")
+        planes = Mux(in_phase[EnginePhase.CAPTURE] & at_last_col, ahead["planes"],
+                     entry["planes"])
         m.d.comb += command.eq(Op.RUN | accumulate << Cmd.ACCUMULATE_BIT
-                               | self.planes << Cmd.NPLANES_SHIFT)
+                               | planes << Cmd.NPLANES_SHIFT)
         with m.If(issue):
             m.d.comb += [self.command_access.valid.eq(1), self.command_access.we.eq(1),
                          self.command_access.data.eq(command),
@@ -379,7 +392,6 @@ class EngineSequencer(wiring.Component):
         m.d.comb += [
             self.bank.eq(Mux(busy, Mux(bank_ahead, upcoming, bank),
                              Mux(self.macro_busy, 0, self.bus_bank))),
-            self.layer.eq(nxt["layer"]),
             self.busy.eq(busy),
             self.image_slot.eq(nxt["slot"]), self.image_row_base.eq(next_row_base),
             self.image_row_tile.eq(nxt["row_tile"][:len(self.image_row_tile)]),

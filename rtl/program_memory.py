@@ -14,9 +14,11 @@ from amaranth.lib.wiring import In, Out
 from models.engine_params import PROGRAM_WORDS, EngineRegion, ProgramWord
 
 from .engine_front_end import COUNT_BITS, engine_access_layout, engine_fields
-from .logic import clog2, eq_const, lt_const, onehot, select, ule, ult
+from .logic import clog2, eq_const, lt_const, onehot, register, select, ule, ult
+from .pipeline_timing import PipelineTiming
 
-__all__ = ["ProgramMemory", "entry_fields"]
+__all__ = ["ProgramMemory", "entry_fields", "check_stages", "layer_terms", "last_layer",
+           "TABLE_BITS"]
 
 W = ProgramWord
 
@@ -26,6 +28,84 @@ def entry_fields(ep):
     return {"inputs": COUNT_BITS, "outputs": COUNT_BITS, "row_tiles": W.TILE_BITS,
             "col_tiles": W.TILE_BITS, "first_bank": W.FIRST_BANK_BITS,
             "planes": W.PLANES_BITS, "source": 1, "binary": 1}
+
+
+def check_stages(ep):
+    """Register stages of CLASSIFY's program check: the bus latency (1, or 2 at L = 1..3).
+
+    A PROGRAM write acts in its access's cycle t and the next access acts at
+    t + 1 + ``bus_latency`` at the earliest: the entries hold the new word from t + 1,
+    and after ``bus_latency`` more register stages ``program_ok`` and ``classes`` hold
+    the check of the program as written when a CLASSIFY can act.
+    """
+    return PipelineTiming.of(ep.macro.pipeline).bus_latency
+
+
+#: Weight banks up to 2**TABLE_BITS - 1: the check takes products of tile counts from
+#: tables (a LUT level or a few, where a multiplier block and its routing take ~9 ns).
+TABLE_BITS = 4
+
+
+def table(m, index, values, width, name):
+    """``values[index]`` (integers) as a multiplexer of ``width``-bit constants."""
+    return select(m, index, [Const(v, width) for v in values], width, name)
+
+
+def layer_terms(m, ep, e, prev, name):
+    """The rules of one program entry ``e`` (``prev``: the entry before, None for layer
+    0): ``{"ok": entry passes}``, the value the check registers between its stages.
+
+    With at most 2**TABLE_BITS - 1 weight banks, the bank count k bits wide: T, J and the
+    first bank fit k bits (else the entry fails), and T R, (T - 1) R, J C, (J - 1) C, T J
+    and WEIGHT_BANKS - first bank come from tables of the low k bits.
+    """
+    R, C, B, banks = ep.macro.rows, ep.macro.cols, ep.macro.input_bits, ep.weight_banks
+    T, J, first = e["row_tiles"], e["col_tiles"], e["first_bank"]
+    sizes = (e["inputs"].any() & e["outputs"].any()
+             & lt_const(e["inputs"], ep.max_width + 1)
+             & lt_const(e["outputs"], ep.max_width + 1))
+    k = banks.bit_length()
+    if k <= TABLE_BITS:
+        n, w = 1 << k, COUNT_BITS + 1
+        Tk, Jk, fk = T[:k], J[:k], first[:k]
+        # T = ceil(n_in / R): (T - 1) R < n_in <= T R (T >= 1).
+        tiles = (T.any() & ~T[k:].any() & ~J[k:].any() & J.any()
+                 & ule(e["inputs"], table(m, Tk, [t * R for t in range(n)], w, f"{name}_tr"))
+                 & ult(table(m, Tk, [max(t - 1, 0) * R for t in range(n)], w, f"{name}_t1r"),
+                       e["inputs"])
+                 & ule(e["outputs"], table(m, Jk, [j * C for j in range(n)], w, f"{name}_jc"))
+                 & ult(table(m, Jk, [max(j - 1, 0) * C for j in range(n)], w, f"{name}_j1c"),
+                       e["outputs"]))
+        product = table(m, Cat(Jk, Tk), [t * j for t in range(n) for j in range(n)], 2 * k,
+                        f"{name}_tj")
+        room = table(m, fk, [max(banks - f, 0) for f in range(n)], k, f"{name}_room")
+        in_banks = ~first[k:].any() & lt_const(fk, banks + 1) & ule(product, room)
+    else:
+        T1, J1 = (T - 1)[:W.TILE_BITS], (J - 1)[:W.TILE_BITS]
+        tiles = (T.any() & ule(e["inputs"], T * R) & ult(T1 * R, e["inputs"])
+                 & J.any() & ule(e["outputs"], J * C) & ult(J1 * C, e["outputs"]))
+        # The first bank register is as wide as T x J: an adder of equal widths.
+        in_banks = lt_const((first + T * J)[:2 * W.TILE_BITS], banks + 1)
+    if prev is None:
+        chain = ~e["source"] & e["planes"].any() & lt_const(e["planes"], B + 1)
+    else:
+        chain = e["source"] & eq_const(e["planes"], 1) & (e["inputs"] == prev["outputs"])
+    return {"ok": sizes & tiles & in_banks & chain}
+
+
+def last_layer(ep, entries, terms):
+    """The end of the check from each layer's :func:`layer_terms`: ``(ok, classes)``, ok
+    when every entry up to the first last layer (BINARY = 0) passes and there is one,
+    classes the outputs of that layer."""
+    ok, last_here, classes = Const(1, 1), [], Const(0, COUNT_BITS)
+    all_binary = Const(1, 1)
+    for e, t in zip(entries, terms):
+        ok = ok & t["ok"]
+        here = ~e["binary"] & all_binary & ok
+        last_here.append(here)
+        classes = Mux(here, e["outputs"], classes)
+        all_binary = all_binary & e["binary"]
+    return Cat(*last_here).any(), classes
 
 
 class ProgramMemory(wiring.Component):
@@ -40,23 +120,22 @@ class ProgramMemory(wiring.Component):
     access : In(engine_access_layout(ep))
         The bus access in the cycle it acts in.
     layer : In(max(1, ceil(log2 layers)))
-        The layer whose entry the fields below show (combinationally).
+        The layer whose entry the fields below show (combinationally): the engine's
+        sequencer asks for the layer after its current one.
     inputs, outputs, row_tiles, col_tiles, first_bank, planes, source, binary : Out
         The fields of entry ``layer``.
-    upcoming_layer : In(max(1, ceil(log2 layers)))
-        A second layer, whose first bank ``upcoming_first_bank`` shows (combinationally):
-        the engine's sequencer looks up the bank after a layer's last RUN with it.
-    upcoming_first_bank : Out(FIRST_BANK_BITS)
-        The first bank of entry ``upcoming_layer``.
     program_ok : Out(1)
         Every entry up to the first last layer (BINARY = 0) passes the rules of
-        "Program memory", and there is one.
+        "Program memory", and there is one: the check of the entries
+        :func:`check_stages` cycles before (a register after each stage).
     classes : Out(17)
-        The outputs of that last layer.
+        The outputs of that last layer, with ``program_ok``.
     answer : Out(32)
         The word a PROGRAM read returns, in the ack's cycle (0 for other accesses).
     entries : list of dict
-        After ``elaborate``: each layer's field registers by name, for formal harnesses.
+        After ``elaborate``: each layer's field registers by name, for formal harnesses;
+        also ``check`` (what ``program_ok`` takes next) and ``stage_registers`` (the
+        first stage's registers, each with the value it follows).
     """
 
     def __init__(self, ep):
@@ -66,8 +145,6 @@ class ProgramMemory(wiring.Component):
             "access": In(engine_access_layout(ep)),
             "layer": In(max(1, clog2(ep.layers))),
             **fields,
-            "upcoming_layer": In(max(1, clog2(ep.layers))),
-            "upcoming_first_bank": Out(W.FIRST_BANK_BITS),
             "program_ok": Out(1),
             "classes": Out(COUNT_BITS),
             "answer": Out(32),
@@ -84,7 +161,7 @@ class ProgramMemory(wiring.Component):
         dat_w = access.data
         names = list(entry_fields(ep))
         entries = []
-        # The first bank as wide as T x J: the check adds them at equal widths.
+        # The first bank as wide as T x J: the check may add them at equal widths.
         widths = dict(entry_fields(ep), first_bank=2 * W.TILE_BITS)
         for l in range(ep.layers):
             e = {name: Signal(width, name=f"layer{l}_{name}") for name, width in widths.items()}
@@ -102,52 +179,25 @@ class ProgramMemory(wiring.Component):
                 with m.If(write & layer_hit[l] & part_hit[part]):
                     m.d.sync += [reg.eq(value) for reg, value in assigns]
 
-        # The entry of the sequencer's layer.
+        # The entry of the layer the sequencer asks for.
         for name in names:
             width = entry_fields(ep)[name]
             m.d.comb += getattr(self, name).eq(select(
                 m, self.layer[:clog2(ep.layers)], [e[name][:width] for e in entries],
                 width, f"entry_{name}"))
-        m.d.comb += self.upcoming_first_bank.eq(select(
-            m, self.upcoming_layer[:clog2(ep.layers)],
-            [e["first_bank"][:W.FIRST_BANK_BITS] for e in entries], W.FIRST_BANK_BITS,
-            "upcoming_first_bank"))
 
-        # CLASSIFY's check: each entry's own rules, the chain, and a last layer.
-        R, C, B = p.rows, p.cols, p.input_bits
-        ok, last_here, classes = [], [], Const(0, COUNT_BITS)
-        all_binary = Const(1, 1)
-        for l, e in enumerate(entries):
-            T, J = e["row_tiles"], e["col_tiles"]
-            sizes = (e["inputs"].any() & e["outputs"].any()
-                     & lt_const(e["inputs"], ep.max_width + 1)
-                     & lt_const(e["outputs"], ep.max_width + 1))
-            # T = ceil(n_in / R): (T - 1) R < n_in <= T R (T >= 1 is checked on write).
-            T1, J1 = (T - 1)[:W.TILE_BITS], (J - 1)[:W.TILE_BITS]
-            tiles = (T.any() & ule(e["inputs"], T * R) & ult(T1 * R, e["inputs"])
-                     & J.any() & ule(e["outputs"], J * C) & ult(J1 * C, e["outputs"]))
-            banks = lt_const((e["first_bank"] + T * J)[:2 * W.TILE_BITS], ep.weight_banks + 1)
-            if l == 0:
-                chain = ~e["source"] & e["planes"].any() & lt_const(e["planes"], B + 1)
-            else:
-                chain = (e["source"] & eq_const(e["planes"], 1)
-                         & (e["inputs"] == entries[l - 1]["outputs"]))
-            ok_l = Signal(name=f"layer{l}_ok")
-            m.d.comb += ok_l.eq(sizes & tiles & banks & chain)
-            ok.append(ok_l)
-            here = Signal(name=f"layer{l}_last")
-            m.d.comb += here.eq(~e["binary"] & all_binary & Cat(*ok).all())
-            last_here.append(here)
-            classes = Mux(here, e["outputs"], classes)
-            all_binary = all_binary & e["binary"]
-        # Registered: the check is some 30 logic levels, which would otherwise sit in front
-        # of the first RUN's bank address. A PROGRAM write acts in its access's cycle and
-        # the next access (a CLASSIFY at the earliest) acts two cycles later, so the
-        # register always holds the check of the program as written.
-        check = Signal(name="program_check")
-        m.d.comb += check.eq(Cat(*last_here).any())
-        m.d.sync += [self.program_ok.eq(check), self.classes.eq(classes)]
-        self.entries, self.check = entries, check
+        # CLASSIFY's check, in ``bus_latency`` register stages (see ``check_stages``).
+        self.entries = entries
+        self.stage_registers = []
+        terms = [layer_terms(m, ep, e, entries[l - 1] if l else None, f"layer{l}")
+                 for l, e in enumerate(entries)]
+        if check_stages(ep) == 2:
+            terms = [{name: self._stage(m, value, f"layer{l}_{name}_q")
+                      for name, value in t.items()} for l, t in enumerate(terms)]
+        ok, classes = last_layer(ep, entries, terms)
+        self.check = Signal(name="program_check")
+        m.d.comb += self.check.eq(ok)
+        m.d.sync += [self.program_ok.eq(self.check), self.classes.eq(classes)]
 
         # Read-back: the word as written.
         words = {}
@@ -168,3 +218,10 @@ class ProgramMemory(wiring.Component):
                                   & access.regions[EngineRegion.PROGRAM], chosen, 0))
         m.d.comb += self.answer.eq(answer)
         return m
+
+    def _stage(self, m, value, name):
+        """``value`` through a register of the check's first stage (kept, with the value
+        it follows, in ``stage_registers``)."""
+        reg = register(m, value, name)
+        self.stage_registers.append((reg, value))
+        return reg

@@ -469,9 +469,8 @@ class SequencerHarness(Elaboratable):
         for name in ("run_done", "macro_busy", "group_store", "group", "bus_bank"):
             m.d.comb += getattr(seq, name).eq(AnySeq(len(getattr(seq, name))))
         m.d.comb += [getattr(seq, n).eq(getattr(program, n)) for n in entry_fields(ep)]
-        m.d.comb += [program.layer.eq(seq.layer), seq.program_classes.eq(program.classes),
-                     program.upcoming_layer.eq(seq.upcoming_layer),
-                     seq.upcoming_first_bank.eq(program.upcoming_first_bank)]
+        m.d.comb += [program.layer.eq(seq.upcoming_layer),
+                     seq.program_classes.eq(program.classes)]
 
         state, entries, entry = seq.state, program.entries, seq.state["entry"]
         busy, phase = state["busy"], state["phase"]
@@ -541,7 +540,7 @@ class SequencerHarness(Elaboratable):
         with m.If(busy):
             m.d.comb += [Assert(c) for c in invariants]
             m.d.comb += [Assert(ult(seq.bank, ep.weight_banks)),
-                         Assert(ult(seq.layer, ep.layers)),
+                         Assert(ult(seq.upcoming_layer, ep.layers)),
                          Assert(ult(seq.image_slot, ep.image_slots))]
         with m.If(seq.result_write):
             m.d.comb += Assert(ult(seq.result_slot, ep.image_slots))
