@@ -335,6 +335,50 @@ def test_engine_verilog_is_lint_clean(name, tmp_path):
     assert result.returncode == 0 and "%Warning" not in report, report
 
 
+# --- the program check's stages -------------------------------------------------------------
+
+#: Program words that break the loaded FIT program (layer, part): each rule of the check,
+#: the bank range through the table of T x J.
+BREAKS = {"bank range": (0, 3, bus_tests.mode(first_bank=3)),
+          "tiles": (0, 2, 1 | 2 << 16),
+          "chain": (1, 0, 19),
+          "no last layer": (1, 3, bus_tests.mode(first_bank=4, planes=1, source=1, binary=1))}
+
+
+@pytest.mark.parametrize("pipeline", [0, 1])
+def test_a_classify_right_after_a_program_write_sees_its_check(pipeline, rng):
+    """The program check takes ``bus_latency`` register stages: a CLASSIFY in the first
+    cycle the bus allows after a PROGRAM write that breaks the program answers
+    BAD_PROGRAM, and one right after the write that repairs it runs (lockstep with the
+    model, which checks the program as written)."""
+    from models.params import EngineErrCode
+    ep = dataclasses.replace(bus_tests.PARAMS,
+                             macro=dataclasses.replace(bus_tests.MACRO, pipeline=pipeline))
+    csr, A = bus_tests.csr, bus_tests.A
+
+    async def body(tr, model):
+        drv = EngineDriver(tr, ep)
+        net = random_net(rng, bus_tests.FIT, 5, ep.macro.rows, ep.macro.cols)
+        await drv.load_network(net)
+        await drv.write_images(rng.integers(0, 32, (2, bus_tests.FIT[0])))
+        codes = []
+        for layer, part, word in BREAKS.values():
+            good = await tr.read(A("PROGRAM", layer=layer, part=part))
+            await tr.write(A("PROGRAM", layer=layer, part=part), word)
+            await tr.write(csr("CLASSIFY"), 2)
+            codes.append(await tr.read(csr("ERRCODE")))
+            await tr.write(csr("STATUS"), 1 << Status.ERROR)
+            await tr.write(A("PROGRAM", layer=layer, part=part), good)
+            await tr.write(csr("CLASSIFY"), 2)
+            codes.append(await tr.read(csr("ERRCODE")))
+            await tr.idle(2000)
+            assert not model.busy()
+            codes.append(await tr.read(csr("RESULTS")))
+            await tr.read(A("RESULT", image_slot=1))
+        return codes
+    assert run_engine(ep, body) == [EngineErrCode.BAD_PROGRAM, 0, 2] * len(BREAKS)
+
+
 # --- the argmax's two stages ------------------------------------------------------------------
 
 @pytest.mark.parametrize("cols_per_cycle", [6, 2])
@@ -424,21 +468,23 @@ class SequencerHarness(Elaboratable):
     slot are below WEIGHT_BANKS, LAYERS and IMAGE_SLOTS, and the bank presented is the
     bank of the next cycle's RUN (but in the result write, where it is the current one).
 
-    Assumptions: the front end's rules (at most one access every other cycle, hitting
+    Assumptions: the front end's rules (at most one access every bus_latency + 1 cycles,
+    hitting
     one region; CLASSIFY only while idle, with a program that passes its (registered)
     check and 1..IMAGE_SLOTS images; PROGRAM writes only while idle); the macro's
     sequencer is free (``run_done`` at any time) but in the cycle after a RUN's issue
     (its read cycle: a RUN takes at least three cycles). Invariants that make the proof
     inductive: BUSY is a phase other than IDLE; the program check holds and its
-    register equals it; the current layer lies within the checked program (every
+    registers (the first stage's, ``program_ok``) equal it; the current layer lies within the checked program (every
     earlier entry is binary) and its entry registers equal its program words; row and
     column tile within the layer's, bank = first bank + column tile x T + row tile;
     capture, scan and result cycles follow the last row tile of a binary (capture) or
     the last (scan, result) layer; slot < CLASSIFY count <= IMAGE_SLOTS; but in the
     image start and the cycle after an issue: the last-row and last-column flags are
     those of the state, the upcoming bank is bank + 1 or, after the layer's last tile,
-    the first bank of the next layer (entry 0's after the last layer), and in a scan
-    the last-scan flag is scan == live.
+    the first bank of the next layer (entry 0's after the last layer), the entry
+    registered ahead is the next layer's, and in a scan the last-scan flag is
+    scan == live.
     ``drop_program_check``: without the program check's assumption (must fail).
     """
 
@@ -478,11 +524,13 @@ class SequencerHarness(Elaboratable):
         regions = access.regions
         classify = write & regions[Region.CSR] & access.regs[EngineCSR.CLASSIFY]
         program_ok = Const(1, 1) if self.drop else program.program_ok
-        # The front end accepts an access at most every other cycle (bus_latency >= 1).
-        accepted_before = Signal()
-        m.d.sync += accepted_before.eq(access.valid)
+        # The front end accepts an access at most every bus_latency + 1 cycles.
+        from rtl.pipeline_timing import PipelineTiming
+        latency = PipelineTiming.of(ep.macro.pipeline).bus_latency
+        accepted_before = Signal(latency)
+        m.d.sync += accepted_before.eq(Cat(access.valid, accepted_before[:-1]))
         m.d.comb += [
-            Assume(~(access.valid & accepted_before)),
+            Assume(~(access.valid & accepted_before.any())),
             Assume(~access.valid | ~(regions & (regions - 1)[:len(regions)]).any()),
             Assume(~classify | (~busy & program_ok & access.data.any()
                                 & ult(access.data, ep.image_slots + 1))),
@@ -491,6 +539,7 @@ class SequencerHarness(Elaboratable):
         ]
         P = EnginePhase
         invariants = [program.program_ok, program.program_ok == program.check,
+                      *(reg == value for reg, value in program.stage_registers),
                       ult(state["layer"], ep.layers),
                       ult(state["row_tile"], entry["row_tiles"]),
                       ult(state["col_tile"], entry["col_tiles"]),
@@ -523,6 +572,11 @@ class SequencerHarness(Elaboratable):
         left = entry["outputs"] - state["col_tile"] * C
         live = Mux(left < C, left, C)
         settled = (phase != P.START) & ~state["issued"]
+        following_entry = {n: entries[0][n][:w] for n, w in entry_fields(ep).items()}
+        for l in range(1, ep.layers):
+            following_entry = {n: Mux(following == l, entries[l][n][:w], following_entry[n])
+                               for n, w in entry_fields(ep).items()}
+        invariants += [~settled | (state["ahead"][n] == following_entry[n]) for n in entry_fields(ep)]
         invariants += [~settled | (state["last_row"] == last_row),
                        ~settled | (state["last_col"] == last_col),
                        ~settled | (state["upcoming"] == Mux(last_row & last_col,
@@ -553,13 +607,16 @@ FORMAL_ENGINE = E.EngineParams(MacroParams(2, 3, input_bits=2, nonideal=()), wei
                                layers=3, image_slots=3, max_width=7)
 
 
-@pytest.mark.parametrize("task, depth", [("prove", 3), ("cover", 40)])
-def test_formal_sequencer_indices_stay_in_range(task, depth, tmp_path):
+@pytest.mark.parametrize("task, depth, pipeline", [("prove", 3, 0), ("cover", 40, 0),
+                                                  ("prove", 3, 1)])
+def test_formal_sequencer_indices_stay_in_range(task, depth, pipeline, tmp_path):
     """k-induction (yowasp-sby, yices): the bank, layer and slot indices never leave the
-    configured ranges; the cover reaches the last slot's result."""
+    configured ranges; the cover reaches the last slot's result. At L = 1 the program
+    check has two register stages and accesses come every third cycle."""
     from verif.formal import run_sby
-    result, summary = run_sby(SequencerHarness(FORMAL_ENGINE), "engine", {task: depth},
-                              tmp_path)
+    ep = dataclasses.replace(FORMAL_ENGINE,
+                             macro=dataclasses.replace(FORMAL_ENGINE.macro, pipeline=pipeline))
+    result, summary = run_sby(SequencerHarness(ep), "engine", {task: depth}, tmp_path)
     assert result.returncode == 0, "\n".join(summary) or result.stdout[-3000:]
     assert (tmp_path / f"engine_{task}" / "PASS").exists(), "\n".join(summary)
 
