@@ -4,7 +4,8 @@ Two buffers of ``max_width`` bits: a hidden layer's column tiles capture OUT int
 while its RUNs read the other (the previous layer's outputs); ``swap`` exchanges them
 between layers. The inputs of a RUN are the R rows of its row tile, from the image
 buffer's tile (the first layer, every plane) or from the activations (plane 0), with
-every row at or past the layer's ``n_in`` masked to 0.
+every row at or past the layer's ``n_in`` masked to 0, registered in the cycle that
+issues the RUN.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -34,7 +35,10 @@ class ActivationBuffer(wiring.Component):
     group : In(max(1, ceil(log2 G)))
     out_bits : In(P)
     swap : In(1)
-        The buffer written becomes the one read.
+        The buffer written becomes the one read (from this cycle's ``load`` on).
+    load : In(1)
+        A RUN is issued: ``inputs`` takes its planes at the clock edge, from the values
+        below.
     source : In(1)
         The RUN reads the activations (1) or the image's tile (0).
     inputs_n : In(17)
@@ -45,7 +49,9 @@ class ActivationBuffer(wiring.Component):
     image_rows : In(B * R)
         The image buffer's tile.
     inputs : Out(B * R)
-        The RUN's input planes (plane b in bits ``[b R, (b + 1) R)``).
+        The input planes of the last RUN loaded (plane b in bits ``[b R, (b + 1) R)``),
+        a register: the plane select after it is the only logic before the copies of
+        the plane per block of lanes.
     """
 
     def __init__(self, ep):
@@ -59,6 +65,7 @@ class ActivationBuffer(wiring.Component):
             "group": In(max(1, p.group_addr_bits)),
             "out_bits": In(p.cols_per_cycle),
             "swap": In(1),
+            "load": In(1),
             "source": In(1),
             "inputs_n": In(COUNT_BITS),
             "row_base": In(COUNT_BITS),
@@ -84,7 +91,7 @@ class ActivationBuffer(wiring.Component):
                     m.d.sync += buf[lo:hi].eq(self.out_bits[:hi - lo])
 
         # The row tile of the buffer read, and the mask of rows before n_in.
-        read = Mux(read_one, buffers[1], buffers[0])
+        read = Mux(read_one ^ self.swap, buffers[1], buffers[0])
         padded = Cat(read, Const(0, self.row_tiles * R - width))
         act_rows = select_packed(m, self.row_tile[:clog2(self.row_tiles)], padded,
                                  self.row_tiles, R, "activation_rows")
@@ -93,7 +100,9 @@ class ActivationBuffer(wiring.Component):
         live = Signal(R, name="rows_live")
         m.d.comb += live.eq(Cat(*(~remaining[-1] & ~lt_const(remaining[:-1], i + 1)
                                   for i in range(R))))
-        m.d.comb += self.inputs.eq(Mux(self.source,
-                                       Cat(act_rows & live, Const(0, (B - 1) * R)),
-                                       self.image_rows & live.replicate(B)))
+        inputs = Signal(B * R, name="run_inputs")
+        with m.If(self.load):
+            m.d.sync += inputs.eq(Mux(self.source, Cat(act_rows & live, Const(0, (B - 1) * R)),
+                                      self.image_rows & live.replicate(B)))
+        m.d.comb += self.inputs.eq(inputs)
         return m

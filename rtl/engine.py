@@ -167,6 +167,7 @@ class CimEngine(wiring.Component):
             activations.capture.eq(engine.capture), activations.col_tile.eq(engine.col_tile),
             activations.group.eq(sequencer.group),
             activations.out_bits.eq(lanes.out_bits), activations.swap.eq(engine.swap),
+            activations.load.eq(engine.issue),
             activations.source.eq(engine.src), activations.inputs_n.eq(engine.inputs_n),
             activations.row_base.eq(engine.row_base), activations.row_tile.eq(engine.row_tile),
             activations.image_rows.eq(images.rows),

@@ -11,9 +11,12 @@ the next RUN), ``1 + live`` scan cycles per column tile of the last layer (a rea
 then one class per cycle; the last one issues the next RUN) and the result write.
 
 A RUN is issued as a CMD write to the macro's sequencer (``command_access``: the bus's
-access record, or the issued command in the cycle one is issued). Every address this
-file presents to a memory (the bank, the image slot and row tile) is the value of the
-next cycle, so that the memory's data in a cycle belongs to the state of that cycle.
+access record, or the issued command in the cycle one is issued). The bank this file
+presents to the bank memories is the value of the next cycle, so that the memories' data
+in a cycle belong to the state of that cycle. The image slot and row tile it presents
+are the next RUN's, so that the image buffer's data in the cycle that issues a RUN are
+its rows: the activation buffer registers the RUN's inputs (masked, from the image or
+the activations) as it is issued, and the plane select reads that register.
 
 The bank comes from registers: the bank of the current RUN, or in a cycle that issues
 the next RUN (but the image start's, whose bank is already the current one) the
@@ -110,12 +113,20 @@ class EngineSequencer(wiring.Component):
     started, finished : Out(1)
         A CLASSIFY starts (STATUS.done := 0) and ends (STATUS.done := 1).
     image_slot : Out(max(1, ceil(log2 image_slots)))
-        The next cycle's image slot, and ``image_row_base`` its row tile's first input.
+        The image slot of the next RUN to issue, and ``image_row_base`` and
+        ``image_row_tile`` its row tile's first input and index (from registers: in a
+        RUN the next row tile, or row tile 0 after the last; slot + 1 in the result
+        write, 0 while idle), so that the image buffer's data in the cycle that issues a
+        RUN are the RUN's rows.
     image_row_base : Out(17), image_row_tile : Out(max(1, ceil(log2 ceil(max_width / R))))
-    source, inputs_n, row_base, row_tile : Out
-        The current RUN's source, its layer's n_in, its row tile's first input and index.
+    issue : Out(1)
+        A RUN is issued: the activation buffer registers its inputs, from the values
+        below.
+    src, inputs_n, row_base, row_tile : Out
+        The issued RUN's source, its layer's n_in, its row tile's first input and index.
     capture, col_tile, swap : Out
-        The activation buffer's controls.
+        The activation buffer's controls (``swap``: the RUN issued is a layer's first,
+        and reads the buffer captured into).
     load_planes : Out(B)
         The read cycle of a RUN: its planes 0..p-1 are left in INPUT, as the golden
         model's RUN leaves them.
@@ -166,6 +177,7 @@ class EngineSequencer(wiring.Component):
             "image_slot": Out(max(1, clog2(ep.image_slots))),
             "image_row_base": Out(COUNT_BITS),
             "image_row_tile": Out(max(1, clog2(row_tiles))),
+            "issue": Out(1),
             "src": Out(1),
             "inputs_n": Out(COUNT_BITS),
             "row_base": Out(COUNT_BITS),
@@ -245,10 +257,8 @@ class EngineSequencer(wiring.Component):
         # The first input of a row tile and output of a column tile (products with a
         # constant: no adder of mismatched widths).
         row_base = Signal(COUNT_BITS, name="engine_row_base")
-        next_row_base = Signal(COUNT_BITS, name="next_row_base")
         col_base = Signal(COUNT_BITS, name="engine_col_base")
         m.d.comb += [row_base.eq((row_tile * R)[:COUNT_BITS]),
-                     next_row_base.eq((nxt["row_tile"] * R)[:COUNT_BITS]),
                      col_base.eq((col_tile * C)[:COUNT_BITS])]
 
         issue = Signal(name="issue_run")
@@ -364,6 +374,35 @@ class EngineSequencer(wiring.Component):
                 m.d.comb += self.finished.eq(1)
                 m.d.sync += [busy.eq(0), phase.eq(EnginePhase.IDLE)]
 
+        # The rows of the next RUN, a cycle ahead of its issue (from registered state:
+        # the issue decisions come late in their cycle). In a RUN, the next one is the
+        # next row tile of the column tile or, after the last, row tile 0 (of the next
+        # column tile, layer or image); in the result write, the next image's; while
+        # idle, slot 0's (for a CLASSIFY).
+        image_row_tile = Signal(len(row_tile), name="image_row_tile")
+        image_slot = Signal(len(slot), name="image_slot")
+        m.d.comb += [
+            image_row_tile.eq(Mux(in_phase[EnginePhase.RUN] & ~last_row,
+                                  (row_tile + 1)[:len(row_tile)], 0)),
+            image_slot.eq(Mux(in_phase[EnginePhase.IDLE], 0,
+                              Mux(in_phase[EnginePhase.RESULT] & ult(slot + 1, count),
+                                  (slot + 1)[:len(slot)], slot))),
+            self.image_slot.eq(image_slot),
+            self.image_row_tile.eq(image_row_tile[:len(self.image_row_tile)]),
+            self.image_row_base.eq((image_row_tile * R)[:COUNT_BITS]),
+        ]
+        # The issued RUN's inputs: in a RUN the next row tile (of the same column tile),
+        # else row tile 0; a layer's first RUN after a binary layer is the entry ahead's.
+        run_row_tile = Signal(len(row_tile), name="run_row_tile")
+        first_of_layer = in_phase[EnginePhase.CAPTURE] & at_last_col
+        m.d.comb += [
+            run_row_tile.eq(Mux(in_phase[EnginePhase.RUN], (row_tile + 1)[:len(row_tile)], 0)),
+            self.row_tile.eq(run_row_tile[:len(self.row_tile)]),
+            self.row_base.eq((run_row_tile * R)[:COUNT_BITS]),
+            self.src.eq(Mux(first_of_layer, ahead["source"], entry["source"])),
+            self.inputs_n.eq(Mux(first_of_layer, ahead["inputs"], entry["inputs"])),
+        ]
+
         issued = Signal(name="run_issued")
         m.d.sync += issued.eq(issue)
         self.state = dict(busy=busy, phase=phase, layer=layer, row_tile=row_tile,
@@ -376,8 +415,7 @@ class EngineSequencer(wiring.Component):
 
         # The RUN issued to the macro's sequencer, in place of the bus's access.
         command = Signal(Cmd.BITS, name="issued_command")
-        planes = Mux(in_phase[EnginePhase.CAPTURE] & at_last_col, ahead["planes"],
-                     entry["planes"])
+        planes = Mux(first_of_layer, ahead["planes"], entry["planes"])
         m.d.comb += command.eq(Op.RUN | accumulate << Cmd.ACCUMULATE_BIT
                                | planes << Cmd.NPLANES_SHIFT)
         with m.If(issue):
@@ -393,10 +431,7 @@ class EngineSequencer(wiring.Component):
             self.bank.eq(Mux(busy, Mux(bank_ahead, upcoming, bank),
                              Mux(self.macro_busy, 0, self.bus_bank))),
             self.busy.eq(busy),
-            self.image_slot.eq(nxt["slot"]), self.image_row_base.eq(next_row_base),
-            self.image_row_tile.eq(nxt["row_tile"][:len(self.image_row_tile)]),
-            self.src.eq(entry["source"]), self.inputs_n.eq(entry["inputs"]),
-            self.row_base.eq(row_base), self.row_tile.eq(row_tile),
+            self.issue.eq(issue),
             self.col_tile.eq(col_tile[:len(self.col_tile)]),
             self.scan_group.eq(scan_group),
             self.lane.eq(compare_lane),

@@ -108,7 +108,10 @@ class ImageBuffer(wiring.Component):
                 # (A one-word memory has no address: none is driven.)
                 seq_addr = Cat(seq_index[:index_bits], self.slot[:slot_bits])
                 bus_addr = Cat(bus_index[:index_bits], fields["image_slot"])
-                m.d.comb += [read.addr.eq(Mux(self.busy, seq_addr, bus_addr)),
+                # The sequencer's address but for a bus access to IMAGE while idle (the
+                # CLASSIFY's cycle presents the first RUN's rows).
+                m.d.comb += [read.addr.eq(Mux(~self.busy & access.regions[EngineRegion.IMAGE],
+                                              bus_addr, seq_addr)),
                              write.addr.eq(bus_addr)]
             m.d.comb += [
                 write.data.eq(dat_w.replicate(B)),
