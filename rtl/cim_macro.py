@@ -139,10 +139,13 @@ class CimMacro(wiring.Component):
         ]
         if timing.early_write_enables:
             m.d.comb += registers.early_input_data.eq(front.early_input_data)
-        m.d.comb += planes.select.eq(sequencer.plane_select)
         if timing.copy_trees:
-            m.d.comb += [lanes.plane_ones.eq(planes.plane_ones),
+            m.d.comb += [planes.select.eq(sequencer.plane_select),
+                         lanes.plane_ones.eq(planes.plane_ones),
                          lanes.margin_capture_late.eq(sequencer.margin_capture_late)]
+        else:
+            m.d.comb += [planes.plane_next.eq(sequencer.plane_next),
+                         planes.planes_next.eq(sequencer.planes_next)]
         connect_chip(m, p, front=front, registers=registers, memories=memories,
                      sequencer=sequencer, lanes=lanes)
         return m

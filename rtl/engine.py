@@ -171,7 +171,7 @@ class CimEngine(wiring.Component):
             activations.source.eq(engine.src), activations.inputs_n.eq(engine.inputs_n),
             activations.row_base.eq(engine.row_base), activations.row_tile.eq(engine.row_tile),
             activations.image_rows.eq(images.rows),
-            planes.select.eq(sequencer.plane_select),
+            planes.plane_next.eq(sequencer.plane_next), planes.planes_next.eq(sequencer.planes_next),
             lanes.plane.eq(planes.plane),
             # results
             results.compare.eq(engine.compare), results.first.eq(engine.first),

@@ -254,10 +254,12 @@ class EngineSequencer(wiring.Component):
         for name, sig in nxt.items():
             m.d.comb += sig.eq(current[name])
             m.d.sync += current[name].eq(sig)
-        # The first output of a column tile (a product with a constant: no adder of
-        # mismatched widths).
+        # The first input of a row tile and output of a column tile (products with a
+        # constant: no adder of mismatched widths).
+        row_base = Signal(COUNT_BITS, name="engine_row_base")
         col_base = Signal(COUNT_BITS, name="engine_col_base")
-        m.d.comb += col_base.eq((col_tile * C)[:COUNT_BITS])
+        m.d.comb += [row_base.eq((row_tile * R)[:COUNT_BITS]),
+                     col_base.eq((col_tile * C)[:COUNT_BITS])]
 
         issue = Signal(name="issue_run")
         accumulate = Signal(name="issue_accumulate")

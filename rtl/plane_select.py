@@ -8,12 +8,12 @@ trees (L = 4), selects it inside each block from the block's own copies of INPUT
 a one-hot plane select, and also delivers each plane's precounted ones.
 """
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .compute_array import count_bits, lane_popcount_planes, lane_popcounts_from_planes
-from .logic import or_words, register
+from .logic import clog2, or_words, register, select
 from .replicas import REPLICA_ATTR, block_copies, lane_blocks
 
 __all__ = ["PlaneSelect", "BlockPlaneSelect"]
@@ -23,8 +23,7 @@ class PlaneSelect(wiring.Component):
     """The plane register, selected a cycle ahead and copied per block of lanes.
 
     Selecting a cycle ahead puts the input multiplexer before the clock edge instead of
-    in front of the popcount, the longest path on an FPGA; the select is the
-    sequencer's one-hot register, so that the multiplexer starts from registers.
+    in front of the popcount, the longest path on an FPGA.
 
     Parameters
     ----------
@@ -34,9 +33,10 @@ class PlaneSelect(wiring.Component):
     -------
     inputs : In(B * R)
         INPUT: plane b is bits ``[b R, (b + 1) R)``.
-    select : In(B)
-        The sequencer's one-hot plane select (bit b: plane b in the next cycle; all
-        zeros outside plane cycles), a register.
+    plane_next : In(max(1, ceil(log2 B)))
+        The plane of the next cycle.
+    planes_next : In(1)
+        The next cycle is a plane cycle.
     plane : Out(lane_blocks(P) * R)
         The plane of this cycle, one copy per block of lanes (0 outside plane cycles).
     """
@@ -45,7 +45,8 @@ class PlaneSelect(wiring.Component):
         self._p = p
         super().__init__({
             "inputs": In(p.input_bits * p.rows),
-            "select": In(p.input_bits),
+            "plane_next": In(max(1, clog2(p.input_bits))),
+            "planes_next": In(1),
             "plane": Out(lane_blocks(p.cols_per_cycle) * p.rows),
         })
 
@@ -53,11 +54,10 @@ class PlaneSelect(wiring.Component):
         p = self._p
         R, B = p.rows, p.input_bits
         m = Module()
-        # An AND-OR of registers: two LUT levels before the wires to the blocks.
-        chosen = Cat(*(self.select[b].replicate(R) & self.inputs[b * R:(b + 1) * R]
-                       for b in range(B)))
-        m.d.comb += self.plane.eq(block_copies(m, or_words(chosen, B, R), p.cols_per_cycle,
-                                               "plane_value"))
+        value = select(m, self.plane_next, [self.inputs[b * R:(b + 1) * R] for b in range(B)],
+                       R, "input_plane_value")
+        m.d.comb += self.plane.eq(block_copies(m, Mux(self.planes_next, value, Const(0, R)),
+                                               p.cols_per_cycle, "plane_value"))
         return m
 
 

@@ -93,9 +93,8 @@ class Sequencer(wiring.Component):
         The bit-plane of the next cycle, and ``planes_next``: the next cycle is a plane
         cycle.
     plane_select : Out(B)
-        A one-hot plane select from a register (all zeros outside plane cycles): bit b,
-        plane b in the next cycle (the plane register is loaded at the clock edge), or
-        with copy trees two cycles later (for the blocks' plane registers).
+        Copy trees only: a one-hot plane select two cycles ahead of the planes (bit b:
+        plane b two cycles later; all zeros outside), for the blocks' plane registers.
     calibration_start : Out(1)
     calibrated : Out(1)
         The verification read of a group: the search's results are valid.
@@ -155,9 +154,9 @@ class Sequencer(wiring.Component):
         }
         if timing.pipelined:
             members["margin_capture"] = Out(P)
-        members["plane_select"] = Out(p.input_bits)
         if timing.copy_trees:
-            members.update(early=In(access_layout(p)), margin_capture_late=Out(P))
+            members.update(early=In(access_layout(p)),
+                           plane_select=Out(p.input_bits), margin_capture_late=Out(P))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -239,8 +238,6 @@ class Sequencer(wiring.Component):
                                in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run & ~last_group)
         else:
             m.d.comb += self.calibrating.eq(cmd_calibrate.replicate(P))
-            self._plane_select(m, cmd_write, dat_w, cmd,
-                               in_phase[Phase.WRITE] & cmd_run & ~last_group)
 
         def next_group(same_phase):
             with m.If(last_group):
@@ -346,13 +343,11 @@ class Sequencer(wiring.Component):
         return m
 
     def _plane_select(self, m, command_early, command_data, cmd, next_group_run):
-        """The one-hot plane select: a shift register loaded with the command's first
-        plane (in the cycle ``command_early`` of a RUN's CMD write, or in the cycle
-        ``next_group_run`` before the next group's read cycle), moving one plane down
-        per cycle, so that it is all zeros outside plane cycles. With copy trees it runs
-        two cycles ahead of the planes (loaded in the cycle after the CMD write is
-        accepted, or in the last DRAIN cycle of the previous group), else one (loaded as
-        the CMD write acts, or in the write-back cycle)."""
+        """The one-hot plane select of the blocks' plane registers: a shift register two
+        cycles ahead of the planes, loaded with the command's first plane two cycles
+        before a RUN's read cycle (in the cycle after the CMD write is accepted, or in
+        the last DRAIN cycle of the previous group, ``next_group_run``), moving one plane
+        down per cycle, so that it is all zeros outside plane cycles."""
         B = self._p.input_bits
         nplanes = slice(Cmd.NPLANES_SHIFT, Cmd.BITS)
 

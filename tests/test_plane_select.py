@@ -2,8 +2,8 @@
 """Tests of ``rtl/plane_select.py`` (PlaneSelect and BlockPlaneSelect) alone, against
 the port rows of section 7 of ``docs/ARCHITECTURE.md``.
 
-``PlaneSelect`` (L < 4): the plane of each cycle is INPUT's plane picked by the one-hot
-select of the cycle before (0 when the select was 0), in every block's copy.
+``PlaneSelect`` (L < 4): the plane of each cycle is INPUT's plane ``plane_next`` of the
+cycle before when ``planes_next`` was high, else 0, in every block's copy.
 ``BlockPlaneSelect`` (L = 4): each block's plane is INPUT's plane picked by the one-hot
 select two cycles before (0 when the select was 0), and ``plane_ones`` its number of
 ones. INPUT cannot change while a command runs, and the first plane of a command comes
@@ -65,10 +65,10 @@ def plane_select_stimulus(p, rng):
     B, R = p.input_bits, p.rows
     if B * R + B.bit_length() + 1 <= 10:
         # Exhaustive: every INPUT word with every plane, in and outside plane cycles.
-        return [dict(inputs=x, select=on << b)
+        return [dict(inputs=x, plane_next=b, planes_next=on)
                 for x, b, on in itertools.product(range(1 << (B * R)), range(B), (0, 1))]
-    return [dict(inputs=random_bits(rng, B * R),
-                 select=int(rng.random() < 0.7) << int(rng.integers(0, B))) for _ in range(400)]
+    return [dict(inputs=random_bits(rng, B * R), plane_next=int(rng.integers(0, B)),
+                 planes_next=int(rng.random() < 0.7)) for _ in range(400)]
 
 
 @pytest.mark.parametrize("key", sorted(PARAMS))
@@ -82,8 +82,7 @@ def test_plane_select(key, rng):
             assert ctx.get(dut.plane) == 0
             return
         before = stimulus[k - 1]
-        select = before["select"]
-        expected = planes_of(p, before["inputs"])[select.bit_length() - 1] if select else 0
+        expected = planes_of(p, before["inputs"])[before["plane_next"]] if before["planes_next"] else 0
         got = copies(p, ctx.get(dut.plane), p.rows)
         assert got == [expected] * len(got), f"cycle {k}: {before}"
 
