@@ -1,11 +1,11 @@
 """The engine's activation buffers and the inputs of each RUN (docs/ENGINE.md section 3).
 
 Two buffers of ``max_width`` bits: a hidden layer's column tiles capture OUT into one
-while its RUNs read the other (the previous layer's outputs); ``swap`` exchanges them
-between layers. The inputs of a RUN are the R rows of its row tile, from the image
-buffer's tile (the first layer, every plane) or from the activations (plane 0), with
-every row at or past the layer's ``n_in`` masked to 0, registered in the cycle that
-issues the RUN.
+while its RUNs read the other (the previous layer's outputs); ``swap`` between layers
+copies the one written into the one read. The inputs of a RUN are the R rows of its row
+tile, from the image buffer's tile (the first layer, every plane) or from the
+activations (plane 0), with every row at or past the layer's ``n_in`` masked to 0, in
+the cycle that issues the RUN (the register file's INPUT takes them at its edge).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
@@ -35,10 +35,8 @@ class ActivationBuffer(wiring.Component):
     group : In(max(1, ceil(log2 G)))
     out_bits : In(P)
     swap : In(1)
-        The buffer written becomes the one read (from this cycle's ``load`` on).
-    load : In(1)
-        A RUN is issued: ``inputs`` takes its planes at the clock edge, from the values
-        below.
+        The buffer written is copied into the one read at the clock edge; in this cycle
+        ``inputs`` already reads it (row tile 0).
     source : In(1)
         The RUN reads the activations (1) or the image's tile (0).
     inputs_n : In(17)
@@ -49,9 +47,8 @@ class ActivationBuffer(wiring.Component):
     image_rows : In(B * R)
         The image buffer's tile.
     inputs : Out(B * R)
-        The input planes of the last RUN loaded (plane b in bits ``[b R, (b + 1) R)``),
-        a register: the plane select after it is the only logic before the copies of
-        the plane per block of lanes.
+        The input planes of the RUN issued in this cycle (plane b in bits
+        ``[b R, (b + 1) R)``).
     """
 
     def __init__(self, ep):
@@ -65,7 +62,6 @@ class ActivationBuffer(wiring.Component):
             "group": In(max(1, p.group_addr_bits)),
             "out_bits": In(p.cols_per_cycle),
             "swap": In(1),
-            "load": In(1),
             "source": In(1),
             "inputs_n": In(COUNT_BITS),
             "row_base": In(COUNT_BITS),
@@ -78,31 +74,31 @@ class ActivationBuffer(wiring.Component):
         ep, p = self._ep, self._ep.macro
         R, P, G, B, width = p.rows, p.cols_per_cycle, p.groups, p.input_bits, ep.max_width
         m = Module()
-        read_one = Signal(name="activations_read_one")       # buffer 1 is read
+        # Captures go into ``written``; the swap copies it into ``read`` (a capture and a
+        # swap never share a cycle: captures happen in RUN, the swap in CAPTURE). Bits of
+        # ``written`` a layer leaves alone are at or past its n_out, which the next layer
+        # masks off as rows at or past its n_in.
+        written = Signal(width, name="activations_written")
+        read = Signal(width, name="activations_read")
         with m.If(self.swap):
-            m.d.sync += read_one.eq(~read_one)
-        buffers = [Signal(width, name=f"activations_{b}") for b in range(2)]
-        for b, buf in enumerate(buffers):
-            written = self.capture & (read_one if b == 0 else ~read_one)
-            for u in range(-(-width // P)):
-                lo, hi = u * P, min(width, (u + 1) * P)
-                with m.If(written & eq_const(self.col_tile, u // G)
-                          & eq_const(self.group[:p.group_addr_bits], u % G)):
-                    m.d.sync += buf[lo:hi].eq(self.out_bits[:hi - lo])
+            m.d.sync += read.eq(written)
+        for u in range(-(-width // P)):
+            lo, hi = u * P, min(width, (u + 1) * P)
+            with m.If(self.capture & eq_const(self.col_tile, u // G)
+                      & eq_const(self.group[:p.group_addr_bits], u % G)):
+                m.d.sync += written[lo:hi].eq(self.out_bits[:hi - lo])
 
-        # The row tile of the buffer read, and the mask of rows before n_in.
-        read = Mux(read_one ^ self.swap, buffers[1], buffers[0])
+        # The row tile of the buffer read, and the mask of rows before n_in. The swap's
+        # cycle issues the next layer's first RUN, whose row tile 0 comes from ``written``.
         padded = Cat(read, Const(0, self.row_tiles * R - width))
-        act_rows = select_packed(m, self.row_tile[:clog2(self.row_tiles)], padded,
-                                 self.row_tiles, R, "activation_rows")
+        act_rows = Mux(self.swap, Cat(written, Const(0, max(0, R - width)))[:R],
+                       select_packed(m, self.row_tile[:clog2(self.row_tiles)], padded,
+                                     self.row_tiles, R, "activation_rows"))
         remaining = Signal(COUNT_BITS + 1, name="rows_remaining")   # n_in - row_base
         m.d.comb += remaining.eq(self.inputs_n - self.row_base)
         live = Signal(R, name="rows_live")
         m.d.comb += live.eq(Cat(*(~remaining[-1] & ~lt_const(remaining[:-1], i + 1)
                                   for i in range(R))))
-        inputs = Signal(B * R, name="run_inputs")
-        with m.If(self.load):
-            m.d.sync += inputs.eq(Mux(self.source, Cat(act_rows & live, Const(0, (B - 1) * R)),
-                                      self.image_rows & live.replicate(B)))
-        m.d.comb += self.inputs.eq(inputs)
+        m.d.comb += self.inputs.eq(Mux(self.source, Cat(act_rows & live, Const(0, (B - 1) * R)),
+                                       self.image_rows & live.replicate(B)))
         return m

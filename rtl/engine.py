@@ -167,7 +167,6 @@ class CimEngine(wiring.Component):
             activations.capture.eq(engine.capture), activations.col_tile.eq(engine.col_tile),
             activations.group.eq(sequencer.group),
             activations.out_bits.eq(lanes.out_bits), activations.swap.eq(engine.swap),
-            activations.load.eq(engine.issue),
             activations.source.eq(engine.src), activations.inputs_n.eq(engine.inputs_n),
             activations.row_base.eq(engine.row_base), activations.row_tile.eq(engine.row_tile),
             activations.image_rows.eq(images.rows),
@@ -181,8 +180,9 @@ class CimEngine(wiring.Component):
             # lanes
             *lane_controls(lanes, memories, sequencer, flips.flip),
         ]
-        # INPUT while idle (a RUN written to CMD), the engine's inputs during a CLASSIFY.
-        m.d.comb += planes.inputs.eq(Mux(engine.busy, activations.inputs, registers.inputs))
+        # INPUT: written by the bus for a RUN through CMD, loaded by each RUN a CLASSIFY
+        # issues.
+        m.d.comb += planes.inputs.eq(registers.inputs)
         connect_chip(m, p, front=front, registers=registers, memories=memories,
                      sequencer=sequencer, lanes=lanes)
         return m

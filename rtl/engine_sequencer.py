@@ -15,8 +15,8 @@ access record, or the issued command in the cycle one is issued). The bank this 
 presents to the bank memories is the value of the next cycle, so that the memories' data
 in a cycle belong to the state of that cycle. The image slot and row tile it presents
 are the next RUN's, so that the image buffer's data in the cycle that issues a RUN are
-its rows: the activation buffer registers the RUN's inputs (masked, from the image or
-the activations) as it is issued, and the plane select reads that register.
+its rows: the register file's INPUT takes the RUN's inputs (masked, from the image or
+the activations) as it is issued, and the plane select reads INPUT.
 
 The bank comes from registers: the bank of the current RUN, or in a cycle that issues
 the next RUN (but the image start's, whose bank is already the current one) the
@@ -119,17 +119,15 @@ class EngineSequencer(wiring.Component):
         write, 0 while idle), so that the image buffer's data in the cycle that issues a
         RUN are the RUN's rows.
     image_row_base : Out(17), image_row_tile : Out(max(1, ceil(log2 ceil(max_width / R))))
-    issue : Out(1)
-        A RUN is issued: the activation buffer registers its inputs, from the values
-        below.
     src, inputs_n, row_base, row_tile : Out
         The issued RUN's source, its layer's n_in, its row tile's first input and index.
     capture, col_tile, swap : Out
         The activation buffer's controls (``swap``: the RUN issued is a layer's first,
         and reads the buffer captured into).
     load_planes : Out(B)
-        The read cycle of a RUN: its planes 0..p-1 are left in INPUT, as the golden
-        model's RUN leaves them.
+        A RUN is issued: INPUT takes its planes 0..p-1 (the activation buffer's
+        ``inputs``) at the edge, and keeps them after the RUN, as the golden model's
+        RUN leaves them.
     scanning : Out(1), scan_group : Out(max(1, ceil(log2 G)))
         A scan runs and presents the ACC and CORR words of ``scan_group`` (for the next
         cycle's class).
@@ -177,7 +175,6 @@ class EngineSequencer(wiring.Component):
             "image_slot": Out(max(1, clog2(ep.image_slots))),
             "image_row_base": Out(COUNT_BITS),
             "image_row_tile": Out(max(1, clog2(row_tiles))),
-            "issue": Out(1),
             "src": Out(1),
             "inputs_n": Out(COUNT_BITS),
             "row_base": Out(COUNT_BITS),
@@ -410,12 +407,12 @@ class EngineSequencer(wiring.Component):
                           ahead=ahead,
                           upcoming=upcoming, last_row=at_last_row, last_col=at_last_col,
                           scan=scan, scan_end=scan_end, issued=issued)
-        m.d.comb += self.load_planes.eq(Cat(*(issued & ~lt_const(entry["planes"], b + 1)
-                                              for b in range(p.input_bits))))
-
-        # The RUN issued to the macro's sequencer, in place of the bus's access.
+        # The RUN issued to the macro's sequencer, in place of the bus's access; INPUT
+        # takes the planes it uses at the issue's edge.
         command = Signal(Cmd.BITS, name="issued_command")
         planes = Mux(first_of_layer, ahead["planes"], entry["planes"])
+        m.d.comb += self.load_planes.eq(Cat(*(issue & ~lt_const(planes, b + 1)
+                                              for b in range(p.input_bits))))
         m.d.comb += command.eq(Op.RUN | accumulate << Cmd.ACCUMULATE_BIT
                                | planes << Cmd.NPLANES_SHIFT)
         with m.If(issue):
@@ -431,7 +428,6 @@ class EngineSequencer(wiring.Component):
             self.bank.eq(Mux(busy, Mux(bank_ahead, upcoming, bank),
                              Mux(self.macro_busy, 0, self.bus_bank))),
             self.busy.eq(busy),
-            self.issue.eq(issue),
             self.col_tile.eq(col_tile[:len(self.col_tile)]),
             self.scan_group.eq(scan_group),
             self.lane.eq(compare_lane),
