@@ -18,7 +18,7 @@ from .logic import clog2, eq_const, lt_const, onehot, register, select, ule, ult
 from .pipeline_timing import PipelineTiming
 
 __all__ = ["ProgramMemory", "entry_fields", "check_stages", "layer_terms", "last_layer",
-           "TABLE_BITS"]
+           "tiles_match", "TABLE_BITS"]
 
 W = ProgramWord
 
@@ -51,13 +51,40 @@ def table(m, index, values, width, name):
     return select(m, index, [Const(v, width) for v in values], width, name)
 
 
+def tiles_match(m, count, tiles, size, low=None, n=None, name=None):
+    """``tiles == ceil(count / size)`` and ``tiles >= 1``, i.e. ``(tiles - 1) size < count
+    <= tiles size``.
+
+    For ``size`` a power of two, ``tiles`` is compared with ``count >> log2 size`` plus
+    one where bits below it are set (an incrementer and an equality); otherwise ``tiles size`` and ``(tiles - 1) size``
+    come from tables of ``low`` (the low bits of ``tiles``, ``n`` values: the caller checks
+    the bits above) when given, else from multipliers by the constant.
+    """
+    if size & (size - 1) == 0:
+        # ceil = floor + (remainder != 0): no wide constant in the adder (lint).
+        # The equality at the tiles' width, the bits above apart (lint: equal widths).
+        shift = size.bit_length() - 1
+        t = len(tiles)
+        ceil = Signal(max(len(count) - shift + 1, t + 1))
+        m.d.comb += ceil.eq(count[shift:] + count[:shift].any())
+        return tiles.any() & (ceil[:t] == tiles) & ~ceil[t:].any()
+    w = COUNT_BITS + 1
+    if low is not None:
+        upper = table(m, low, [t * size for t in range(n)], w, f"{name}_upper")
+        lower = table(m, low, [max(t - 1, 0) * size for t in range(n)], w, f"{name}_lower")
+    else:
+        upper, lower = tiles * size, (tiles - 1)[:len(tiles)] * size
+    return tiles.any() & ule(count, upper) & ult(lower, count)
+
+
 def layer_terms(m, ep, e, prev, name):
     """The rules of one program entry ``e`` (``prev``: the entry before, None for layer
     0): ``{"ok": entry passes}``, the value the check registers between its stages.
 
-    With at most 2**TABLE_BITS - 1 weight banks, the bank count k bits wide: T, J and the
-    first bank fit k bits (else the entry fails), and T R, (T - 1) R, J C, (J - 1) C, T J
-    and WEIGHT_BANKS - first bank come from tables of the low k bits.
+    The tile counts by :func:`tiles_match`. With at most 2**TABLE_BITS - 1 weight banks,
+    the bank count k bits wide: T, J and the first bank fit k bits (else the entry
+    fails), and T J, WEIGHT_BANKS - first bank (and T R ... where R or C is not a power
+    of two) come from tables of the low k bits.
     """
     R, C, B, banks = ep.macro.rows, ep.macro.cols, ep.macro.input_bits, ep.weight_banks
     T, J, first = e["row_tiles"], e["col_tiles"], e["first_bank"]
@@ -68,22 +95,16 @@ def layer_terms(m, ep, e, prev, name):
     if k <= TABLE_BITS:
         n, w = 1 << k, COUNT_BITS + 1
         Tk, Jk, fk = T[:k], J[:k], first[:k]
-        # T = ceil(n_in / R): (T - 1) R < n_in <= T R (T >= 1).
-        tiles = (T.any() & ~T[k:].any() & ~J[k:].any() & J.any()
-                 & ule(e["inputs"], table(m, Tk, [t * R for t in range(n)], w, f"{name}_tr"))
-                 & ult(table(m, Tk, [max(t - 1, 0) * R for t in range(n)], w, f"{name}_t1r"),
-                       e["inputs"])
-                 & ule(e["outputs"], table(m, Jk, [j * C for j in range(n)], w, f"{name}_jc"))
-                 & ult(table(m, Jk, [max(j - 1, 0) * C for j in range(n)], w, f"{name}_j1c"),
-                       e["outputs"]))
+        tiles = (~T[k:].any() & ~J[k:].any()
+                 & tiles_match(m, e["inputs"], T, R, Tk, n, f"{name}_row")
+                 & tiles_match(m, e["outputs"], J, C, Jk, n, f"{name}_col"))
         product = table(m, Cat(Jk, Tk), [t * j for t in range(n) for j in range(n)], 2 * k,
                         f"{name}_tj")
         room = table(m, fk, [max(banks - f, 0) for f in range(n)], k, f"{name}_room")
         in_banks = ~first[k:].any() & lt_const(fk, banks + 1) & ule(product, room)
     else:
-        T1, J1 = (T - 1)[:W.TILE_BITS], (J - 1)[:W.TILE_BITS]
-        tiles = (T.any() & ule(e["inputs"], T * R) & ult(T1 * R, e["inputs"])
-                 & J.any() & ule(e["outputs"], J * C) & ult(J1 * C, e["outputs"]))
+        tiles = (tiles_match(m, e["inputs"], T, R, name=f"{name}_row")
+                 & tiles_match(m, e["outputs"], J, C, name=f"{name}_col"))
         # The first bank register is as wide as T x J: an adder of equal widths.
         in_banks = lt_const((first + T * J)[:2 * W.TILE_BITS], banks + 1)
     if prev is None:
