@@ -17,8 +17,8 @@ from .engine_front_end import COUNT_BITS, engine_access_layout, engine_fields
 from .logic import clog2, eq_const, lt_const, onehot, register, select, ule, ult
 from .pipeline_timing import PipelineTiming
 
-__all__ = ["ProgramMemory", "entry_fields", "check_stages", "layer_terms", "last_layer",
-           "tiles_match", "TABLE_BITS"]
+__all__ = ["ProgramMemory", "entry_fields", "presented", "presented_bits", "check_stages",
+           "layer_terms", "last_layer", "tiles_match", "TABLE_BITS"]
 
 W = ProgramWord
 
@@ -28,6 +28,25 @@ def entry_fields(ep):
     return {"inputs": COUNT_BITS, "outputs": COUNT_BITS, "row_tiles": W.TILE_BITS,
             "col_tiles": W.TILE_BITS, "first_bank": W.FIRST_BANK_BITS,
             "planes": W.PLANES_BITS, "source": 1, "binary": 1}
+
+
+def presented_bits(ep):
+    """Bits of each entry field the sequencer sees: as many as a program that passes
+    CLASSIFY's check can set (n_in, n_out <= max_width, T <= ceil(max_width / R), ...);
+    the bits above are presented as 0, so the sequencer's copies of them are constants."""
+    p = ep.macro
+    counts = {"inputs": ep.max_width, "outputs": ep.max_width,
+              "row_tiles": -(-ep.max_width // p.rows), "col_tiles": -(-ep.max_width // p.cols),
+              "first_bank": ep.weight_banks - 1, "planes": p.input_bits, "source": 1,
+              "binary": 1}
+    return {name: min(width, counts[name].bit_length())
+            for name, width in entry_fields(ep).items()}
+
+
+def presented(ep, name, stored):
+    """The value of field ``name`` the sequencer sees for the stored register ``stored``."""
+    width, bits = entry_fields(ep)[name], presented_bits(ep)[name]
+    return Cat(stored[:bits], Const(0, width - bits))
 
 
 def check_stages(ep):
@@ -144,7 +163,8 @@ class ProgramMemory(wiring.Component):
         The layer whose entry the fields below show (combinationally): the engine's
         sequencer asks for the layer after its current one.
     inputs, outputs, row_tiles, col_tiles, first_bank, planes, source, binary : Out
-        The fields of entry ``layer``.
+        The fields of entry ``layer``, the bits above :func:`presented_bits` as 0 (a
+        CLASSIFY runs only a program that passes the check, whose fields fit them).
     program_ok : Out(1)
         Every entry up to the first last layer (BINARY = 0) passes the rules of
         "Program memory", and there is one: the check of the entries
@@ -200,11 +220,11 @@ class ProgramMemory(wiring.Component):
                 with m.If(write & layer_hit[l] & part_hit[part]):
                     m.d.sync += [reg.eq(value) for reg, value in assigns]
 
-        # The entry of the layer the sequencer asks for.
+        # The entry of the layer the sequencer asks for (the bits a passing program sets).
         for name in names:
             width = entry_fields(ep)[name]
             m.d.comb += getattr(self, name).eq(select(
-                m, self.layer[:clog2(ep.layers)], [e[name][:width] for e in entries],
+                m, self.layer[:clog2(ep.layers)], [presented(ep, name, e[name]) for e in entries],
                 width, f"entry_{name}"))
 
         # CLASSIFY's check, in ``bus_latency`` register stages (see ``check_stages``).

@@ -499,7 +499,7 @@ class SequencerHarness(Elaboratable):
         from rtl.engine_front_end import engine_access_layout
         from rtl.engine_sequencer import EnginePhase, EngineSequencer
         from rtl.logic import ult
-        from rtl.program_memory import ProgramMemory, entry_fields
+        from rtl.program_memory import ProgramMemory, entry_fields, presented as shown
         ep = self.ep
         m = Module()
         program, seq = ProgramMemory(ep), EngineSequencer(ep)
@@ -552,8 +552,8 @@ class SequencerHarness(Elaboratable):
             here = state["layer"] == l
             invariants.append(~here | Cat(Const(1, 1), *(entries[k]["binary"]
                                                          for k in range(l))).all())
-            invariants += [~here | (entry[n] == entries[l][n][:w])
-                           for n, w in entry_fields(ep).items()]
+            invariants += [~here | (entry[n] == shown(ep, n, entries[l][n]))
+                           for n in entry_fields(ep)]
         late = (phase == P.CAPTURE) | (phase == P.SCAN) | (phase == P.RESULT)
         invariants += [~late | ((state["row_tile"] + 1)[:len(entry["row_tiles"])]
                                 == entry["row_tiles"]),
@@ -572,10 +572,11 @@ class SequencerHarness(Elaboratable):
         left = entry["outputs"] - state["col_tile"] * C
         live = Mux(left < C, left, C)
         settled = (phase != P.START) & ~state["issued"]
-        following_entry = {n: entries[0][n][:w] for n, w in entry_fields(ep).items()}
+        following_entry = {n: shown(ep, n, entries[0][n]) for n in entry_fields(ep)}
         for l in range(1, ep.layers):
-            following_entry = {n: Mux(following == l, entries[l][n][:w], following_entry[n])
-                               for n, w in entry_fields(ep).items()}
+            following_entry = {n: Mux(following == l, shown(ep, n, entries[l][n]),
+                                      following_entry[n])
+                               for n in entry_fields(ep)}
         invariants += [~settled | (state["ahead"][n] == following_entry[n]) for n in entry_fields(ep)]
         invariants += [~settled | (state["last_row"] == last_row),
                        ~settled | (state["last_col"] == last_col),
