@@ -33,7 +33,7 @@ from models.engine import EngineParams
 from . import wishbone
 from .activation_buffer import ActivationBuffer
 from .cim_macro import connect_chip, lane_controls
-from .engine_front_end import EngineFrontEnd
+from .engine_front_end import OWN_CSRS, EngineFrontEnd
 from .engine_sequencer import EngineSequencer
 from .flip_banks import FlipBanks
 from .image_buffer import ImageBuffer
@@ -98,7 +98,8 @@ class CimEngine(wiring.Component):
         p = ep.macro
         m = Module()
         m.submodules.front = front = EngineFrontEnd(ep)
-        m.submodules.registers = registers = RegisterFile(p, clear_done=True, load_inputs=True)
+        m.submodules.registers = registers = RegisterFile(p, clear_done=True, load_inputs=True,
+                                                          answered_elsewhere=OWN_CSRS)
         m.submodules.memories = memories = MemoryBusPort(p, banks=ep.weight_banks)
         m.submodules.flips = flips = FlipBanks(ep)
         m.submodules.sequencer = sequencer = Sequencer(p)

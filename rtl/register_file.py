@@ -28,6 +28,11 @@ class RegisterFile(wiring.Component):
     Parameters
     ----------
     p : MacroParams
+    clear_done, load_inputs : bool
+        The network engine's inputs (see ``clear_done``, ``load_planes`` below).
+    answered_elsewhere : tuple of int
+        CSR offsets whose reads never reach this file (a network engine's front end
+        answers them): the read word leaves them out (default none).
 
     Members
     -------
@@ -81,10 +86,11 @@ class RegisterFile(wiring.Component):
         b of ``load_planes`` is set (a network engine's RUN leaves its inputs in INPUT).
     """
 
-    def __init__(self, p, clear_done=False, load_inputs=False):
+    def __init__(self, p, clear_done=False, load_inputs=False, answered_elsewhere=()):
         self._p = p
         self._clear_done = clear_done
         self._load_inputs = load_inputs
+        self._answered_elsewhere = tuple(answered_elsewhere)
         self._timing = timing = PipelineTiming.of(p.pipeline)
         G, P = p.groups, p.cols_per_cycle
         members = {
@@ -131,7 +137,7 @@ class RegisterFile(wiring.Component):
         C, B, P, G = p.cols, p.input_bits, p.cols_per_cycle, p.groups
         chunk_rows, chunks, words = p.chunk_rows, p.chunks, p.packed_words
         m = Module()
-        m.submodules.read = reader = RegisterReadWord(p)
+        m.submodules.read = reader = RegisterReadWord(p, self._answered_elsewhere)
         access = self.access
         dat_w = access.data
         write = Signal()
@@ -273,6 +279,8 @@ class RegisterReadWord(wiring.Component):
     Parameters
     ----------
     p : MacroParams
+    answered_elsewhere : tuple of int
+        CSR offsets left out of the read word (their reads never reach it).
 
     Members
     -------
@@ -287,8 +295,9 @@ class RegisterReadWord(wiring.Component):
     word : Out(32)
     """
 
-    def __init__(self, p):
+    def __init__(self, p, answered_elsewhere=()):
         self._p = p
+        self._answered_elsewhere = tuple(answered_elsewhere)
         self._timing = timing = PipelineTiming.of(p.pipeline)
         C = p.cols
         members = {
@@ -330,6 +339,8 @@ class RegisterReadWord(wiring.Component):
             for j, reg in enumerate((CSR.PLANE_OPS, CSR.CONVERSIONS, CSR.CAL_READS,
                                      CSR.BUS_ACCESSES)):
                 csr_values[reg] = self.counters[j * COUNTER_BITS:(j + 1) * COUNTER_BITS]
+        for reg in self._answered_elsewhere:
+            csr_values.pop(reg, None)
 
         def packed(bits):
             padded = Cat(bits, Const(0, words * BUS_DATA_BITS - C))
