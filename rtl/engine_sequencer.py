@@ -212,8 +212,12 @@ class EngineSequencer(wiring.Component):
         phase = Signal(EnginePhase, name="engine_phase")
         busy = Signal(name="engine_busy")
         stop = Signal(name="engine_stop")
-        count = Signal(COUNT_BITS, name="classify_count")
-        results = Signal(COUNT_BITS, name="engine_results")
+        # Counts as wide as their range (a CLASSIFY's count is 1..IMAGE_SLOTS, checked by
+        # the front end): the bus reads them zero-extended, and the front end's checks
+        # compare fewer bits.
+        count_bits = ep.image_slots.bit_length()
+        count = Signal(count_bits, name="classify_count")
+        results = Signal(count_bits, name="engine_results")
         classes = Signal(COUNT_BITS, name="engine_classes")
         cycles = Signal(BUS_DATA_BITS, name="engine_cycles")
         slot = Signal(len(self.image_slot), name="engine_slot")
@@ -320,7 +324,7 @@ class EngineSequencer(wiring.Component):
             with m.If(classify):
                 first_run_of(ahead["first_bank"], 0)
                 m.d.sync += [busy.eq(1), phase.eq(EnginePhase.START), stop.eq(0),
-                             count.eq(access.data[:COUNT_BITS]), results.eq(0), cycles.eq(0),
+                             count.eq(access.data[:count_bits]), results.eq(0), cycles.eq(0),
                              classes.eq(self.program_classes)]
                 m.d.comb += self.started.eq(1)
         with m.Elif(in_phase[EnginePhase.START]):
