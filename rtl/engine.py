@@ -162,7 +162,7 @@ class CimEngine(wiring.Component):
             engine.bus_bank.eq(front.bank), engine.program_classes.eq(program.classes),
             program.layer.eq(engine.upcoming_layer),
             *(getattr(engine, name).eq(getattr(program, name)) for name in entry_fields(ep)),
-            # inputs: INPUT while idle, the image or the activations during a CLASSIFY
+            # inputs of each RUN: the image's rows or the activations, masked past n_in
             images.busy.eq(engine.busy), images.slot.eq(engine.image_slot),
             images.row_base.eq(engine.image_row_base), images.row_tile.eq(engine.image_row_tile),
             activations.capture.eq(engine.capture), activations.col_tile.eq(engine.col_tile),

@@ -75,13 +75,14 @@ def tiles_match(m, count, tiles, size, low=None, n=None, name=None):
     <= tiles size``.
 
     For ``size`` a power of two, ``tiles`` is compared with ``count >> log2 size`` plus
-    one where bits below it are set (an incrementer and an equality); otherwise ``tiles size`` and ``(tiles - 1) size``
-    come from tables of ``low`` (the low bits of ``tiles``, ``n`` values: the caller checks
-    the bits above) when given, else from multipliers by the constant.
+    one where bits below it are set (an incrementer and an equality); otherwise
+    ``tiles size`` and ``(tiles - 1) size`` come from tables of ``low`` (the low bits of
+    ``tiles``, ``n`` values: the caller checks the bits above) when given, else from
+    multipliers by the constant.
     """
     if size & (size - 1) == 0:
-        # ceil = floor + (remainder != 0): no wide constant in the adder (lint).
-        # The equality at the tiles' width, the bits above apart (lint: equal widths).
+        # Operands of equal widths for lint: a one-bit increment, not a wide constant,
+        # and the equality at the tiles' width with the bits above tested apart.
         shift = size.bit_length() - 1
         t = len(tiles)
         ceil = Signal(max(len(count) - shift + 1, t + 1))
@@ -224,8 +225,8 @@ class ProgramMemory(wiring.Component):
         for name in names:
             width = entry_fields(ep)[name]
             m.d.comb += getattr(self, name).eq(select(
-                m, self.layer[:clog2(ep.layers)], [presented(ep, name, e[name]) for e in entries],
-                width, f"entry_{name}"))
+                m, self.layer[:clog2(ep.layers)],
+                [presented(ep, name, e[name]) for e in entries], width, f"entry_{name}"))
 
         # CLASSIFY's check, in ``bus_latency`` register stages (see ``check_stages``).
         self.entries = entries
