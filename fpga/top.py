@@ -163,8 +163,8 @@ def board_bus_slices(p) -> int:
 def board_bus_latency(p) -> int:
     """Cycles from an access on the board's bus to its ack: the slave's ``bus_latency``,
     plus two for each register slice in front of it (:func:`board_bus_slices`).
-    ``p`` is a MacroParams or an EngineParams (the macro inside decides)."""
-    return _macro_of(p).bus_latency + 2 * board_bus_slices(p)
+    ``p`` is a MacroParams or an EngineParams."""
+    return p.bus_latency + 2 * board_bus_slices(p)
 
 
 def _macro_of(p) -> MacroParams:
@@ -172,11 +172,14 @@ def _macro_of(p) -> MacroParams:
 
 
 def _bus_slave(p):
-    """The board's bus slave: the macro, or the network engine for an EngineParams."""
+    """The board's bus slave: the macro, or the network engine for an EngineParams. Every
+    master of the board (the UART bridge through the decoder, the chip image writer, the
+    register slices) holds its request until the ack and never abandons an access, so
+    the engine acts on the request as presented (``held_until_ack``)."""
     if isinstance(p, MacroParams):
         return CimMacro(p)
     from rtl.engine import CimEngine
-    return CimEngine(p)
+    return CimEngine(p, held_until_ack=True)
 
 
 class BoardCore(wiring.Component):

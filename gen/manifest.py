@@ -58,14 +58,16 @@ def register_map(p: MacroParams) -> dict:
     """
     return address_map(p.regions(), p.csrs(), field_counts(p), region_bits=Region.BITS,
                        region_shift=p.region_shift, addr_bits=p.addr_bits,
-                       ack_latency=p.bus_latency)
+                       ack_latency=p.bus_latency,
+                       latencies="1 for L = 0, 2 for L = 1..3, 5 for L = 4")
 
 
 def address_map(regions, csrs, counts, *, region_bits, region_shift, addr_bits,
-                ack_latency) -> dict:
+                ack_latency, latencies) -> dict:
     """The ``register_map`` of a manifest from a map's regions (``MacroParams.regions()``
     format), CSRs and field counts: :func:`register_map` of a macro, and of an engine
-    (``EngineParams``, :mod:`gen.engine_manifest`)."""
+    (``EngineParams``, :mod:`gen.engine_manifest`). ``latencies`` names the ack
+    latency of each pipeline in the ack rule's text."""
     shift = region_shift
     out_regions = []
     for r in sorted(regions, key=lambda r: r["region"]):
@@ -94,8 +96,8 @@ def address_map(regions, csrs, counts, *, region_bits, region_shift, addr_bits,
         region_shift=shift,
         address_rule="word address = (region << region_shift) | offset",
         ack_latency=ack_latency,
-        ack_rule=("ack exactly ack_latency cycles after cyc & stb (1 for L = 0, 2 for L = 1..3, "
-                  "5 for L = 4) if cyc stays high up to then; an access abandoned by dropping "
+        ack_rule=(f"ack exactly ack_latency cycles after cyc & stb ({latencies}) "
+                  "if cyc stays high up to then; an access abandoned by dropping "
                   "cyc is performed and not acknowledged, and the next access begins after "
                   "its ack slot"),
         regions=out_regions,

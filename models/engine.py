@@ -163,6 +163,20 @@ class EngineParams:
     # --- register map (docs/ENGINE.md, "Bus interface") -----------------------------
 
     @property
+    def acts_after(self) -> int:
+        """Cycles from a bus access (``cyc & stb``) to the cycle the engine checks and
+        performs it: 0 at L = 0; 1 with a pipeline, where the access's address, data and
+        decode are registered first (docs/ENGINE.md, "Bus interface")."""
+        return 1 if self.macro.pipeline else 0
+
+    @property
+    def bus_latency(self) -> int:
+        """Cycles from a bus access to its ``ack``: the macro's ``bus_latency`` after the
+        acting cycle (1 at L = 0, 3 at L = 1..3)."""
+        return self.macro.bus_latency + self.acts_after
+
+
+    @property
     def image_chunks(self) -> int:
         """Bus words of one bit-plane of an image slot: ``ceil(max_width / 32)``."""
         return -(-self.max_width // BUS_DATA_BITS)

@@ -10,10 +10,11 @@ and the engine's CSRs are this model's. A CLASSIFY runs the EngineModel's sequen
 the classes, ACC and scores are bit-true.
 
 Time: unlike ``MacroModel`` this model has a clock. Every access takes
-``bus_latency + 1`` cycles (the project's masters), a macro command keeps the engine
-busy for its CYCLES and a CLASSIFY for its images' cycles after the access that starts
-it; results appear image by image as the clock passes them. Its effects on the state
-are computed when it starts; what the bus can see follows the clock. :meth:`idle`
+``bus_latency + 1`` cycles (the project's masters) and is checked and acts
+``acts_after`` cycles after it starts (``EngineParams``); a macro command keeps the
+engine busy for its CYCLES and a CLASSIFY for its images' cycles after the cycle it
+acts in; results appear image by image as the clock passes them. Its effects on the
+state are computed when it acts; what the bus can see follows the clock. :meth:`idle`
 lets cycles pass without an access.
 
 Only numpy and the other golden models.
@@ -97,7 +98,7 @@ class EngineBusModel:
     program_words : ndarray (layers, PROGRAM_WORDS) int64
     image_planes : ndarray (image_slots, B, max_width) uint8
     now : int
-        The cycle the next access acts in.
+        The cycle the next access starts in (``cyc & stb``).
     """
 
     def __init__(self, params: EngineParams):
@@ -111,7 +112,8 @@ class EngineBusModel:
         self._csrs = {c["offset"]: c for c in params.csrs()}
         self._sizes = params.field_sizes()
         self._shift = params.region_shift
-        self._access_cycles = params.macro.bus_latency + 1
+        self._access_cycles = params.bus_latency + 1
+        self._acts_after = params.acts_after
         self.reset()
 
     def reset(self) -> None:
@@ -142,11 +144,12 @@ class EngineBusModel:
         self.now += cycles
 
     def busy(self) -> bool:
-        """STATUS.busy at the next access."""
-        return self.now < self._busy_until
+        """STATUS.busy as the next access sees it."""
+        return self.now + self._acts_after < self._busy_until
 
     def _tick(self) -> int:
-        t = self.now
+        """The cycle the access starting now acts in; the clock moves past its ack."""
+        t = self.now + self._acts_after
         self.now += self._access_cycles
         return t
 

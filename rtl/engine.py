@@ -20,8 +20,9 @@ EngineBusModel``. The parts:
 * :class:`~rtl.engine_sequencer.EngineSequencer`: CLASSIFY.
 
 Built for pipelines 0..3, fully parallel (P = C) or folded (P < C); L = 4 is refused by
-the constructor. Bus timing is the macro's at L = 0..3: an access is checked and acts in
-its cycle t, the ack follows ``bus_latency`` cycles later (1, or 2 with a pipeline).
+the constructor. Bus timing (``EngineParams.acts_after``, ``bus_latency``): at L = 0 an
+access is checked and acts in its cycle t and the ack follows in t + 1, as the macro's;
+at L = 1..3 it acts in t + 1 from registers and the ack follows in t + 3.
 """
 
 from amaranth.hdl import Module, Mux
@@ -64,12 +65,16 @@ class CimEngine(wiring.Component):
     ----------
     params : EngineParams
         The macro (pipeline 0..3) and the engine's capacity.
+    held_until_ack : bool
+        The bus master keeps its request from each access to the ack and never abandons
+        one (:class:`~rtl.engine_front_end.EngineFrontEnd`): the board tops' masters.
 
     Members
     -------
     wb : In(wishbone.Signature(params.addr_bits))
         Host bus (slave side), the engine's map (docs/ENGINE.md section 7); ack
-        ``bus_latency`` cycles after ``cyc & stb`` unless the master drops ``cyc`` first.
+        ``params.bus_latency`` cycles after ``cyc & stb`` unless the master drops ``cyc``
+        first.
     busy : Out(1)
         STATUS.busy: a macro command or a CLASSIFY runs.
     done : Out(1)
@@ -78,9 +83,10 @@ class CimEngine(wiring.Component):
         STATUS.error.
     """
 
-    def __init__(self, params):
+    def __init__(self, params, held_until_ack=False):
         check_supported(params)
         self._ep = params
+        self._held = held_until_ack
         super().__init__({
             "wb": In(wishbone.Signature(params.addr_bits)),
             "busy": Out(1),
@@ -97,7 +103,7 @@ class CimEngine(wiring.Component):
         ep = self._ep
         p = ep.macro
         m = Module()
-        m.submodules.front = front = EngineFrontEnd(ep)
+        m.submodules.front = front = EngineFrontEnd(ep, held_until_ack=self._held)
         m.submodules.registers = registers = RegisterFile(p, clear_done=True, load_inputs=True,
                                                           answered_elsewhere=OWN_CSRS)
         m.submodules.memories = memories = MemoryBusPort(p, banks=ep.weight_banks)

@@ -2,18 +2,23 @@
 region field, a 6-bit CSR field), the checks of docs/ENGINE.md section 7 in their order,
 the error registers, and the CSRs only the engine answers.
 
-Every access (``cyc & stb`` with none in flight) is checked and acts in its own cycle t;
-``ack`` follows in t + ``bus_latency`` (1 at pipeline 0, 2 at L = 1..3; the engine is
-not built at L = 4) with the answer of the macro's parts (``answer``), of the engine's
-parts (``engine_answer``, ready a cycle after the access and delayed here to the ack)
-or of this file's CSR word, each 0 unless it answers. The accepted access is handed on twice: as the engine's record
-(:func:`engine_access_layout`, every region and CSR of the engine) and as the macro's
-record (:func:`rtl.access.access_layout`, what the macro's register file, memory port and
-sequencer act on: the macro's regions with the macro's offset, the FLIP region and the
-CSRs the engine answers masked off).
+An access (``cyc & stb`` with none in flight) seen in cycle t is checked and acts in
+t + ``acts_after`` (``EngineParams``): in t at L = 0; at L = 1..3 in t + 1, from
+registers that hold its address, data and what they alone decide (the hits and the
+checks of the access alone), so that no bus-written register waits on the whole decode
+and check chain of the bridge's address in one cycle. The checks that the engine's
+state decides too (BUSY, NO_RESULT, BAD_PROGRAM) are made in the acting cycle. ``ack``
+follows in t + ``bus_latency`` (1 at L = 0, 3 at L = 1..3; the engine is not built at
+L = 4) with the answer of the macro's parts (``answer``), of the engine's parts
+(``engine_answer``, ready a cycle after the acting cycle and delayed here to the ack) or
+of this file's CSR word, each 0 unless it answers. The accepted access is handed on
+twice: as the engine's record (:func:`engine_access_layout`, every region and CSR of the
+engine) and as the macro's record (:func:`rtl.access.access_layout`, what the macro's
+register file, memory port and sequencer act on: the macro's regions with the macro's
+offset, the FLIP region and the CSRs the engine answers masked off).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -107,6 +112,12 @@ class EngineFrontEnd(wiring.Component):
     Parameters
     ----------
     ep : EngineParams
+    held_until_ack : bool
+        The master keeps ``adr``, ``dat_w`` and ``we`` from each access to its ack and
+        never drops ``cyc`` before it (the board's UART bridge, chip image writer and
+        register slices do): at L = 1..3 the access then acts on them in its acting
+        cycle instead of on copies registered here. Default ``False``: the copies, so
+        that an access abandoned at once is still performed as it was presented.
 
     Members
     -------
@@ -143,10 +154,11 @@ class EngineFrontEnd(wiring.Component):
         With the activity counters: an access, faulty or abandoned ones included.
     """
 
-    def __init__(self, ep):
+    def __init__(self, ep, held_until_ack=False):
         if PipelineTiming.of(ep.macro.pipeline).acts_after:
             raise ValueError(f"pipeline must be in 0..3 for the engine, not {ep.macro.pipeline}")
         self._ep = ep
+        self._held = bool(held_until_ack)
         super().__init__({
             "wb": In(wishbone.Signature(ep.addr_bits)),
             "busy": In(1),
@@ -171,12 +183,27 @@ class EngineFrontEnd(wiring.Component):
         ep, p, wb = self._ep, self._ep.macro, self.wb
         m = Module()
 
-        # The macro's handshake (a master that drops CYC abandons its access).
-        latency = PipelineTiming.of(p.pipeline).bus_latency
-        access = handshake(m, wb, latency)
+        # The handshake (a master that drops CYC abandons its access) with the engine's
+        # latency; the access is checked and acts ``ep.acts_after`` cycles after it is seen.
+        seen = handshake(m, wb, ep.bus_latency)
+        decoded = self._decode(m, wb)
+        if ep.acts_after:
+            held = ("adr", "data", "we") if self._held else ()
+            decoded = {name: value if name in held else _registered(m, name, value)
+                       for name, value in decoded.items()}
+            acting = Signal(name="access_acting")
+            m.d.sync += acting.eq(seen)
+        else:
+            acting = seen
         if p.counters:
-            m.d.comb += self.access_acts.eq(access)
+            m.d.comb += self.access_acts.eq(acting)
+        self._act(m, acting, decoded)
+        return m
 
+    def _decode(self, m, wb):
+        """What the access's address, data, ``we`` and ``sel`` alone decide: the hits, the
+        checks that depend on nothing else, and the conditions of the others."""
+        ep, p = self._ep, self._ep.macro
         rs = ep.region_shift
         offset = wb.adr[:rs]
         region_hit = onehot(m, wb.adr[rs:], 1 << ENGINE_REGION_BITS, "region_hit")
@@ -196,17 +223,9 @@ class EngineFrontEnd(wiring.Component):
                 valid = valid & csr_valid
             hit[r["region"]] = Signal(name=f"hit_{r['name'].lower()}")
             m.d.comb += hit[r["region"]].eq(region_hit[r["region"]] & valid)
-        mapped = Cat(*hit.values()).any()
         csr = hit[Region.CSR]
         dat_w, we = wb.dat_w, wb.we
 
-        # NO_RESULT: a RESULT slot not classified yet, LAST_* before any image or beyond
-        # the classes.
-        slot = fields_of[EngineRegion.RESULT]["image_slot"]
-        no_result = (hit[EngineRegion.RESULT] & ~ult(slot, self.results)
-                     | (hit[EngineRegion.LAST_ACC] | hit[EngineRegion.LAST_SCORE])
-                     & (~self.results.any()
-                        | ~ult(fields_of[EngineRegion.LAST_ACC]["neuron"], self.classes)))
         part_hit = onehot(m, fields_of[EngineRegion.PROGRAM]["part"], 4, "program_part_hit")
         classify = csr & reg_hit[EngineCSR.CLASSIFY]
         bad_value = Cat(*value_faults(p, dat_w, hit, reg_hit),
@@ -218,15 +237,53 @@ class EngineFrontEnd(wiring.Component):
                               if n not in (Region.CSR, EngineRegion.RESULT))).any()
         read_only = Cat(*(hit[r["region"]] for r in ep.regions() if r["access"] == "ro"),
                         csr & csr_ro).any()
+        own = Cat(*(reg_hit[r] for r in OWN_CSRS)).any()
+        bank = Const(0, len(self.bank))
+        for n in BANKED:
+            bank = Mux(region_hit[n], fields_of[n]["bank"], bank)
+        return {
+            "adr": wb.adr, "we": we, "data": dat_w,
+            "regions": Cat(*(hit.get(n, Const(0, 1)) for n in range(1 << ENGINE_REGION_BITS))),
+            "regs": reg_hit,
+            "bank": bank,
+            # The checks of section 7 that the access alone decides.
+            "bad_sel": we & ~wb.sel.all(),
+            "unmapped": ~Cat(*hit.values()).any(),
+            "read_only": we & read_only,
+            "bad_command": we & csr & reg_hit[CSR.CMD] & ~command_ok(m, p, dat_w),
+            "bad_value": we & bad_value,
+            # The access's part in the checks that the engine's state decides too.
+            "waits_for_idle": memory_region | (we & csr & busy_csr_write),
+            "result_read": ~we & hit[EngineRegion.RESULT],
+            "last_read": ~we & (hit[EngineRegion.LAST_ACC] | hit[EngineRegion.LAST_SCORE]),
+            "classify": we & classify,
+            "macro_csr": csr & ~offset[CSR.REG_BITS] & ~own,
+            "csr_read": ~we & csr,
+        }
+
+    def _act(self, m, acting, decoded):
+        """The checks, the error registers and the access records in the acting cycle."""
+        ep, p, wb = self._ep, self._ep.macro, self.wb
+        rs = ep.region_shift
+        adr, we, dat_w = decoded["adr"], decoded["we"], decoded["data"]
+        offset = adr[:rs]
+
+        # NO_RESULT: a RESULT slot not classified yet, LAST_* before any image or beyond
+        # the classes.
+        slot = engine_fields(ep, EngineRegion.RESULT, offset)["image_slot"]
+        neuron = engine_fields(ep, EngineRegion.LAST_ACC, offset)["neuron"]
+        no_result = (decoded["result_read"] & ~ult(slot, self.results)
+                     | decoded["last_read"] & (~self.results.any()
+                                               | ~ult(neuron, self.classes)))
         checks = [
-            (EngineErrCode.BAD_SEL, we & ~wb.sel.all()),
-            (EngineErrCode.BAD_ADDRESS, ~mapped),
-            (EngineErrCode.READ_ONLY, we & read_only),
-            (EngineErrCode.BUSY, self.busy & (memory_region | (we & csr & busy_csr_write))),
-            (EngineErrCode.BAD_COMMAND, we & csr & reg_hit[CSR.CMD] & ~command_ok(m, p, dat_w)),
-            (EngineErrCode.BAD_VALUE, we & bad_value),
-            (EngineErrCode.NO_RESULT, ~we & no_result),
-            (EngineErrCode.BAD_PROGRAM, we & classify & ~self.program_ok),
+            (EngineErrCode.BAD_SEL, decoded["bad_sel"]),
+            (EngineErrCode.BAD_ADDRESS, decoded["unmapped"]),
+            (EngineErrCode.READ_ONLY, decoded["read_only"]),
+            (EngineErrCode.BUSY, self.busy & decoded["waits_for_idle"]),
+            (EngineErrCode.BAD_COMMAND, decoded["bad_command"]),
+            (EngineErrCode.BAD_VALUE, decoded["bad_value"]),
+            (EngineErrCode.NO_RESULT, no_result),
+            (EngineErrCode.BAD_PROGRAM, decoded["classify"] & ~self.program_ok),
         ]
         fault = Signal()
         code = Signal(ERRCODE_BITS)
@@ -240,25 +297,21 @@ class EngineFrontEnd(wiring.Component):
         error = Signal(name="error")
         errcode = Signal(ERRCODE_BITS, name="errcode")
         erraddr = Signal(ep.addr_bits, name="erraddr")
-        with m.If(access & fault & ~error):
-            m.d.sync += [error.eq(1), errcode.eq(code), erraddr.eq(wb.adr)]
+        with m.If(acting & fault & ~error):
+            m.d.sync += [error.eq(1), errcode.eq(code), erraddr.eq(adr)]
         with m.If(self.clear_errors):
             m.d.sync += [error.eq(0), errcode.eq(0), erraddr.eq(0)]
         m.d.comb += [self.error.eq(error), self.errcode.eq(errcode), self.erraddr.eq(erraddr)]
 
         accepted = Signal()
-        m.d.comb += accepted.eq(access & ~fault)
-        regions = Signal(1 << ENGINE_REGION_BITS, name="engine_regions")
-        m.d.comb += regions.eq(Cat(*(hit.get(n, Const(0, 1))
-                                     for n in range(1 << ENGINE_REGION_BITS))))
+        m.d.comb += accepted.eq(acting & ~fault)
+        regions, reg_hit = decoded["regions"], decoded["regs"]
         m.d.comb += [self.access.valid.eq(accepted), self.access.we.eq(we),
                      self.access.data.eq(dat_w), self.access.offset.eq(offset),
                      self.access.regions.eq(regions), self.access.regs.eq(reg_hit)]
 
         # The macro's view: its own CSRs (not those answered here), its regions but FLIP.
-        own = Cat(*(reg_hit[r] for r in OWN_CSRS)).any()
-        macro_csr = csr & ~offset[CSR.REG_BITS] & ~own
-        macro_regions = [macro_csr if n == Region.CSR else
+        macro_regions = [decoded["macro_csr"] if n == Region.CSR else
                          Const(0, 1) if n == Region.FLIP else regions[n]
                          for n in range(REGION_COUNT)]
         m.d.comb += [self.macro_access.valid.eq(accepted), self.macro_access.we.eq(we),
@@ -266,13 +319,10 @@ class EngineFrontEnd(wiring.Component):
                      self.macro_access.offset.eq(offset[:p.region_shift]),
                      self.macro_access.regions.eq(Cat(*macro_regions)),
                      self.macro_access.regs.eq(reg_hit[:1 << CSR.REG_BITS])]
-        bank = Const(0, len(self.bank))
-        for n in BANKED:
-            bank = Mux(region_hit[n], fields_of[n]["bank"], bank)
-        m.d.comb += self.bank.eq(bank)
+        m.d.comb += self.bank.eq(decoded["bank"])
 
         # The CSRs answered here, registered for the ack.
-        values = {c["offset"]: Const(c["reset"], BUS_DATA_BITS) for c in csrs
+        values = {c["offset"]: Const(c["reset"], BUS_DATA_BITS) for c in ep.csrs()
                   if c["offset"] in OWN_CSRS or c["offset"] >= 1 << CSR.REG_BITS}
         values.update({CSR.ERRCODE: errcode, CSR.ERRADDR: erraddr,
                        EngineCSR.CLASSIFY: self.classify_count,
@@ -280,11 +330,18 @@ class EngineFrontEnd(wiring.Component):
                        EngineCSR.ENGINE_CYCLES: self.engine_cycles})
         chosen = select(m, offset[:ENGINE_REG_BITS], values, BUS_DATA_BITS, "engine_csr_value")
         csr_word = Signal(BUS_DATA_BITS, name="engine_csr_word")
-        m.d.sync += csr_word.eq(Mux(accepted & ~we & csr, chosen, 0))
+        m.d.sync += csr_word.eq(Mux(accepted & decoded["csr_read"], chosen, 0))
         engine_word = csr_word | self.engine_answer
-        for stage in range(latency - 1):
+        for stage in range(PipelineTiming.of(p.pipeline).bus_latency - 1):
             delayed = Signal(BUS_DATA_BITS, name=f"engine_answer_q{stage + 2}")
             m.d.sync += delayed.eq(engine_word)
             engine_word = delayed
         m.d.comb += wb.dat_r.eq(self.answer | engine_word)
-        return m
+
+
+def _registered(m, name, value):
+    """``value`` a cycle later, in a register of its own."""
+    value = Value.cast(value)
+    late = Signal(len(value), name=f"decoded_{name}")
+    m.d.sync += late.eq(value)
+    return late

@@ -50,12 +50,13 @@ def presented(ep, name, stored):
 
 
 def check_stages(ep):
-    """Register stages of CLASSIFY's program check: the bus latency (1, or 2 at L = 1..3).
+    """Register stages of CLASSIFY's program check: the macro's bus latency (1, or 2 at
+    L = 1..3).
 
-    A PROGRAM write acts in its access's cycle t and the next access acts at
-    t + 1 + ``bus_latency`` at the earliest: the entries hold the new word from t + 1,
-    and after ``bus_latency`` more register stages ``program_ok`` and ``classes`` hold
-    the check of the program as written when a CLASSIFY can act.
+    A PROGRAM write acts in cycle t and the next access acts at t + 1 +
+    ``ep.bus_latency`` (1 or 3) at the earliest: the entries hold the new word from
+    t + 1, and after these register stages ``program_ok`` and ``classes`` hold the check
+    of the program as written when a CLASSIFY can act.
     """
     return PipelineTiming.of(ep.macro.pipeline).bus_latency
 

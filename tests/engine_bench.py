@@ -34,18 +34,37 @@ class SimWishbone(Transport):
                               (wb.we, int(we)), (wb.cyc, 1), (wb.stb, 1)):
             ctx.set(signal, value)
         await ctx.tick()
-        for _ in range(self.dut.params.macro.bus_latency - 1):
+        for _ in range(self.dut.params.bus_latency - 1):
             if ctx.get(wb.ack):
                 raise LockstepMismatch(f"ack before the bus latency for the access at {addr:#x}")
             await ctx.tick()
         if not ctx.get(wb.ack):
-            raise LockstepMismatch(f"no ack {self.dut.params.macro.bus_latency} cycles after "
+            raise LockstepMismatch(f"no ack {self.dut.params.bus_latency} cycles after "
                                    f"the access at {addr:#x}")
         word = ctx.get(wb.dat_r)
         ctx.set(wb.cyc, 0)
         ctx.set(wb.stb, 0)
         await ctx.tick()
         return word
+
+    async def abandoned_write(self, addr, data, after):
+        """A write whose master drops ``cyc`` ``after`` cycles (1..bus_latency) after the
+        access and at once presents another request (address, data, ``we`` inverted);
+        no ack may come. Takes ``bus_latency + 1`` cycles, as an access does."""
+        ctx, wb, latency = self.ctx, self.dut.wb, self.dut.params.bus_latency
+        for signal, value in ((wb.adr, addr), (wb.dat_w, data), (wb.sel, 0xF), (wb.we, 1),
+                              (wb.cyc, 1), (wb.stb, 1)):
+            ctx.set(signal, value)
+        await ctx.tick().repeat(after)
+        ctx.set(wb.cyc, 0)
+        ctx.set(wb.stb, 0)
+        ctx.set(wb.adr, ~addr & ((1 << len(wb.adr)) - 1))
+        ctx.set(wb.dat_w, ~data & 0xFFFFFFFF)
+        ctx.set(wb.we, 0)
+        for _ in range(latency + 1 - after):
+            if ctx.get(wb.ack):
+                raise LockstepMismatch(f"an ack for the abandoned write at {addr:#x}")
+            await ctx.tick()
 
     async def read(self, addr: int) -> int:
         return await self._access(addr, False)

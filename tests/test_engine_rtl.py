@@ -77,6 +77,22 @@ def test_the_32x96_engine_converts_to_verilog():
 
 # --- the map: CSRs, every memory, every error -------------------------------------------------
 
+def random_word(rng, region, fields):
+    """A random word that a write of ``region`` at ``fields`` accepts."""
+    if region["name"] == "PROGRAM":
+        return [int(rng.integers(1, 71)), int(rng.integers(1, 71)),
+                int(rng.integers(1, 7)) | int(rng.integers(1, 7)) << 16,
+                bus_tests.mode(int(rng.integers(0, 6)), int(rng.integers(1, 6)),
+                               int(rng.integers(0, 2)), int(rng.integers(0, 2)))
+                ][fields["part"]]
+    if region["kind"] == "signed":
+        lo, hi = -(1 << (region["width"] - 1)), (1 << (region["width"] - 1)) - 1
+        return int(rng.integers(lo, hi + 1)) & 0xFFFF_FFFF
+    if region["kind"] == "unsigned":
+        return int(rng.integers(0, 1 << region["width"]))
+    return int(rng.integers(0, 1 << 32))
+
+
 def test_every_csr_and_every_memory_word_reads_back(rng):
     """Random words into every writable word (the model's read-back test), then every word
     of the map read on both."""
@@ -92,20 +108,7 @@ def test_every_csr_and_every_memory_word_reads_back(rng):
                 continue
             for index in np.ndindex(*[sizes[n] for n, _ in r["fields"]]):
                 fields = dict(zip((n for n, _ in r["fields"]), index))
-                if r["name"] == "PROGRAM":
-                    word = [int(rng.integers(1, 71)), int(rng.integers(1, 71)),
-                            int(rng.integers(1, 7)) | int(rng.integers(1, 7)) << 16,
-                            bus_tests.mode(int(rng.integers(0, 6)), int(rng.integers(1, 6)),
-                                           int(rng.integers(0, 2)), int(rng.integers(0, 2)))
-                            ][fields["part"]]
-                elif r["kind"] == "signed":
-                    lo, hi = -(1 << (r["width"] - 1)), (1 << (r["width"] - 1)) - 1
-                    word = int(rng.integers(lo, hi + 1)) & 0xFFFF_FFFF
-                elif r["kind"] == "unsigned":
-                    word = int(rng.integers(0, 1 << r["width"]))
-                else:
-                    word = int(rng.integers(0, 1 << 32))
-                await tr.write(int(amap.addr(r["name"], **fields)), word)
+                await tr.write(int(amap.addr(r["name"], **fields)), random_word(rng, r, fields))
         assert model.macro.errcode == 0
         await read_everything(tr, ep)
         return tr.accesses
@@ -149,6 +152,30 @@ ERROR_CASES = [pytest.param(*e, id=e[0], marks=() if e[0] in DEFAULT_ERRORS else
                for e in bus_tests.ERRORS]
 
 
+@pytest.mark.parametrize("pipeline", [0, 2])
+def test_abandoned_writes_are_performed_as_presented(pipeline, rng):
+    """A write to a random word of every writable memory region whose master drops
+    ``cyc`` 1..bus_latency cycles after the access and presents another request at once
+    (ARCHITECTURE.md section 6): no ack, and the engine performs the write as it was
+    presented (at L = 2 it acts a cycle after the access, from its own copy of the
+    request), as the model does; then every word of the map is read on both."""
+    ep = dataclasses.replace(bus_tests.PARAMS,
+                             macro=dataclasses.replace(bus_tests.MACRO, pipeline=pipeline))
+
+    async def body(tr, model):
+        amap, sizes = EngineRegisterMap(ep), ep.field_sizes()
+        for r in ep.regions():
+            if r["access"] == "ro" or r["region"] == Region.CSR:
+                continue
+            fields = {n: int(rng.integers(sizes[n])) for n, _ in r["fields"]}
+            addr, word = int(amap.addr(r["name"], **fields)), random_word(rng, r, fields)
+            await tr.rtl.abandoned_write(addr, word, int(rng.integers(1, ep.bus_latency + 1)))
+            model.write(addr, word)
+        assert model.macro.errcode == 0
+        await read_everything(tr, ep)
+    run_engine(ep, body)
+
+
 @pytest.mark.parametrize("name, kind, access, code", ERROR_CASES)
 def test_every_error_of_the_bus_model_table(name, kind, access, code, rng):
     """Each access of the model's error table on the RTL: the same ERRCODE and ERRADDR,
@@ -186,7 +213,7 @@ def test_results_image_by_image_stop_and_a_run_through_cmd(pipeline, rng):
     """The model's clock test on the RTL: STATUS and RESULTS polled every access while a
     CLASSIFY runs, STOP at a random cycle, a STOP when idle; then a RUN through CMD with
     bank 0, polled until done; every word of the map read back in between. The map of
-    tests/test_engine_bus.py's engine, at L = 0 and L = 2 (bus latency 2)."""
+    tests/test_engine_bus.py's engine, at L = 0 and L = 2 (bus latency 3)."""
     csr = bus_tests.csr
     ep = dataclasses.replace(bus_tests.PARAMS, macro=dataclasses.replace(
         bus_tests.MACRO, pipeline=pipeline))

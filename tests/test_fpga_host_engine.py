@@ -79,7 +79,7 @@ def test_engine_end_to_end_icarus(tmp_path, rng):
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")
 def test_engine_end_to_end_icarus_pipelined(tmp_path, rng):
-    """The iCE40 build's macro (L = 2, ack two cycles late) inside the engine: a 2-layer
+    """The iCE40 build's macro (L = 2; the engine acts a cycle late, ack in t + 3): a 2-layer
     network in 7 banks, 5 images through 2 slots."""
     _e2e_engine("icarus", tmp_path, rng, sizes=(40, 16, 4), image_slots=2, images=5,
                 pipeline=2)
@@ -97,16 +97,16 @@ def test_engine_end_to_end_icarus_through_the_bus_slices(tmp_path, rng):
                 macro=macro)
 
 
-@pytest.mark.parametrize("pipeline, engine, slices", [
-    (2, True, 0), (3, True, 2), (3, False, 0), (4, False, 2)])
-def test_board_bus_slices_front_the_designs_built_at_speed(pipeline, engine, slices):
+@pytest.mark.parametrize("pipeline, engine, slices, latency", [
+    (2, True, 0, 3), (3, True, 2, 7), (3, False, 0, 2), (4, False, 2, 9)])
+def test_board_bus_slices_front_the_designs_built_at_speed(pipeline, engine, slices, latency):
     from amaranth.hdl import Fragment
     from fpga.top import BoardCore, board_bus_latency, board_bus_slices
     macro = MacroParams(8, 4, pipeline=pipeline)
     p = EngineParams(macro, weight_banks=2, layers=2, max_width=8, image_slots=1) \
         if engine else macro
     assert board_bus_slices(p) == slices
-    assert board_bus_latency(p) == macro.bus_latency + 2 * slices
+    assert board_bus_latency(p) == p.bus_latency + 2 * slices == latency
     core = BoardCore(p, divisor=104, timeout_cycles=1000)
     names = {name for _, name, *_ in Fragment.get(core, None).subfragments}
     assert ({"bus_slice_near", "bus_slice_far"} <= names) == bool(slices)

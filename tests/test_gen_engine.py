@@ -162,3 +162,16 @@ def test_an_unasked_accumulator_width_is_the_models(model, tmp_path):
         cli.engine_from_args(asked, MacroParams(8, 6, input_bits=4, acc_bits=default))
     assert err.value.option == "--acc-bits"
     assert f"needs acc_bits >= {net.min_acc_bits}" in str(err.value)
+
+
+@pytest.mark.parametrize("pipeline, latency", [(0, 1), (1, 3), (2, 3), (3, 3)])
+def test_engine_manifest_gives_the_engine_ack_latency(pipeline, latency):
+    """The engine's ack latency (an access acts a cycle late with a pipeline), not the
+    macro's, and the rule's text with it."""
+    from gen.engine_manifest import build_engine_manifest
+    ep = EngineParams(MacroParams(8, 4, pipeline=pipeline), weight_banks=2, layers=2,
+                      image_slots=1, max_width=8)
+    regmap = build_engine_manifest(ep, "cim_engine", "module cim_engine(); endmodule\n",
+                                   [])["register_map"]
+    assert regmap["ack_latency"] == ep.bus_latency == latency
+    assert f"{latency} for L = {'1..3' if pipeline else 0}" in regmap["ack_rule"]

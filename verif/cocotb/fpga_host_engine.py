@@ -22,6 +22,7 @@ import types
 import cocotb
 import numpy as np
 from cocotb.simtime import get_sim_time
+from cocotb.triggers import FallingEdge
 
 from models.export import load_folded
 from models.params import CSR
@@ -45,6 +46,27 @@ def _golden(cfg, ep):
     return EngineDriver(ModelTransport(model), ep)
 
 
+async def _watch_requests(dut, seen):
+    """Check, every cycle, what the engine's ``held_until_ack`` relies on: the board's
+    masters keep ``adr``, ``dat_w`` and ``we`` from each access to its ack and keep
+    ``cyc`` high up to it. ``seen`` counts the accesses watched."""
+    bus = dut.macro
+    request = None
+    while True:
+        await FallingEdge(dut.clk)
+        if not (bus.wb__cyc.value.is_resolvable and bus.wb__stb.value.is_resolvable):
+            continue
+        now = (int(bus.wb__adr.value), int(bus.wb__dat_w.value), int(bus.wb__we.value))
+        if request is None and int(bus.wb__cyc.value) and int(bus.wb__stb.value):
+            request = now
+            seen[0] += 1
+        elif request is not None:
+            assert int(bus.wb__cyc.value), f"the master dropped cyc before the ack: {request}"
+            assert now == request, f"the request changed before its ack: {request} -> {now}"
+        if request is not None and int(bus.wb__ack.value):
+            request = None
+
+
 class _Bar:
     """The progress bar ``engine_run._classify`` updates: counts the images."""
 
@@ -66,6 +88,8 @@ async def fpga_host_engine_end_to_end(dut):
     cfg, arrays = _load()
     ep = _params(cfg)
     port, transport = await _start(dut, cfg, ep)
+    watched = [0]
+    cocotb.start_soon(_watch_requests(dut, watched))
     start = get_sim_time("us")
     assert await transport.read(CSR.ID) == ENGINE_ID_MAGIC       # "CiE1": an engine
     assert await transport.read(EngineCSR.MACRO_ID) == ID_MAGIC
@@ -117,4 +141,5 @@ async def fpga_host_engine_end_to_end(dut):
                   f"{ep.image_slots}), whole session {get_sim_time('us') - start:.0f} us "
                   f"simulated, {transport.frames} frames")
     assert transport.resyncs == 0 and transport.retried == 0
+    assert watched[0] >= transport.frames, (watched[0], transport.frames)
     assert port.framing_errors == 0
