@@ -113,6 +113,58 @@ def test_fit_suggestion_agrees_with_the_measured_table():
     assert err.suggestion == 4 and "try --cols-per-cycle 4" in str(err)
 
 
+def _engine(rows, cols, p, slots=256):
+    from models.engine import EngineParams
+    return EngineParams(MacroParams(rows, cols, cols_per_cycle=p), weight_banks=12, layers=3,
+                        max_width=96, image_slots=slots)
+
+
+_LC = "Info: \t         ICESTORM_LC:   {:5d}/   5280   {}%\n"
+_RAM = "Info: \t        ICESTORM_RAM:   {:5d}/     30   {}%\n"
+MACRO_HINT = "even --cols-per-cycle 1 is estimated not to fit; choose fewer rows or columns"
+ENGINE_HINT = ("even --cols-per-cycle 1 is estimated not to fit (the engine's buffers, program "
+               "and control, not its column lanes, fill the device); choose fewer "
+               "--image-slots ({} now), fewer --input-bits, a smaller --pipeline, no more "
+               "--weight-banks, --layers or --max-width than the model needs, or a smaller "
+               "macro (--rows, --cols, with a model exported for it)")
+
+
+@pytest.mark.parametrize("target, log, subject, suggestion, hint", [
+    # The 32x96 engine at P = 4 (docs/FPGA.md: 7,560 LCs, 51 block RAMs): the engine's
+    # control alone is more than the device, at any folding.
+    (_engine(32, 96, 4), _LC.format(7560, 143) + _RAM.format(51, 170), "32x96 engine", None,
+     ENGINE_HINT.format(256)),
+    # The same log for the bare macro keeps the macro's hint.
+    (MacroParams(32, 96, cols_per_cycle=4), _LC.format(7560, 143) + _RAM.format(51, 170),
+     "32x96", None, MACRO_HINT),
+    # Block RAMs of an engine's buffers stay at any P (rest 40 - 2 x 5 = 30): no folding.
+    (_engine(32, 32, 2, slots=16), _LC.format(4000, 75) + _RAM.format(40, 133),
+     "32x32 engine", None, ENGINE_HINT.format(16)),
+    # A macro's block RAMs are its lanes' (2 x 5 = 10 at most): P = 1 is suggested.
+    (MacroParams(32, 32, cols_per_cycle=2), _LC.format(4000, 75) + _RAM.format(40, 133),
+     "32x32", 1, "try --cols-per-cycle 1 (estimated from the per-column share of each resource)"),
+    # An engine that the logic cells of its lanes overfill: folding is suggested as for a macro.
+    (_engine(32, 96, 8), _LC.format(6019, 113) + _RAM.format(24, 80), "32x96 engine", 4,
+     "try --cols-per-cycle 4 (estimated from the per-column share of each resource)"),
+])
+def test_fit_error_hint_of_macros_and_engines(target, log, subject, suggestion, hint):
+    err = check_fit("icebreaker", target, log)
+    assert isinstance(err, FitError) and err.suggestion == suggestion
+    p = target if isinstance(target, MacroParams) else target.macro
+    assert str(err).startswith(f"icebreaker: {subject} with cols_per_cycle={p.cols_per_cycle} "
+                               f"needs ")
+    assert str(err).endswith(f"; {hint}") and "\n" not in str(err)
+
+
+def test_engine_fit_hint_names_options_of_fpga_build():
+    """Every option the engine's hint names is one of ``python -m fpga build``."""
+    from fpga.__main__ import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    options = set(sub.choices["build"]._option_string_actions)
+    named = set(re.findall(r"--[a-z][a-z-]*", ENGINE_HINT))
+    assert named and named <= options, named - options
+
+
 def test_pll_settings_from_the_yowasp_calculators():
     ice = pll_config("ice40", 12e6, 24e6)
     assert ice["achieved_hz"] == 24e6
