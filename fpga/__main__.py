@@ -336,6 +336,8 @@ def cmd_build(args) -> int:
     p = params_from_args(args)
     engine = engine_from_args(args, p)
     target = p if engine is None else engine.params
+    # An engine's macro is p with the accumulator the model needs (engine_from_args).
+    macro = p if engine is None else target.macro
     try:
         check_freq(args.board, args.freq)
     except ValueError as exc:
@@ -350,10 +352,12 @@ def cmd_build(args) -> int:
     status = cmdline.StatusLine(PROG, quiet=args.quiet)
     try:
         with sigterm_as_ctrl_c():
-            report = build(args.board, args.rows, args.cols, cols_per_cycle=p.cols_per_cycle,
+            report = build(args.board, macro.rows, macro.cols,
+                           cols_per_cycle=macro.cols_per_cycle,
                            chip_seed=args.chip_seed, out_dir=out, freq_mhz=args.freq,
                            baud=args.baud, bridge_timeout=args.bridge_timeout,
-                           nonideal=p.nonideal, input_bits=p.input_bits, pipeline=p.pipeline,
+                           nonideal=macro.nonideal, input_bits=macro.input_bits,
+                           pipeline=macro.pipeline, acc_bits=macro.acc_bits,
                            seed=args.placement_seed, mapper=args.mapper,
                            detailed_timing=args.detailed_timing, tmg_ripup=args.tmg_ripup,
                            engine=None if engine is None else dict(

@@ -424,8 +424,8 @@ def run_tools(board: str, platform, top, work: Path, clock_hz: float, *, router:
 def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None,
           chip_seed: int | None = None, out_dir=None, freq_mhz: float | None = None,
           baud: int = DEFAULT_BAUD, bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
-          nonideal=None, input_bits: int = 5, pipeline: int = 0, seed: int = 1,
-          mapper: str | None = None, detailed_timing: bool = False,
+          nonideal=None, input_bits: int = 5, pipeline: int = 0, acc_bits: int | None = None,
+          seed: int = 1, mapper: str | None = None, detailed_timing: bool = False,
           tmg_ripup: bool | None = None, engine: dict | None = None, quiet: bool = True,
           status=None) -> dict:
     """Build a bitstream for ``board`` and return the report (also written as JSON).
@@ -440,9 +440,11 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     ----------
     board : str
         ``icebreaker`` or ``ulx3s``.
-    rows, cols, cols_per_cycle, input_bits, nonideal, pipeline
+    rows, cols, cols_per_cycle, input_bits, nonideal, pipeline, acc_bits
         The macro (``models.params.MacroParams``); ``pipeline`` register stages in the
-        readout path raise Fmax at L cycles per group and read.
+        readout path raise Fmax at L cycles per group and read; ``acc_bits`` None: the
+        default accumulator width (``python -m fpga build --model`` passes the model's
+        when it needs more, as ``gen.cli.engine_from_args`` sizes it).
     chip_seed : int or None
         Bake the chip instance of this seed into the reset state (:func:`fpga.top.chip_image`).
     out_dir : path or None
@@ -487,7 +489,8 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
         raise TypeError(f"tmg_ripup must be a bool or None, not {tmg_ripup!r}")
     if tmg_ripup and b.family != "ecp5":
         raise ValueError(f"tmg_ripup is for ECP5 builds (router2) only, not {board}")
-    kwargs = dict(cols_per_cycle=cols_per_cycle, input_bits=input_bits, pipeline=pipeline)
+    kwargs = dict(cols_per_cycle=cols_per_cycle, input_bits=input_bits, pipeline=pipeline,
+                  acc_bits=acc_bits)
     if nonideal is not None:
         kwargs["nonideal"] = nonideal
     p = MacroParams(rows, cols, **kwargs)

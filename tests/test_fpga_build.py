@@ -328,6 +328,46 @@ def test_cli_build_rejects_bad_parameters_in_one_line(capsys):
     assert code == 2 and "argument --baud: baud 12000000 is too fast for a 25 MHz clock" in err
 
 
+class _Elaborating(Exception):
+    """Raised by the fake BoardCore: the build stops before any tool runs."""
+
+
+def test_cli_build_makes_the_engine_gen_sizes_for_the_model(rng, tmp_path, monkeypatch):
+    """``fpga build --model`` (no --acc-bits) builds the engine ``gen.cli.engine_from_args``
+    sizes, whole: for a model whose sums need more than the default accumulator, its macro
+    has the model's acc_bits. A bare macro is ``params_from_args``'s. The build stops where
+    the board's core is elaborated, before any tool runs."""
+    import fpga.build
+    from fpga.__main__ import build_parser, main
+    from gen.cli import engine_from_args, params_from_args
+    from models.export import save_folded
+    from tests.random_nets import random_net
+
+    net = random_net(rng, [2400, 8], 5, 32, 8)
+    assert net.min_acc_bits > MacroParams(32, 8, input_bits=5).acc_bits == 16
+    save_folded(net, tmp_path / "wide")
+    built = []
+
+    def board_core(target, **kwargs):
+        built.append(target)
+        raise _Elaborating
+
+    monkeypatch.setattr(fpga.build, "BoardCore", board_core)
+    macro = ["build", "--board", "icebreaker", "--rows", "32", "--cols", "8",
+             "--cols-per-cycle", "2", "--pipeline", "2", "--input-bits", "5",
+             "--nonideal", "offset,gain", "--quiet"]
+    for extra, expected in (
+            (["--model", str(tmp_path / "wide"), "--image-slots", "4"],
+             lambda args: engine_from_args(args, params_from_args(args)).params),
+            ([], params_from_args)):
+        argv = [*macro, *extra, "-o", str(tmp_path / f"out{len(built)}")]
+        with pytest.raises(_Elaborating):
+            main(argv)
+        assert built[-1] == expected(build_parser().parse_args(argv))
+    assert built[0].macro.acc_bits == net.min_acc_bits
+    assert built[1].acc_bits == 16
+
+
 def test_detailed_timing_build_feeds_the_endpoint_listing(tmp_path):
     """--detailed-timing keeps nextpnr's per-net timing; `fpga endpoints` reads it."""
     from fpga.endpoints import group_endpoints, load_report
