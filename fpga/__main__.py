@@ -5,7 +5,8 @@ build
     on stderr (synthesis, placement, routing with the router's iterations, bitstream)
     and names its logs; prints one line. Exit status 0 when timing is met at the design
     clock, 1 when it is not (the bitstream and report are still written), 2 for bad
-    input, a design that does not fit, or a tool that fails.
+    input, a design that does not fit, or a tool that fails. SIGTERM (``timeout``, ``kill``)
+    ends it as Ctrl-C does: the tools stopped, no bitstream or report, status 130.
 
 run
     Loads an exported network (docs/MODEL_FORMAT.md), reads images and labels from IDX
@@ -38,6 +39,9 @@ status 2, checked before anything is created.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -293,6 +297,32 @@ _BUILD_OPTIONS = (("baud", "--baud"), ("no PLL setting", "--freq"), ("freq", "--
                   ("seed", "--placement-seed"))
 
 
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` in the main thread, as Ctrl-C
+    does; the previous handler is restored afterwards.
+
+    A build stops its tools (their own process group, which a signal to this process does
+    not reach) on ``KeyboardInterrupt``; SIGTERM's default would end this process and
+    leave nextpnr running. Further SIGTERMs are ignored until the block ends, so that
+    they do not cut the stopping of the tools short (SIGKILL still ends everything).
+    Outside the main thread (no signal handlers there) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_build(args) -> int:
     from .boards import BOARDS
     from .build import BuildError, bitstream_name, build, check_freq, default_out_dir, summary_line
@@ -306,6 +336,8 @@ def cmd_build(args) -> int:
     p = params_from_args(args)
     engine = engine_from_args(args, p)
     target = p if engine is None else engine.params
+    # An engine's macro is p with the accumulator the model needs (engine_from_args).
+    macro = p if engine is None else target.macro
     try:
         check_freq(args.board, args.freq)
     except ValueError as exc:
@@ -319,16 +351,19 @@ def cmd_build(args) -> int:
         raise UsageError(f"{str(out / 'work')!r} is a file; the tools need it as their folder", OUT)
     status = cmdline.StatusLine(PROG, quiet=args.quiet)
     try:
-        report = build(args.board, args.rows, args.cols, cols_per_cycle=p.cols_per_cycle,
-                       chip_seed=args.chip_seed, out_dir=out, freq_mhz=args.freq,
-                       baud=args.baud, bridge_timeout=args.bridge_timeout,
-                       nonideal=p.nonideal, input_bits=p.input_bits, pipeline=p.pipeline,
-                       seed=args.placement_seed, mapper=args.mapper,
-                       detailed_timing=args.detailed_timing, tmg_ripup=args.tmg_ripup,
-                       engine=None if engine is None else dict(
-                           weight_banks=target.weight_banks, layers=target.layers,
-                           image_slots=target.image_slots, max_width=target.max_width),
-                       status=status)
+        with sigterm_as_ctrl_c():
+            report = build(args.board, macro.rows, macro.cols,
+                           cols_per_cycle=macro.cols_per_cycle,
+                           chip_seed=args.chip_seed, out_dir=out, freq_mhz=args.freq,
+                           baud=args.baud, bridge_timeout=args.bridge_timeout,
+                           nonideal=macro.nonideal, input_bits=macro.input_bits,
+                           pipeline=macro.pipeline, acc_bits=macro.acc_bits,
+                           seed=args.placement_seed, mapper=args.mapper,
+                           detailed_timing=args.detailed_timing, tmg_ripup=args.tmg_ripup,
+                           engine=None if engine is None else dict(
+                               weight_banks=target.weight_banks, layers=target.layers,
+                               image_slots=target.image_slots, max_width=target.max_width),
+                           status=status)
     except (ValueError, TypeError) as exc:
         msg = one_line(exc)
         option = next((o for prefix, o in _BUILD_OPTIONS if msg.startswith(prefix)), None)
@@ -558,7 +593,7 @@ def _main(argv) -> int:
 def main(argv=None) -> int:
     """Run ``python -m fpga`` with ``argv`` (default ``sys.argv[1:]``); returns the exit
     status (build: 0 timing met, 1 not met; endpoints: 1 when some fail; 2 bad input;
-    130 Ctrl-C)."""
+    130 Ctrl-C, and SIGTERM during a build)."""
     return cmdline.run(PROG, _main, argv)
 
 

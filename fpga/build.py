@@ -60,6 +60,14 @@ LANE_COST = {"ICESTORM_LC": (270, 7)}
 #: 16-bit wide RAMs, and about 3 for THRESH, ACC, COMP and OFFSET (docs/FPGA.md). A fully
 #: parallel macro (P = C) keeps them in logic cells and uses no block RAM.
 RAM_PER_LANE = {"ICESTORM_RAM": (3, 1 / 16)}
+#: The hint of an engine that does not fit even at P = 1: what its build can change (the
+#: options of ``python -m fpga build`` that size the engine's buffers, program and control).
+ENGINE_FIT_HINT = ("even --cols-per-cycle 1 is estimated not to fit (the engine's buffers, "
+                   "program and control, not its column lanes, fill the device); choose "
+                   "fewer --image-slots ({image_slots} now), fewer --input-bits, a smaller "
+                   "--pipeline, no more --weight-banks, --layers or --max-width than the "
+                   "model needs, or a smaller macro (--rows, --cols, with a model exported "
+                   "for it)")
 #: Share of a resource a suggested folding may fill (place and route needs slack).
 FIT_SHARE = 0.9
 #: Design clocks the PLLs make (what yowasp-icepll and yowasp-ecppll accept), MHz.
@@ -204,32 +212,46 @@ def _utilisation_from_log(log_text: str) -> dict:
     return found
 
 
-def check_fit(board: str, p: MacroParams, nextpnr_log: str) -> "FitError | None":
-    """The :class:`FitError` for the first over-full resource in a nextpnr log, or None."""
+def check_fit(board: str, p, nextpnr_log: str) -> "FitError | None":
+    """The :class:`FitError` for the first over-full resource in a nextpnr log, or None.
+
+    ``p`` is the build's ``MacroParams``, or its ``EngineParams`` for a network engine:
+    when no folding is estimated to fit, the hint names what the build can change (for an
+    engine, its buffers, program and control rather than its column lanes).
+    """
     b = BOARDS[board]
+    engine = not isinstance(p, MacroParams)
+    m = p.macro if engine else p
     used = _utilisation_from_log(nextpnr_log)
     for cell, (n, avail) in used.items():
         if n > avail:
             label = b.resources.get(cell, (cell, avail))[0]
-            suggestion = _suggest_folding(p, used)
-            hint = (f"try --cols-per-cycle {suggestion} (estimated from the per-column "
-                    f"share of each resource)" if suggestion else
-                    "even --cols-per-cycle 1 is estimated not to fit; choose fewer rows "
-                    "or columns")
-            return FitError(f"{board}: {p.rows}x{p.cols} with cols_per_cycle="
-                            f"{p.cols_per_cycle} needs {n} {label} ({cell}), the device has "
-                            f"{avail}; {hint}", cell, n, avail, suggestion)
+            suggestion = _suggest_folding(m, used, engine=engine)
+            if suggestion:
+                hint = (f"try --cols-per-cycle {suggestion} (estimated from the per-column "
+                        f"share of each resource)")
+            elif engine:
+                hint = ENGINE_FIT_HINT.format(image_slots=p.image_slots)
+            else:
+                hint = ("even --cols-per-cycle 1 is estimated not to fit; choose fewer rows "
+                        "or columns")
+            what = f"{m.rows}x{m.cols}" + (" engine" if engine else "")
+            return FitError(f"{board}: {what} with cols_per_cycle={m.cols_per_cycle} needs "
+                            f"{n} {label} ({cell}), the device has {avail}; {hint}",
+                            cell, n, avail, suggestion)
     return None
 
 
-def _estimated_use(p: MacroParams, cell: str, used: int, lanes: int) -> float:
+def _estimated_use(p: MacroParams, cell: str, used: int, lanes: int,
+                   engine: bool = False) -> float:
     """Estimated use of ``cell`` with ``lanes`` column lanes, from ``used`` at ``p``.
 
     A resource with a per-lane model (:data:`LANE_COST`) splits into lanes and a rest
-    that does not depend on P (UART, bridge, register file, sequencer; at P = C also the
-    memories, which folded builds move into block RAM: the estimate errs high). Block
-    RAMs of iCE40 follow :data:`RAM_PER_LANE`; every other resource counts as all
-    per-lane.
+    that does not depend on P (UART, bridge, register file, sequencer, an ``engine``'s
+    control and buffers; at P = C also the memories, which folded builds move into block
+    RAM: the estimate errs high). Block RAMs of iCE40 follow :data:`RAM_PER_LANE`, plus,
+    for an ``engine``, the rest (its weight banks and image buffer); every other resource
+    counts as all per-lane.
     """
     if cell in LANE_COST:
         base, per_row = LANE_COST[cell]
@@ -237,18 +259,23 @@ def _estimated_use(p: MacroParams, cell: str, used: int, lanes: int) -> float:
         return max(0.0, used - lane * p.cols_per_cycle) + lane * lanes
     if cell in RAM_PER_LANE and lanes < p.cols:
         fixed, per_row = RAM_PER_LANE[cell]
-        return lanes * (fixed + math.ceil(per_row * p.rows))
+        lane = fixed + math.ceil(per_row * p.rows)
+        rest = 0
+        if engine:
+            rest = max(0, used - (lane * p.cols_per_cycle if p.cols_per_cycle < p.cols else 0))
+        return rest + lanes * lane
     return used / p.cols_per_cycle * lanes
 
 
-def _suggest_folding(p: MacroParams, used: dict) -> int | None:
+def _suggest_folding(p: MacroParams, used: dict, engine: bool = False) -> int | None:
     """Largest divisor P' < P of C whose estimated use of every resource of the log
-    (``{cell: (used, available)}``) fits in :data:`FIT_SHARE` of the device.
+    (``{cell: (used, available)}``) fits in :data:`FIT_SHARE` of the device (``engine``:
+    the macro of a network engine, :func:`_estimated_use`).
 
     It is a starting point for the next build, not a promise.
     """
     for cand in sorted((d for d in range(1, p.cols_per_cycle) if p.cols % d == 0), reverse=True):
-        if all(_estimated_use(p, cell, n, cand) <= FIT_SHARE * avail
+        if all(_estimated_use(p, cell, n, cand, engine) <= FIT_SHARE * avail
                for cell, (n, avail) in used.items() if avail):
             return cand
     return None
@@ -397,8 +424,8 @@ def run_tools(board: str, platform, top, work: Path, clock_hz: float, *, router:
 def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None,
           chip_seed: int | None = None, out_dir=None, freq_mhz: float | None = None,
           baud: int = DEFAULT_BAUD, bridge_timeout: float = DEFAULT_BRIDGE_TIMEOUT,
-          nonideal=None, input_bits: int = 5, pipeline: int = 0, seed: int = 1,
-          mapper: str | None = None, detailed_timing: bool = False,
+          nonideal=None, input_bits: int = 5, pipeline: int = 0, acc_bits: int | None = None,
+          seed: int = 1, mapper: str | None = None, detailed_timing: bool = False,
           tmg_ripup: bool | None = None, engine: dict | None = None, quiet: bool = True,
           status=None) -> dict:
     """Build a bitstream for ``board`` and return the report (also written as JSON).
@@ -413,9 +440,11 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
     ----------
     board : str
         ``icebreaker`` or ``ulx3s``.
-    rows, cols, cols_per_cycle, input_bits, nonideal, pipeline
+    rows, cols, cols_per_cycle, input_bits, nonideal, pipeline, acc_bits
         The macro (``models.params.MacroParams``); ``pipeline`` register stages in the
-        readout path raise Fmax at L cycles per group and read.
+        readout path raise Fmax at L cycles per group and read; ``acc_bits`` None: the
+        default accumulator width (``python -m fpga build --model`` passes the model's
+        when it needs more, as ``gen.cli.engine_from_args`` sizes it).
     chip_seed : int or None
         Bake the chip instance of this seed into the reset state (:func:`fpga.top.chip_image`).
     out_dir : path or None
@@ -460,7 +489,8 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
         raise TypeError(f"tmg_ripup must be a bool or None, not {tmg_ripup!r}")
     if tmg_ripup and b.family != "ecp5":
         raise ValueError(f"tmg_ripup is for ECP5 builds (router2) only, not {board}")
-    kwargs = dict(cols_per_cycle=cols_per_cycle, input_bits=input_bits, pipeline=pipeline)
+    kwargs = dict(cols_per_cycle=cols_per_cycle, input_bits=input_bits, pipeline=pipeline,
+                  acc_bits=acc_bits)
     if nonideal is not None:
         kwargs["nonideal"] = nonideal
     p = MacroParams(rows, cols, **kwargs)
@@ -501,7 +531,7 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
                                                    detailed_timing=detailed_timing)
     flow = run_tools(board, platform, top, out / "work", clock_hz, router=router,
                      nextpnr_opts=nextpnr_opts, overrides=overrides, env=env, status=status,
-                     fit=lambda pnr_log: check_fit(board, p, pnr_log))
+                     fit=lambda pnr_log: check_fit(board, target, pnr_log))
     parsed, design, fmax_hz = flow["parsed"], flow["design"], flow["fmax_hz"]
     cells, luts, ffs, blob = flow["cells"], flow["luts"], flow["ffs"], flow["blob"]
     t_prepare, t_tools = flow["seconds_prepare"], flow["seconds_tools"]

@@ -1146,3 +1146,86 @@ def test_fpga_build_ctrl_c_stops_the_tools(tmp_path):
             assert os.readlink(proc / "cwd") != work, f"a tool still runs: {proc}"
         except (FileNotFoundError, PermissionError, NotADirectoryError, ProcessLookupError):
             pass
+
+
+#: ``python -m fpga build`` with fake tools: a Yosys that does nothing and a nextpnr that
+#: records its pid in PIDFILE and sleeps (argv: FAKE_YOSYS FAKE_NEXTPNR BUILD-ARGS...).
+_FAKE_TOOLS_BUILD = """
+import sys
+import fpga.build
+real = fpga.build.tool_environment
+def fake(base=None):
+    env = real(base)
+    env["YOSYS"], env["NEXTPNR_ICE40"] = sys.argv[1], sys.argv[2]
+    return env
+fpga.build.tool_environment = fake
+from fpga.__main__ import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _gone(pid: int) -> bool:
+    """No process ``pid``, or only its zombie (a container's init may not reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def test_fpga_build_sigterm_stops_the_tools_as_ctrl_c(tmp_path):
+    """SIGTERM (``timeout``, ``kill``) to a build whose nextpnr runs: the fake nextpnr (in
+    the tools' own process group, which the signal does not reach) is stopped, the line
+    and status are Ctrl-C's, and nothing but ``work`` is written."""
+    pidfile = tmp_path / "nextpnr.pid"
+    yosys, nextpnr = tmp_path / "fake-yosys", tmp_path / "fake-nextpnr"
+    yosys.write_text("#!/bin/sh\nexit 0\n")
+    nextpnr.write_text(f"#!/bin/sh\necho $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}\n"
+                       f"exec sleep 300\n")
+    yosys.chmod(0o755)
+    nextpnr.chmod(0o755)
+    out = tmp_path / "b"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _FAKE_TOOLS_BUILD, str(yosys), str(nextpnr), "build", "--board",
+         "icebreaker", "--rows", "4", "--cols", "4", "--quiet", "-o", str(out)],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    pid = None
+    try:
+        deadline = time.monotonic() + 120
+        while not pidfile.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the fake nextpnr never started"
+            time.sleep(0.05)
+        pid = int(pidfile.read_text())
+        assert not _gone(pid)
+        proc.send_signal(signal.SIGTERM)
+        stdout, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (proc.returncode, err)
+        assert stdout == "" and "Traceback" not in err, err
+        assert err.splitlines() == [f"fpga: interrupted; tools stopped; no bitstream or report "
+                                    f"written (logs in {out / 'work'})"], err
+        assert sorted(p.name for p in out.iterdir()) == ["work"]
+        deadline = time.monotonic() + 5
+        while not _gone(pid):
+            assert time.monotonic() < deadline, f"the fake nextpnr {pid} still runs"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if pid is not None and not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_as_ctrl_c_restores_the_handler():
+    """Outside a build SIGTERM keeps the handler it had (raised and restored too when the
+    block ends with KeyboardInterrupt)."""
+    from fpga.__main__ import sigterm_as_ctrl_c
+    before = signal.getsignal(signal.SIGTERM)
+    with sigterm_as_ctrl_c():
+        inside = signal.getsignal(signal.SIGTERM)
+        assert callable(inside) and inside is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+    with pytest.raises(KeyboardInterrupt), sigterm_as_ctrl_c():
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -113,6 +113,58 @@ def test_fit_suggestion_agrees_with_the_measured_table():
     assert err.suggestion == 4 and "try --cols-per-cycle 4" in str(err)
 
 
+def _engine(rows, cols, p, slots=256):
+    from models.engine import EngineParams
+    return EngineParams(MacroParams(rows, cols, cols_per_cycle=p), weight_banks=12, layers=3,
+                        max_width=96, image_slots=slots)
+
+
+_LC = "Info: \t         ICESTORM_LC:   {:5d}/   5280   {}%\n"
+_RAM = "Info: \t        ICESTORM_RAM:   {:5d}/     30   {}%\n"
+MACRO_HINT = "even --cols-per-cycle 1 is estimated not to fit; choose fewer rows or columns"
+ENGINE_HINT = ("even --cols-per-cycle 1 is estimated not to fit (the engine's buffers, program "
+               "and control, not its column lanes, fill the device); choose fewer "
+               "--image-slots ({} now), fewer --input-bits, a smaller --pipeline, no more "
+               "--weight-banks, --layers or --max-width than the model needs, or a smaller "
+               "macro (--rows, --cols, with a model exported for it)")
+
+
+@pytest.mark.parametrize("target, log, subject, suggestion, hint", [
+    # The 32x96 engine at P = 4 (docs/FPGA.md: 7,560 LCs, 51 block RAMs): the engine's
+    # control alone is more than the device, at any folding.
+    (_engine(32, 96, 4), _LC.format(7560, 143) + _RAM.format(51, 170), "32x96 engine", None,
+     ENGINE_HINT.format(256)),
+    # The same log for the bare macro keeps the macro's hint.
+    (MacroParams(32, 96, cols_per_cycle=4), _LC.format(7560, 143) + _RAM.format(51, 170),
+     "32x96", None, MACRO_HINT),
+    # Block RAMs of an engine's buffers stay at any P (rest 40 - 2 x 5 = 30): no folding.
+    (_engine(32, 32, 2, slots=16), _LC.format(4000, 75) + _RAM.format(40, 133),
+     "32x32 engine", None, ENGINE_HINT.format(16)),
+    # A macro's block RAMs are its lanes' (2 x 5 = 10 at most): P = 1 is suggested.
+    (MacroParams(32, 32, cols_per_cycle=2), _LC.format(4000, 75) + _RAM.format(40, 133),
+     "32x32", 1, "try --cols-per-cycle 1 (estimated from the per-column share of each resource)"),
+    # An engine that the logic cells of its lanes overfill: folding is suggested as for a macro.
+    (_engine(32, 96, 8), _LC.format(6019, 113) + _RAM.format(24, 80), "32x96 engine", 4,
+     "try --cols-per-cycle 4 (estimated from the per-column share of each resource)"),
+])
+def test_fit_error_hint_of_macros_and_engines(target, log, subject, suggestion, hint):
+    err = check_fit("icebreaker", target, log)
+    assert isinstance(err, FitError) and err.suggestion == suggestion
+    p = target if isinstance(target, MacroParams) else target.macro
+    assert str(err).startswith(f"icebreaker: {subject} with cols_per_cycle={p.cols_per_cycle} "
+                               f"needs ")
+    assert str(err).endswith(f"; {hint}") and "\n" not in str(err)
+
+
+def test_engine_fit_hint_names_options_of_fpga_build():
+    """Every option the engine's hint names is one of ``python -m fpga build``."""
+    from fpga.__main__ import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    options = set(sub.choices["build"]._option_string_actions)
+    named = set(re.findall(r"--[a-z][a-z-]*", ENGINE_HINT))
+    assert named and named <= options, named - options
+
+
 def test_pll_settings_from_the_yowasp_calculators():
     ice = pll_config("ice40", 12e6, 24e6)
     assert ice["achieved_hz"] == 24e6
@@ -274,6 +326,46 @@ def test_cli_build_rejects_bad_parameters_in_one_line(capsys):
     code = main(["build", "--board", "ulx3s", "--rows", "8", "--cols", "8", "--baud", "12000000"])
     err = capsys.readouterr().err
     assert code == 2 and "argument --baud: baud 12000000 is too fast for a 25 MHz clock" in err
+
+
+class _Elaborating(Exception):
+    """Raised by the fake BoardCore: the build stops before any tool runs."""
+
+
+def test_cli_build_makes_the_engine_gen_sizes_for_the_model(rng, tmp_path, monkeypatch):
+    """``fpga build --model`` (no --acc-bits) builds the engine ``gen.cli.engine_from_args``
+    sizes, whole: for a model whose sums need more than the default accumulator, its macro
+    has the model's acc_bits. A bare macro is ``params_from_args``'s. The build stops where
+    the board's core is elaborated, before any tool runs."""
+    import fpga.build
+    from fpga.__main__ import build_parser, main
+    from gen.cli import engine_from_args, params_from_args
+    from models.export import save_folded
+    from tests.random_nets import random_net
+
+    net = random_net(rng, [2400, 8], 5, 32, 8)
+    assert net.min_acc_bits > MacroParams(32, 8, input_bits=5).acc_bits == 16
+    save_folded(net, tmp_path / "wide")
+    built = []
+
+    def board_core(target, **kwargs):
+        built.append(target)
+        raise _Elaborating
+
+    monkeypatch.setattr(fpga.build, "BoardCore", board_core)
+    macro = ["build", "--board", "icebreaker", "--rows", "32", "--cols", "8",
+             "--cols-per-cycle", "2", "--pipeline", "2", "--input-bits", "5",
+             "--nonideal", "offset,gain", "--quiet"]
+    for extra, expected in (
+            (["--model", str(tmp_path / "wide"), "--image-slots", "4"],
+             lambda args: engine_from_args(args, params_from_args(args)).params),
+            ([], params_from_args)):
+        argv = [*macro, *extra, "-o", str(tmp_path / f"out{len(built)}")]
+        with pytest.raises(_Elaborating):
+            main(argv)
+        assert built[-1] == expected(build_parser().parse_args(argv))
+    assert built[0].macro.acc_bits == net.min_acc_bits
+    assert built[1].acc_bits == 16
 
 
 def test_detailed_timing_build_feeds_the_endpoint_listing(tmp_path):
