@@ -31,11 +31,12 @@ def clog2(n):
 
 
 def eq_const(value, const):
-    """``value == const`` as bitwise logic (no width-mismatched comparison operands)."""
-    if len(value) == 0:
-        return Const(1, 1)
+    """``value == const`` as bitwise logic (no width-mismatched comparison operands); a
+    zero-width ``value`` is 0, equal to ``const`` 0 only."""
     if const >> len(value):
         return Const(0, 1)
+    if len(value) == 0:
+        return Const(1, 1)
     return ~(value ^ Const(const, len(value))).any()
 
 

@@ -45,8 +45,10 @@ def test_eq_const(width):
     sweep(m, [value], outputs, [(v,) for v in range(1 << width)], check)
 
 
-def test_eq_const_of_an_empty_value_and_zero():
-    assert eq_const(Signal(0), 0).value == 1
+@pytest.mark.parametrize("const, equal", [(0, 1), (1, 0), (2, 0), (7, 0)])
+def test_eq_const_of_an_empty_value(const, equal):
+    """A zero-width value is 0: equal to 0 only."""
+    assert eq_const(Signal(0), const).value == equal
 
 
 @pytest.mark.parametrize("width", [0, 1, 2, 3, 4])
