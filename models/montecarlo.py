@@ -755,7 +755,6 @@ class _OneHot:
         # of H.
         self.shift, self.tables, self.width = {}, {}, {}
         for j in range(self.col_tiles):
-            C = tiles[0, j].cols
             start, blocks = 0, []
             for t in range(self.row_tiles):
                 tile = tiles[t, j]
