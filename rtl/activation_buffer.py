@@ -42,7 +42,9 @@ class ActivationBuffer(wiring.Component):
     inputs_n : In(17)
         The layer's inputs n_in: rows at or past it are 0.
     row_base : In(17)
-        The row tile's first input, ``row_tile * R``.
+        The row tile's first input, ``row_tile * R``: below max_width in every RUN of a
+        program that passes CLASSIFY's check, as ``inputs_n`` is at most max_width; the
+        bits from ``max_width.bit_length()`` up are not read.
     row_tile : In(max(1, ceil(log2 ceil(max_width / R))))
     image_rows : In(B * R)
         The image buffer's tile.
@@ -94,8 +96,12 @@ class ActivationBuffer(wiring.Component):
         act_rows = Mux(self.swap, Cat(written, Const(0, max(0, R - width)))[:R],
                        select_packed(m, self.row_tile[:clog2(self.row_tiles)], padded,
                                      self.row_tiles, R, "activation_rows"))
-        remaining = Signal(COUNT_BITS + 1, name="rows_remaining")   # n_in - row_base
-        m.d.comb += remaining.eq(self.inputs_n - self.row_base)
+        # n_in <= max_width, and a RUN of a program that passes CLASSIFY's check has its
+        # row tile below ceil(max_width / R), so its row base is below max_width: both
+        # fit in w bits, and the subtraction (on the path to INPUT) is no wider.
+        w = ep.max_width.bit_length()
+        remaining = Signal(w + 1, name="rows_remaining")            # n_in - row_base
+        m.d.comb += remaining.eq(self.inputs_n[:w] - self.row_base[:w])
         live = Signal(R, name="rows_live")
         m.d.comb += live.eq(Cat(*(~remaining[-1] & ~lt_const(remaining[:-1], i + 1)
                                   for i in range(R))))
