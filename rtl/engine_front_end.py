@@ -18,7 +18,7 @@ register file, memory port and sequencer act on: the macro's regions with the ma
 offset, the FLIP region and the CSRs the engine answers masked off).
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,7 +29,7 @@ from models.params import BUS_DATA_BITS, CSR, EngineErrCode, Region
 from . import wishbone
 from .access import REGION_COUNT, access_layout
 from .bus_front_end import command_ok, handshake, value_faults
-from .logic import clog2, lt_const, onehot, select, ult
+from .logic import clog2, lt_const, onehot, register, select, ult
 from .pipeline_timing import PipelineTiming
 
 __all__ = ["engine_access_layout", "engine_fields", "EngineFrontEnd", "OWN_CSRS",
@@ -189,10 +189,9 @@ class EngineFrontEnd(wiring.Component):
         decoded = self._decode(m, wb)
         if ep.acts_after:
             held = ("adr", "data", "we") if self._held else ()
-            decoded = {name: value if name in held else _registered(m, name, value)
+            decoded = {name: value if name in held else register(m, value, f"decoded_{name}")
                        for name, value in decoded.items()}
-            acting = Signal(name="access_acting")
-            m.d.sync += acting.eq(seen)
+            acting = register(m, seen, "access_acting")
         else:
             acting = seen
         if p.counters:
@@ -333,15 +332,5 @@ class EngineFrontEnd(wiring.Component):
         m.d.sync += csr_word.eq(Mux(accepted & decoded["csr_read"], chosen, 0))
         engine_word = csr_word | self.engine_answer
         for stage in range(PipelineTiming.of(p.pipeline).bus_latency - 1):
-            delayed = Signal(BUS_DATA_BITS, name=f"engine_answer_q{stage + 2}")
-            m.d.sync += delayed.eq(engine_word)
-            engine_word = delayed
+            engine_word = register(m, engine_word, f"engine_answer_q{stage + 2}")
         m.d.comb += wb.dat_r.eq(self.answer | engine_word)
-
-
-def _registered(m, name, value):
-    """``value`` a cycle later, in a register of its own."""
-    value = Value.cast(value)
-    late = Signal(len(value), name=f"decoded_{name}")
-    m.d.sync += late.eq(value)
-    return late
