@@ -23,7 +23,8 @@ sweep
     seed) as Dask tasks in worker processes (``fpga/sweep.py``): a local cluster of
     ``--workers`` (default 1) or ``--scheduler tcp://HOST:PORT``; writes ``DIR/sweep.csv``
     and ``DIR/sweep.png`` (Fmax against LUTs) as builds finish, skips the points that
-    already have a result, and records a failed build as a row with its error.
+    already have a result, and records a failed build as a row with its error. Ctrl-C or
+    SIGTERM stops the builds running on the workers (their tools too), status 130.
 
 endpoints
     Reads the ``work/report.json`` of a build made with ``--detailed-timing`` and lists
@@ -300,7 +301,7 @@ _BUILD_OPTIONS = (("baud", "--baud"), ("no PLL setting", "--freq"), ("freq", "--
 @contextlib.contextmanager
 def sigterm_as_ctrl_c():
     """Within the block, SIGTERM raises ``KeyboardInterrupt`` in the main thread, as Ctrl-C
-    does; the previous handler is restored afterwards.
+    does; the previous handler is restored afterwards (build, run, sweep).
 
     A build stops its tools (their own process group, which a signal to this process does
     not reach) on ``KeyboardInterrupt``; SIGTERM's default would end this process and
@@ -504,7 +505,8 @@ def cmd_run(args) -> int:
     if note:
         print(note)
     try:
-        return asyncio.run(_run(args, net, x, labels, port))
+        with sigterm_as_ctrl_c():
+            return asyncio.run(_run(args, net, x, labels, port))
     except (SerialLinkError, ProtocolError) as exc:
         raise UsageError(one_line(exc), "--port") from None
     except OSError as exc:
@@ -545,7 +547,7 @@ def cmd_sweep(args) -> int:
                          f"folder", OUT)
     runner = runner_from_args(args, default_workers=1)
     try:
-        with running(runner):
+        with sigterm_as_ctrl_c(), running(runner):
             rows, built = run_sweep(points, out, runner)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"the finished builds are kept in {out}; run the same "
@@ -593,7 +595,7 @@ def _main(argv) -> int:
 def main(argv=None) -> int:
     """Run ``python -m fpga`` with ``argv`` (default ``sys.argv[1:]``); returns the exit
     status (build: 0 timing met, 1 not met; endpoints: 1 when some fail; 2 bad input;
-    130 Ctrl-C, and SIGTERM during a build)."""
+    130 Ctrl-C, and SIGTERM during a build, a run or a sweep)."""
     return cmdline.run(PROG, _main, argv)
 
 

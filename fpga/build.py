@@ -30,8 +30,10 @@ import math
 import os
 import re
 import signal
+import contextlib
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,8 +46,8 @@ from host.serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
 from .top import BoardCore, chip_image
 from .uart import uart_divisor
 
-__all__ = ["FitError", "BuildError", "tool_environment", "build", "summary_line", "check_fit",
-           "flow_options", "run_tools",
+__all__ = ["FitError", "BuildError", "BuildStopped", "tool_environment", "build", "summary_line",
+           "check_fit", "flow_options", "run_tools", "stoppable", "stop_builds",
            "parse_nextpnr_report", "parse_yosys_stats", "default_out_dir", "check_freq",
            "bitstream_name", "FlowMonitor", "PLL_RANGE_MHZ"]
 
@@ -77,6 +79,57 @@ REPORT_VERSION = 1
 
 class BuildError(RuntimeError):
     """A tool of the flow failed (the message names it and the log to read)."""
+
+
+class BuildStopped(Exception):
+    """A build of a :func:`stoppable` thread was stopped by :func:`stop_builds` (its tools
+    stopped; an interruption, not a failure of the design or the tools)."""
+
+
+# The stop requests of the threads inside ``stoppable()``: thread ident -> Event.
+_stop_requests: dict[int, threading.Event] = {}
+_stop_changed = threading.Condition()
+
+
+@contextlib.contextmanager
+def stoppable():
+    """Within the block, this thread's builds stop when :func:`stop_builds` is called
+    (from any thread): a flow running then has its tools stopped, one not started yet
+    does not start, and :class:`BuildStopped` is raised.
+
+    A build on a Dask worker runs in a worker thread, which no signal reaches; ``fpga
+    sweep`` calls :func:`stop_builds` on every worker when it is interrupted, so that the
+    tools (in their own process groups, which outlive the worker) stop with it."""
+    ident = threading.get_ident()
+    with _stop_changed:
+        _stop_requests[ident] = threading.Event()
+    try:
+        yield
+    finally:
+        with _stop_changed:
+            del _stop_requests[ident]
+            _stop_changed.notify_all()
+
+
+def stop_builds(timeout: float = 30.0) -> int:
+    """Stop the builds of every thread inside :func:`stoppable` in this process and wait
+    up to ``timeout`` seconds for them to end (their tools stopped: the worker process may
+    end right after); returns how many were asked to stop."""
+    me = threading.get_ident()
+    with _stop_changed:
+        asked = list(_stop_requests)
+        for ident in asked:
+            _stop_requests[ident].set()
+        _stop_changed.wait_for(
+            lambda: not any(i in _stop_requests for i in asked if i != me), timeout)
+    return len(asked)
+
+
+def _check_stop() -> None:
+    """Raise BuildStopped when this thread's build has been asked to stop."""
+    event = _stop_requests.get(threading.get_ident())
+    if event is not None and event.is_set():
+        raise BuildStopped("stopped (the sweep was interrupted)")
 
 
 class FitError(BuildError):
@@ -569,7 +622,9 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
 
 def _run_flow(argv, work: Path, env: dict, log_path: Path, monitor: "FlowMonitor") -> int:
     """Run the tools' script in its own process group, output to ``log_path``; poll the
-    logs for progress; on Ctrl-C (or any error here) stop every tool of the group."""
+    logs for progress; on Ctrl-C, :func:`stop_builds` (or any error here) stop every tool
+    of the group."""
+    _check_stop()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(argv, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -579,6 +634,7 @@ def _run_flow(argv, work: Path, env: dict, log_path: Path, monitor: "FlowMonitor
                     code = proc.wait(timeout=0.5)
                 except subprocess.TimeoutExpired:
                     monitor.poll()
+                    _check_stop()
                     continue
                 monitor.poll()
                 return code

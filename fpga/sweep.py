@@ -8,7 +8,9 @@ in a worker process (:class:`models.cluster.Runner`: a local cluster by default,
 (Fmax against LUTs, timing met or failed) through temporary files and renames, so an
 interrupted sweep leaves the finished points and a consistent CSV; run the same command
 again and it skips every point that has a result. A build that fails (does not fit, a
-tool error) is a row with status ``error`` and its message.
+tool error) is a row with status ``error`` and its message. An interrupted sweep stops
+the builds running on its workers (:func:`fpga.build.stop_builds` on each), whose points
+stay unbuilt.
 
 With a real cluster the builds run on the workers' disks at the same ``DIR`` path (a
 shared file system keeps the bitstreams in one place); the results, CSV and plot are
@@ -76,8 +78,10 @@ def build_point(point: dict, *, out: str, build_fn: Callable | None = None) -> d
     """Build one point in ``out/points/KEY`` and return its row (a Dask task).
 
     ``build_fn`` (default :func:`fpga.build.build`) takes the arguments of ``build``; any
-    exception it raises becomes a row with status ``error``.
+    exception it raises becomes a row with status ``error``, except
+    :class:`fpga.build.BuildStopped` (the sweep was interrupted: the point stays unbuilt).
     """
+    from .build import BuildStopped, stoppable
     if build_fn is None:
         from .build import build as build_fn
     row = {k: point[k] for k in _PARAMS}
@@ -85,10 +89,13 @@ def build_point(point: dict, *, out: str, build_fn: Callable | None = None) -> d
                logic_available="", seconds="", error="")
     start = time.monotonic()
     try:
-        report = build_fn(point["board"], point["rows"], point["cols"],
-                          cols_per_cycle=point["cols_per_cycle"], pipeline=point["pipeline"],
-                          freq_mhz=point["freq_mhz"], seed=point["placement_seed"],
-                          out_dir=str(Path(out) / "points" / point_key(point)))
+        with stoppable():
+            report = build_fn(point["board"], point["rows"], point["cols"],
+                              cols_per_cycle=point["cols_per_cycle"], pipeline=point["pipeline"],
+                              freq_mhz=point["freq_mhz"], seed=point["placement_seed"],
+                              out_dir=str(Path(out) / "points" / point_key(point)))
+    except BuildStopped:
+        raise
     except Exception as exc:                     # every failure is a row of the sweep
         row["error"] = " ".join(f"{type(exc).__name__}: {exc}".split())
         row["seconds"] = round(time.monotonic() - start, 1)
@@ -184,8 +191,9 @@ def run_sweep(points: list, out, runner, *, build_fn: Callable | None = None) ->
         results[key] = row
         _write(out, results, order)
 
+    from .build import stop_builds
     with runner:
         runner.map(build_point, todo, shared=dict(out=str(out), build_fn=build_fn),
-                   desc="builds", done=finished)
+                   desc="builds", done=finished, stop=stop_builds)
     _write(out, results, order)
     return [results[k] for k in order], len(todo)

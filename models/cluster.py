@@ -28,6 +28,8 @@ import argparse
 import contextlib
 import os
 import re
+import signal
+import threading
 from typing import Callable
 
 __all__ = ["ClusterError", "Runner", "check_address", "add_cluster_options", "runner_from_args",
@@ -77,6 +79,33 @@ def _call(task, *, _fn, **shared):
     """One task on a worker: ``_fn(task, **shared)`` after :func:`_tune_malloc`."""
     _tune_malloc()
     return _fn(task, **shared)
+
+
+@contextlib.contextmanager
+def _signals_ignored_by_children():
+    """Processes started within the block ignore SIGINT and SIGTERM (dispositions set to
+    ignore survive ``exec``), as this process does meanwhile.
+
+    A terminal's Ctrl-C, and a service manager's SIGTERM, reach the whole process group:
+    local workers that died of them would leave the tools of a running build behind
+    (fpga.build runs them in their own process group). Their client stops their tasks
+    instead (:meth:`Runner.map`'s ``stop``) and closes the cluster. Outside the main
+    thread the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _quiet_shutdown() -> None:
+    """On a local worker about to be closed: only critical log records of Dask."""
+    import logging
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
 
 class Runner:
@@ -137,9 +166,10 @@ class Runner:
                 raise ClusterError(f"cannot reach the Dask scheduler at {self.scheduler} "
                                    f"within {self.timeout:g} s ({type(exc).__name__})") from None
         else:
-            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                        processes=True, dashboard_address=None,
-                                        silence_logs=logging.ERROR)
+            with _signals_ignored_by_children():
+                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
+                                            processes=True, dashboard_address=None,
+                                            silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         return self
 
@@ -147,22 +177,40 @@ class Runner:
         self._depth -= 1
         if self._depth > 0:
             return False
-        if self.client is not None:
-            self.client.close()
+        import logging
+        quiet = logging.getLogger("distributed")
+        level = quiet.level
         if self.cluster is not None:
-            self.cluster.close()
-        self.client = self.cluster = None
+            # A local cluster's shutdown chatter (a worker's heartbeat to the closing
+            # scheduler, scattered data lost with the workers) is not for the user: the
+            # run has ended. The workers of a real cluster stay as they are.
+            with contextlib.suppress(Exception):
+                self.client.run(_quiet_shutdown)
+            quiet.setLevel(logging.CRITICAL)
+        try:
+            if self.client is not None:
+                self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+        finally:
+            quiet.setLevel(level)
+            self.client = self.cluster = None
         return False
 
     def map(self, fn: Callable, tasks: list, *, shared: dict | None = None,
             weights: list | None = None, desc: str = "tasks",
-            done: Callable | None = None) -> list:
+            done: Callable | None = None, stop: Callable | None = None) -> list:
         """``[fn(task, **shared) for task in tasks]``, run here or on the cluster.
 
         ``weights`` (one number per task, default 1) advance the progress bar, e.g. by
         the chips of a block. ``done(task, result)`` is called here as each task
         finishes (in the order they finish). The first task that raises stops the run
         and its exception is raised here.
+
+        When the run ends early (a task's exception, Ctrl-C) the tasks not finished are
+        cancelled; a task already running on a worker runs on (Dask cannot interrupt it)
+        unless ``stop`` is given: ``stop()`` is then called on every worker, and should
+        make the running tasks end (as :func:`fpga.build.stop_builds` does).
         """
         shared = dict(shared or {})
         weights = [1] * len(tasks) if weights is None else list(weights)
@@ -193,6 +241,8 @@ class Runner:
                 return self.client.gather(futures)
             except BaseException:
                 self.client.cancel(futures)
+                if stop is not None:
+                    self.client.run(stop, on_error="ignore")
                 raise
         finally:
             bar.close()

@@ -1043,9 +1043,10 @@ def test_real_process_exit_status(command, argv, words, data, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def _interrupt(argv, cwd, wait_for, timeout=120, tty=False, after=0.3):
+def _interrupt(argv, cwd, wait_for, timeout=120, tty=False, after=0.3, sig=signal.SIGINT):
     """Start ``python -m ARGV``, wait until ``wait_for`` appears in its output (stderr on a
-    pseudo-terminal with ``tty``), send SIGINT; returns the status, stdout and stderr."""
+    pseudo-terminal with ``tty``), send ``sig`` (SIGINT: Ctrl-C); returns the status,
+    stdout and stderr."""
     import pty
     env = _env()
     env.pop("CI", None)
@@ -1082,7 +1083,7 @@ def _interrupt(argv, cwd, wait_for, timeout=120, tty=False, after=0.3):
         time.sleep(0.05)
     time.sleep(after)
     assert proc.poll() is None, texts
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     proc.wait(timeout=60)
     time.sleep(0.1)
     drain()
@@ -1115,12 +1116,13 @@ def test_ctrl_c_while_generating(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_fpga_run_shows_a_bar_on_a_terminal_and_stops_on_ctrl_c(data, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_fpga_run_shows_a_bar_on_a_terminal_and_stops_on_ctrl_c(sig, data, tmp_path):
     save_idx(tmp_path / "i.idx", np.zeros((3000, 8, 8), np.uint8))
     save_idx(tmp_path / "l.idx", np.zeros(3000, np.uint8))
     status, out, err = _interrupt(["fpga", "run", "--port", "model", "--model",
                                    str(data / "digits"), "--images", "i.idx", "--labels", "l.idx",
-                                   "--no-calibrate"], tmp_path, "/3000", tty=True)
+                                   "--no-calibrate"], tmp_path, "/3000", tty=True, sig=sig)
     assert status == 130, (out, err)
     assert "images:" in err and "Traceback" not in err, err
     assert _last_line(err) == "fpga: interrupted", err
@@ -1208,6 +1210,90 @@ def test_fpga_build_sigterm_stops_the_tools_as_ctrl_c(tmp_path):
         deadline = time.monotonic() + 5
         while not _gone(pid):
             assert time.monotonic() < deadline, f"the fake nextpnr {pid} still runs"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if pid is not None and not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+#: ``python -m fpga`` with fake tools, as a file (the sweep's spawned Dask workers import it
+#: again, so they get the fake tools too).
+_FAKE_TOOLS_SWEEP = _FAKE_TOOLS_BUILD.replace(
+    "from fpga.__main__ import main\nsys.exit(main(sys.argv[3:]))",
+    "if __name__ == '__main__':\n    from fpga.__main__ import main\n"
+    "    sys.exit(main(sys.argv[3:]))")
+
+
+def _children(pid: int) -> list:
+    """Live (not zombie) processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("sig, to_group", [
+    (signal.SIGTERM, False),        # timeout, kill PID
+    (signal.SIGINT, True),          # Ctrl-C at a terminal: the whole process group
+    (signal.SIGTERM, True),         # a service manager stopping the group
+], ids=["sigterm", "ctrl-c", "sigterm-group"])
+def test_fpga_sweep_interrupted_stops_the_builds_of_its_workers(sig, to_group, tmp_path):
+    """A sweep interrupted while a worker process runs a build: the build's fake nextpnr
+    (in its own process group, which outlives the worker) is stopped, the workers end,
+    the line is the sweep's resume hint with status 130, and the point has no result (a
+    rerun builds it)."""
+    pidfile = tmp_path / "nextpnr.pid"
+    yosys, nextpnr = tmp_path / "fake-yosys", tmp_path / "fake-nextpnr"
+    yosys.write_text("#!/bin/sh\nexit 0\n")
+    nextpnr.write_text(f"#!/bin/sh\necho $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}\n"
+                       f"exec sleep 300\n")
+    yosys.chmod(0o755)
+    nextpnr.chmod(0o755)
+    script = tmp_path / "fake_fpga.py"
+    script.write_text(_FAKE_TOOLS_SWEEP)
+    out = tmp_path / "s"
+
+    def default_signals():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(yosys), str(nextpnr), "sweep", "--board",
+         "icebreaker", "--rows", "4", "--cols", "4", "--quiet", "-o", str(out)],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=default_signals)
+    pid = None
+    try:
+        deadline = time.monotonic() + 180
+        while not pidfile.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the fake nextpnr never started"
+            time.sleep(0.05)
+        pid = int(pidfile.read_text())
+        workers = _children(proc.pid)
+        assert workers, "the sweep started no worker process"
+        if to_group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+        stdout, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, (proc.returncode, err)
+        assert stdout == "" and err.splitlines() == [
+            f"fpga: interrupted; the finished builds are kept in {out}; run the same command "
+            f"again to resume"], err
+        assert not list(out.glob("points/*/result.json")) and not (out / "sweep.csv").exists()
+        deadline = time.monotonic() + 10
+        while not (_gone(pid) and all(_gone(w) for w in workers)):
+            assert time.monotonic() < deadline, (
+                f"still running: nextpnr {pid} {_gone(pid)}, workers {workers}")
             time.sleep(0.05)
     finally:
         if proc.poll() is None:

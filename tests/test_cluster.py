@@ -167,6 +167,50 @@ def test_build_point_calls_the_real_build_as_it_is_declared(tmp_path):
     assert row["status"] in ("met", "failed") and row["placement_seed"] == 7
 
 
+def test_stop_builds_stops_a_running_flow_and_one_not_started(tmp_path):
+    """stop_builds() from another thread: a flow running in a stoppable() thread has its
+    tools stopped and raises BuildStopped; one asked before it starts runs no tool; a
+    thread outside stoppable() is not touched; build_point lets BuildStopped through
+    (the point stays unbuilt) instead of making it an error row."""
+    from fpga import build as B
+    marker = tmp_path / "started"
+    argv = ["sh", "-c", f"echo $$ > {marker}; exec sleep 300"]
+    outcome = {}
+
+    def flow(name, stop_first=False):
+        try:
+            with B.stoppable():
+                if stop_first:
+                    assert B.stop_builds(timeout=0) == 1       # its own: no waiting
+                B._run_flow(argv, tmp_path, dict(os.environ), tmp_path / f"{name}.log",
+                            B.FlowMonitor(tmp_path))
+        except B.BuildStopped as exc:
+            outcome[name] = exc
+
+    early = threading.Thread(target=flow, args=("early", True))
+    early.start()
+    early.join(30)
+    assert isinstance(outcome.get("early"), B.BuildStopped) and not marker.exists()
+    running = threading.Thread(target=flow, args=("running",))
+    running.start()
+    for _ in range(600):
+        if marker.exists() and marker.read_text().strip():
+            break
+        threading.Event().wait(0.05)
+    pid = int(marker.read_text())
+    assert B.stop_builds() == 1
+    assert not running.is_alive() and isinstance(outcome.get("running"), B.BuildStopped)
+    assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().rsplit(
+        ")", 1)[1].split()[0] == "Z"
+    assert B.stop_builds() == 0
+
+    def stopped_build(*args, **kwargs):
+        raise B.BuildStopped("stopped")
+    (point,) = S.grid(["icebreaker"], [4], [4], [2], [0], [None], [1])
+    with pytest.raises(B.BuildStopped):
+        S.build_point(point, out=str(tmp_path), build_fn=stopped_build)
+
+
 @pytest.mark.slow
 def test_fpga_sweep_builds_a_tiny_ice40_design(tmp_path):
     """The one real build (30 s): a 4x4 macro folded by 2 on the iCEBreaker, then a rerun
