@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from models.engine import (CAPTURE_CYCLES, IMAGE_START_CYCLES, RESULT_CYCLES, EngineParams,
-                           build_program, image_cycle_terms, program_words)
+from models.engine import (CAPTURE_CYCLES, ENGINE_PIPELINES, IMAGE_START_CYCLES, RESULT_CYCLES,
+                           EngineParams, build_program, engine_bus_latency, image_cycle_terms,
+                           program_words)
 from models.engine_params import (ENGINE_REGION_BITS, ENGINE_VERSION, PROGRAM_WORDS,
                                   EngineStatus, ProgramWord)
-from models.params import CONTRACT_VERSION, EngineErrCode, ErrCode, Status
+from models.params import CONTRACT_VERSION, EngineErrCode, ErrCode, Status, latencies_text
 
 from . import __version__
 from .manifest import _tool_versions, address_map, command_line, cycle_counts
@@ -152,7 +153,8 @@ def build_engine_manifest(params: EngineParams, name: str, verilog_text: str, po
                                  region_shift=params.region_shift,
                                  addr_bits=params.addr_bits,
                                  ack_latency=params.bus_latency,
-                                 latencies="1 for L = 0, 3 for L = 1..3"),
+                                 latencies=latencies_text(engine_bus_latency,
+                                                          ENGINE_PIPELINES)),
         status_bits=dict(busy=Status.BUSY, done=Status.DONE, error=Status.ERROR,
                          cal_range=Status.CAL_RANGE, acc_sat=Status.ACC_SAT,
                          clear_counters=Status.CLEAR_COUNTERS, stop=EngineStatus.STOP),

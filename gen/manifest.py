@@ -14,7 +14,8 @@ from importlib import metadata
 
 from models.energy import access_events, command_events, event_formulas
 from models.params import (BUS_DATA_BITS, CONTRACT_VERSION, GAIN_BITS, GAIN_FRAC_BITS,
-                           NONIDEALITIES, QSHIFT_BITS, Region, MacroParams)
+                           MAX_PIPELINE, NONIDEALITIES, QSHIFT_BITS, Region, MacroParams,
+                           bus_latency_of, latencies_text)
 
 from . import __version__
 
@@ -59,7 +60,7 @@ def register_map(p: MacroParams) -> dict:
     return address_map(p.regions(), p.csrs(), field_counts(p), region_bits=Region.BITS,
                        region_shift=p.region_shift, addr_bits=p.addr_bits,
                        ack_latency=p.bus_latency,
-                       latencies="1 for L = 0, 2 for L = 1..3, 5 for L = 4")
+                       latencies=latencies_text(bus_latency_of, range(MAX_PIPELINE + 1)))
 
 
 def address_map(regions, csrs, counts, *, region_bits, region_shift, addr_bits,

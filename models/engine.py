@@ -34,13 +34,14 @@ from .macro import MacroModel
 from .engine_params import (MAX_IMAGE_SLOTS, MAX_LAYERS, MAX_WEIGHT_BANKS, MAX_WIDTH,
                             ENGINE_ID_MAGIC, ENGINE_REG_BITS, ENGINE_REGION_BITS,
                             ENGINE_VERSION, PROGRAM_WORDS, EngineCSR, EngineRegion, ProgramWord)
-from .params import BUS_DATA_BITS, CONTRACT_VERSION, CSR, ID_MAGIC, MacroParams, Region
+from .params import (BUS_DATA_BITS, CONTRACT_VERSION, CSR, ID_MAGIC, MacroParams, Region,
+                     bus_latency_of)
 
 __all__ = [
     "ENGINE_VERSION", "MAX_WEIGHT_BANKS", "MAX_LAYERS", "MAX_IMAGE_SLOTS", "MAX_WIDTH",
     "IMAGE_START_CYCLES", "CAPTURE_CYCLES", "RESULT_CYCLES", "EngineParams",
     "LayerProgram", "NetworkProgram", "build_program", "program_words", "trim_shift", "image_cycle_terms",
-    "image_cycles", "EngineModel",
+    "image_cycles", "EngineModel", "ENGINE_PIPELINES", "engine_acts_after", "engine_bus_latency",
 ]
 
 
@@ -63,6 +64,23 @@ def _tiles(n: int, size: int) -> int:
 
 
 # --- capacity -----------------------------------------------------------------------------
+
+#: The engine's pipelines (its RTL builds L = 0..3; the macro alone also L = 4).
+ENGINE_PIPELINES = range(4)
+
+
+def engine_acts_after(pipeline: int) -> int:
+    """Cycles from a bus access (``cyc & stb``) to the cycle the engine checks and performs
+    it: 0 at L = 0; 1 with a pipeline, where the access's address, data and decode are
+    registered first (docs/ENGINE.md, "Bus interface")."""
+    return 1 if pipeline else 0
+
+
+def engine_bus_latency(pipeline: int) -> int:
+    """Cycles from a bus access to its ``ack`` in an engine of pipeline ``pipeline``: the
+    macro's (:func:`models.params.bus_latency_of`) after the acting cycle."""
+    return bus_latency_of(pipeline) + engine_acts_after(pipeline)
+
 
 @dataclasses.dataclass(frozen=True)
 class EngineParams:
@@ -165,15 +183,14 @@ class EngineParams:
     @property
     def acts_after(self) -> int:
         """Cycles from a bus access (``cyc & stb``) to the cycle the engine checks and
-        performs it: 0 at L = 0; 1 with a pipeline, where the access's address, data and
-        decode are registered first (docs/ENGINE.md, "Bus interface")."""
-        return 1 if self.macro.pipeline else 0
+        performs it: :func:`engine_acts_after` this pipeline."""
+        return engine_acts_after(self.macro.pipeline)
 
     @property
     def bus_latency(self) -> int:
-        """Cycles from a bus access to its ``ack``: the macro's ``bus_latency`` after the
-        acting cycle (1 at L = 0, 3 at L = 1..3)."""
-        return self.macro.bus_latency + self.acts_after
+        """Cycles from a bus access to its ``ack``: :func:`engine_bus_latency` this
+        pipeline."""
+        return engine_bus_latency(self.macro.pipeline)
 
 
     @property

@@ -15,6 +15,7 @@ __all__ = [
     "CONTRACT_VERSION", "ID_MAGIC", "NONIDEALITIES", "DEFAULT_NONIDEALITIES",
     "GAIN_BITS", "GAIN_FRAC_BITS", "QSHIFT_BITS", "MAX_ROWS", "MAX_COLS",
     "Op", "Cmd", "ErrCode", "EngineErrCode", "Status", "Region", "CSR", "MacroParams",
+    "MAX_PIPELINE", "bus_latency_of", "latencies_text",
 ]
 
 #: Bumped whenever a bit-exact rule or the register map changes.
@@ -160,6 +161,34 @@ def _check_int(name: str, value, lo: int, hi: int, what: str = "") -> None:
         raise TypeError(f"{name} must be an integer, not {value!r}")
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be {what or f'an integer in [{lo}, {hi}]'}, not {value}")
+
+
+def bus_latency_of(pipeline: int) -> int:
+    """Cycles from a bus access (``cyc & stb``) to its ``ack`` at pipeline ``pipeline``
+    (section 6).
+
+    1 without a pipeline; 2 with L = 1..3 (the lane read multiplexer is split by a
+    register and memory writes land a cycle late); 5 with L = 4, the FPGA-clock build,
+    whose address decode and checks end at a register of their own, whose read
+    multiplexers take three cycles and whose read data leaves the macro from a register.
+    """
+    if pipeline == 0:
+        return 1
+    return 2 if pipeline < 4 else 5
+
+
+def latencies_text(latency_of, pipelines) -> str:
+    """``latency_of(L)`` for each pipeline in words, equal neighbours joined: ``"1 for L =
+    0, 2 for L = 1..3, 5 for L = 4"`` (the ack rule of a manifest's register map)."""
+    runs = []
+    for L in pipelines:
+        latency = latency_of(L)
+        if runs and runs[-1][0] == latency and runs[-1][2] == L - 1:
+            runs[-1][2] = L
+        else:
+            runs.append([latency, L, L])
+    return ", ".join(f"{latency} for L = {a}" + (f"..{b}" if b > a else "")
+                     for latency, a, b in runs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -466,17 +495,9 @@ class MacroParams:
 
     @property
     def bus_latency(self) -> int:
-        """Cycles from a bus access (``cyc & stb``) to its ``ack`` (section 6).
-
-        1 without a pipeline; 2 with L = 1..3 (the lane read multiplexer is split by a
-        register and memory writes land a cycle late); 5 with L = 4, the FPGA-clock
-        build, whose address decode and checks end at a register of their own, whose
-        read multiplexers take three cycles and whose read data leaves the macro from
-        a register.
-        """
-        if self.pipeline == 0:
-            return 1
-        return 2 if self.pipeline < 4 else 5
+        """Cycles from a bus access (``cyc & stb``) to its ``ack`` (section 6):
+        :func:`bus_latency_of` this pipeline."""
+        return bus_latency_of(self.pipeline)
 
     def run_cycles(self, planes: int) -> int:
         """Cycles a RUN command with ``planes`` bit-planes keeps BUSY high."""

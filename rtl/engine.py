@@ -29,7 +29,7 @@ from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out, connect
 
-from models.engine import EngineParams
+from models.engine import ENGINE_PIPELINES, EngineParams
 
 from . import wishbone
 from .activation_buffer import ActivationBuffer
@@ -54,8 +54,9 @@ def check_supported(ep):
     if not isinstance(ep, EngineParams):
         raise TypeError(f"params must be an EngineParams, not {ep!r}")
     p = ep.macro
-    if p.pipeline not in (0, 1, 2, 3):
-        raise ValueError(f"pipeline must be in 0..3 for the engine, not {p.pipeline}")
+    if p.pipeline not in ENGINE_PIPELINES:
+        raise ValueError(f"pipeline must be in {ENGINE_PIPELINES[0]}..{ENGINE_PIPELINES[-1]} "
+                         f"for the engine, not {p.pipeline}")
 
 
 class CimEngine(wiring.Component):

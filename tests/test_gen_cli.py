@@ -437,6 +437,8 @@ def test_manifest_gives_the_ack_latency(pipeline, latency):
     p = MacroParams(rows=8, cols=4, pipeline=pipeline)
     m = json.loads(manifest.dumps(manifest.build_manifest(p, FAKE_VERILOG, [])))
     assert m["register_map"]["ack_latency"] == p.bus_latency == latency
+    # The rule's text names every pipeline's latency, this one's among them.
+    assert "(1 for L = 0, 2 for L = 1..3, 5 for L = 4)" in m["register_map"]["ack_rule"]
 
 
 def test_counters_option_builds_the_counter_csrs(tmp_path):
