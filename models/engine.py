@@ -41,7 +41,8 @@ __all__ = [
     "ENGINE_VERSION", "MAX_WEIGHT_BANKS", "MAX_LAYERS", "MAX_IMAGE_SLOTS", "MAX_WIDTH",
     "IMAGE_START_CYCLES", "CAPTURE_CYCLES", "RESULT_CYCLES", "EngineParams",
     "LayerProgram", "NetworkProgram", "build_program", "program_words", "trim_shift", "image_cycle_terms",
-    "image_cycles", "EngineModel", "ENGINE_PIPELINES", "engine_acts_after", "engine_bus_latency",
+    "image_cycles", "EngineModel", "ENGINE_PIPELINES", "engine_acts_after",
+    "engine_bus_latency",
 ]
 
 

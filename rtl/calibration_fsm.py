@@ -120,12 +120,18 @@ class CalibrationFSM(wiring.Component):
         return self._p
 
     def elaborate(self, platform):
-        p = self._p
         m = Module()
+        r = self._control(m)
+        self._lanes(m, r)
+        self._outputs(m, r)
+        return m
 
+    def _control(self, m):
+        """The state, the step and its move, the settle counter and the transitions (a
+        namespace of what the lanes use)."""
+        p = self._p
         K = p.comp_rows
         S = p.comp_steps
-        lanes = p.cols_per_cycle
         # n is a count in [0, K] with K a power of two: K.bit_length() bits, and the top
         # bit is set exactly when n == K.
         n_bits = K.bit_length()
@@ -143,12 +149,12 @@ class CalibrationFSM(wiring.Component):
         #   alone, so without `default` (CASEINCOMPLETE). Every case table below
         #   therefore assigns all of its signals in every arm, Default included, and the
         #   registers are updated under If/Else only.
-        state = Signal(CalState, init=CalState.IDLE)
-        step = Signal(unsigned(step_bits))
+        state = Signal(CalState, init=CalState.IDLE, name="state")
+        step = Signal(unsigned(step_bits), name="step")
 
-        idle = Signal()
-        searching = Signal()
-        verifying = Signal()
+        idle = Signal(name="idle")
+        searching = Signal(name="searching")
+        verifying = Signal(name="verifying")
         with m.Switch(state):
             with m.Case(CalState.SEARCH):
                 m.d.comb += [idle.eq(0), searching.eq(1), verifying.eq(0)]
@@ -158,9 +164,9 @@ class CalibrationFSM(wiring.Component):
                 # IDLE, and the spare encoding, which is unreachable and would recover.
                 m.d.comb += [idle.eq(1), searching.eq(0), verifying.eq(0)]
 
-        move = Signal(unsigned(n_bits))
-        last_step = Signal()
-        next_step = Signal(unsigned(step_bits))
+        move = Signal(unsigned(n_bits), name="move")
+        last_step = Signal(name="last_step")
+        next_step = Signal(unsigned(step_bits), name="next_step")
         with m.Switch(step):
             for i, d in enumerate(moves):
                 with m.Case(i):
@@ -180,13 +186,14 @@ class CalibrationFSM(wiring.Component):
             # Cycles left until the readout answers the current comp: counts L .. 0, so
             # "settled" is a reduction rather than a comparison with a wide constant.
             left = Signal(range(L + 1), name="settle_left", init=L)
-            settled = Signal()
+            settled = Signal(name="settled")
             m.d.comb += settled.eq(~left.any())
             with m.If(idle | settled):
                 m.d.sync += left.eq(L)
             with m.Else():
                 m.d.sync += left.eq((left - Const(1, 1))[:len(left)])
         else:
+            left = None
             settled = Const(1, 1)
 
         m.d.comb += [
@@ -210,6 +217,20 @@ class CalibrationFSM(wiring.Component):
         with m.Elif(settled):
             m.d.sync += state.eq(CalState.IDLE)
 
+        r = _Control()
+        r.n_bits, r.moves, r.L, r.move = n_bits, moves, L, move
+        r.idle, r.searching, r.verifying = idle, searching, verifying
+        r.settled, r.left = settled, left
+        return r
+
+    def _lanes(self, m, r):
+        """Every lane's n: one register, moved against the readout's sign while searching,
+        back to K/2 at the start (or, at L = 4, at the end of the verification read)."""
+        K, lanes = self._p.comp_rows, self._p.cols_per_cycle
+        n_bits, moves, L, move = r.n_bits, r.moves, r.L, r.move
+        idle, searching, verifying, settled, left = (r.idle, r.searching, r.verifying,
+                                                     r.settled, r.left)
+
         # The lanes: one register holding every lane's n (lane-major, n_bits per lane),
         # updated by one assignment, and each output formed for all lanes by one
         # expression, so that the logic does not grow by a process per lane.
@@ -217,10 +238,10 @@ class CalibrationFSM(wiring.Component):
                    init=sum((K // 2) << (n_bits * lane) for lane in range(lanes)))
         lane_n = [n[n_bits * lane:n_bits * (lane + 1)] for lane in range(lanes)]
         # A signal, not an expression: each use of a slice of an expression copies it.
-        negative = Signal(lanes)
+        negative = Signal(lanes, name="negative")
         m.d.comb += negative.eq(Cat(*(self.readout[lane][-1] for lane in range(lanes))))
         # -move modulo 2^n_bits, shared by the lanes that move down: ~move + 1.
-        minus_move = Signal(unsigned(n_bits))
+        minus_move = Signal(unsigned(n_bits), name="minus_move")
         m.d.comb += minus_move.eq(((~move).as_unsigned() + Const(1, 1))[:n_bits])
         deep = L >= 4
         if deep:
@@ -258,14 +279,20 @@ class CalibrationFSM(wiring.Component):
             with m.Elif(searching & settled):
                 # Against the sign: a non-negative readout means too many cells at 1.
                 m.d.sync += n.eq(n_next)
+        r.lane_n, r.negative, r.deep = lane_n, negative, deep
+
+    def _outputs(self, m, r):
+        """COMP, the thermometer code and the range flags of every lane from n."""
+        p, lanes = self._p, self._p.cols_per_cycle
+        K, n_bits, lane_n, negative, deep = p.comp_rows, r.n_bits, r.lane_n, r.negative, r.deep
 
         # comp = 2n - K = 2 (n - K/2), bitwise: with n in [0, K] and K = 2^k, n - K/2 is
         # n's low k-1 bits, then ~n[k-1], then the sign ~n[k-1] & ~n[k]. Idle drives the
         # balanced 0 rather than 2n - K, so that the n left over from the previous group
         # never biases the array.
         k = n_bits - 1
-        below_half = Signal(lanes)      # n < K/2: ~n[k-1] & ~n[k]
-        half_bit = Signal(lanes)        # ~n[k-1]
+        below_half = Signal(lanes, name="below_half")      # n < K/2: ~n[k-1] & ~n[k]
+        half_bit = Signal(lanes, name="half_bit")          # ~n[k-1]
         m.d.comb += [
             half_bit.eq(~Cat(*(n_lane[k - 1] for n_lane in lane_n))),
             below_half.eq(half_bit & ~Cat(*(n_lane[k] for n_lane in lane_n))),
@@ -283,4 +310,8 @@ class CalibrationFSM(wiring.Component):
         zero = ~Cat(*(n_lane.any() for n_lane in lane_n))
         top = Cat(*(n_lane[k] for n_lane in lane_n))
         m.d.comb += self.flags.eq((zero & ~negative) | (top & negative))
-        return m
+
+
+class _Control:
+    """What :class:`CalibrationFSM`'s lanes use of its control (attributes)."""
+

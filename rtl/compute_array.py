@@ -482,87 +482,11 @@ class ComputeArray(wiring.Component):
 
     def elaborate(self, platform):
         p = self._p
-        R, P, W, M = p.rows, p.cols_per_cycle, p.readout_bits, p.readout_max
         m = Module()
-
-        if p.has("table"):
-            depth = 1 << W
-            identity = [i - depth if i >> (W - 1) else i for i in range(depth)]
-            m.submodules.table = table = Memory(shape=signed(W), depth=depth, init=identity)
-            bus_read = table.read_port()
-            bus_write = table.write_port()
-            m.d.comb += [
-                bus_read.addr.eq(self.table_addr),
-                self.table_rdata.eq(bus_read.data),
-                bus_write.addr.eq(self.table_addr),
-                bus_write.data.eq(self.table_wdata),
-                bus_write.en.eq(self.table_we),
-            ]
-            lane_reads = [table.read_port(domain="comb") for _ in range(P)]
-
-        # Widths, from the full ranges of the port types.
-        count_bits = _count_bits(R)
-        s_bits = count_bits + 1
-        comp_lo, comp_hi = -(1 << (p.comp_bits - 1)), (1 << (p.comp_bits - 1)) - 1
-        off_lo, off_hi = (-(1 << (W - 1)), M) if p.has("offset") else (0, 0)
-        a_lo, a_hi = -R + comp_lo + off_lo, R + comp_hi + off_hi
-        a_bits = max(_bits_for_range(a_lo, a_hi), s_bits, p.comp_bits, W if p.has("offset") else 0)
-        gain_max = (1 << GAIN_BITS) - 1
-        if p.has("gain"):
-            product_bits = a_bits + GAIN_BITS + 1
-            rounded_bits = product_bits - (GAIN_FRAC_BITS - 1)
-            half = 1 << (GAIN_FRAC_BITS - 1)
-            g_bits = _bits_for_range((a_lo * gain_max + half) >> GAIN_FRAC_BITS,
-                                     (a_hi * gain_max + half) >> GAIN_FRAC_BITS)
-        else:
-            g_bits = a_bits
-        clamp_bits = max(g_bits, W)
-
-        # Every lane's logic is one expression inside one assignment per step, to a
-        # signal holding that step's result for all lanes (lane-major; see "Generation
-        # speed" above).
-        def all_lanes(name, width, per_lane):
-            per_lane = [Value.cast(v) for v in per_lane]
-            assert all(len(v) == width for v in per_lane), (name, width)
-            return _comb_signal(m, unsigned(P * width), name, Cat(*per_lane))
-
-        def lane(value, width, i):
-            return value[i * width:(i + 1) * width]
-
-        L = p.pipeline
-        # The FPGA-clock build (L = 4) has no reset on its pipeline registers: what
-        # they hold after a reset is never used (the sequencer steps and clears from
-        # its own registers), and each lane's registers on the reset net made that net
-        # reach every lane of the die.
-        reset_less = L >= 4
-
-        def stage(value, name, cut):
-            """``value``, or its copy one cycle later when pipeline cut ``cut`` is built."""
-            if L < cut:
-                return value
-            value = Value.cast(value)
-            reg = Signal(value.shape(), name=f"{name}_q{cut}", reset_less=reset_less)
-            m.d.sync += reg.eq(value)
-            return reg
-
-        # Inputs travel with the data through the cuts before the stage that uses them.
-        # Path order: cut 4 (inside the popcount), cut 2 (after it), cut 1 (after the
-        # bias sum), cut 3 (the readout); L = 1 builds cut 1 only, L = 2 cuts 1-2, ...
-        def mid(value, name):
-            return stage(stage(value, name, 4), name, 2)
-
-        def late(value, name):
-            return stage(mid(value, name), name, 1)
-
-        def for_lanes(value, name, cut):
-            """``value``, shared by every lane, once per lane (lane-major); its cut-``cut``
-            register, when built, is built once per block of lanes (``rtl/replicas.py``)."""
-            value = Value.cast(value)
-            if L < cut:
-                return value.replicate(P)
-            return replicated(m, value, P, name, suffix=f"_q{cut}", reset_less=reset_less)
-
-        gain_in = late(self.gain.as_value(), "gain") if p.has("gain") else None
+        lane_reads = self._table(m) if p.has("table") else None
+        w = self._widths()
+        b = _Stages(m, p)
+        gain_in = b.late(self.gain.as_value(), "gain") if p.has("gain") else None
         # The L = 4 build (without gain) compares with the clamp limits in the bias stage,
         # a stage before the clamp: a > L and a < -L are the signs of s + (comp + offset
         # - L - 1) and s + (comp + offset + L), whose second terms are formed between
@@ -570,11 +494,88 @@ class ComputeArray(wiring.Component):
         # with the data all the same). The clamp stage is then only its multiplexers: a
         # carry chain, the limit's copies and the multiplexers in one cycle were the
         # longest path of the fully parallel ECP5 build.
-        precompare = L >= 4 and p.has("readout") and not p.has("gain")
+        w.precompare = b.L >= 4 and p.has("readout") and not p.has("gain")
+        shared = self._shared(b, w)
+        agree = self._agree(b, w)
+        if b.L < 4:
+            shared.minus_ones = b.for_lanes(shared.minus_ones, "minus_plane_ones", 2)
+        # 2. s = 2 * agree - ones, in s_bits (|s| <= R); a = s + comp + offset.
+        if w.precompare:
+            over_lanes, under_lanes, a = self._bias_and_compare(
+                m, agree, shared.ones_cut4, shared.limit_cut4, b.stage, b.all_lanes, b.lane)
+        else:
+            over_lanes = under_lanes = None
+            a = self._bias(b, w, agree, shared)
+        g = self._gain(b, w, a, gain_in) if p.has("gain") else a
+        k_lanes = self._clamp(b, w, g, shared, over_lanes, under_lanes)
+        # 5. Transfer table, per lane: a read port each.
+        if p.has("table"):
+            k = b.all_lanes("k", p.readout_bits, k_lanes)
+            for i in range(p.cols_per_cycle):
+                # k mod 2^W is k's own W-bit two's-complement pattern.
+                m.d.comb += lane_reads[i].addr.eq(b.lane(k, p.readout_bits, i))
+            t = Cat(*(read.data for read in lane_reads))
+        else:
+            t = Cat(*k_lanes)
+        # 6. Quantise: the low q bits cleared; q <= W - 1 never clears the sign bit.
+        v = t & shared.keep if p.has("readout") else t
+        m.d.comb += self.readout.eq(b.stage(v, "readout", 3))
+        return m
 
+    def _table(self, m):
+        """The transfer table's memory, its bus ports and a read port per lane."""
+        p = self._p
+        W, P = p.readout_bits, p.cols_per_cycle
+        depth = 1 << W
+        identity = [i - depth if i >> (W - 1) else i for i in range(depth)]
+        m.submodules.table = table = Memory(shape=signed(W), depth=depth, init=identity)
+        bus_read = table.read_port()
+        bus_write = table.write_port()
+        m.d.comb += [
+            bus_read.addr.eq(self.table_addr),
+            self.table_rdata.eq(bus_read.data),
+            bus_write.addr.eq(self.table_addr),
+            bus_write.data.eq(self.table_wdata),
+            bus_write.en.eq(self.table_we),
+        ]
+        return [table.read_port(domain="comb") for _ in range(P)]
+
+    def _widths(self):
+        """Widths, from the full ranges of the port types (a namespace)."""
+        p = self._p
+        R, W, M = p.rows, p.readout_bits, p.readout_max
+        w = _Widths()
+        w.count_bits = _count_bits(R)
+        w.s_bits = w.count_bits + 1
+        comp_lo, comp_hi = -(1 << (p.comp_bits - 1)), (1 << (p.comp_bits - 1)) - 1
+        off_lo, off_hi = (-(1 << (W - 1)), M) if p.has("offset") else (0, 0)
+        a_lo, a_hi = -R + comp_lo + off_lo, R + comp_hi + off_hi
+        w.a_bits = max(_bits_for_range(a_lo, a_hi), w.s_bits, p.comp_bits,
+                       W if p.has("offset") else 0)
+        gain_max = (1 << GAIN_BITS) - 1
+        if p.has("gain"):
+            w.product_bits = w.a_bits + GAIN_BITS + 1
+            w.rounded_bits = w.product_bits - (GAIN_FRAC_BITS - 1)
+            half = 1 << (GAIN_FRAC_BITS - 1)
+            w.g_bits = _bits_for_range((a_lo * gain_max + half) >> GAIN_FRAC_BITS,
+                                       (a_hi * gain_max + half) >> GAIN_FRAC_BITS)
+        else:
+            w.g_bits = w.a_bits
+        w.clamp_bits = max(w.g_bits, W)
+        return w
+
+    def _shared(self, b, w):
+        """What every lane shares: the plane's ones count (negated, or per block at
+        L = 4), the clamp limits and the quantiser mask, each through its stages (a
+        namespace)."""
+        m, p = b.m, self._p
+        R, W = p.rows, p.readout_bits
+        count_bits, s_bits = w.count_bits, w.s_bits
+        x = _Shared()
         # Shared by every lane: the popcount of the plane, the clamp limits, the quantiser
         # mask.
         planes_in = self.plane.as_value()       # one copy per block of lanes
+        x.planes_in = planes_in
 
         def minus_plane_ones(plane, name):
             ones = _comb_signal(m, unsigned(count_bits), f"{name}_ones",
@@ -583,21 +584,21 @@ class ComputeArray(wiring.Component):
             return _comb_signal(m, unsigned(s_bits), f"minus_{name}_ones",
                                 ((~Cat(ones, Const(0, 1))).as_unsigned() + Const(1, 1))[:s_bits])
 
-        if L >= 4:
+        if b.L >= 4:
             # The plane's ones count comes in per block with the plane (the macro counts
             # its planes in advance), with a zero sign bit: a constant top bit of a
             # register output is not trimmed off an adder's operand (Verilator -Wall),
             # where that of an expression would be.
-            blocks = lane_blocks(P)
+            blocks = lane_blocks(p.cols_per_cycle)
             ones_in = self.plane_ones.as_value()
             ones_ext = _comb_signal(m, unsigned(blocks * s_bits), "plane_ones", Cat(*(
-                Cat(ones_in[b * count_bits:(b + 1) * count_bits], Const(0, 1))
-                for b in range(blocks))))
-            ones_cut4 = stage(ones_ext, "plane_ones", 4)
-            if not precompare:
-                ones_blocks = stage(ones_cut4, "plane_ones", 2)
+                Cat(ones_in[k * count_bits:(k + 1) * count_bits], Const(0, 1))
+                for k in range(blocks))))
+            x.ones_cut4 = b.stage(ones_ext, "plane_ones", 4)
+            if not w.precompare:
+                x.ones_blocks = b.stage(x.ones_cut4, "plane_ones", 2)
         else:
-            minus_ones = minus_plane_ones(stage(planes_in[:R], "plane", 4), "plane")
+            x.minus_ones = minus_plane_ones(b.stage(planes_in[:R], "plane", 4), "plane")
         if p.has("readout"):
             # A zero sign bit on top of sat: never trimmed (it differs from sat's MSB).
             # The limits and the mask are derived from SAT and QSHIFT before they travel
@@ -613,96 +614,103 @@ class ComputeArray(wiring.Component):
                 for q in range(1 << QSHIFT_BITS):
                     with m.Case(q):
                         m.d.comb += keep.eq(((1 << W) - 1) & ~((1 << min(q, W - 1)) - 1))
-            if precompare:
+            if w.precompare:
                 # The limit's copies per block at cut 4, for the bias stage's comparisons.
-                limit_cut4 = for_lanes(limit, "limit_cmp", 4)
+                x.limit_cut4 = b.for_lanes(limit, "limit_cmp", 4)
             # The clamp stage's copies of the limits and the mask, per lane.
             limit_ext_src, neg_limit_ext_src = limit, neg_limit
-            limit = for_lanes(mid(limit, "limit"), "limit", 1)
-            neg_limit = for_lanes(mid(neg_limit, "neg_limit"), "neg_limit", 1)
-            if not precompare:
+            x.limit = b.for_lanes(b.mid(limit, "limit"), "limit", 1)
+            x.neg_limit = b.for_lanes(b.mid(neg_limit, "neg_limit"), "neg_limit", 1)
+            if not w.precompare:
                 # The limits at the clamp's comparison width.
-                limit_cmp = for_lanes(mid(sign_extend(m, limit_ext_src, clamp_bits, "limit_ext"),
-                                          "limit_ext"), "limit_ext", 1)
-                neg_limit_cmp = for_lanes(mid(sign_extend(m, neg_limit_ext_src, clamp_bits,
-                                                          "neg_limit_ext"), "neg_limit_ext"),
-                                          "neg_limit_ext", 1)
-            keep = for_lanes(mid(keep, "quantise_keep"), "quantise_keep", 1)
+                x.limit_cmp = b.for_lanes(b.mid(sign_extend(m, limit_ext_src, w.clamp_bits,
+                                                            "limit_ext"), "limit_ext"),
+                                          "limit_ext", 1)
+                x.neg_limit_cmp = b.for_lanes(b.mid(sign_extend(m, neg_limit_ext_src,
+                                                                w.clamp_bits, "neg_limit_ext"),
+                                                    "neg_limit_ext"), "neg_limit_ext", 1)
+            x.keep = b.for_lanes(b.mid(keep, "quantise_keep"), "quantise_keep", 1)
+        return x
 
-        # 1. agree = popcount(plane & w_eff) per lane.
+    def _agree(self, b, w):
+        """1. agree = popcount(plane & w_eff) per lane, registered at cut 2."""
+        m, p = b.m, self._p
+        R, P = p.rows, p.cols_per_cycle
+        planes_in = self.plane.as_value()
         w_eff = self.weights.as_value()
         if p.has("stuck"):
             w_eff = w_eff ^ ((w_eff ^ self.stuck_value.as_value()) & self.stuck_mask.as_value())
         agree_bits = _comb_signal(m, unsigned(P * R), "agree_bits", w_eff & Cat(*(
             planes_in[(i // LANE_BLOCK) * R:(i // LANE_BLOCK + 1) * R] for i in range(P))))
         planes, block = lane_popcount_planes(m, agree_bits, P, R, "agree", max_terms=8)
-        planes = [stage(plane, f"agree_plane{j}", 4) for j, plane in enumerate(planes)]
-        if precompare:
+        planes = [b.stage(plane, f"agree_plane{j}", 4) for j, plane in enumerate(planes)]
+        if w.precompare:
             # With a zero sign bit, for the bias stage's adders (see plane_ones above).
-            agree = stage(all_lanes("agree", count_bits + 1, [
+            return b.stage(b.all_lanes("agree", w.count_bits + 1, [
                 Cat(count, Const(0, 1)) for count in lane_popcounts_from_planes(planes, block, P)]),
                 "agree", 2)
-        else:
-            agree = all_lanes("agree", count_bits, lane_popcounts_from_planes(planes, block, P))
-            agree = stage(agree, "agree", 2)
-        if L < 4:
-            minus_ones = for_lanes(minus_ones, "minus_plane_ones", 2)
+        agree = b.all_lanes("agree", w.count_bits, lane_popcounts_from_planes(planes, block, P))
+        return b.stage(agree, "agree", 2)
 
-        # 2. s = 2 * agree - ones, in s_bits (|s| <= R); a = s + comp + offset.
-        if precompare:
-            over_lanes, under_lanes, a = self._bias_and_compare(m, agree, ones_cut4, limit_cut4,
-                                                                stage, all_lanes, lane)
+    def _bias(self, b, w, agree, x):
+        """2. s = 2 * agree - ones; a = s + comp + offset, registered at cut 1."""
+        m, p = b.m, self._p
+        P, W = p.cols_per_cycle, p.readout_bits
+        count_bits, s_bits, a_bits, lane = w.count_bits, w.s_bits, w.a_bits, b.lane
+        if b.L >= 4:
+            s = b.all_lanes("s", s_bits, [
+                (Cat(Const(0, 1), lane(agree, count_bits, i))
+                 - lane(x.ones_blocks, s_bits, i // LANE_BLOCK))[:s_bits]
+                for i in range(P)])
         else:
-            if L >= 4:
-                s = all_lanes("s", s_bits, [
-                    (Cat(Const(0, 1), lane(agree, count_bits, i))
-                     - lane(ones_blocks, s_bits, i // LANE_BLOCK))[:s_bits]
-                    for i in range(P)])
-            else:
-                s = all_lanes("s", s_bits, [
-                    (Cat(Const(0, 1), lane(agree, count_bits, i))
-                     + lane(minus_ones, s_bits, i))[:s_bits]
-                    for i in range(P)])
-            comp = mid(self.comp.as_value(), "comp")
-            terms = [(s, s_bits), (comp, p.comp_bits)]
-            if p.has("offset"):
-                terms.append((mid(self.offset.as_value(), "offset"), W))
-            fill = lane_sign_fills(m, P, [(v, w, a_bits - w) for v, w in terms], "a_terms_sign")
-            per_lane = []
-            for i in range(P):
-                ext = [Cat(lane(v, w, i), fill(t, i)) for t, (v, w) in enumerate(terms)]
-                per_lane.append(add_same_width(*ext).as_unsigned())
-            a = stage(all_lanes("a", a_bits, per_lane), "a", 1)
+            s = b.all_lanes("s", s_bits, [
+                (Cat(Const(0, 1), lane(agree, count_bits, i))
+                 + lane(x.minus_ones, s_bits, i))[:s_bits]
+                for i in range(P)])
+        comp = b.mid(self.comp.as_value(), "comp")
+        terms = [(s, s_bits), (comp, p.comp_bits)]
+        if p.has("offset"):
+            terms.append((b.mid(self.offset.as_value(), "offset"), W))
+        fill = lane_sign_fills(m, P, [(v, n, a_bits - n) for v, n in terms], "a_terms_sign")
+        per_lane = []
+        for i in range(P):
+            ext = [Cat(lane(v, n, i), fill(t, i)) for t, (v, n) in enumerate(terms)]
+            per_lane.append(add_same_width(*ext).as_unsigned())
+        return b.stage(b.all_lanes("a", a_bits, per_lane), "a", 1)
 
-        # 3. Gain.
-        if p.has("gain"):
-            g_lanes = []
-            for i in range(P):
-                product = lane(a, a_bits, i).as_signed() * gain_in[i * GAIN_BITS:(i + 1) * GAIN_BITS]
-                # floor((x + 32) / 64) == floor((floor(x / 32) + 1) / 2): the rounding
-                # constant becomes a 1-bit operand. The product is a signal (one per
-                # lane) because the rounding slices it.
-                product = _comb_signal(m, signed(product_bits), f"gain_product_{i}", product)
-                rounded = (product[GAIN_FRAC_BITS - 1:] + Const(1, 1))[:rounded_bits]
-                # rounded / 2 has redundant sign bits above g_bits
-                g_lanes.append(rounded[1:1 + g_bits])
-            g = all_lanes("g", g_bits, g_lanes)
-        else:
-            g = a
+    def _gain(self, b, w, a, gain_in):
+        """3. g = round(a * gain / 64) per lane."""
+        m, P = b.m, self._p.cols_per_cycle
+        g_lanes = []
+        for i in range(P):
+            product = b.lane(a, w.a_bits, i).as_signed() * gain_in[i * GAIN_BITS:(i + 1) * GAIN_BITS]
+            # floor((x + 32) / 64) == floor((floor(x / 32) + 1) / 2): the rounding
+            # constant becomes a 1-bit operand. The product is a signal (one per
+            # lane) because the rounding slices it.
+            product = _comb_signal(m, signed(w.product_bits), f"gain_product_{i}", product)
+            rounded = (product[GAIN_FRAC_BITS - 1:] + Const(1, 1))[:w.rounded_bits]
+            # rounded / 2 has redundant sign bits above g_bits
+            g_lanes.append(rounded[1:1 + w.g_bits])
+        return b.all_lanes("g", w.g_bits, g_lanes)
 
-        # 4. Clamp to [-L, L], compared at clamp_bits >= W (or in the bias stage).
-        if not precompare:
+    def _clamp(self, b, w, g, x, over_lanes, under_lanes):
+        """4. Clamp to [-L, L], compared at clamp_bits >= W (or in the bias stage): the
+        lanes' values k."""
+        m, p = b.m, self._p
+        P, W, M = p.cols_per_cycle, p.readout_bits, p.readout_max
+        g_bits, clamp_bits, lane = w.g_bits, w.clamp_bits, b.lane
+        if not w.precompare:
             g_fill = lane_sign_fills(m, P, [(g, g_bits, clamp_bits - g_bits)], "g_sign")
         k_lanes = []
         for i in range(P):
-            if precompare:
+            if w.precompare:
                 # g is a's low W bits, which are a itself whenever it is within the limits.
                 g_i = lane(g, W, i).as_signed()
                 over, under = over_lanes[i], under_lanes[i]
             elif p.has("readout"):
                 g_i = Cat(lane(g, g_bits, i), g_fill(0, i)).as_signed()
-                over = g_i > lane(limit_cmp, clamp_bits, i).as_signed()
-                under = g_i < lane(neg_limit_cmp, clamp_bits, i).as_signed()
+                over = g_i > lane(x.limit_cmp, clamp_bits, i).as_signed()
+                under = g_i < lane(x.neg_limit_cmp, clamp_bits, i).as_signed()
             else:
                 # L = M = 2^(W-1) - 1: out of range is decided bitwise.
                 g_i = Cat(lane(g, g_bits, i), g_fill(0, i)).as_signed()
@@ -710,22 +718,73 @@ class ComputeArray(wiring.Component):
                 over = ~g_i[-1] & high.any()                        # g >= 2^(W-1)
                 under = g_i[-1] & ~(high.all() & g_i[:W - 1].any())  # g <= -2^(W-1)
             if p.has("readout"):
-                limit_i, neg_limit_i = lane(limit, W, i).as_signed(), lane(neg_limit, W, i).as_signed()
+                limit_i = lane(x.limit, W, i).as_signed()
+                neg_limit_i = lane(x.neg_limit, W, i).as_signed()
             else:
                 limit_i, neg_limit_i = Const(M, signed(W)), Const(-M, signed(W))
             k_lanes.append(Mux(over, limit_i, Mux(under, neg_limit_i, g_i[:W].as_signed())))
+        return k_lanes
 
-        # 5. Transfer table, per lane: a read port each.
-        if p.has("table"):
-            k = all_lanes("k", W, k_lanes)
-            for i in range(P):
-                # k mod 2^W is k's own W-bit two's-complement pattern.
-                m.d.comb += lane_reads[i].addr.eq(lane(k, W, i))
-            t = Cat(*(read.data for read in lane_reads))
-        else:
-            t = Cat(*k_lanes)
 
-        # 6. Quantise: the low q bits cleared; q <= W - 1 never clears the sign bit.
-        v = t & keep if p.has("readout") else t
-        m.d.comb += self.readout.eq(stage(v, "readout", 3))
-        return m
+class _Widths:
+    """Widths of :class:`ComputeArray`'s steps (attributes set by ``_widths``)."""
+
+
+class _Shared:
+    """What :class:`ComputeArray`'s lanes share (attributes set by ``_shared``)."""
+
+
+class _Stages:
+    """The pipeline cuts of a :class:`ComputeArray` and its lane-major values.
+
+    Every lane's logic is one expression inside one assignment per step, to a signal
+    holding that step's result for all lanes (lane-major; see "Generation speed" in the
+    module docstring). Inputs travel with the data through the cuts before the stage that
+    uses them. Path order: cut 4 (inside the popcount), cut 2 (after it), cut 1 (after
+    the bias sum), cut 3 (the readout); L = 1 builds cut 1 only, L = 2 cuts 1-2, ...
+    """
+
+    def __init__(self, m, p):
+        self.m, self.P, self.L = m, p.cols_per_cycle, p.pipeline
+        # The FPGA-clock build (L = 4) has no reset on its pipeline registers: what
+        # they hold after a reset is never used (the sequencer steps and clears from
+        # its own registers), and each lane's registers on the reset net made that net
+        # reach every lane of the die.
+        self.reset_less = self.L >= 4
+
+    def all_lanes(self, name, width, per_lane):
+        """One signal of every lane's ``width``-bit value (lane-major)."""
+        per_lane = [Value.cast(v) for v in per_lane]
+        assert all(len(v) == width for v in per_lane), (name, width)
+        return _comb_signal(self.m, unsigned(self.P * width), name, Cat(*per_lane))
+
+    @staticmethod
+    def lane(value, width, i):
+        """Lane ``i``'s ``width`` bits of a lane-major value."""
+        return value[i * width:(i + 1) * width]
+
+    def stage(self, value, name, cut):
+        """``value``, or its copy one cycle later when pipeline cut ``cut`` is built."""
+        if self.L < cut:
+            return value
+        value = Value.cast(value)
+        reg = Signal(value.shape(), name=f"{name}_q{cut}", reset_less=self.reset_less)
+        self.m.d.sync += reg.eq(value)
+        return reg
+
+    def mid(self, value, name):
+        """``value`` through cuts 4 and 2 (to the bias stage)."""
+        return self.stage(self.stage(value, name, 4), name, 2)
+
+    def late(self, value, name):
+        """``value`` through cuts 4, 2 and 1 (to the gain and clamp stage)."""
+        return self.stage(self.mid(value, name), name, 1)
+
+    def for_lanes(self, value, name, cut):
+        """``value``, shared by every lane, once per lane (lane-major); its cut-``cut``
+        register, when built, is built once per block of lanes (``rtl/replicas.py``)."""
+        value = Value.cast(value)
+        if self.L < cut:
+            return value.replicate(self.P)
+        return replicated(self.m, value, self.P, name, suffix=f"_q{cut}",
+                          reset_less=self.reset_less)

@@ -33,6 +33,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
+from models.engine import ENGINE_PIPELINES
 from models.engine_params import EngineCSR, EngineStatus
 from models.params import BUS_DATA_BITS, CSR, Cmd, Op, Region
 
@@ -148,8 +149,9 @@ class EngineSequencer(wiring.Component):
 
     def __init__(self, ep):
         p = ep.macro
-        if p.pipeline not in (0, 1, 2, 3):
-            raise ValueError(f"pipeline must be in 0..3 for the engine, not {p.pipeline}")
+        if p.pipeline not in ENGINE_PIPELINES:
+            raise ValueError(f"pipeline must be in {ENGINE_PIPELINES[0]}..{ENGINE_PIPELINES[-1]} "
+                             f"for the engine, not {p.pipeline}")
         self._ep = ep
         bank_bits = max(1, clog2(ep.weight_banks))
         fields = {name: In(width) for name, width in entry_fields(ep).items()}
@@ -198,228 +200,272 @@ class EngineSequencer(wiring.Component):
         })
 
     def elaborate(self, platform):
-        ep, p = self._ep, self._ep.macro
-        R, C, P, G = p.rows, p.cols, p.cols_per_cycle, p.groups
         m = Module()
+        r = self._registers(m)
+        self._tiles(m, r)
+        self._flags(m, r)
+        self._phases(m, r)
+        self._next_rows(m, r)
+        self.state = dict(busy=r.busy, phase=r.phase, layer=r.layer, row_tile=r.row_tile,
+                          col_tile=r.col_tile, bank=r.bank, slot=r.slot, count=r.count,
+                          entry=r.entry, ahead=r.ahead, upcoming=r.upcoming,
+                          last_row=r.at_last_row, last_col=r.at_last_col, scan=r.scan,
+                          scan_end=r.scan_end, issued=r.issued)
+        self._issue(m, r)
+        m.d.comb += [
+            self.bank.eq(Mux(r.busy, Mux(r.bank_ahead, r.upcoming, r.bank),
+                             Mux(self.macro_busy, 0, self.bus_bank))),
+            self.busy.eq(r.busy),
+            self.col_tile.eq(r.col_tile[:len(self.col_tile)]),
+            self.scan_group.eq(r.scan_group),
+            self.lane.eq(r.compare_lane),
+            self.neuron.eq(r.neuron),
+            self.result_slot.eq(r.slot),
+            self.classify_count.eq(r.count), self.results.eq(r.results),
+            self.classes.eq(r.classes), self.engine_cycles.eq(r.cycles),
+        ]
+        return m
+
+    def _registers(self, m):
+        """The commands of the bus access and the sequencer's registers (a namespace)."""
+        ep, p = self._ep, self._ep.macro
+        r = _Registers()
         access = self.access
         write = access.valid & access.we & access.regions[Region.CSR]
-        classify = Signal(name="classify_write")
-        stop_now = Signal(name="stop_write")
-        m.d.comb += [classify.eq(write & access.regs[EngineCSR.CLASSIFY]),
-                     stop_now.eq(write & access.regs[CSR.STATUS]
-                                 & access.data[EngineStatus.STOP])]
+        r.classify = Signal(name="classify_write")
+        r.stop_now = Signal(name="stop_write")
+        m.d.comb += [r.classify.eq(write & access.regs[EngineCSR.CLASSIFY]),
+                     r.stop_now.eq(write & access.regs[CSR.STATUS]
+                                   & access.data[EngineStatus.STOP])]
 
-        phase = Signal(EnginePhase, name="engine_phase")
-        busy = Signal(name="engine_busy")
-        stop = Signal(name="engine_stop")
+        r.phase = Signal(EnginePhase, name="engine_phase")
+        r.busy = Signal(name="engine_busy")
+        r.stop = Signal(name="engine_stop")
         # Counts as wide as their range (a CLASSIFY's count is 1..IMAGE_SLOTS, checked by
         # the front end): the bus reads them zero-extended, and the front end's checks
         # compare fewer bits.
-        count_bits = ep.image_slots.bit_length()
-        count = Signal(count_bits, name="classify_count")
-        results = Signal(count_bits, name="engine_results")
-        classes = Signal(COUNT_BITS, name="engine_classes")
-        cycles = Signal(BUS_DATA_BITS, name="engine_cycles")
-        slot = Signal(len(self.image_slot), name="engine_slot")
-        layer = Signal(len(self.upcoming_layer), name="engine_layer")
+        r.count_bits = ep.image_slots.bit_length()
+        r.count = Signal(r.count_bits, name="classify_count")
+        r.results = Signal(r.count_bits, name="engine_results")
+        r.classes = Signal(COUNT_BITS, name="engine_classes")
+        r.cycles = Signal(BUS_DATA_BITS, name="engine_cycles")
+        r.slot = Signal(len(self.image_slot), name="engine_slot")
+        r.layer = Signal(len(self.upcoming_layer), name="engine_layer")
         # Tile indices as wide as the bases below: their products are not narrower.
-        row_tile = Signal(COUNT_BITS, name="engine_row_tile")
-        col_tile = Signal(COUNT_BITS, name="engine_col_tile")
-        bank = Signal(len(self.bank), name="engine_bank")
-        upcoming = Signal(len(self.bank), name="engine_upcoming_bank")
-        neuron = Signal(len(self.neuron), name="engine_neuron")
-        scan = Signal(max(1, clog2(C + 1)), name="engine_scan")
+        r.row_tile = Signal(COUNT_BITS, name="engine_row_tile")
+        r.col_tile = Signal(COUNT_BITS, name="engine_col_tile")
+        r.bank = Signal(len(self.bank), name="engine_bank")
+        r.upcoming = Signal(len(self.bank), name="engine_upcoming_bank")
+        r.neuron = Signal(len(self.neuron), name="engine_neuron")
+        r.scan = Signal(max(1, clog2(p.cols + 1)), name="engine_scan")
         # The class whose words a scan cycle presents: lane and group of class ``scan``.
-        scan_lane = Signal(max(1, clog2(P)), name="scan_lane")
-        scan_group = Signal(max(1, p.group_addr_bits), name="scan_group")
-        compare_lane = Signal(max(1, clog2(P)), name="compare_lane")
-        m.d.sync += compare_lane.eq(scan_lane)
+        r.scan_lane = Signal(max(1, clog2(p.cols_per_cycle)), name="scan_lane")
+        r.scan_group = Signal(max(1, p.group_addr_bits), name="scan_group")
+        r.compare_lane = Signal(max(1, clog2(p.cols_per_cycle)), name="compare_lane")
+        m.d.sync += r.compare_lane.eq(r.scan_lane)
         # The current layer's program entry, and the upcoming layer's (the entry of the
         # cycle before's ``upcoming_layer``): a layer's first RUN loads ``layer`` and
         # ``entry`` from ``upcoming_layer`` and ``ahead``, registers a cycle away from the
         # program's multiplexers.
-        entry = {name: Signal(width, name=f"current_{name}")
-                 for name, width in entry_fields(ep).items()}
-        ahead = {name: Signal(width, name=f"ahead_{name}")
-                 for name, width in entry_fields(ep).items()}
-        m.d.sync += [ahead[name].eq(getattr(self, name)) for name in ahead]
+        r.entry = {name: Signal(width, name=f"current_{name}")
+                   for name, width in entry_fields(ep).items()}
+        r.ahead = {name: Signal(width, name=f"ahead_{name}")
+                   for name, width in entry_fields(ep).items()}
+        m.d.sync += [r.ahead[name].eq(getattr(self, name)) for name in r.ahead]
 
-        in_phase = {ph: Signal(name=f"in_{ph.name.lower()}") for ph in EnginePhase}
-        m.d.comb += [s.eq(eq_const(phase.as_value(), ph.value)) for ph, s in in_phase.items()]
+        r.in_phase = {ph: Signal(name=f"in_{ph.name.lower()}") for ph in EnginePhase}
+        m.d.comb += [s.eq(eq_const(r.phase.as_value(), ph.value))
+                     for ph, s in r.in_phase.items()]
+        return r
 
+    def _tiles(self, m, r):
+        """The next cycle's slot and tiles, and the tiles' first input and output."""
+        p = self._ep.macro
         # Next-cycle values: the current ones unless a transition below changes them.
-        nxt = dict(slot=Signal.like(slot, name="next_slot"),
-                   row_tile=Signal.like(row_tile, name="next_row_tile"),
-                   col_tile=Signal.like(col_tile, name="next_col_tile"))
-        current = dict(slot=slot, row_tile=row_tile, col_tile=col_tile)
-        for name, sig in nxt.items():
+        r.nxt = dict(slot=Signal.like(r.slot, name="next_slot"),
+                     row_tile=Signal.like(r.row_tile, name="next_row_tile"),
+                     col_tile=Signal.like(r.col_tile, name="next_col_tile"))
+        current = dict(slot=r.slot, row_tile=r.row_tile, col_tile=r.col_tile)
+        for name, sig in r.nxt.items():
             m.d.comb += sig.eq(current[name])
             m.d.sync += current[name].eq(sig)
         # The first input of a row tile and output of a column tile (products with a
         # constant: no adder of mismatched widths).
-        row_base = Signal(COUNT_BITS, name="engine_row_base")
-        col_base = Signal(COUNT_BITS, name="engine_col_base")
-        m.d.comb += [row_base.eq((row_tile * R)[:COUNT_BITS]),
-                     col_base.eq((col_tile * C)[:COUNT_BITS])]
+        r.row_base = Signal(COUNT_BITS, name="engine_row_base")
+        r.col_base = Signal(COUNT_BITS, name="engine_col_base")
+        m.d.comb += [r.row_base.eq((r.row_tile * p.rows)[:COUNT_BITS]),
+                     r.col_base.eq((r.col_tile * p.cols)[:COUNT_BITS])]
+        r.issue = Signal(name="issue_run")
+        r.accumulate = Signal(name="issue_accumulate")
 
-        issue = Signal(name="issue_run")
-        accumulate = Signal(name="issue_accumulate")
-
-        def run_next(*, tile_same_column):
-            """Issue the next RUN: the next row tile, or the first of a column tile."""
-            m.d.comb += issue.eq(1)
-            m.d.sync += bank.eq(upcoming)
-            if tile_same_column:
-                m.d.comb += [accumulate.eq(1),
-                             nxt["row_tile"].eq((row_tile + 1)[:len(row_tile)])]
-            else:
-                m.d.comb += [nxt["row_tile"].eq(0),
-                             nxt["col_tile"].eq((col_tile + 1)[:len(col_tile)])]
-            m.d.sync += phase.eq(EnginePhase.RUN)
-
-        def first_run_of(bank_value, slot_value=None):
-            """The state of a layer's first RUN (its bank is the entry's first bank; its
-            layer and entry are loaded below)."""
-            m.d.comb += [nxt["row_tile"].eq(0), nxt["col_tile"].eq(0)]
-            m.d.sync += bank.eq(bank_value)
-            if slot_value is not None:
-                m.d.comb += nxt["slot"].eq(slot_value)
-
-        live = Signal(len(scan), name="scan_live")          # classes of this column tile
+    def _flags(self, m, r):
+        """The scan's classes, the registered flags of the state of the cycle before, the
+        next RUN's bank and the next layer's entry."""
+        C = self._ep.macro.cols
+        r.live = Signal(len(r.scan), name="scan_live")          # classes of this column tile
         left = Signal(COUNT_BITS, name="scan_left")
-        m.d.comb += [left.eq(entry["outputs"] - col_base),
-                     live.eq(Mux(lt_const(left, C), left[:len(scan)], C))]
-        last_row = (row_tile + 1)[:ProgramTileBits] == entry["row_tiles"]
-        last_col = (col_tile + 1)[:ProgramTileBits] == entry["col_tiles"]
+        m.d.comb += [left.eq(r.entry["outputs"] - r.col_base),
+                     r.live.eq(Mux(lt_const(left, C), left[:len(r.scan)], C))]
+        r.last_row = (r.row_tile + 1)[:ProgramTileBits] == r.entry["row_tiles"]
+        last_col = (r.col_tile + 1)[:ProgramTileBits] == r.entry["col_tiles"]
         # The flags and the next RUN's bank, from the state of the cycle before.
-        at_last_row = Signal(name="engine_last_row")
-        at_last_col = Signal(name="engine_last_col")
-        scan_end = Signal(name="engine_scan_end")
-        m.d.sync += [at_last_row.eq(last_row), at_last_col.eq(last_col)]
-        m.d.comb += self.upcoming_layer.eq(Mux(busy & entry["binary"],
-                                               (layer + 1)[:len(layer)], 0))
-        m.d.sync += upcoming.eq(Mux(last_row & last_col, self.first_bank,
-                                    (bank + 1)[:len(bank)]))
+        r.at_last_row = Signal(name="engine_last_row")
+        r.at_last_col = Signal(name="engine_last_col")
+        r.scan_end = Signal(name="engine_scan_end")
+        m.d.sync += [r.at_last_row.eq(r.last_row), r.at_last_col.eq(last_col)]
+        m.d.comb += self.upcoming_layer.eq(Mux(r.busy & r.entry["binary"],
+                                               (r.layer + 1)[:len(r.layer)], 0))
+        m.d.sync += r.upcoming.eq(Mux(r.last_row & last_col, self.first_bank,
+                                      (r.bank + 1)[:len(r.bank)]))
         # The next layer's entry is loaded while idle (entry 0, for a CLASSIFY), after the
         # last column tile of a binary layer and in the result write (entry 0, for the
         # next image): registered state only, not the bus's access or the RUN's end.
+        in_phase = r.in_phase
         next_layer = Signal(name="engine_next_layer")
         m.d.comb += next_layer.eq(in_phase[EnginePhase.IDLE] | in_phase[EnginePhase.RESULT]
-                                  | in_phase[EnginePhase.CAPTURE] & at_last_col)
+                                  | in_phase[EnginePhase.CAPTURE] & r.at_last_col)
         with m.If(next_layer):
-            m.d.sync += [layer.eq(self.upcoming_layer),
-                         *(entry[name].eq(ahead[name]) for name in entry)]
+            m.d.sync += [r.layer.eq(self.upcoming_layer),
+                         *(r.entry[name].eq(r.ahead[name]) for name in r.entry)]
         # A RUN issued with the bank ``upcoming`` (every issue but the image start's).
-        bank_ahead = Signal(name="engine_bank_ahead")
-        m.d.comb += bank_ahead.eq(in_phase[EnginePhase.RUN] & self.run_done & ~at_last_row
-                                  | in_phase[EnginePhase.CAPTURE]
-                                  | in_phase[EnginePhase.SCAN] & scan_end & ~at_last_col)
+        r.bank_ahead = Signal(name="engine_bank_ahead")
+        m.d.comb += r.bank_ahead.eq(in_phase[EnginePhase.RUN] & self.run_done & ~r.at_last_row
+                                    | in_phase[EnginePhase.CAPTURE]
+                                    | in_phase[EnginePhase.SCAN] & r.scan_end & ~r.at_last_col)
 
-        with m.If(busy):
-            m.d.sync += cycles.eq(Mux(cycles.all(), cycles, cycles + 1))
-        with m.If(stop_now & busy):
-            m.d.sync += stop.eq(1)
+    def _run_next(self, m, r, *, tile_same_column):
+        """Issue the next RUN: the next row tile, or the first of a column tile."""
+        m.d.comb += r.issue.eq(1)
+        m.d.sync += r.bank.eq(r.upcoming)
+        if tile_same_column:
+            m.d.comb += [r.accumulate.eq(1),
+                         r.nxt["row_tile"].eq((r.row_tile + 1)[:len(r.row_tile)])]
+        else:
+            m.d.comb += [r.nxt["row_tile"].eq(0),
+                         r.nxt["col_tile"].eq((r.col_tile + 1)[:len(r.col_tile)])]
+        m.d.sync += r.phase.eq(EnginePhase.RUN)
+
+    def _first_run_of(self, m, r, bank_value, slot_value=None):
+        """The state of a layer's first RUN (its bank is the entry's first bank; its layer
+        and entry are loaded by ``_flags``)."""
+        m.d.comb += [r.nxt["row_tile"].eq(0), r.nxt["col_tile"].eq(0)]
+        m.d.sync += r.bank.eq(bank_value)
+        if slot_value is not None:
+            m.d.comb += r.nxt["slot"].eq(slot_value)
+
+    def _phases(self, m, r):
+        """The counters, STOP, and each phase's transitions."""
+        P = self._ep.macro.cols_per_cycle
+        in_phase, entry = r.in_phase, r.entry
+        with m.If(r.busy):
+            m.d.sync += r.cycles.eq(Mux(r.cycles.all(), r.cycles, r.cycles + 1))
+        with m.If(r.stop_now & r.busy):
+            m.d.sync += r.stop.eq(1)
 
         with m.If(in_phase[EnginePhase.IDLE]):
-            with m.If(classify):
-                first_run_of(ahead["first_bank"], 0)
-                m.d.sync += [busy.eq(1), phase.eq(EnginePhase.START), stop.eq(0),
-                             count.eq(access.data[:count_bits]), results.eq(0), cycles.eq(0),
-                             classes.eq(self.program_classes)]
+            with m.If(r.classify):
+                self._first_run_of(m, r, r.ahead["first_bank"], 0)
+                m.d.sync += [r.busy.eq(1), r.phase.eq(EnginePhase.START), r.stop.eq(0),
+                             r.count.eq(self.access.data[:r.count_bits]), r.results.eq(0),
+                             r.cycles.eq(0), r.classes.eq(self.program_classes)]
                 m.d.comb += self.started.eq(1)
         with m.Elif(in_phase[EnginePhase.START]):
-            m.d.comb += issue.eq(1)
-            m.d.sync += phase.eq(EnginePhase.RUN)
+            m.d.comb += r.issue.eq(1)
+            m.d.sync += r.phase.eq(EnginePhase.RUN)
         with m.Elif(in_phase[EnginePhase.RUN]):
-            m.d.comb += self.capture.eq(self.group_store & at_last_row & entry["binary"])
+            m.d.comb += self.capture.eq(self.group_store & r.at_last_row & entry["binary"])
             with m.If(self.run_done):
-                with m.If(~at_last_row):
-                    run_next(tile_same_column=True)
+                with m.If(~r.at_last_row):
+                    self._run_next(m, r, tile_same_column=True)
                 with m.Elif(entry["binary"]):
-                    m.d.sync += phase.eq(EnginePhase.CAPTURE)
+                    m.d.sync += r.phase.eq(EnginePhase.CAPTURE)
                 with m.Else():
-                    m.d.sync += [phase.eq(EnginePhase.SCAN), scan.eq(0), scan_lane.eq(0),
-                                 scan_end.eq(~live.any()), scan_group.eq(0),
-                                 neuron.eq(col_base[:len(neuron)])]
+                    m.d.sync += [r.phase.eq(EnginePhase.SCAN), r.scan.eq(0), r.scan_lane.eq(0),
+                                 r.scan_end.eq(~r.live.any()), r.scan_group.eq(0),
+                                 r.neuron.eq(r.col_base[:len(r.neuron)])]
         with m.Elif(in_phase[EnginePhase.CAPTURE]):
-            with m.If(~at_last_col):
-                run_next(tile_same_column=False)
+            with m.If(~r.at_last_col):
+                self._run_next(m, r, tile_same_column=False)
             with m.Else():
-                first_run_of(upcoming)
-                m.d.comb += [issue.eq(1), self.swap.eq(1)]
-                m.d.sync += phase.eq(EnginePhase.RUN)
+                self._first_run_of(m, r, r.upcoming)
+                m.d.comb += [r.issue.eq(1), self.swap.eq(1)]
+                m.d.sync += r.phase.eq(EnginePhase.RUN)
         with m.Elif(in_phase[EnginePhase.SCAN]):
             m.d.comb += self.scanning.eq(1)
-            m.d.sync += [scan.eq(scan + 1), scan_end.eq((scan + 1)[:len(scan)] == live)]
-            with m.If(eq_const(scan_lane, P - 1)):
-                m.d.sync += [scan_lane.eq(0), scan_group.eq(scan_group + 1)]
+            m.d.sync += [r.scan.eq(r.scan + 1),
+                         r.scan_end.eq((r.scan + 1)[:len(r.scan)] == r.live)]
+            with m.If(eq_const(r.scan_lane, P - 1)):
+                m.d.sync += [r.scan_lane.eq(0), r.scan_group.eq(r.scan_group + 1)]
             with m.Else():
-                m.d.sync += scan_lane.eq(scan_lane + 1)
-            with m.If(scan.any()):
-                m.d.sync += neuron.eq(neuron + 1)
+                m.d.sync += r.scan_lane.eq(r.scan_lane + 1)
+            with m.If(r.scan.any()):
+                m.d.sync += r.neuron.eq(r.neuron + 1)
                 m.d.comb += [self.compare.eq(1),
-                             self.first.eq(~col_tile.any() & eq_const(scan, 1))]
-            with m.If(scan_end):
-                with m.If(~at_last_col):
-                    run_next(tile_same_column=False)
+                             self.first.eq(~r.col_tile.any() & eq_const(r.scan, 1))]
+            with m.If(r.scan_end):
+                with m.If(~r.at_last_col):
+                    self._run_next(m, r, tile_same_column=False)
                 with m.Else():
-                    m.d.sync += phase.eq(EnginePhase.RESULT)
+                    m.d.sync += r.phase.eq(EnginePhase.RESULT)
         with m.Elif(in_phase[EnginePhase.RESULT]):
             m.d.comb += self.result_write.eq(1)
-            m.d.sync += results.eq(results + 1)
-            more = ult(slot + 1, count) & ~stop & ~stop_now
+            m.d.sync += r.results.eq(r.results + 1)
+            more = ult(r.slot + 1, r.count) & ~r.stop & ~r.stop_now
             with m.If(more):
-                first_run_of(upcoming, (slot + 1)[:len(slot)])
-                m.d.sync += phase.eq(EnginePhase.START)
+                self._first_run_of(m, r, r.upcoming, (r.slot + 1)[:len(r.slot)])
+                m.d.sync += r.phase.eq(EnginePhase.START)
             with m.Else():
                 m.d.comb += self.finished.eq(1)
-                m.d.sync += [busy.eq(0), phase.eq(EnginePhase.IDLE)]
+                m.d.sync += [r.busy.eq(0), r.phase.eq(EnginePhase.IDLE)]
 
+    def _next_rows(self, m, r):
+        """The image buffer's rows of the next RUN, and the issued RUN's inputs."""
+        R = self._ep.macro.rows
+        in_phase = r.in_phase
         # The rows of the next RUN, a cycle ahead of its issue (from registered state:
         # the issue decisions come late in their cycle). In a RUN, the next one is the
         # next row tile of the column tile or, after the last, row tile 0 (of the next
         # column tile, layer or image); in the result write, the next image's; while
         # idle, slot 0's (for a CLASSIFY).
-        image_row_tile = Signal(len(row_tile), name="image_row_tile")
-        image_slot = Signal(len(slot), name="image_slot")
+        image_row_tile = Signal(len(r.row_tile), name="image_row_tile")
+        image_slot = Signal(len(r.slot), name="image_slot")
         m.d.comb += [
-            image_row_tile.eq(Mux(in_phase[EnginePhase.RUN] & ~last_row,
-                                  (row_tile + 1)[:len(row_tile)], 0)),
+            image_row_tile.eq(Mux(in_phase[EnginePhase.RUN] & ~r.last_row,
+                                  (r.row_tile + 1)[:len(r.row_tile)], 0)),
             image_slot.eq(Mux(in_phase[EnginePhase.IDLE], 0,
-                              Mux(in_phase[EnginePhase.RESULT] & ult(slot + 1, count),
-                                  (slot + 1)[:len(slot)], slot))),
+                              Mux(in_phase[EnginePhase.RESULT] & ult(r.slot + 1, r.count),
+                                  (r.slot + 1)[:len(r.slot)], r.slot))),
             self.image_slot.eq(image_slot),
             self.image_row_tile.eq(image_row_tile[:len(self.image_row_tile)]),
             self.image_row_base.eq((image_row_tile * R)[:COUNT_BITS]),
         ]
         # The issued RUN's inputs: in a RUN the next row tile (of the same column tile),
         # else row tile 0; a layer's first RUN after a binary layer is the entry ahead's.
-        run_row_tile = Signal(len(row_tile), name="run_row_tile")
-        first_of_layer = in_phase[EnginePhase.CAPTURE] & at_last_col
+        run_row_tile = Signal(len(r.row_tile), name="run_row_tile")
+        r.first_of_layer = in_phase[EnginePhase.CAPTURE] & r.at_last_col
+        entry, ahead = r.entry, r.ahead
         m.d.comb += [
-            run_row_tile.eq(Mux(in_phase[EnginePhase.RUN], (row_tile + 1)[:len(row_tile)], 0)),
+            run_row_tile.eq(Mux(in_phase[EnginePhase.RUN], (r.row_tile + 1)[:len(r.row_tile)],
+                                0)),
             self.row_tile.eq(run_row_tile[:len(self.row_tile)]),
             self.row_base.eq((run_row_tile * R)[:COUNT_BITS]),
-            self.src.eq(Mux(first_of_layer, ahead["source"], entry["source"])),
-            self.inputs_n.eq(Mux(first_of_layer, ahead["inputs"], entry["inputs"])),
+            self.src.eq(Mux(r.first_of_layer, ahead["source"], entry["source"])),
+            self.inputs_n.eq(Mux(r.first_of_layer, ahead["inputs"], entry["inputs"])),
         ]
+        r.issued = Signal(name="run_issued")
+        m.d.sync += r.issued.eq(r.issue)
 
-        issued = Signal(name="run_issued")
-        m.d.sync += issued.eq(issue)
-        self.state = dict(busy=busy, phase=phase, layer=layer, row_tile=row_tile,
-                          col_tile=col_tile, bank=bank, slot=slot, count=count, entry=entry,
-                          ahead=ahead,
-                          upcoming=upcoming, last_row=at_last_row, last_col=at_last_col,
-                          scan=scan, scan_end=scan_end, issued=issued)
-        # The RUN issued to the macro's sequencer, in place of the bus's access; INPUT
-        # takes the planes it uses at the issue's edge.
+    def _issue(self, m, r):
+        """The RUN issued to the macro's sequencer, in place of the bus's access; INPUT
+        takes the planes it uses at the issue's edge."""
+        p = self._ep.macro
         command = Signal(Cmd.BITS, name="issued_command")
-        planes = Mux(first_of_layer, ahead["planes"], entry["planes"])
-        m.d.comb += self.load_planes.eq(Cat(*(issue & ~lt_const(planes, b + 1)
+        planes = Mux(r.first_of_layer, r.ahead["planes"], r.entry["planes"])
+        m.d.comb += self.load_planes.eq(Cat(*(r.issue & ~lt_const(planes, b + 1)
                                               for b in range(p.input_bits))))
-        m.d.comb += command.eq(Op.RUN | accumulate << Cmd.ACCUMULATE_BIT
+        m.d.comb += command.eq(Op.RUN | r.accumulate << Cmd.ACCUMULATE_BIT
                                | planes << Cmd.NPLANES_SHIFT)
-        with m.If(issue):
+        with m.If(r.issue):
             m.d.comb += [self.command_access.valid.eq(1), self.command_access.we.eq(1),
                          self.command_access.data.eq(command),
                          self.command_access.offset.eq(CSR.CMD),
@@ -428,19 +474,10 @@ class EngineSequencer(wiring.Component):
         with m.Else():
             m.d.comb += self.command_access.eq(self.macro_access)
 
-        m.d.comb += [
-            self.bank.eq(Mux(busy, Mux(bank_ahead, upcoming, bank),
-                             Mux(self.macro_busy, 0, self.bus_bank))),
-            self.busy.eq(busy),
-            self.col_tile.eq(col_tile[:len(self.col_tile)]),
-            self.scan_group.eq(scan_group),
-            self.lane.eq(compare_lane),
-            self.neuron.eq(neuron),
-            self.result_slot.eq(slot),
-            self.classify_count.eq(count), self.results.eq(results),
-            self.classes.eq(classes), self.engine_cycles.eq(cycles),
-        ]
-        return m
+
+class _Registers:
+    """The registers and decisions :class:`EngineSequencer`'s parts share (attributes
+    set as ``elaborate`` builds them)."""
 
 
 #: Width of a row or column tile index (ProgramWord.TILE_BITS).

@@ -160,49 +160,80 @@ class Sequencer(wiring.Component):
         super().__init__(members)
 
     def elaborate(self, platform):
-        p, timing = self._p, self._timing
-        B, P, G, L = p.input_bits, p.cols_per_cycle, p.groups, timing.stages
-        gb, cycle_bits = p.group_addr_bits, p.cycle_bits
         m = Module()
+        r = self._registers(m)
+        self._next_plane(m, r)
+        self._command_copies(m, r)
+        with m.If(r.busy):
+            m.d.sync += r.busy_count.eq((r.busy_count + 1)[:self._p.cycle_bits])
+        self._phases(m, r)
+        self._steps(m, r)
+        self._stores(m, r.in_phase, r.cmd_write, r.command_early, r.cmd_run, r.run_lanes,
+                     r.group, r.last_group, r.drain_left)
+        with m.If(r.in_phase[Phase.WRITE]):
+            self._next_group(m, r, Phase.READ)
+        with m.Elif(r.in_phase[Phase.CLEAR]):
+            self._next_group(m, r, Phase.CLEAR)
+        self._flags(m, r)
+        # Command acceptance (only while idle: a CMD write while busy is a BUSY error).
+        with m.If(r.cmd_write):
+            m.d.sync += [r.cmd.eq(self.access.data[:Cmd.BITS]), r.busy.eq(1),
+                         r.busy_count.eq(0), r.group_reg.eq(0)]
+            with m.If(eq_const(self.access.data[:3], 3)):
+                m.d.sync += r.phase.eq(Phase.CLEAR)
+            with m.Else():
+                m.d.sync += r.phase.eq(Phase.READ)
+        return m
+
+    def _registers(self, m):
+        """The CMD write, the sequencer's registers and their decodes (a namespace)."""
+        p, timing = self._p, self._timing
+        B, G, L = p.input_bits, p.groups, timing.stages
+        gb, cycle_bits = p.group_addr_bits, p.cycle_bits
+        r = _Registers()
         access = self.access
-        dat_w, opcode = access.data, access.data[:3]
-        cmd_write = Signal()
-        m.d.comb += cmd_write.eq(access.valid & access.we & access.regions[Region.CSR]
-                                 & access.regs[CSR.CMD])
+        r.cmd_write = Signal(name="cmd_write")
+        m.d.comb += r.cmd_write.eq(access.valid & access.we & access.regions[Region.CSR]
+                                   & access.regs[CSR.CMD])
 
-        busy = Signal(name="busy")
-        cmd = Signal(Cmd.BITS, name="cmd")
-        cycles = Signal(cycle_bits, name="cycles")
-        phase = Signal(Phase, name="phase")
-        in_phase = {}
+        r.busy = Signal(name="busy")
+        r.cmd = Signal(Cmd.BITS, name="cmd")
+        r.cycles = Signal(cycle_bits, name="cycles")
+        r.phase = Signal(Phase, name="phase")
+        r.in_phase = {}
         for ph in Phase:
-            in_phase[ph] = Signal(name=f"in_{ph.name.lower()}")
-            m.d.comb += in_phase[ph].eq(eq_const(phase.as_value(), ph.value))
+            r.in_phase[ph] = Signal(name=f"in_{ph.name.lower()}")
+            m.d.comb += r.in_phase[ph].eq(eq_const(r.phase.as_value(), ph.value))
         # 1-bit minimum: Yosys writes a zero-width register as [-1:0] (ASCRANGE).
-        group_reg = Signal(max(1, gb), name="group")
-        group = group_reg[:gb]
-        plane_bits = max(1, clog2(B))
-        plane = Signal(plane_bits, name="plane")         # index of the current bit-plane
+        r.group_reg = Signal(max(1, gb), name="group")
+        r.group = r.group_reg[:gb]
+        r.plane_bits = max(1, clog2(B))
+        r.plane = Signal(r.plane_bits, name="plane")     # index of the current bit-plane
         # DRAIN cycles left after this one (pipelined arrays only).
-        drain_left = Signal(max(1, clog2(L)), name="drain_left") if L else None
-        busy_count = Signal(cycle_bits, name="busy_count")
-        cmd_run = Signal()
-        cmd_calibrate = Signal()
+        r.drain_left = Signal(max(1, clog2(L)), name="drain_left") if L else None
+        r.busy_count = Signal(cycle_bits, name="busy_count")
+        r.cmd_run = Signal(name="cmd_run")
+        r.cmd_calibrate = Signal(name="cmd_calibrate")
         # Accepted commands have opcode 1, 2 or 3.
-        m.d.comb += [cmd_run.eq(cmd[0] & ~cmd[1]), cmd_calibrate.eq(~cmd[0] & cmd[1])]
-        group_hit = onehot(m, group, G, "group_hit")
-        last_group = eq_const(group, G - 1)
-        m.d.comb += [self.busy.eq(busy), self.cmd.eq(cmd), self.cycles.eq(cycles),
-                     self.group.eq(group_reg), self.phase.eq(phase), self.out_groups.eq(group_hit),
-                     self.plane_cycle.eq(in_phase[Phase.PLANES])]
+        m.d.comb += [r.cmd_run.eq(r.cmd[0] & ~r.cmd[1]), r.cmd_calibrate.eq(~r.cmd[0] & r.cmd[1])]
+        r.group_hit = onehot(m, r.group, G, "group_hit")
+        r.last_group = eq_const(r.group, G - 1)
+        m.d.comb += [self.busy.eq(r.busy), self.cmd.eq(r.cmd), self.cycles.eq(r.cycles),
+                     self.group.eq(r.group_reg), self.phase.eq(r.phase),
+                     self.out_groups.eq(r.group_hit),
+                     self.plane_cycle.eq(r.in_phase[Phase.PLANES])]
+        return r
 
-        # The plane of the next cycle, and whether it is a plane cycle (the plane select
-        # registers the plane a cycle ahead).
-        nplanes = cmd[Cmd.NPLANES_SHIFT:Cmd.BITS]
+    def _next_plane(self, m, r):
+        """The plane of the next cycle, and whether it is a plane cycle (the plane select
+        registers the plane a cycle ahead)."""
+        B = self._p.input_bits
+        in_phase, plane, plane_bits = r.in_phase, r.plane, r.plane_bits
+        nplanes = r.cmd[Cmd.NPLANES_SHIFT:Cmd.BITS]
         plane_next = Signal(plane_bits, name="plane_next")
         planes_next = Signal(name="planes_next")
         m.d.comb += plane_next.eq(plane)
-        with m.If(in_phase[Phase.READ] & cmd_run):
+        with m.If(in_phase[Phase.READ] & r.cmd_run):
             m.d.comb += planes_next.eq(1)
             with m.If(nplanes.any()):
                 m.d.comb += plane_next.eq((nplanes - 1)[:plane_bits])
@@ -213,78 +244,90 @@ class Sequencer(wiring.Component):
         m.d.sync += plane.eq(plane_next)
         m.d.comb += [self.plane_next.eq(plane_next), self.planes_next.eq(planes_next)]
 
-        # The command's ACCUMULATE bit and "the command is a RUN" (and, with copy trees,
-        # "a CALIBRATE"), loaded with CMD into one copy per block of lanes. With copy
-        # trees they are loaded in the early cycle through two levels: the blocks see the
-        # command in the read cycle, as the others do a cycle after the CMD write.
-        if timing.copy_trees:
+    def _command_copies(self, m, r):
+        """The command's ACCUMULATE bit and "the command is a RUN" (and, with copy trees,
+        "a CALIBRATE"), loaded with CMD into one copy per block of lanes. With copy trees
+        they are loaded in the early cycle through two levels: the blocks see the command
+        in the read cycle, as the others do a cycle after the CMD write."""
+        P = self._p.cols_per_cycle
+        if self._timing.copy_trees:
             early = self.early
-            command_early = Signal(name="early_cmd_write")
-            m.d.comb += command_early.eq(early.valid & early.we & early.regions[Region.CSR]
-                                         & early.regs[CSR.CMD])
-            cmd_lanes = dict(enable=command_early, tree=True)
+            r.command_early = Signal(name="early_cmd_write")
+            m.d.comb += r.command_early.eq(early.valid & early.we & early.regions[Region.CSR]
+                                           & early.regs[CSR.CMD])
+            cmd_lanes = dict(enable=r.command_early, tree=True)
             cmd_data = early.data
         else:
-            command_early = None
-            cmd_lanes = dict(enable=cmd_write)
-            cmd_data = dat_w
-        accumulate_lanes = replicated(m, cmd_data[Cmd.ACCUMULATE_BIT], P, "accumulate", **cmd_lanes)
-        run_lanes = replicated(m, eq_const(cmd_data[:3], 1), P, "cmd_run", **cmd_lanes)
+            r.command_early = None
+            cmd_lanes = dict(enable=r.cmd_write)
+            cmd_data = self.access.data
+        accumulate_lanes = replicated(m, cmd_data[Cmd.ACCUMULATE_BIT], P, "accumulate",
+                                      **cmd_lanes)
+        r.run_lanes = replicated(m, eq_const(cmd_data[:3], 1), P, "cmd_run", **cmd_lanes)
         m.d.comb += self.accumulate.eq(accumulate_lanes)
-        if timing.copy_trees:
+        if self._timing.copy_trees:
             m.d.comb += self.calibrating.eq(replicated(m, eq_const(cmd_data[:3], 2), P,
                                                        "cmd_calibrate", **cmd_lanes))
-            self._plane_select(m, command_early, early.data, cmd,
-                               in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run & ~last_group)
+            self._plane_select(m, r.command_early, early.data, r.cmd,
+                               r.in_phase[Phase.DRAIN] & ~r.drain_left.any() & r.cmd_run
+                               & ~r.last_group)
         else:
-            m.d.comb += self.calibrating.eq(cmd_calibrate.replicate(P))
+            m.d.comb += self.calibrating.eq(r.cmd_calibrate.replicate(P))
 
-        def next_group(same_phase):
-            with m.If(last_group):
-                m.d.comb += self.command_done.eq(1)
-                m.d.sync += [busy.eq(0), phase.eq(Phase.IDLE),
-                             cycles.eq((busy_count + 1)[:cycle_bits])]
-            with m.Else():
-                m.d.sync += [group_reg.eq((group + 1)[:gb]), phase.eq(same_phase)]
+    def _next_group(self, m, r, same_phase):
+        """The end of a group's write-back or CLEAR cycle: the command's end after the
+        last group, else the next group in ``same_phase``."""
+        cycle_bits = self._p.cycle_bits
+        with m.If(r.last_group):
+            m.d.comb += self.command_done.eq(1)
+            m.d.sync += [r.busy.eq(0), r.phase.eq(Phase.IDLE),
+                         r.cycles.eq((r.busy_count + 1)[:cycle_bits])]
+        with m.Else():
+            m.d.sync += [r.group_reg.eq((r.group + 1)[:self._p.group_addr_bits]),
+                         r.phase.eq(same_phase)]
 
-        with m.If(busy):
-            m.d.sync += busy_count.eq((busy_count + 1)[:cycle_bits])
-
+    def _phases(self, m, r):
+        """The transitions of the read, plane, drain and search phases."""
+        L = self._timing.stages
+        in_phase, drain_left = r.in_phase, r.drain_left
         # If chains on decoded phases rather than a Switch: Amaranth splits a Switch per
         # assigned signal, and a signal assigned in some phases only would get a case
         # statement without a default.
-        clear_tile = Signal(name="clear_tile")
-        calibrated = Signal()
+        r.clear_tile = Signal(name="clear_tile")
+        r.calibrated = Signal(name="calibrated")
         with m.If(in_phase[Phase.READ]):
-            with m.If(cmd_run):
-                m.d.comb += clear_tile.eq(1)
-                m.d.sync += phase.eq(Phase.PLANES)
+            with m.If(r.cmd_run):
+                m.d.comb += r.clear_tile.eq(1)
+                m.d.sync += r.phase.eq(Phase.PLANES)
             with m.Else():
                 m.d.comb += self.calibration_start.eq(1)
-                m.d.sync += phase.eq(Phase.SEARCH)
+                m.d.sync += r.phase.eq(Phase.SEARCH)
         with m.Elif(in_phase[Phase.PLANES]):
-            with m.If(~plane.any()):
+            with m.If(~r.plane.any()):
                 if L:
-                    m.d.sync += [drain_left.eq(L - 1), phase.eq(Phase.DRAIN)]
+                    m.d.sync += [drain_left.eq(L - 1), r.phase.eq(Phase.DRAIN)]
                 else:
-                    m.d.sync += phase.eq(Phase.WRITE)
+                    m.d.sync += r.phase.eq(Phase.WRITE)
         if L:
             with m.Elif(in_phase[Phase.DRAIN]):
                 with m.If(drain_left.any()):
                     m.d.sync += drain_left.eq((drain_left - 1)[:len(drain_left)])
                 with m.Else():
-                    m.d.sync += phase.eq(Phase.WRITE)
+                    m.d.sync += r.phase.eq(Phase.WRITE)
         with m.Elif(in_phase[Phase.SEARCH]):
             # The FSM's verification read (its last cycle, with a pipeline) ends the search.
             with m.If(self.calibration_done):
-                m.d.comb += calibrated.eq(1)
-                m.d.sync += phase.eq(Phase.WRITE)
-        m.d.comb += self.calibrated.eq(calibrated)
+                m.d.comb += r.calibrated.eq(1)
+                m.d.sync += r.phase.eq(Phase.WRITE)
+        m.d.comb += self.calibrated.eq(r.calibrated)
 
-        # The shift-accumulator takes a plane's readout L cycles after the plane cycle;
-        # the last register of the delay is copied per block of lanes. With a pipeline
-        # the tile is cleared a cycle after the read cycle, from copies too: its first
-        # step comes L >= 1 cycles later still.
+    def _steps(self, m, r):
+        """The shift-accumulator takes a plane's readout L cycles after the plane cycle;
+        the last register of the delay is copied per block of lanes. With a pipeline the
+        tile is cleared a cycle after the read cycle, from copies too: its first step
+        comes L >= 1 cycles later still."""
+        P, L = self._p.cols_per_cycle, self._timing.stages
+        in_phase = r.in_phase
         step = in_phase[Phase.PLANES]
         for i in range(L):
             if i == L - 1:
@@ -295,52 +338,41 @@ class Sequencer(wiring.Component):
                 step = step_q
         if L:
             m.d.comb += [self.step.eq(step),
-                         self.tile_clear.eq(replicated(m, clear_tile, P, "tile_clear"))]
+                         self.tile_clear.eq(replicated(m, r.clear_tile, P, "tile_clear"))]
             # The threshold margin is captured while the planes run (the group's ACC and
             # THRESH words are valid from the first plane cycle on), from copies per
             # block of lanes a cycle after each plane cycle.
             m.d.comb += self.margin_capture.eq(replicated(m, in_phase[Phase.PLANES], P,
                                                           "margin_capture"))
         else:
-            m.d.comb += [self.step.eq(step.replicate(P)), self.tile_clear.eq(clear_tile.replicate(P))]
-        if timing.copy_trees:
+            m.d.comb += [self.step.eq(step.replicate(P)),
+                         self.tile_clear.eq(r.clear_tile.replicate(P))]
+        if self._timing.copy_trees:
             planes_q = Signal(name="planes_q")
             m.d.sync += planes_q.eq(in_phase[Phase.PLANES])
             m.d.comb += self.margin_capture_late.eq(replicated(m, planes_q, P,
                                                                "margin_capture_late"))
 
-        self._stores(m, in_phase, cmd_write, command_early, cmd_run, run_lanes, group, last_group,
-                     drain_left)
-        with m.If(in_phase[Phase.WRITE]):
-            next_group(Phase.READ)
-        with m.Elif(in_phase[Phase.CLEAR]):
-            next_group(Phase.CLEAR)
-
-        # CALFLAG and cal_range take the FSM's flags in the verification read, or, in a
-        # pipelined macro, from the datapath's register in the write-back cycle (the
-        # flags come from the readout, and the OR over the lanes would follow it in one
-        # cycle).
-        if L:
+    def _flags(self, m, r):
+        """CALFLAG and cal_range take the FSM's flags in the verification read, or, in a
+        pipelined macro, from the datapath's register in the write-back cycle (the flags
+        come from the readout, and the OR over the lanes would follow it in one cycle);
+        ACC_SAT the datapath's saturation flag."""
+        G = self._p.groups
+        in_phase = r.in_phase
+        if self._timing.stages:
             flags_we = Signal(name="cal_flags_we")
-            m.d.comb += flags_we.eq(in_phase[Phase.WRITE] & cmd_calibrate)
+            m.d.comb += flags_we.eq(in_phase[Phase.WRITE] & r.cmd_calibrate)
         else:
-            flags_we = calibrated
-        m.d.comb += [self.calflag_groups.eq(flags_we.replicate(G) & group_hit),
+            flags_we = r.calibrated
+        m.d.comb += [self.calflag_groups.eq(flags_we.replicate(G) & r.group_hit),
                      self.set_cal_range.eq(flags_we & self.any_flag)]
-        if timing.copy_trees:
+        if self._timing.copy_trees:
             # The datapath's flags are per lane into a register, then an OR per block.
             m.d.comb += self.set_acc_sat.eq(self.acc_saturated)
         else:
-            m.d.comb += self.set_acc_sat.eq(in_phase[Phase.WRITE] & cmd_run & self.acc_saturated)
-
-        # Command acceptance (only while idle: a CMD write while busy is a BUSY error).
-        with m.If(cmd_write):
-            m.d.sync += [cmd.eq(dat_w[:Cmd.BITS]), busy.eq(1), busy_count.eq(0), group_reg.eq(0)]
-            with m.If(eq_const(opcode, 3)):
-                m.d.sync += phase.eq(Phase.CLEAR)
-            with m.Else():
-                m.d.sync += phase.eq(Phase.READ)
-        return m
+            m.d.comb += self.set_acc_sat.eq(in_phase[Phase.WRITE] & r.cmd_run
+                                            & self.acc_saturated)
 
     def _plane_select(self, m, command_early, command_data, cmd, next_group_run):
         """The one-hot plane select of the blocks' plane registers: a shift register two
@@ -407,3 +439,9 @@ class Sequencer(wiring.Component):
         # copies per block of lanes of the store enable.
         m.d.comb += [self.store.eq(store_lanes), self.store_result.eq(run_lanes),
                      self.comp_store.eq(replicated(m, self.calibrated, P, "comp_store"))]
+
+
+class _Registers:
+    """The registers and decodes :class:`Sequencer`'s parts share (attributes set as
+    ``elaborate`` builds them)."""
+
