@@ -973,6 +973,15 @@ def build_parser() -> cmdline.CommandParser:
     sub = parser.add_subparsers(dest="command", required=True,
                                 metavar="{train,eval,sweep,energy}")
 
+    _add_train(sub)
+    _add_eval(sub)
+    _add_sweep(sub)
+    _add_energy(sub)
+    return parser
+
+
+def _add_train(sub) -> None:
+    """``models train``'s options."""
     t = sub.add_parser("train", help="train a BNN and write OUT/NAME.json and OUT/NAME.npz",
                        renamed={"--output": "-o/--out DIR (a folder) and --name NAME"},
                        description="Train a BNN recipe (default: the data set's), optionally "
@@ -1037,6 +1046,9 @@ def build_parser() -> cmdline.CommandParser:
     _add_chip_options(t)
     t.set_defaults(func=cmd_train)
 
+
+def _add_eval(sub) -> None:
+    """``models eval``'s options."""
     e = sub.add_parser("eval", help="accuracy of a model, ideal or on chips",
                        description="Accuracy of an exported model on IDX images (preprocessed as "
                                    "recorded in the model) on ideal hardware or sampled chips.")
@@ -1062,6 +1074,9 @@ def build_parser() -> cmdline.CommandParser:
     _add_cluster_options(e)
     e.set_defaults(func=cmd_eval)
 
+
+def _add_sweep(sub) -> None:
+    """``models sweep``'s options, grouped by experiment."""
     s = sub.add_parser("sweep", help="accuracy versus variation: CSV and PNG",
                        renamed={"--output": "-o/--out"},
                        description="Accuracy versus variation over N chip instances; writes "
@@ -1139,6 +1154,9 @@ def build_parser() -> cmdline.CommandParser:
     _add_sram_run_options(w)
     s.set_defaults(func=cmd_sweep)
 
+
+def _add_energy(sub) -> None:
+    """``models energy``'s options."""
     n = sub.add_parser("energy",
                        help="events, energy, TOPS/W, area and latency with a technology preset",
                        description="Events, energy per decision (or image), TOPS/W, area and "
@@ -1187,7 +1205,6 @@ def build_parser() -> cmdline.CommandParser:
     n.add_argument("--json", action="store_true",
                    help="also print the results as one JSON object on the last line")
     n.set_defaults(func=cmd_energy)
-    return parser
 
 
 def _main(argv) -> int:
