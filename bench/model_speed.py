@@ -17,7 +17,9 @@ one JSON line: per configuration ``seconds`` (sampling, calibration and inferenc
 ``floor_seconds``, ``ratio``, ``chip_images_per_s``, and the comparison. Times are the
 process's CPU seconds (``time.process_time``): on a shared machine other jobs inflate
 wall time, not CPU time, and with one thread the two agree on an idle machine; the JSON
-line also holds each run's wall seconds.
+line also holds each run's wall seconds, and ``cpu``, the CPU and its widest SIMD
+extension (the ratios depend on it: the floor's products use the widest vectors, and so
+do the compiled passes, whose per-read table loads become gathers with AVX-512).
 
 ``--model MODEL`` uses a trained exported model; by default an untrained network of the
 same shape (the cost does not depend on the weights). ``--readout numpy`` times the numpy
@@ -65,6 +67,25 @@ QUICK = ("typical SRAM + read noise 0.3, analog, calibrated",)
 def per_chip_weights(config: ChipConfig, backend: str) -> bool:
     """Whether each chip's weight matrices are its own (so one product per chip)."""
     return config.stuck_prob > 0 or (backend == "analog" and config.cell_sigma > 0)
+
+
+#: SIMD extensions named by :func:`cpu`, widest first: the passes' vector width (and, on
+#: AVX-512, whether the midpoint loads are gathers) follows them.
+SIMD = ("avx512f", "avx2", "avx", "sse4_2")
+
+
+def cpu() -> str:
+    """The CPU's model name and its widest SIMD extension of :data:`SIMD` (Linux's
+    /proc/cpuinfo; ``"unknown"`` where it cannot be read), e.g. ``"AMD EPYC, avx512f"``."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return "unknown"
+    fields = dict(line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    simd = next((f for f in SIMD if f in flags), "none of " + ", ".join(SIMD))
+    return f"{fields.get('model name', 'unknown model')}, {simd}"
 
 
 def clock() -> float:
@@ -279,8 +300,8 @@ def _run(args) -> int:
           f"{'-'.join(str(l.inputs) for l in net.layers)}-{net.layers[-1].outputs} on a "
           f"{net.rows}x{net.cols} macro, {binary_macs} binary MACs per image and chip, blocks of "
           f"{args.chunk} chips, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, noisy readouts: "
-          f"{args.readout} pass")
+          f"{os.cpu_count()} CPUs ({cpu()}), load average {os.getloadavg()[0]:.1f}, noisy "
+          f"readouts: {args.readout} pass")
     print("CPU seconds of this process (wall seconds in the JSON line).")
     print("| configuration | sample+calibrate s | inference s | total s | floor s | ratio | "
           "chip-images/s | mean acc | differing predictions |")
@@ -332,7 +353,8 @@ def _run(args) -> int:
     print(f"peak RSS {rss:.0f} MiB; CPU time {time.process_time():.1f} s; worst ratio {worst:.2f} "
           f"(target <= 3): {'PASS' if worst <= 3 else 'FAIL'}")
     print(json.dumps(dict(chips=args.chips, images=len(x), chunk=args.chunk, readout=args.readout,
-                          load_average=round(os.getloadavg()[0], 2), configurations=results,
+                          cpu=cpu(), load_average=round(os.getloadavg()[0], 2),
+                          configurations=results,
                           **({} if staged is None else dict(stages=staged)))))
     return 0
 

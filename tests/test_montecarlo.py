@@ -265,7 +265,7 @@ def test_bench_stages_account_for_the_reads(readout, capsys):
     assert montecarlo.FloatTile.stage_clock is None and montecarlo.layer_clock is None
     assert montecarlo.use_fused
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["readout"] == readout
+    assert result["readout"] == readout and result["cpu"] == model_speed.cpu()
     noisy, bit_true = (result["stages"][name] for name in model_speed.STAGED)
     # 100-96-96-10 on 32x96: 5 planes x 4 row tiles x 96 columns, then 3 x 96 and 3 x 10,
     # every read noisy in the headline configuration
