@@ -207,6 +207,7 @@ def stages(net, x, chips: int, name: str) -> dict:
         cr.predict(x[:1])                                     # build the plan outside the clock
     hook = (montecarlo.FloatTile, "stage_clock") if by_readout else (montecarlo, "layer_clock")
     recorder = StageClock()
+    montecarlo.FloatTile.exact_draws[0] = 0
     setattr(*hook, recorder)
     try:
         t0 = clock()
@@ -222,7 +223,8 @@ def stages(net, x, chips: int, name: str) -> dict:
         total - sum(rows.values()))
     floor = floor_seconds(net, chips, chips, len(x), per_chip_weights(cfg, backend),
                           DEFAULT_MAX_ELEMENTS)
-    return dict(inference_seconds=total, reads=reads, stages=rows, floor_seconds=floor)
+    return dict(inference_seconds=total, reads=reads, stages=rows, floor_seconds=floor,
+                exact_draws=int(montecarlo.FloatTile.exact_draws[0]))
 
 
 PROG = "bench.model_speed"
@@ -348,6 +350,9 @@ def _run(args) -> int:
                 print(f"| {stage} | {sec:.3f} | {sec * per:.2f} |")
             print(f"| (floor: the bare products of the same shapes) | {st['floor_seconds']:.3f} | "
                   f"{st['floor_seconds'] * per:.2f} |")
+            if STAGED[name] == "readout" and args.readout == "fused":
+                print(f"Reads that got their exact draw in the compiled pass: "
+                      f"{st['exact_draws']:,} ({100 * st['exact_draws'] / st['reads']:.3f} %)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worst = max(r["ratio"] for r in results.values())
     print(f"peak RSS {rss:.0f} MiB; CPU time {time.process_time():.1f} s; worst ratio {worst:.2f} "

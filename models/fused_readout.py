@@ -12,11 +12,15 @@ stays a BLAS call: it is the matrix-product floor.
 
 The curve is not evaluated with the float32 ``tanh`` of the specification's chain but
 with a rational approximation whose distance to it is bounded (:data:`TANH_ERROR`), and
-the boundary test's margin grows by that. A read near a boundary, or in a tail bucket,
-gets its exact draw in the same loop (the fine word's hash; AS241 in the tails, the
-central buckets within :data:`DRAW_ERROR`); only a read still near a boundary then is
-kept for numpy's exact chain. So each read gets the readout the numpy pass gives it
-(``tests/test_fused_readout.py``).
+the boundary test's margin grows by that. The margin is the reach of the read's bucket:
+buckets are grouped in tiers by their distance from the ends (:data:`TIER_STARTS`), each
+with a bound on its draws' distance from their midpoint (:data:`TIER_HALF_WIDTHS`: 1.1e-4
+in the middle tier, where 15 of 16 reads fall, up to 0.08 in the tail buckets), so only
+reads within their own bucket's reach of a boundary need more. Those, and the reads of
+the two end buckets, get their exact draw in the same loop (the fine word's hash; AS241
+in the tails, the central buckets within :data:`DRAW_ERROR`); only a read still near a
+boundary then is kept for numpy's exact chain. So each read gets the readout the numpy
+pass gives it (``tests/test_fused_readout.py``).
 
 :func:`table_plane` and :func:`count_sums` are the table reads of
 :class:`~models.montecarlo.LutTile` (every column tabled) and the one-hot counts of the
@@ -39,8 +43,9 @@ import numpy as np
 from .sampler import (AS241_COEFFICIENTS, BUCKETS, TAIL_BUCKETS, bucket_midpoints,
                       bucket_tables)
 
-__all__ = ["DRAW_ERROR", "TANH_ERROR", "available", "central_draws", "curve_code",
-           "count_sums", "noisy_plane", "table_plane", "tanh_approx"]
+__all__ = ["DRAW_ERROR", "MIDPOINTS", "MID_MAX", "TANH_ERROR", "TIER_HALF_WIDTHS", "TIER_STARTS",
+           "available", "central_draws", "curve_code", "count_sums", "noisy_plane",
+           "table_plane", "tanh_approx", "tier_margins"]
 
 #: Curve codes of :func:`noisy_plane`: no curve (``vmax`` infinite), and tanh.
 CURVE_NONE, CURVE_TANH = 0, 1
@@ -62,8 +67,53 @@ _BETA = tuple(np.float32(b) for b in (
     1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
     4.89352518554385e-03))
 
-# Midpoints with the tail buckets' NaN replaced (their reads always get their exact draw).
-_MID = np.nan_to_num(bucket_midpoints(), nan=0.0).astype(np.float32)
+#: Tiers of buckets by ``t = min(k, 2^16 - 1 - k)``, the distance of bucket ``k`` from the
+#: nearer end: tier 0 ``t >= 2048``, 1 ``t >= 256``, 2 ``t >= 64`` (the last central
+#: buckets), 3 ``t >= 1`` (tail buckets); the two end buckets (``t = 0``) always get their
+#: exact draw. A tier's buckets are narrower the nearer it is to the middle, so each tier
+#: has its own boundary margin (:func:`tier_margins`) instead of the widest bucket's.
+TIER_STARTS = (2048, 256, TAIL_BUCKETS, 1)
+_TIER0, _TIER1, _TIER2 = TIER_STARTS[:3]
+
+
+def _midpoints_and_half_widths():
+    """Every bucket's midpoint (float32: the sampler's for central buckets, the middle of
+    the extreme draws for tail buckets, 0 for the end buckets) and, per tier, a bound on
+    the distance of each draw of its buckets from their midpoint: the draws are monotone
+    in the fine bits, so those of fine bits 0 and 2^16 - 1 bound them (float32 rounding
+    added)."""
+    from .sampler import normal_from_bits
+    k = np.arange(BUCKETS).astype(np.uint16)
+    low = normal_from_bits(k, np.zeros(BUCKETS, np.uint16)).astype(np.float64)
+    high = normal_from_bits(k, np.full(BUCKETS, BUCKETS - 1, np.uint16)).astype(np.float64)
+    mid = bucket_midpoints().astype(np.float32).copy()
+    t = np.minimum(k.astype(np.int64), BUCKETS - 1 - k.astype(np.int64))
+    tail = np.isnan(mid)
+    mid[tail] = ((low[tail] + high[tail]) * 0.5).astype(np.float32)
+    mid[t == 0] = 0
+    reach = np.maximum(np.abs(high - mid), np.abs(mid - low))
+    half = []
+    for i, start in enumerate(TIER_STARTS):
+        end = TIER_STARTS[i - 1] if i else BUCKETS
+        half.append(float(np.max(reach[(t >= start) & (t < end)])) + 1e-6)
+    mid.setflags(write=False)
+    return mid, tuple(half)
+
+
+# The midpoint of every bucket but the two end buckets (whose reads always get their exact
+# draw), and the tiers' half widths. The loops read ``_MID`` by its global name.
+_MID, TIER_HALF_WIDTHS = _midpoints_and_half_widths()
+#: The midpoints :func:`noisy_plane` resolves reads with (read-only float32, one per bucket).
+MIDPOINTS = _MID
+#: Largest ``|midpoint|`` the pass uses for a read it resolves without its exact draw.
+MID_MAX = float(np.max(np.abs(_MID)))
+
+
+def tier_margins(reach: float, extra: float) -> np.ndarray:
+    """The boundary margins of the tiers (float32, one per :data:`TIER_STARTS`) for reads
+    whose ADC input moves by at most ``reach`` per unit of the draw: ``reach`` times the
+    tier's half width (and 1e-3 of it), plus ``extra`` (the curve's error, roundings)."""
+    return np.array([reach * h * (1 + 1e-3) + extra for h in TIER_HALF_WIDTHS], np.float32)
 
 
 def _central_draw(k, fine, mid):
@@ -182,7 +232,8 @@ def _exact_read(k, fine, value, noise, curve, vmax, clip_limit):
 
 
 def _noisy_plane(y, keys, fine_keys, counter, shared, scale, curve, vmax, clip, clip_limit,
-                 qshift, margin, exact_margin, first, tile, near_idx, near_bucket, n_near):
+                 qshift, margins, exact_margin, first, tile, near_idx, near_bucket, n_near,
+                 exact_count):
     # One row (chip, image) at a time; each step a loop over the row's columns without
     # branches, which the compiler turns into vector instructions.
     A, B, C = tile.shape
@@ -194,12 +245,14 @@ def _noisy_plane(y, keys, fine_keys, counter, shared, scale, curve, vmax, clip, 
     # eight columns at a time.
     flag = np.zeros(-(-C // 8) * 8, np.uint8)
     flag_words = flag.view(np.uint64)
-    lo = np.uint16(TAIL_BUCKETS)
-    hi = np.uint16(BUCKETS - TAIL_BUCKETS)
+    top = np.uint16(BUCKETS - 1)
+    t0 = np.uint16(_TIER0)
+    t1 = np.uint16(_TIER1)
+    t2 = np.uint16(_TIER2)
+    m0, m1, m2, m3 = margins[0], margins[1], margins[2], margins[3]
     half = np.float32(0.5)
     two = np.float32(2)
-    lower = np.float32(margin)
-    upper = np.float32(1) - np.float32(margin)
+    one = np.float32(1)
     exact_lower = np.float32(exact_margin)
     exact_upper = np.float32(1) - np.float32(exact_margin)
     down = np.float32(2.0 ** -qshift)
@@ -232,7 +285,9 @@ def _noisy_plane(y, keys, fine_keys, counter, shared, scale, curve, vmax, clip, 
                 f = np.floor(u)
                 d = u - f
                 k = bucket[c]
-                near = (d < lower) | (d > upper) | (k < lo) | (k >= hi)
+                t = min(k, top - k)
+                margin = m0 if t >= t0 else (m1 if t >= t1 else (m2 if t >= t2 else m3))
+                near = (d < margin) | (d > one - margin) | (t == 0)
                 flag[c] = near
                 kept += near
                 r[c] = np.float32(0) if near else f
@@ -245,10 +300,11 @@ def _noisy_plane(y, keys, fine_keys, counter, shared, scale, curve, vmax, clip, 
             else:
                 for c in range(C):
                     out[c] = out[c] * two + r[c]
-            # The reads near a boundary or in a tail bucket: their exact draw (the fine
+            # The reads near a boundary or in an end bucket: their exact draw (the fine
             # word's hash), then kept for numpy's chain only if still near a boundary.
             if not kept:
                 continue
+            exact_count[0] += kept
             for w in range(flag_words.shape[0]):
                 if not flag_words[w]:
                     continue
@@ -376,7 +432,8 @@ def tanh_approx(u) -> np.ndarray:
 
 
 def noisy_plane(y, keys, fine_keys, counter, shared, scale, curve, vmax, clip, clip_limit,
-                qshift, margin, exact_margin, first, tile, near_idx, near_bucket, n_near) -> int:
+                qshift, margins, exact_margin, first, tile, near_idx, near_bucket, n_near,
+                exact_count=None) -> int:
     """One plane of a noisy column-mode tile, accumulated into ``tile``.
 
     ``y`` (A, B, C) float32: the products (column values scaled by gain and curve, with
@@ -385,13 +442,22 @@ def noisy_plane(y, keys, fine_keys, counter, shared, scale, curve, vmax, clip, c
     bucket-word and fine-word stream keys (:meth:`models.sampler.ReadNoise.stream_keys`);
     ``counter`` (images,) uint64: ``(image + 1) * GAMMA``; ``scale`` (N, C) float32:
     noise scale. ``curve``, ``vmax``, ``clip``, ``clip_limit``, ``qshift``: the chain.
-    ``margin``: distance of the ADC input from a rounding boundary within which a read
-    gets its exact draw (the bucket's reach plus ``vmax * TANH_ERROR`` and rounding);
+    ``margins`` (float32, one per tier of :data:`TIER_STARTS`, :func:`tier_margins`):
+    distance of the ADC input from a rounding boundary within which a read of the tier
+    gets its exact draw (the bucket's reach plus ``vmax * TANH_ERROR`` and rounding; the
+    two end buckets' reads always do);
     ``exact_margin``: the same for the exact draw (no bucket reach), within which the
     read is kept for numpy's chain. ``tile`` (A, B, C) float32 becomes the plane's
     readouts (``first``) or ``2 tile + readouts``; kept reads enter as 0, their flat
     indices into ``tile`` and their buckets go to ``near_idx`` and ``near_bucket`` from
-    position ``n_near``. Returns the new count."""
+    position ``n_near``. ``exact_count`` (int64 array of one, optional) is increased by the
+    reads that got their exact draw in the pass. Returns the new count."""
+    margins = np.ascontiguousarray(margins, np.float32)
+    if margins.shape != (len(TIER_STARTS),):
+        raise ValueError(f"margins must hold one margin per tier ({len(TIER_STARTS)}), "
+                         f"not shape {margins.shape}")
+    if exact_count is None:
+        exact_count = np.zeros(1, np.int64)
     return _kernels()["plane"](y, keys, fine_keys, counter, shared, scale, curve, vmax, clip,
-                               clip_limit, qshift, margin, exact_margin, first, tile, near_idx,
-                               near_bucket, n_near)
+                               clip_limit, qshift, margins, exact_margin, first, tile, near_idx,
+                               near_bucket, n_near, exact_count)

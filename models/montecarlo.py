@@ -81,8 +81,10 @@ def _compiled_passes() -> bool:
 
 
 _MID = bucket_midpoints()
-# Largest |midpoint| of a central bucket (the tail buckets are NaN and recomputed).
-_MID_MAX = float(np.nanmax(np.abs(_MID)))
+# Largest |midpoint| a read is resolved with, without its exact draw: a central bucket's
+# (the numpy pass recomputes the tail buckets' reads), or a tail bucket's but the end
+# buckets' (the compiled pass).
+_MID_MAX = max(float(np.nanmax(np.abs(_MID))), fused_readout.MID_MAX)
 
 
 def _signed(bits) -> np.ndarray:
@@ -324,6 +326,9 @@ class FloatTile(_Tile):
     #: ``None``, or ``callable(stage)`` called after each stage of the noisy readout with
     #: the stage's name (``None``: a stage begins): ``bench.model_speed --stages``.
     stage_clock = None
+    #: Reads the compiled pass gave their exact draw, over every FloatTile (int64 array of
+    #: one; ``bench.model_speed --stages`` sets it to 0 and reads it).
+    exact_draws = np.zeros(1, np.int64)
 
     def __init__(self, cr, key, rows_real, cols_real, planes):
         super().__init__(cr, key, rows_real, cols_real)
@@ -389,7 +394,10 @@ class FloatTile(_Tile):
             self.exact_margin = ((self.vmax or 0) * fused_readout.TANH_ERROR + 8 * top * 2.0 ** -23
                                  + sigma * float(np.max(gain, initial=0)) * fused_readout.DRAW_ERROR
                                  * (1 + 1e-3))
-            self.fused_margin = float(self.margin) + self.exact_margin
+            # One margin per tier of buckets: the narrower the buckets, the fewer reads
+            # need their exact draw.
+            self.fused_margins = fused_readout.tier_margins(
+                sigma * float(np.max(gain, initial=0)), 1e-4 + self.exact_margin)
 
     # The readout chain after the product: u (scaled column value with noise) -> v.
     def _chain(self, u, clip, half=np.float32(0.5)):
@@ -538,8 +546,8 @@ class FloatTile(_Tile):
                 y, noise.stream_keys(self.key, b, C, 0), noise.stream_keys(self.key, b, C, 1),
                 counter, shared, self.noise_scale, self.curve, np.float32(self.vmax or 1),
                 self.need_clip, np.float32(self.clip_limit),
-                min(self.qshift, self.readout_bits - 1), self.fused_margin, self.exact_margin,
-                b == self.planes - 1, tile, near_idx, near_bucket, count)
+                min(self.qshift, self.readout_bits - 1), self.fused_margins, self.exact_margin,
+                b == self.planes - 1, tile, near_idx, near_bucket, count, FloatTile.exact_draws)
             if count > start:
                 near = near_idx[start:count].copy()
                 kept.append((near, np.unravel_index(near, tile.shape), yflat[near],

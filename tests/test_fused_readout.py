@@ -41,6 +41,27 @@ def test_tanh_approximation_is_within_its_bound():
     assert err.max() <= fused_readout.TANH_ERROR
 
 
+def test_tier_half_widths_bound_every_draw_of_their_buckets(rng):
+    """Every bucket's draws (fine bits at both ends and random) lie within the half width
+    of its tier of its midpoint; the end buckets alone have none (always exact)."""
+    k = np.arange(BUCKETS)
+    t = np.minimum(k, BUCKETS - 1 - k)
+    tier = np.full(BUCKETS, -1)
+    for i, start in reversed(list(enumerate(fused_readout.TIER_STARTS))):
+        tier[t >= start] = i
+    assert np.all(tier[t == 0] == -1) and np.all(tier[t > 0] >= 0)
+    bound = np.array(fused_readout.TIER_HALF_WIDTHS)
+    mid = fused_readout.MIDPOINTS.astype(np.float64)
+    k16 = k.astype(np.uint16)
+    for fine in (np.zeros(BUCKETS, np.uint16), np.full(BUCKETS, BUCKETS - 1, np.uint16),
+                 rng.integers(0, BUCKETS, BUCKETS).astype(np.uint16)):
+        reach = np.abs(normal_from_bits(k16, fine).astype(np.float64) - mid)
+        assert np.all(reach[t > 0] <= bound[tier[t > 0]])
+    assert bound[0] < 2e-4 and bound[-1] < 0.1            # 1.1e-4 and 0.08 (printed)
+    print("tier half widths", ", ".join(f"{b:.3g}" for b in bound))
+    assert fused_readout.MID_MAX == float(np.max(np.abs(mid)))
+
+
 def test_central_draws_are_within_their_bound(rng):
     """The pass's draws of central buckets (midpoints and their neighbours) against the
     exact ones: every bucket at both ends of its fine bits, and random fine bits."""
@@ -73,12 +94,16 @@ def test_every_read_gets_the_readout_of_its_exact_draw(curve, clip, qshift, rng)
     scale = rng.uniform(0.002, 0.03, (N, C)).astype(np.float32)
     spread = 0.6 if curve else 30
     y = rng.uniform(-spread, spread, (N, m, C)).astype(np.float32)
-    margin, exact_margin = 0.01, 2e-4
+    exact_margin = 2e-4
+    # The ADC input moves by at most vmax (tanh's slope <= 1) times the noise scale per
+    # unit of the draw.
+    margins = fused_readout.tier_margins(float(scale.max()) * (float(vmax) if curve else 1.0),
+                                         exact_margin + 1e-4)
     tile = rng.integers(-5, 5, (N, m, C)).astype(np.float32)
     before = tile.copy()
     idx, bkt = np.empty(N * m * C, np.int64), np.empty(N * m * C, np.uint16)
     n = fused_readout.noisy_plane(y, keys, fine_keys, counter, False, scale, curve, vmax,
-                                  clip, limit, qshift, margin, exact_margin, False, tile, idx,
+                                  clip, limit, qshift, margins, exact_margin, False, tile, idx,
                                   bkt, 0)
     buckets = noise.buckets((0, 0, 0), 2, images, C)
     z = noise.standard_normal((0, 0, 0), 2, images, C)

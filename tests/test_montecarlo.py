@@ -275,6 +275,9 @@ def test_bench_stages_account_for_the_reads(readout, capsys):
             "layer 2: products and readouts", "thresholds and scores"} <= set(bit_true["stages"])
     for st in (noisy, bit_true):
         assert all(s >= 0 for s in st["stages"].values()) and st["floor_seconds"] > 0
+    # Few reads need their exact draw in the compiled pass (none in the numpy pass's count).
+    assert 0 <= noisy["exact_draws"] < noisy["reads"] // 100
+    assert (noisy["exact_draws"] > 0) == (readout == "fused")
     headline = result["configurations"][model_speed.QUICK[0]]
     assert headline["differing_predictions"] == 0 and headline["compared_predictions"] == 20
 
