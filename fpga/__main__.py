@@ -76,7 +76,6 @@ def _bridge_timeout():
 
 def build_parser() -> cmdline.CommandParser:
     from .boards import BOARDS
-    from host.serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
 
     ap = cmdline.CommandParser(
         name=PROG, prog="python -m fpga",
@@ -86,6 +85,16 @@ def build_parser() -> cmdline.CommandParser:
     sub = ap.add_subparsers(dest="command", required=True,
                             metavar="{build,run,sweep,endpoints}")
 
+    _add_build_parser(sub, BOARDS)
+    _add_run_parser(sub)
+    _add_sweep_parser(sub, BOARDS)
+    _add_endpoints_parser(sub)
+    return ap
+
+
+def _add_build_parser(sub, boards) -> None:
+    from host.serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
+
     b = sub.add_parser(
         "build", help="build a bitstream and its report",
         renamed={"--seed": "--placement-seed (the nextpnr seed)", "--output": "-o/--out"},
@@ -94,7 +103,7 @@ def build_parser() -> cmdline.CommandParser:
                     "timing met; 1: timing failed (bitstream still written); 2: bad input, "
                     "no fit or a tool failed.")
     m = b.add_argument_group("the macro (as python -m gen)")
-    m.add_argument("--board", required=True, choices=sorted(BOARDS),
+    m.add_argument("--board", required=True, choices=sorted(boards),
                    help="icebreaker: iCE40 UP5K, 12 MHz oscillator; ulx3s: ECP5-85F, 25 MHz")
     m.add_argument("--rows", type=macro_int_type("rows"), required=True, metavar="R",
                    help=f"data word lines R: {ALLOWED['rows']}; required")
@@ -153,6 +162,10 @@ def build_parser() -> cmdline.CommandParser:
                    help="output folder, created if missing (default build/fpga/BOARD-RxC-pP)")
     b.add_argument("--quiet", action="store_true", help="no stage lines on stderr")
 
+
+def _add_run_parser(sub) -> None:
+    from host.serial_transport import DEFAULT_BAUD, DEFAULT_BRIDGE_TIMEOUT
+
     r = sub.add_parser(
         "run", help="run a network on a board and print the accuracy",
         renamed={"--limit": "--range START:STOP"},
@@ -201,8 +214,8 @@ def build_parser() -> cmdline.CommandParser:
                                        "per second from the engine's cycle count")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    _add_sweep_parser(sub, BOARDS)
 
+def _add_endpoints_parser(sub) -> None:
     e = sub.add_parser(
         "endpoints", help="flip-flops that miss the clock, by register",
         description="List the flip-flop endpoints of a --detailed-timing build whose worst "
@@ -214,7 +227,6 @@ def build_parser() -> cmdline.CommandParser:
                    default=None, metavar="NS",
                    help="clock period in ns (default: from the report's clock constraint)")
     e.add_argument("--all", action="store_true", help="also list groups that meet the period")
-    return ap
 
 
 def _add_sweep_parser(sub, boards) -> None:
