@@ -1174,17 +1174,43 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def test_fpga_build_sigterm_stops_the_tools_as_ctrl_c(tmp_path):
-    """SIGTERM (``timeout``, ``kill``) to a build whose nextpnr runs: the fake nextpnr (in
-    the tools' own process group, which the signal does not reach) is stopped, the line
-    and status are Ctrl-C's, and nothing but ``work`` is written."""
-    pidfile = tmp_path / "nextpnr.pid"
-    yosys, nextpnr = tmp_path / "fake-yosys", tmp_path / "fake-nextpnr"
+def _fake_tools(folder: Path):
+    """A Yosys that does nothing and a nextpnr that writes its pid to ``folder /
+    nextpnr.pid`` and sleeps: ``(yosys, nextpnr, pidfile)``."""
+    pidfile = folder / "nextpnr.pid"
+    yosys, nextpnr = folder / "fake-yosys", folder / "fake-nextpnr"
     yosys.write_text("#!/bin/sh\nexit 0\n")
     nextpnr.write_text(f"#!/bin/sh\necho $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}\n"
                        f"exec sleep 300\n")
     yosys.chmod(0o755)
     nextpnr.chmod(0o755)
+    return yosys, nextpnr, pidfile
+
+
+def _nextpnr_pid(proc, pidfile: Path, timeout: float) -> int:
+    """The fake nextpnr's pid once ``proc`` has started it."""
+    deadline = time.monotonic() + timeout
+    while not pidfile.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the fake nextpnr never started"
+        time.sleep(0.05)
+    return int(pidfile.read_text())
+
+
+def _end(proc, pid) -> None:
+    """Kill what a failed test left running: the command and the fake nextpnr."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if pid is not None and not _gone(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_fpga_build_sigterm_stops_the_tools_as_ctrl_c(tmp_path):
+    """SIGTERM (``timeout``, ``kill``) to a build whose nextpnr runs: the fake nextpnr (in
+    the tools' own process group, which the signal does not reach) is stopped, the line
+    and status are Ctrl-C's, and nothing but ``work`` is written."""
+    yosys, nextpnr, pidfile = _fake_tools(tmp_path)
     out = tmp_path / "b"
     proc = subprocess.Popen(
         [sys.executable, "-c", _FAKE_TOOLS_BUILD, str(yosys), str(nextpnr), "build", "--board",
@@ -1193,12 +1219,7 @@ def test_fpga_build_sigterm_stops_the_tools_as_ctrl_c(tmp_path):
         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
     pid = None
     try:
-        deadline = time.monotonic() + 120
-        while not pidfile.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the fake nextpnr never started"
-            time.sleep(0.05)
-        pid = int(pidfile.read_text())
+        pid = _nextpnr_pid(proc, pidfile, 120)
         assert not _gone(pid)
         proc.send_signal(signal.SIGTERM)
         stdout, err = proc.communicate(timeout=60)
@@ -1212,11 +1233,7 @@ def test_fpga_build_sigterm_stops_the_tools_as_ctrl_c(tmp_path):
             assert time.monotonic() < deadline, f"the fake nextpnr {pid} still runs"
             time.sleep(0.05)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if pid is not None and not _gone(pid):
-            os.kill(pid, signal.SIGKILL)
+        _end(proc, pid)
 
 
 #: ``python -m fpga`` with fake tools, as a file (the sweep's spawned Dask workers import it
@@ -1250,13 +1267,7 @@ def test_fpga_sweep_interrupted_stops_the_builds_of_its_workers(sig, to_group, t
     (in its own process group, which outlives the worker) is stopped, the workers end,
     the line is the sweep's resume hint with status 130, and the point has no result (a
     rerun builds it)."""
-    pidfile = tmp_path / "nextpnr.pid"
-    yosys, nextpnr = tmp_path / "fake-yosys", tmp_path / "fake-nextpnr"
-    yosys.write_text("#!/bin/sh\nexit 0\n")
-    nextpnr.write_text(f"#!/bin/sh\necho $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile}\n"
-                       f"exec sleep 300\n")
-    yosys.chmod(0o755)
-    nextpnr.chmod(0o755)
+    yosys, nextpnr, pidfile = _fake_tools(tmp_path)
     script = tmp_path / "fake_fpga.py"
     script.write_text(_FAKE_TOOLS_SWEEP)
     out = tmp_path / "s"
@@ -1272,12 +1283,7 @@ def test_fpga_sweep_interrupted_stops_the_builds_of_its_workers(sig, to_group, t
         start_new_session=True, preexec_fn=default_signals)
     pid = None
     try:
-        deadline = time.monotonic() + 180
-        while not pidfile.exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the fake nextpnr never started"
-            time.sleep(0.05)
-        pid = int(pidfile.read_text())
+        pid = _nextpnr_pid(proc, pidfile, 180)
         workers = _children(proc.pid)
         assert workers, "the sweep started no worker process"
         if to_group:
@@ -1296,11 +1302,7 @@ def test_fpga_sweep_interrupted_stops_the_builds_of_its_workers(sig, to_group, t
                 f"still running: nextpnr {pid} {_gone(pid)}, workers {workers}")
             time.sleep(0.05)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if pid is not None and not _gone(pid):
-            os.kill(pid, signal.SIGKILL)
+        _end(proc, pid)
 
 
 def test_sigterm_as_ctrl_c_restores_the_handler():
