@@ -298,11 +298,12 @@ def _run(args) -> int:
                                  f"classes", "--model")
     names = QUICK if args.quick else tuple(CONFIGS)
     binary_macs = sum(l.inputs * l.outputs * l.planes for l in net.layers)
+    machine = cpu()
     print(f"{args.chips} chip instances x {len(x)} MNIST images, "
           f"{'-'.join(str(l.inputs) for l in net.layers)}-{net.layers[-1].outputs} on a "
           f"{net.rows}x{net.cols} macro, {binary_macs} binary MACs per image and chip, blocks of "
           f"{args.chunk} chips, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
-          f"{os.cpu_count()} CPUs ({cpu()}), load average {os.getloadavg()[0]:.1f}, noisy "
+          f"{os.cpu_count()} CPUs ({machine}), load average {os.getloadavg()[0]:.1f}, noisy "
           f"readouts: {args.readout} pass")
     print("CPU seconds of this process (wall seconds in the JSON line).")
     print("| configuration | sample+calibrate s | inference s | total s | floor s | ratio | "
@@ -358,7 +359,7 @@ def _run(args) -> int:
     print(f"peak RSS {rss:.0f} MiB; CPU time {time.process_time():.1f} s; worst ratio {worst:.2f} "
           f"(target <= 3): {'PASS' if worst <= 3 else 'FAIL'}")
     print(json.dumps(dict(chips=args.chips, images=len(x), chunk=args.chunk, readout=args.readout,
-                          cpu=cpu(), load_average=round(os.getloadavg()[0], 2),
+                          cpu=machine, load_average=round(os.getloadavg()[0], 2),
                           configurations=results,
                           **({} if staged is None else dict(stages=staged)))))
     return 0

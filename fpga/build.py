@@ -25,12 +25,12 @@ should fit, estimated from the per-column share of the failing resource.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import signal
-import contextlib
 import subprocess
 import sys
 import threading

@@ -193,7 +193,6 @@ class EngineParams:
         pipeline."""
         return engine_bus_latency(self.macro.pipeline)
 
-
     @property
     def image_chunks(self) -> int:
         """Bus words of one bit-plane of an image slot: ``ceil(max_width / 32)``."""

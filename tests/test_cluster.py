@@ -199,6 +199,7 @@ def test_stop_builds_stops_a_running_flow_and_one_not_started(tmp_path):
         threading.Event().wait(0.05)
     pid = int(marker.read_text())
     assert B.stop_builds() == 1
+    B._check_stop()                           # this thread is outside stoppable(): untouched
     assert not running.is_alive() and isinstance(outcome.get("running"), B.BuildStopped)
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().rsplit(
         ")", 1)[1].split()[0] == "Z"
