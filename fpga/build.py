@@ -623,11 +623,13 @@ def build(board: str, rows: int, cols: int, *, cols_per_cycle: int | None = None
 def _run_flow(argv, work: Path, env: dict, log_path: Path, monitor: "FlowMonitor") -> int:
     """Run the tools' script in its own process group, output to ``log_path``; poll the
     logs for progress; on Ctrl-C, :func:`stop_builds` (or any error here) stop every tool
-    of the group."""
+    of the group. The group's leader is ``fpga/tool_guard.py``, which stops the group
+    when this process dies without doing so."""
     _check_stop()
+    guard = [sys.executable, str(Path(__file__).with_name("tool_guard.py")), str(os.getpid())]
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(guard + list(argv), cwd=work, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while True:
                 try:

@@ -175,11 +175,12 @@ def _bus_slave(p):
     """The board's bus slave: the macro, or the network engine for an EngineParams. Every
     master of the board (the UART bridge through the decoder, the chip image writer, the
     register slices) holds its request until the ack and never abandons an access, so
-    the engine acts on the request as presented (``held_until_ack``)."""
+    the engine acts on the request as presented (``held_until_ack``) and keeps its weight
+    banks in block RAM (``weights_in_block_ram``)."""
     if isinstance(p, MacroParams):
         return CimMacro(p)
     from rtl.engine import CimEngine
-    return CimEngine(p, held_until_ack=True)
+    return CimEngine(p, held_until_ack=True, weights_in_block_ram=True)
 
 
 class BoardCore(wiring.Component):

@@ -6,7 +6,7 @@ g. One synchronous read port and one write port, shared by the bus and the seque
 so that the storage maps onto FPGA block RAM when there are several groups.
 """
 
-from amaranth.hdl import Cat, Module
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -50,6 +50,13 @@ class ColumnMemory(wiring.Component):
         lane.
     lane_init : int
         Initial (power-on) value of every lane of every word.
+    block_ram : bool
+        Map the banks onto block RAM whatever their depth (Yosys's ``ram_style``), with
+        no logic to define a read of the word a write lands in at the same clock edge
+        (``no_rw_check``): on the FPGA that read returns an undefined word, in
+        simulation the old one. Only for an owner that never uses the read data of the
+        cycle after such a collision. Default: the synthesis tool chooses, and keeps
+        the read-before-write behaviour.
 
     Members
     -------
@@ -65,7 +72,8 @@ class ColumnMemory(wiring.Component):
         Write enable of each ``granularity``-bit slice.
     """
 
-    def __init__(self, lane_bits, lanes, depth, *, granularity=None, lane_init=0):
+    def __init__(self, lane_bits, lanes, depth, *, granularity=None, lane_init=0,
+                 block_ram=False):
         _check_positive("lane_bits", lane_bits)
         _check_positive("lanes", lanes)
         _check_positive("depth", depth)
@@ -85,6 +93,7 @@ class ColumnMemory(wiring.Component):
         self._depth = depth
         self._granularity = granularity
         self._lane_init = lane_init
+        self._block_ram = bool(block_ram)
         addr_bits = max(1, (depth - 1).bit_length())
         super().__init__({
             "read_addr": In(addr_bits),
@@ -113,9 +122,21 @@ class ColumnMemory(wiring.Component):
         for bank, lo in enumerate(range(0, width, bank_bits)):
             hi = min(width, lo + bank_bits)
             init = (self.word_init >> lo) & ((1 << (hi - lo)) - 1)
-            memory = Memory(shape=hi - lo, depth=self._depth, init=[init] * self._depth)
+            attrs = {"ram_style": "block", "no_rw_check": 1} if self._block_ram else None
+            memory = Memory(shape=hi - lo, depth=self._depth, init=[init] * self._depth,
+                            attrs=attrs)
             m.submodules[f"bank_{bank}"] = memory
-            read = memory.read_port()
+            if self._block_ram:
+                # An asynchronous port and its register: Yosys applies no_rw_check when it
+                # merges the two into a synchronous port (memory_dff), not to a port that
+                # is synchronous already. The same behaviour as read_port().
+                read = memory.read_port(domain="comb")
+                read_data.append(Signal(hi - lo, name=f"bank_{bank}_read_data",
+                                        reset_less=True))
+                m.d.sync += read_data[-1].eq(read.data)
+            else:
+                read = memory.read_port()
+                read_data.append(read.data)
             write = memory.write_port(granularity=gran)
             m.d.comb += [
                 write.data.eq(self.write_data[lo:hi]),
@@ -126,6 +147,5 @@ class ColumnMemory(wiring.Component):
                 # are not emitted at all (driven, Yosys writes them as [-1:0] vectors).
                 m.d.comb += [read.addr.eq(self.read_addr[:addr_bits]),
                              write.addr.eq(self.write_addr[:addr_bits])]
-            read_data.append(read.data)
         m.d.comb += self.read_data.eq(Cat(*read_data))
         return m

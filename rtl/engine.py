@@ -69,6 +69,9 @@ class CimEngine(wiring.Component):
     held_until_ack : bool
         The bus master keeps its request from each access to the ack and never abandons
         one (:class:`~rtl.engine_front_end.EngineFrontEnd`): the board tops' masters.
+    weights_in_block_ram : bool
+        The weight banks in FPGA block RAM whatever their depth
+        (:class:`~rtl.memory_port.MemoryBusPort`); needs ``held_until_ack``.
 
     Members
     -------
@@ -84,10 +87,14 @@ class CimEngine(wiring.Component):
         STATUS.error.
     """
 
-    def __init__(self, params, held_until_ack=False):
+    def __init__(self, params, held_until_ack=False, *, weights_in_block_ram=False):
         check_supported(params)
+        if weights_in_block_ram and not held_until_ack:
+            raise ValueError("weights_in_block_ram needs held_until_ack: a read that collides "
+                             "with an abandoned write would be undefined")
         self._ep = params
         self._held = held_until_ack
+        self._weights_in_block_ram = bool(weights_in_block_ram)
         super().__init__({
             "wb": In(wishbone.Signature(params.addr_bits)),
             "busy": Out(1),
@@ -107,7 +114,8 @@ class CimEngine(wiring.Component):
         m.submodules.front = front = EngineFrontEnd(ep, held_until_ack=self._held)
         m.submodules.registers = registers = RegisterFile(p, clear_done=True, load_inputs=True,
                                                           answered_elsewhere=OWN_CSRS)
-        m.submodules.memories = memories = MemoryBusPort(p, banks=ep.weight_banks)
+        m.submodules.memories = memories = MemoryBusPort(
+            p, banks=ep.weight_banks, weights_in_block_ram=self._weights_in_block_ram)
         m.submodules.flips = flips = FlipBanks(ep)
         m.submodules.sequencer = sequencer = Sequencer(p)
         m.submodules.lanes = lanes = LaneDatapath(p)

@@ -42,6 +42,17 @@ class MemoryBusPort(wiring.Component):
     Parameters
     ----------
     p : MacroParams
+    banks : int or None
+        The network engine's weight banks: WEIGHT and THRESH hold this many tiles.
+    weights_in_block_ram : bool
+        WEIGHT's banks in block RAM whatever their depth, with reads that collide with a
+        write undefined on the FPGA (``ColumnMemory(block_ram=True)``). For an engine
+        whose bus masters hold each request to its ack: a bus write lands before its
+        ack, the next access comes after it, the sequencer runs no command while the bus
+        accesses a memory region, and a write's own read answer is unused, so the word
+        read in the cycle after a write is never used. (THRESH's banks are left to the
+        tools: in block RAM too, the fully parallel 32x96 engine did not route on the
+        ECP5-85F.)
 
     Members
     -------
@@ -83,10 +94,13 @@ class MemoryBusPort(wiring.Component):
         A memory region answers the read of the ack's cycle.
     """
 
-    def __init__(self, p, banks=None):
+    def __init__(self, p, banks=None, *, weights_in_block_ram=False):
         self._p = p
         self._timing = timing = PipelineTiming.of(p.pipeline)
         self._banks = banks
+        if weights_in_block_ram and banks is None:
+            raise ValueError("weights_in_block_ram needs banks")
+        self._weights_in_block_ram = bool(weights_in_block_ram)
         R, P, K, W, A = p.rows, p.cols_per_cycle, p.comp_rows, p.readout_bits, p.acc_bits
         members = {
             "access": In(access_layout(p)),
@@ -141,15 +155,17 @@ class MemoryBusPort(wiring.Component):
 
         banks = self._banks
 
-        def column_memory(name, lane_bits, lane_init=0, granularity=None, banked=False):
+        def column_memory(name, lane_bits, lane_init=0, granularity=None, banked=False,
+                          block_ram=False):
             depth = (1 << p.group_addr_bits) * banks if banked and banks is not None else G
             memory = ColumnMemory(lane_bits, P, depth, granularity=granularity,
-                                  lane_init=lane_init)
+                                  lane_init=lane_init, block_ram=block_ram)
             m.submodules[name] = memory
             return memory
 
         row_mems = {Region.WEIGHT: column_memory("weight_mem", R, granularity=chunk_rows,
-                                                 banked=True)}
+                                                 banked=True,
+                                                 block_ram=self._weights_in_block_ram)}
         if p.has("stuck"):
             for number, name in ((Region.STUCK_MASK, "stuck_mask_mem"),
                                  (Region.STUCK_VALUE, "stuck_value_mem")):

@@ -73,11 +73,13 @@ class SimWishbone(Transport):
         await self._access(addr, True, data, sel)
 
 
-def run_engine(params, body, *, vcd=None):
+def run_engine(params, body, *, vcd=None, board=False):
     """Simulate ``CimEngine(params)`` running ``await body(transport, model)`` with a
     :class:`LockstepTransport`; returns what ``body`` returns. ``vcd``: a waveform file
-    (or the environment's ``ENGINE_VCD``)."""
-    dut = CimEngine(params)
+    (or the environment's ``ENGINE_VCD``). ``board``: the engine as the board tops build
+    it (``held_until_ack`` and ``weights_in_block_ram``), for a body that abandons no
+    access."""
+    dut = CimEngine(params, held_until_ack=board, weights_in_block_ram=board)
     model = EngineBusModel(params)
     out = {}
 

@@ -1197,6 +1197,14 @@ def _nextpnr_pid(proc, pidfile: Path, timeout: float) -> int:
     return int(pidfile.read_text())
 
 
+def _await_gone(pid: int, seconds: float) -> None:
+    """Wait until process ``pid`` is gone; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not _gone(pid):
+        assert time.monotonic() < deadline, f"the fake nextpnr {pid} still runs"
+        time.sleep(0.05)
+
+
 def _end(proc, pid) -> None:
     """Kill what a failed test left running: the command and the fake nextpnr."""
     if proc.poll() is None:
@@ -1228,10 +1236,7 @@ def test_fpga_build_sigterm_stops_the_tools_as_ctrl_c(tmp_path):
         assert err.splitlines() == [f"fpga: interrupted; tools stopped; no bitstream or report "
                                     f"written (logs in {out / 'work'})"], err
         assert sorted(p.name for p in out.iterdir()) == ["work"]
-        deadline = time.monotonic() + 5
-        while not _gone(pid):
-            assert time.monotonic() < deadline, f"the fake nextpnr {pid} still runs"
-            time.sleep(0.05)
+        _await_gone(pid, 5)
     finally:
         _end(proc, pid)
 
@@ -1301,6 +1306,29 @@ def test_fpga_sweep_interrupted_stops_the_builds_of_its_workers(sig, to_group, t
             assert time.monotonic() < deadline, (
                 f"still running: nextpnr {pid} {_gone(pid)}, workers {workers}")
             time.sleep(0.05)
+    finally:
+        _end(proc, pid)
+
+
+@pytest.mark.parametrize("command", ["build", "sweep"])
+def test_fpga_killed_outright_leaves_no_tool_running(command, tmp_path):
+    """SIGKILL to ``fpga build`` or to a sweep's client, while the fake nextpnr runs: the
+    tools' group leader (``fpga/tool_guard.py``) sees its parent gone and stops the group
+    (a sweep's local workers end with their client)."""
+    yosys, nextpnr, pidfile = _fake_tools(tmp_path)
+    script = tmp_path / "fake_fpga.py"
+    script.write_text(_FAKE_TOOLS_SWEEP)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(yosys), str(nextpnr), command, "--board",
+         "icebreaker", "--rows", "4", "--cols", "4", "--quiet", "-o", str(tmp_path / "out")],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    pid = None
+    try:
+        pid = _nextpnr_pid(proc, pidfile, 180)
+        proc.kill()
+        proc.communicate(timeout=60)
+        _await_gone(pid, 30)
     finally:
         _end(proc, pid)
 

@@ -3,12 +3,19 @@
 
 Random reads and writes with random enables are compared cycle by cycle with a list of
 Python integers (the reference model of a synchronous-read memory), for one and several
-words, one and several banks, and lane or chunk granularity.
+words, one and several banks, and lane or chunk granularity, with and without
+``block_ram``; Yosys maps a ``block_ram`` memory onto ECP5 block RAM with no logic beside.
 """
+
+import re
+import subprocess
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 from amaranth.sim import Simulator
+
+from fpga.build import tool_environment
 
 from rtl import column_memory
 from rtl.column_memory import ColumnMemory
@@ -19,6 +26,8 @@ CASES = {
     "chunks": dict(lane_bits=64, lanes=3, depth=5, granularity=32),
     "init": dict(lane_bits=8, lanes=2, depth=3, lane_init=0x40),
     "banked": dict(lane_bits=2048, lanes=5, depth=2, granularity=32),   # 10240 bits: 2 banks
+    "block-ram": dict(lane_bits=16, lanes=3, depth=5, lane_init=0x1234, block_ram=True),
+    "block-ram-banked": dict(lane_bits=2048, lanes=5, depth=3, granularity=32, block_ram=True),
 }
 
 
@@ -31,7 +40,7 @@ def test_random_reads_and_writes(key, rng):
     slices = width // gran
     depth = kw["depth"]
     words = [dut.word_init] * depth
-    if key == "banked":
+    if key.endswith("banked"):
         assert width > column_memory.MAX_BANK_BITS
 
     def random_word():
@@ -78,3 +87,23 @@ def test_word_init():
 def test_rejects_bad_arguments(kw, error, match):
     with pytest.raises(error, match=match):
         ColumnMemory(**kw)
+
+
+@pytest.mark.parametrize("block_ram, cells", [
+    # The bank of a 32x96 engine's ten tiles: shallow, so Yosys chooses LUT RAM and a
+    # register per bit; in block RAM, one DP16KD per 32-bit write slice and no logic (a
+    # read-before-write emulation would add a register and a multiplexer per bit).
+    (False, {"TRELLIS_DPR16X4": 768, "TRELLIS_FF": 3072}),
+    (True, {"DP16KD": 96}),
+])
+def test_ecp5_mapping(tmp_path, block_ram, cells):
+    il = tmp_path / "memory.il"
+    il.write_text(rtlil.convert(ColumnMemory(32, 96, 10, block_ram=block_ram), name="top"))
+    env = tool_environment()
+    subprocess.run([env["YOSYS"], "-q", "-p", "read_rtlil memory.il; synth_ecp5 -top top; "
+                    "tee -q -o stat.txt stat"],
+                   env=env, check=True, capture_output=True, cwd=tmp_path)
+    stat = (tmp_path / "stat.txt").read_text()
+    found = {name: int(n) for n, name in re.findall(r"^\s+(\d+)\s+(\w+)$", stat, re.M)
+             if name[0].isupper()}
+    assert found == cells

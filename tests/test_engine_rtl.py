@@ -19,6 +19,7 @@ from models import engine as E
 from models.engine_params import EngineRegion
 from models.params import NONIDEALITIES, MacroParams, Op, Region, Status
 from rtl.engine import CimEngine
+from rtl.memory_port import MemoryBusPort
 
 from . import test_engine_bus as bus_tests
 from .engine_bench import run_engine
@@ -55,6 +56,11 @@ def test_constructor_refuses_what_is_not_built():
         CimEngine(E.EngineParams(p, 2, 2, 2, 8))
     with pytest.raises(TypeError, match="params must be an EngineParams"):
         CimEngine(p)
+    ep = E.EngineParams(MacroParams(8, 6), 2, 2, 2, 8)
+    with pytest.raises(ValueError, match=r"^weights_in_block_ram needs held_until_ack"):
+        CimEngine(ep, weights_in_block_ram=True)
+    with pytest.raises(ValueError, match=r"^weights_in_block_ram needs banks$"):
+        MemoryBusPort(ep.macro, weights_in_block_ram=True)
 
 
 @pytest.mark.parametrize("p", [MacroParams(8, 6, input_bits=3),
@@ -290,7 +296,8 @@ def test_random_networks_classify_as_the_engine_model(name, seed, rng):
     small buffer): every read in lockstep with the bus model; classes, the last scores
     and ACC equal ``EngineModel``'s (of every image with one slot, of each batch's last
     with more); ENGINE_CYCLES = images x
-    ``image_cycles``."""
+    ``image_cycles``. The runs with several slots build the engine as the board tops do
+    (weight banks in block RAM, requests held to the ack)."""
     p = {**MACROS, **SLOW_MACROS}[name]
     for slots in (1, int(rng.integers(2, 4))):      # one slot: every image's ACC is read
         sizes = random_sizes(rng, p)
@@ -320,7 +327,7 @@ def test_random_networks_classify_as_the_engine_model(name, seed, rng):
             for c in ep.csrs():             # the activity counters too, when built
                 await tr.read(c["offset"])
             return np.concatenate(got), acc, scores, await drv.cycles()
-        got, acc, scores, cycles = run_engine(ep, body)
+        got, acc, scores, cycles = run_engine(ep, body, board=slots > 1)
         assert np.array_equal(got, want)
         ends = [min(s + slots, len(images)) - 1 for s in range(0, len(images), slots)]
         assert all(np.array_equal(a, ref.acc[i]) for a, i in zip(acc, ends))
@@ -343,9 +350,11 @@ LINT_SETS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(LINT_SETS))
-def test_engine_verilog_is_lint_clean(name, tmp_path):
-    """``verilator --lint-only -Wall`` with the waivers of tests/test_lint.py: no warning."""
+@pytest.mark.parametrize("name, board", [(name, False) for name in sorted(LINT_SETS)] + [
+    ("16x12-P4-all-L2", True), ("96x7-P1-B1", True)])
+def test_engine_verilog_is_lint_clean(name, board, tmp_path):
+    """``verilator --lint-only -Wall`` with the waivers of tests/test_lint.py: no warning
+    (also as the board tops build the engine: ``board``)."""
     import subprocess
 
     from amaranth.back import verilog
@@ -353,8 +362,8 @@ def test_engine_verilog_is_lint_clean(name, tmp_path):
     from verif.toolchain import require_tool, tool_env
     from .test_lint import LINT_FLAGS
     path = tmp_path / "cim_engine.v"
-    path.write_text(verilog.convert(CimEngine(LINT_SETS[name]), name="cim_engine",
-                                    emit_src=False))
+    engine = CimEngine(LINT_SETS[name], held_until_ack=board, weights_in_block_ram=board)
+    path.write_text(verilog.convert(engine, name="cim_engine", emit_src=False))
     env = tool_env()
     result = subprocess.run([require_tool("verilator", env), *LINT_FLAGS, str(path)], env=env,
                             capture_output=True, text=True, timeout=300)
@@ -588,7 +597,7 @@ class SequencerHarness(Elaboratable):
                        ~((phase == P.SCAN) | (phase == P.RESULT)) | ~entry["binary"]]
         # The flags and the upcoming bank, from the state (the program's order, written
         # here without the sequencer's own expressions).
-        R, C = ep.macro.rows, ep.macro.cols
+        C = ep.macro.cols
         bank_bits = len(state["bank"])
         last_row = (state["row_tile"] + 1) == entry["row_tiles"]
         last_col = (state["col_tile"] + 1) == entry["col_tiles"]
