@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The network engine's RTL (``rtl/engine.py`` and its parts) in the Amaranth simulator,
 against the golden models only (``models/engine_bus.py``, ``models/engine.py``).
 
