@@ -51,8 +51,8 @@ class MemoryBusPort(wiring.Component):
         ack, the next access comes after it, the sequencer runs no command while the bus
         accesses a memory region, and a write's own read answer is unused, so the word
         read in the cycle after a write is never used. (THRESH's banks are left to the
-        tools: in block RAM too, the fully parallel 32x96 engine did not route on the
-        ECP5-85F.)
+        tools: with them in block RAM too, the router did not converge on the fully
+        parallel 32x96 engine on the ECP5-85F; docs/ENGINE.md section 10.)
 
     Members
     -------
