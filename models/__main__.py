@@ -1,11 +1,11 @@
 """``python -m models``: see :mod:`models.cli`."""
 
-import os
 import sys
 
-# BLAS threads spin against each other on the 2-core machines this runs on (and against
-# the vectorised chip stacks); one thread is faster. Must be set before numpy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from .blas_env import set_blas_environment
+
+# BLAS threads and kernel (models/blas_env.py): set before numpy loads.
+set_blas_environment()
 
 from .cmdline import main_entry  # noqa: E402
 

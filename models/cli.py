@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cmdline
-from .bnn import DEFAULT_RECIPES, RECIPES, TrainConfig, accuracy, recipe
+from .bnn import DEFAULT_RECIPES, RECIPES, TrainConfig, accuracy, blas_in_use, recipe
 from .chip import ChipConfig
 from .cmdline import UsageError, integer, number, number_list, one_line, shown
 from .datasets import DEFAULT_MNIST_DIR, NORMALISATIONS, Dataset, load_dataset, mnist_split
@@ -454,6 +454,7 @@ def cmd_train(args) -> int:
         preprocessing=data.preprocessing,
         training=dict(dataset=data.name, recipe=name, seed=args.seed, epochs=train_config.epochs,
                       dva_sigma=args.dva, sizes=list(model.sizes), seconds=round(seconds, 2),
+                      numpy=np.__version__, blas=blas_in_use(),
                       config=train_config.to_dict(), noise_aware=noise_aware,
                       chip_in_loop=None if args.chip_in_loop is None else dict(
                           seed=args.chip_in_loop, epochs=chip_epochs,

@@ -14,10 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
-# OpenBLAS threads spin against each other on the 2-core machines; one thread is faster here.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402  (after the thread setting)
+from models.blas_env import set_blas_environment  # noqa: E402  (standard library only)
+
+# The command line's BLAS threads and kernel, so that the tests' in-process training and
+# products run as in the commands they start.
+set_blas_environment()
+
+import numpy as np  # noqa: E402  (after the BLAS settings)
 import pytest  # noqa: E402
 
 

@@ -91,6 +91,7 @@ JSON_DAMAGE = {
     "contrast-half": _set(["preprocessing", "contrast"], 0.5),
     "deskew-sobel": _set(["preprocessing", "deskew"], "sobel"),
     "training-loss": _set(["training"], dict(recipe="mnist", config=dict(loss="mse"))),
+    "training-blas": _set(["training"], dict(recipe="mnist", blas=dict(kernel=7))),
     "val-chips-percent": _set(["accuracy"], dict(val_chips=dict(chip_seeds=[0, 19], mean=93.5,
                                                                 std=0.01, min=0.9))),
 }
@@ -145,6 +146,16 @@ def data(tmp_path_factory):
         {"detailed_net_timings": [{"endpoints": [{"cell": "a", "port": "D", "delay": "x"}]}]}))
     (d / "report-no-clock.json").write_text(json.dumps(
         {"detailed_net_timings": [{"endpoints": [{"cell": "a", "port": "D", "delay": [1, 2]}]}]}))
+    # Build folders for `fpga area`.
+    (d / "area-empty").mkdir()
+    for name, family, files in (
+            ("area-family", "xilinx", {}), ("area-no-script", "ecp5", {}),
+            ("area-bad-il", "ecp5", {"top.ys": "read_rtlil top.il\nsynth_ecp5 -top top\n",
+                                     "top.il": "not rtlil\n"})):
+        (d / name / "work").mkdir(parents=True)
+        (d / name / "report.json").write_text(json.dumps({"family": family}))
+        for file, text in files.items():
+            (d / name / "work" / file).write_text(text)
     return d
 
 
@@ -372,6 +383,8 @@ MODELS = [
      ["--model", "preprocessing.deskew", "'sobel'", "'moments'"]),
     ("eval-training-loss", ["eval", "--model", "D/training-loss", "--dataset", "digits"],
      ["--model", "training.config.loss", "'mse'"]),
+    ("eval-training-blas", ["eval", "--model", "D/training-blas", "--dataset", "digits"],
+     ["--model", "training.blas.kernel", "7"]),
     ("eval-val-chips-percent", ["eval", "--model", "D/val-chips-percent", "--dataset", "digits"],
      ["--model", "accuracy.val_chips.mean", "93.5"]),
     ("eval-version-3", ["eval", "--model", "D/version3", "--dataset", "digits"],
@@ -744,7 +757,13 @@ FPGA = [
     ("sweep-points-is-file", FS + ["-o", "T/"], ["-o/--out", "points", "is a file"],
      _file("points")),
     ("sweep-no-rows", ["sweep", "--board", "icebreaker", "--cols", "4"], ["required", "--rows"]),
-    ("unknown-command", ["deploy"], ["'deploy'", "build", "run", "endpoints"]),
+    # area
+    ("area-no-report", ["area", "D/area-empty"], ["DIR", "no build report"]),
+    ("area-family", ["area", "D/area-family"], ["DIR", "family", "not 'xilinx'"]),
+    ("area-no-script", ["area", "D/area-no-script"], ["DIR", "work/top.ys"]),
+    ("area-bad-il", ["area", "D/area-bad-il"], ["DIR", "Yosys failed", "top.il"]),
+    ("area-depth", ["area", "D/area-empty", "--depth", "-1"], ["--depth", "not -1"]),
+    ("unknown-command", ["deploy"], ["'deploy'", "build", "run", "endpoints", "area"]),
 ]
 
 

@@ -60,6 +60,11 @@ def test_train_writes_model_and_prints_seed(trained):
     assert sorted(p.name for p in (d / "m").iterdir()) == ["digits.json", "digits.npz"]
     doc = json.loads((d / "m" / "digits.json").read_text())
     assert doc["training"]["seed"] == 3 and doc["training"]["epochs"] == 2
+    # The BLAS kernel the training's products ran in: the tests set the command's
+    # (tests/conftest.py), so this process has it too.
+    from models.bnn import blas_in_use
+    assert doc["training"]["blas"] == blas_in_use() and blas_in_use()["kernel"]
+    assert doc["training"]["numpy"] == np.__version__
     assert doc["preprocessing"]["source"] == "sklearn-digits"
     net = load_folded(d / "m" / "digits")
     assert (net.rows, net.cols) == (32, 96)
