@@ -25,14 +25,19 @@ do the compiled passes, whose per-read table loads become gathers with AVX-512).
 same shape (the cost does not depend on the weights). ``--readout numpy`` times the numpy
 pass instead of the compiled one (:mod:`models.fused_readout`; the default where numba is
 installed; its first call, which compiles it or loads it from numba's cache, is made
-outside the clock). ``OPENBLAS_NUM_THREADS`` is 1.
+outside the clock). OpenBLAS runs as in ``python -m models`` (:mod:`models.blas_env`:
+one thread, its SkylakeX kernel where the CPU runs it), so the evaluation and the floor
+use the products a Monte Carlo of ``models eval`` uses; the header and the JSON line
+(``blas``) name the kernel.
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from models.blas_env import set_blas_environment
+
+set_blas_environment()
 
 import json  # noqa: E402
 import resource  # noqa: E402
@@ -42,7 +47,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models import cmdline  # noqa: E402
-from models.bnn import BNN  # noqa: E402
+from models.bnn import BNN, blas_in_use  # noqa: E402
 from models.chip import ChipConfig  # noqa: E402
 from models.chip_readout import ChipReadout  # noqa: E402
 from models.datasets import load_dataset  # noqa: E402
@@ -299,10 +304,12 @@ def _run(args) -> int:
     names = QUICK if args.quick else tuple(CONFIGS)
     binary_macs = sum(l.inputs * l.outputs * l.planes for l in net.layers)
     machine = cpu()
+    blas = blas_in_use()
     print(f"{args.chips} chip instances x {len(x)} MNIST images, "
           f"{'-'.join(str(l.inputs) for l in net.layers)}-{net.layers[-1].outputs} on a "
           f"{net.rows}x{net.cols} macro, {binary_macs} binary MACs per image and chip, blocks of "
-          f"{args.chunk} chips, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
+          f"{args.chunk} chips, {blas['library']} {blas['version']} kernel {blas['kernel']}, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
           f"{os.cpu_count()} CPUs ({machine}), load average {os.getloadavg()[0]:.1f}, noisy "
           f"readouts: {args.readout} pass")
     print("CPU seconds of this process (wall seconds in the JSON line).")
@@ -359,7 +366,7 @@ def _run(args) -> int:
     print(f"peak RSS {rss:.0f} MiB; CPU time {time.process_time():.1f} s; worst ratio {worst:.2f} "
           f"(target <= 3): {'PASS' if worst <= 3 else 'FAIL'}")
     print(json.dumps(dict(chips=args.chips, images=len(x), chunk=args.chunk, readout=args.readout,
-                          cpu=machine, load_average=round(os.getloadavg()[0], 2),
+                          cpu=machine, blas=blas, load_average=round(os.getloadavg()[0], 2),
                           configurations=results,
                           **({} if staged is None else dict(stages=staged)))))
     return 0

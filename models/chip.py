@@ -370,10 +370,43 @@ def sample_chips(config: ChipConfig, seeds_or_n, rows: int, cols: int, comp_rows
     _check_sampling(config, rows, cols, comp_rows)
     seeds = [_check_seed(s) for s in seeds]
     streams = StreamSet(seeds, _streams_drawn(config))
+    if config.technology == "sram":
+        return _sample_sram_stack(config, seeds, rows, cols, comp_rows, streams)
     chips = [_sample_chip(config, s, rows, cols, comp_rows, streams) for s in seeds]
     arrays = {k: None if getattr(chips[0], k) is None else np.stack([getattr(c, k) for c in chips])
               for k in Chip._ARRAYS}
     return Chip(config, tuple(c.seed for c in chips), rows, cols, comp_rows, batch=len(chips), **arrays)
+
+
+def _sample_sram_stack(cfg, seeds, rows, cols, comp_rows, streams) -> Chip:
+    """:func:`sample_chips` of SRAM chips: each instance's arrays drawn from its own
+    streams with the arithmetic of :func:`_sample_chip`, written into the stack's rows (no
+    instance objects, no stacking: the Monte Carlo samples a block of chips per tile)."""
+    n = len(seeds)
+    stuck_mask = np.zeros((n, rows, cols), bool)
+    stuck_value = np.zeros((n, rows, cols), bool)
+    offset = np.full((n, cols), cfg.offset_mean, np.float32)
+    gain = np.ones((n, cols), np.float32)
+    cell_current = np.ones((n, rows, cols), np.float32)
+    comp_current = np.ones((n, comp_rows, cols), np.float32)
+    for i, seed in enumerate(seeds):
+        if cfg.stuck_prob:
+            stuck_mask[i], stuck_value[i] = _stuck(streams, seed, (rows, cols), cfg.stuck_prob,
+                                                   cfg.stuck_high)
+        if cfg.offset_sigma:
+            offset[i] += np.float32(cfg.offset_sigma) * streams.generator(
+                seed, _STREAM_OFFSET).standard_normal(cols, dtype=np.float32)
+        if cfg.gain_sigma:
+            gain[i] = variation(streams.generator(seed, _STREAM_GAIN).standard_normal(
+                cols, dtype=np.float32), cfg.gain_sigma, "normal")
+        if cfg.cell_sigma:
+            cell_current[i] = _factors(streams, seed, _STREAM_CELL, (rows, cols),
+                                       cfg.cell_sigma, cfg.cell_dist)
+            comp_current[i] = _factors(streams, seed, _STREAM_COMP, (comp_rows, cols),
+                                       cfg.cell_sigma, cfg.cell_dist)
+    return Chip(cfg, tuple(seeds), rows, cols, comp_rows, batch=n, cell_current=cell_current,
+                comp_current=comp_current, offset=offset, gain=gain, stuck_mask=stuck_mask,
+                stuck_value=stuck_value)
 
 
 # --- mapping onto the RTL's injectable parameters --------------------------------------

@@ -192,24 +192,26 @@ class ChipReadout:
         p = self.params
         K = p.comp_rows
         self.chips, self.regs, self.comp, self.calflags, self.residual = {}, {}, {}, {}, {}
-        for l, layer in enumerate(net.layers):
-            for t in range(layer.row_tiles):
-                for j in range(layer.col_tiles):
-                    key = (l, t, j)
-                    chips = sample_chips(config, [(s, l, t, j) for s in self.seeds],
-                                         p.rows, p.cols, K)
-                    self.chips[key] = chips
-                    if rram:
-                        continue
-                    if backend == "macro":
-                        self.regs[key] = self._registers(chips)
-                    comp = np.zeros((self.n, p.cols), np.int64)
-                    if calibrate:
-                        comp, flags = self._calibrate(key, layer.weights[t, j])
-                        self.calflags[key] = flags
-                    self.comp[key] = comp
-                    if reads:
-                        self.residual[key] = self._trim(key, layer.weights[t, j], reads)
+        keys = [(l, t, j) for l, layer in enumerate(net.layers)
+                for t in range(layer.row_tiles) for j in range(layer.col_tiles)]
+        # Every array of every chip in one draw (one bulk seeding of all their streams);
+        # array (l, t, j) of chip s is instance (s, l, t, j), as sample_chip draws it.
+        stack = sample_chips(config, [(s, *key) for key in keys for s in self.seeds],
+                             p.rows, p.cols, K)
+        for i, (l, t, j) in enumerate(keys):
+            key = (l, t, j)
+            chips = self.chips[key] = stack[i * self.n:(i + 1) * self.n]
+            if rram:
+                continue
+            if backend == "macro":
+                self.regs[key] = self._registers(chips)
+            comp = np.zeros((self.n, p.cols), np.int64)
+            if calibrate:
+                comp, flags = self._calibrate(key, net.layers[l].weights[t, j])
+                self.calflags[key] = flags
+            self.comp[key] = comp
+            if reads:
+                self.residual[key] = self._trim(key, net.layers[l].weights[t, j], reads)
 
     def _trim(self, key, weight_bits, reads: int) -> np.ndarray:
         """The mean of ``reads`` zero-input readouts of every column (N, C)."""

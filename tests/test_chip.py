@@ -153,15 +153,27 @@ def test_seeds_reproduce_chips(seed, technology):
     assert _same(sample_chip(cfg, (seed,), 20, 10), sample_chip(cfg, (seed,), 20, 10))
 
 
-def test_stack_equals_individual_chips(seed):
-    cfg = ChipConfig.typical("sram", stuck_prob=0.05)
+STACKED_CONFIGS = {
+    "typical, stuck": ChipConfig.typical("sram", stuck_prob=0.05),
+    "offsets": ChipConfig(offset_sigma=4.0, offset_mean=0.5),
+    "gain, normal cells": ChipConfig(gain_sigma=0.1, cell_sigma=0.2, cell_dist="normal"),
+    "ideal": ChipConfig(),
+}
+
+
+@pytest.mark.parametrize("name", STACKED_CONFIGS)
+def test_stack_equals_individual_chips(seed, name):
+    cfg = STACKED_CONFIGS[name]
     seeds = [seed, seed + 7, (seed, 2)]
     chips = sample_chips(cfg, seeds, 12, 6, 4)
     assert len(chips) == 3 and chips.batch == 3 and chips.seed == (seed, seed + 7, (seed, 2))
     assert chips.cell_current.shape == (3, 12, 6) and chips.offset.shape == (3, 6)
     for i, s in enumerate(seeds):
         assert chips[i].batch is None and chips[i].seed == s
-        assert _same(chips[i], sample_chip(cfg, s, 12, 6, 4))
+        one = sample_chip(cfg, s, 12, 6, 4)
+        assert _same(chips[i], one)
+        assert all(getattr(chips, k).dtype == getattr(one, k).dtype
+                   for k in ("cell_current", "comp_current", "offset", "gain", "stuck_mask"))
     assert _same(sample_chips(cfg, 3, 12, 6, 4)[2], sample_chip(cfg, 2, 12, 6, 4))
     sub = chips[1:]
     assert sub.batch == 2 and _same(sub[0], chips[1])

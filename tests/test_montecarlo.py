@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from models import montecarlo
-from models.chip import ChipConfig
+from models.chip import Chip, ChipConfig, sample_chip
 from models.chip_readout import ChipReadout, predict_chips
 from models.datasets import DEFAULT_MNIST_DIR, MNIST_FILES
 from models.export import layer_acc
@@ -257,6 +257,7 @@ def test_bench_stages_account_for_the_reads(readout, capsys):
     again afterwards, the JSON line complete."""
     from bench import model_speed
     from models import fused_readout
+    from models.bnn import blas_in_use
     if readout == "fused" and not fused_readout.available():
         pytest.skip("numba is not installed")
     assert model_speed.main(["--chips", "2", "--chunk", "2", "--n-images", "30", "--quick",
@@ -266,6 +267,7 @@ def test_bench_stages_account_for_the_reads(readout, capsys):
     assert montecarlo.use_fused
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["readout"] == readout and result["cpu"] == model_speed.cpu()
+    assert result["blas"] == blas_in_use()
     noisy, bit_true = (result["stages"][name] for name in model_speed.STAGED)
     # 100-96-96-10 on 32x96: 5 planes x 4 row tiles x 96 columns, then 3 x 96 and 3 x 10,
     # every read noisy in the headline configuration
@@ -300,3 +302,25 @@ def test_bit_true_tables_equal_the_macro_chain(nets, name, rng):
                                       column.get("offset"), column.get("gain"), regs.get("sat"),
                                       regs.get("qshift", 0), regs.get("table"))
         np.testing.assert_array_equal(tile.table, direct.transpose(1, 2, 0))
+
+
+@pytest.mark.parametrize("technology", ["sram", "rram"])
+def test_each_array_is_the_instance_sample_chip_draws(nets, technology):
+    """ChipReadout draws every array of every chip in one stack: array (l, t, j) of chip
+    s is ``sample_chip(config, (s, l, t, j))``, as when each was drawn on its own."""
+    net = nets["32x16, 2x2 tiles"]
+    cfg = (ChipConfig.typical("sram", stuck_prob=0.02) if technology == "sram"
+           else ChipConfig(technology="rram", cell_sigma=0.1, stuck_prob=0.02))
+    seeds = [3, 11]
+    cr = ChipReadout(net, cfg, seeds, backend="analog")
+    keys = [(l, t, j) for l, layer in enumerate(net.layers)
+            for t in range(layer.row_tiles) for j in range(layer.col_tiles)]
+    assert sorted(cr.chips) == sorted(keys)
+    for key in keys:
+        for i, s in enumerate(seeds):
+            one = sample_chip(cfg, (s, *key), cr.params.rows, cr.params.cols, cr.params.comp_rows)
+            got = cr.chips[key][i]
+            assert got.seed == (s, *key)
+            for name in Chip._ARRAYS:
+                a, b = getattr(got, name), getattr(one, name)
+                assert (a is None and b is None) or np.array_equal(a, b), (key, s, name)
