@@ -23,7 +23,11 @@ It prints one table row and, as its last line, one JSON object (``luts``, ``logi
 and clock, the network engine sized for MODEL (``python -m fpga build --model``, at
 pipeline L = the cuts unless ``--engine-pipeline`` says otherwise) into ``DIR/engine``,
 prints its row and the ratio of the two logic counts (block RAM reported beside, not in
-the ratio); the JSON line then holds ``engine`` (its figures) and ``engine_logic_ratio``.
+the ratio); the JSON line then holds ``engine`` (its figures, ``nonideal`` among them) and
+``engine_logic_ratio``. The engine's macro has the default non-idealities (offset,
+readout) and the calibration that cancels the offsets; ``--engine-ideal`` (or
+``--engine-nonideal LIST``) builds it with none (or those), so that an engine of the plain
+datapath's function can be compared too.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ from amaranth.lib.wiring import In, Out
 
 from fpga.boards import BOARDS, BoardTop, pll_config
 from fpga.build import BuildError, check_freq, flow_options, run_tools, tool_environment
+from gen.cli import nonideal_type
 from models import cmdline
+from models.params import NONIDEALITIES
 from rtl.column_memory import ColumnMemory
 from rtl.compute_array import popcount
 from rtl.replicas import LANE_BLOCK, block_copies
@@ -499,22 +505,28 @@ def engine_summary(report: dict) -> dict:
     """The figures of an engine's ``python -m fpga build`` report, in :func:`summary`'s
     keys (``cuts`` is the engine's pipeline L, ``storage`` "engine")."""
     params = dict(report["params"], cuts=report["params"].get("pipeline", 0), storage="engine")
-    return summary(dict(report, params=params))
+    s = summary(dict(report, params=params))
+    s["nonideal"] = sorted(report["params"].get("nonideal", []))
+    return s
 
 
 def build_engine(board: str, model, *, rows, cols, cols_per_cycle, input_bits, pipeline,
-                 out_dir, freq_mhz=None, seed: int = 1, tmg_ripup=None, status=None) -> dict:
+                 out_dir, freq_mhz=None, seed: int = 1, tmg_ripup=None, status=None,
+                 nonideal=None) -> dict:
     """Build the network engine sized for ``model`` (a FoldedNet) with ``fpga.build.build``
-    and return its report."""
+    and return its report. ``nonideal``: the macro's non-idealities (None: the default
+    ones)."""
     from fpga.build import build
     from models.engine import EngineParams
     from models.params import MacroParams
 
+    kwargs = {} if nonideal is None else dict(nonideal=nonideal)
     macro = MacroParams(rows, cols, cols_per_cycle=cols_per_cycle, input_bits=input_bits,
-                        pipeline=pipeline)
+                        pipeline=pipeline, **kwargs)
     e = EngineParams.for_model(model, macro)
     return build(board, rows, cols, cols_per_cycle=cols_per_cycle, input_bits=input_bits,
-                 pipeline=pipeline, out_dir=out_dir, freq_mhz=freq_mhz, seed=seed,
+                 pipeline=pipeline, nonideal=nonideal, out_dir=out_dir, freq_mhz=freq_mhz,
+                 seed=seed,
                  tmg_ripup=tmg_ripup, status=status,
                  engine=dict(weight_banks=e.weight_banks, layers=e.layers,
                              image_slots=e.image_slots, max_width=e.max_width))
@@ -563,6 +575,15 @@ def build_parser() -> cmdline.CommandParser:
     ap.add_argument("--engine-pipeline", type=cmdline.integer("engine-pipeline", 0, 4),
                     default=None, metavar="L",
                     help="the engine's pipeline L, 0..4 (default the cuts: 0, 2 or 4)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--engine-nonideal", type=nonideal_type, default=None, metavar="LIST",
+                       help="the non-idealities built into the engine's macro: comma-separated "
+                            "subset of " + ",".join(NONIDEALITIES) + ", or 'none' (default "
+                            "offset,readout, as python -m gen)")
+    which.add_argument("--engine-ideal", dest="engine_nonideal", action="store_const",
+                       const=frozenset(), help="an engine without non-idealities (same as "
+                                               "--engine-nonideal none): the plain datapath's "
+                                               "function")
     ap.add_argument("-o", "--out", default=None, metavar="DIR",
                     help="output folder, created if missing (default "
                          "build/bench/plain-BOARD-RxC-pP-cN-STORAGE)")
@@ -589,17 +610,25 @@ def _main(argv) -> int:
     if args.engine_pipeline is not None and args.engine is None:
         raise cmdline.UsageError("sets the engine's pipeline; needs --engine MODEL",
                                  "--engine-pipeline")
+    if args.engine_nonideal is not None and args.engine is None:
+        raise cmdline.UsageError("sets the engine's non-idealities; needs --engine MODEL",
+                                 "--engine-nonideal/--engine-ideal")
+    engine_kwargs = ({} if args.engine_nonideal is None
+                     else dict(nonideal=args.engine_nonideal))
     net = None
     if args.engine is not None:
         from models.engine import EngineParams
         from models.inputs import load_model
         from models.params import MacroParams
 
+        try:
+            macro = MacroParams(args.rows, args.cols, cols_per_cycle=cols_per_cycle,
+                                input_bits=args.input_bits,
+                                pipeline=args.cuts if args.engine_pipeline is None
+                                else args.engine_pipeline, **engine_kwargs)
+        except ValueError as exc:
+            raise cmdline.UsageError(cmdline.one_line(exc), "--engine-nonideal") from None
         net = load_model(args.engine, "--engine")
-        macro = MacroParams(args.rows, args.cols, cols_per_cycle=cols_per_cycle,
-                            input_bits=args.input_bits,
-                            pipeline=args.cuts if args.engine_pipeline is None
-                            else args.engine_pipeline)
         try:
             EngineParams.for_model(net, macro)
         except ValueError as exc:
@@ -629,7 +658,7 @@ def _main(argv) -> int:
             args.board, net, rows=args.rows, cols=args.cols, cols_per_cycle=cols_per_cycle,
             input_bits=args.input_bits, out_dir=out / "engine", freq_mhz=args.freq,
             pipeline=args.cuts if args.engine_pipeline is None else args.engine_pipeline,
-            seed=args.placement_seed, tmg_ripup=args.tmg_ripup, status=status)
+            seed=args.placement_seed, tmg_ripup=args.tmg_ripup, status=status, **engine_kwargs)
     except (BuildError, RuntimeError) as exc:
         raise cmdline.UsageError(cmdline.one_line(exc)) from None
     except KeyboardInterrupt:
@@ -639,9 +668,9 @@ def _main(argv) -> int:
     e = engine_summary(engine_report)
     print(table_row(e))
     ratio = e["logic"] / s["logic"] if e["logic"] and s["logic"] else None
-    print(f"engine / plain datapath logic: {e['logic']} / {s['logic']} = "
-          f"{'?' if ratio is None else f'{ratio:.2f}'} (block RAM: engine {e['block_ram']}, "
-          f"plain {s['block_ram']})")
+    print(f"engine ({','.join(e['nonideal']) or 'ideal'}) / plain datapath logic: "
+          f"{e['logic']} / {s['logic']} = {'?' if ratio is None else f'{ratio:.2f}'} "
+          f"(block RAM: engine {e['block_ram']}, plain {s['block_ram']})")
     print(json.dumps(dict(s, engine=e, engine_logic_ratio=None if ratio is None
                           else round(ratio, 3))))
     return 0 if s["met"] and e["met"] else 1

@@ -1,4 +1,5 @@
-"""``python -m fpga build|run|sweep|endpoints ...``: bitstreams, inference on a board, timing.
+"""``python -m fpga build|run|sweep|endpoints|area ...``: bitstreams, inference on a board,
+timing, area.
 
 build
     Board top -> YoWASP Yosys/nextpnr -> bitstream and ``report.json``; shows its stages
@@ -32,6 +33,10 @@ endpoints
     report's own clock), grouped by register (``fpga/endpoints.py``). Exit status 0 when
     none fail, 1 when some do, 2 for a missing or unusable report.
 
+area
+    Runs the Yosys script of a build folder again with the hierarchy kept and prints the
+    cells of each part with its submodules (``fpga/area.py``): where the logic goes.
+
 Arguments, errors, output paths and Ctrl-C follow the project's command-line layer
 (:mod:`models.cmdline`, docs/CLI.md): bad input is one line ``fpga: error: ...`` and exit
 status 2, checked before anything is created.
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import threading
 import time
@@ -227,6 +233,18 @@ def _add_endpoints_parser(sub) -> None:
                    default=None, metavar="NS",
                    help="clock period in ns (default: from the report's clock constraint)")
     e.add_argument("--all", action="store_true", help="also list groups that meet the period")
+    a = sub.add_parser(
+        "area", help="cells of each part of a build, hierarchy kept",
+        description="Run the Yosys script of a build again with the hierarchy kept and print "
+                    "the cells of each part (logic, flip-flops, LUT RAM, block RAM, DSP) with "
+                    "its submodules, then a JSON line (docs/FPGA.md). Yosys's counts before "
+                    "placement: they differ from the build's totals. Exit status 0, or 2: bad "
+                    "input.")
+    a.add_argument("build_dir", metavar="DIR",
+                   help="the output folder of python -m fpga build or bench.plain_datapath "
+                        "(report.json and work/top.ys, work/top.il)")
+    a.add_argument("--depth", type=integer("depth", 0, 64), default=4, metavar="N",
+                   help="levels below the top to list (default 4)")
 
 
 def _add_sweep_parser(sub, boards) -> None:
@@ -598,10 +616,23 @@ def cmd_endpoints(args) -> int:
     return 1 if any(g.failing for g in groups) else 0
 
 
+def cmd_area(args) -> int:
+    from .area import AreaError, format_parts, parts, summary
+    from .build import tool_environment
+
+    try:
+        family, found = parts(args.build_dir, env=tool_environment())
+    except AreaError as exc:
+        raise UsageError(one_line(exc), "DIR") from None
+    print(format_parts(family, found, args.depth))
+    print(json.dumps({"family": family, "parts": summary(family, found)}))
+    return 0
+
+
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     return {"build": cmd_build, "run": cmd_run, "sweep": cmd_sweep,
-            "endpoints": cmd_endpoints}[args.command](args)
+            "endpoints": cmd_endpoints, "area": cmd_area}[args.command](args)
 
 
 def main(argv=None) -> int:

@@ -119,6 +119,12 @@ def test_bad_parameters(kwargs, message):
      "--engine-pipeline", "needs --engine MODEL"),
     (["--board", "ulx3s", "--rows", "8", "--cols", "6", "--engine", "no-such-model"],
      "--engine", "no-such-model"),
+    (["--board", "ulx3s", "--rows", "8", "--cols", "6", "--engine-ideal"],
+     "--engine-nonideal/--engine-ideal", "needs --engine MODEL"),
+    (["--board", "ulx3s", "--rows", "8", "--cols", "6", "--engine", "no-such-model",
+      "--engine-nonideal", "offset,foo"], "--engine-nonideal", "not 'foo'"),
+    (["--board", "ulx3s", "--rows", "8", "--cols", "6", "--engine", "no-such-model",
+      "--engine-ideal", "--engine-nonideal", "offset"], "--engine-nonideal", "not allowed"),
 ])
 def test_bad_command_lines(argv, option, text, tmp_path, capsys):
     out = tmp_path / "out"
