@@ -331,21 +331,7 @@ def _streams_drawn(cfg) -> list[int]:
 def _sample_chip(cfg, seed, rows, cols, comp_rows, streams) -> Chip:
     """:func:`sample_chip` of a checked seed, its streams from ``streams``."""
     if cfg.technology == "sram":
-        mask, value = _stuck(streams, seed, (rows, cols), cfg.stuck_prob, cfg.stuck_high)
-        offset = np.full(cols, cfg.offset_mean, np.float32)
-        if cfg.offset_sigma:
-            offset += np.float32(cfg.offset_sigma) * streams.generator(
-                seed, _STREAM_OFFSET).standard_normal(cols, dtype=np.float32)
-        gain = np.ones(cols, np.float32)
-        if cfg.gain_sigma:
-            gain = variation(streams.generator(seed, _STREAM_GAIN).standard_normal(
-                cols, dtype=np.float32), cfg.gain_sigma, "normal")
-        return Chip(cfg, seed, rows, cols, comp_rows,
-                    cell_current=_factors(streams, seed, _STREAM_CELL, (rows, cols),
-                                          cfg.cell_sigma, cfg.cell_dist),
-                    comp_current=_factors(streams, seed, _STREAM_COMP, (comp_rows, cols),
-                                          cfg.cell_sigma, cfg.cell_dist),
-                    offset=offset, gain=gain, stuck_mask=mask, stuck_value=value)
+        return _sample_sram_stack(cfg, [seed], rows, cols, comp_rows, streams)[0]
     shape = (rows, cols, cells_per_weight(cfg.weight_bits, cfg.cell_bits, cfg.mapping))
     mask, value = _stuck(streams, seed, shape, cfg.stuck_prob, cfg.stuck_high)
     return Chip(cfg, seed, rows, cols, comp_rows,
@@ -379,9 +365,9 @@ def sample_chips(config: ChipConfig, seeds_or_n, rows: int, cols: int, comp_rows
 
 
 def _sample_sram_stack(cfg, seeds, rows, cols, comp_rows, streams) -> Chip:
-    """:func:`sample_chips` of SRAM chips: each instance's arrays drawn from its own
-    streams with the arithmetic of :func:`_sample_chip`, written into the stack's rows (no
-    instance objects, no stacking: the Monte Carlo samples a block of chips per tile)."""
+    """SRAM chips ``seeds`` as a stack: each instance's arrays drawn from its own streams
+    and written into the stack's rows (the Monte Carlo samples every array of a block of
+    chips at once; one instance is a stack of one, indexed)."""
     n = len(seeds)
     stuck_mask = np.zeros((n, rows, cols), bool)
     stuck_value = np.zeros((n, rows, cols), bool)

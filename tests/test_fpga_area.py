@@ -100,3 +100,23 @@ def test_command_prints_a_table_and_json(tmp_path, capsys):
     result = json.loads(lines[-1])
     assert result["family"] == "ecp5" and result["parts"]["top"]["ffs"] == 9
     assert result["parts"]["top.adder"]["logic"] > 0
+
+
+ICE40_FLOW = """read_rtlil top.il
+proc
+synth_ice40 -top top -dsp -device u
+write_json top.json"""
+
+
+def test_ice40_build_counts_its_cells(tmp_path):
+    top = _Top()
+    d = _build_dir(tmp_path, rtlil.convert(top, name="top", ports=[top.a, top.b, top.q]),
+                   family="ice40")
+    (d / "work" / "top.ys").write_text(ICE40_FLOW)
+    family, found = parts(d, env=tool_environment())
+    by_name = {p.name: p for p in found}
+    assert family == "ice40"
+    # The 9-bit register: SB_DFF cells of the top; the adder: LUTs (its carry beside them).
+    assert by_name["top"].count("ice40", "ffs") == 9
+    assert by_name["top.adder"].count("ice40", "logic") > 0
+    assert by_name["top.adder"].count("ice40", "ffs") == 0
