@@ -371,25 +371,35 @@ def _sample_sram_stack(cfg, seeds, rows, cols, comp_rows, streams) -> Chip:
     n = len(seeds)
     stuck_mask = np.zeros((n, rows, cols), bool)
     stuck_value = np.zeros((n, rows, cols), bool)
-    offset = np.full((n, cols), cfg.offset_mean, np.float32)
-    gain = np.ones((n, cols), np.float32)
-    cell_current = np.ones((n, rows, cols), np.float32)
-    comp_current = np.ones((n, comp_rows, cols), np.float32)
+    offset = (np.empty((n, cols), np.float32) if cfg.offset_sigma
+              else np.full((n, cols), cfg.offset_mean, np.float32))
+    gain = (np.empty if cfg.gain_sigma else np.ones)((n, cols), np.float32)
+    cell_current = (np.empty if cfg.cell_sigma else np.ones)((n, rows, cols), np.float32)
+    comp_current = (np.empty if cfg.cell_sigma else np.ones)((n, comp_rows, cols), np.float32)
+    # Each stream's draws go into its instance's row; the transforms are elementwise, so
+    # they run once over the stack (the same float32 values as row by row).
     for i, seed in enumerate(seeds):
         if cfg.stuck_prob:
             stuck_mask[i], stuck_value[i] = _stuck(streams, seed, (rows, cols), cfg.stuck_prob,
                                                    cfg.stuck_high)
         if cfg.offset_sigma:
-            offset[i] += np.float32(cfg.offset_sigma) * streams.generator(
-                seed, _STREAM_OFFSET).standard_normal(cols, dtype=np.float32)
+            streams.generator(seed, _STREAM_OFFSET).standard_normal(dtype=np.float32,
+                                                                    out=offset[i])
         if cfg.gain_sigma:
-            gain[i] = variation(streams.generator(seed, _STREAM_GAIN).standard_normal(
-                cols, dtype=np.float32), cfg.gain_sigma, "normal")
+            streams.generator(seed, _STREAM_GAIN).standard_normal(dtype=np.float32,
+                                                                  out=gain[i])
         if cfg.cell_sigma:
-            cell_current[i] = _factors(streams, seed, _STREAM_CELL, (rows, cols),
-                                       cfg.cell_sigma, cfg.cell_dist)
-            comp_current[i] = _factors(streams, seed, _STREAM_COMP, (comp_rows, cols),
-                                       cfg.cell_sigma, cfg.cell_dist)
+            streams.generator(seed, _STREAM_CELL).standard_normal(dtype=np.float32,
+                                                                  out=cell_current[i])
+            streams.generator(seed, _STREAM_COMP).standard_normal(dtype=np.float32,
+                                                                  out=comp_current[i])
+    if cfg.offset_sigma:
+        offset = np.float32(cfg.offset_mean) + np.float32(cfg.offset_sigma) * offset
+    if cfg.gain_sigma:
+        gain = variation(gain, cfg.gain_sigma, "normal")
+    if cfg.cell_sigma:
+        cell_current = variation(cell_current, cfg.cell_sigma, cfg.cell_dist)
+        comp_current = variation(comp_current, cfg.cell_sigma, cfg.cell_dist)
     return Chip(cfg, tuple(seeds), rows, cols, comp_rows, batch=n, cell_current=cell_current,
                 comp_current=comp_current, offset=offset, gain=gain, stuck_mask=stuck_mask,
                 stuck_value=stuck_value)

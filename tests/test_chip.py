@@ -158,6 +158,7 @@ STACKED_CONFIGS = {
     "offsets": ChipConfig(offset_sigma=4.0, offset_mean=0.5),
     "gain, normal cells": ChipConfig(gain_sigma=0.1, cell_sigma=0.2, cell_dist="normal"),
     "ideal": ChipConfig(),
+    "offset mean only": ChipConfig(offset_mean=0.75),
 }
 
 
