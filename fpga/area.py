@@ -6,7 +6,8 @@
 every ``synth_*`` pass told ``-noflatten``, so
 that each Amaranth submodule keeps its own cells, and counts per part the cells it holds
 with its submodules: logic (LUTs, and carry cells in the family's unit), flip-flops, LUT
-RAM, block RAM and DSP blocks.
+RAM, block RAM and DSP blocks. LUTs are mapped with Yosys's classic abc, as the ECP5
+builds map them (:data:`LUT_MAPPING`).
 
 The counts are Yosys's, before placement: nothing is optimised across parts and nextpnr
 packs nothing, so they differ from the build's own totals (its report). They say where
@@ -24,8 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AreaError", "Part", "KINDS", "COLUMNS", "part_cells", "parts", "format_parts",
-           "summary", "yosys_script"]
+__all__ = ["AreaError", "Part", "KINDS", "COLUMNS", "LUT_MAPPING", "part_cells", "parts",
+           "format_parts", "summary", "yosys_script"]
 
 #: Per family, the columns of a part and the Yosys cells each counts (cell -> weight).
 #: ECP5: a CCU2C is two LUT4s with their carry; iCE40: a carry sits beside its LUT.
@@ -70,15 +71,40 @@ class Part:
         return total
 
 
+#: What runs between ``synth_FAMILY -run :map_luts`` and ``-run map_cells:`` when the area
+#: script maps LUTs itself: Yosys's classic abc, as the ECP5 builds do (abc9, the iCE40
+#: builds' mapper, fails on a design whose hierarchy is kept), then the family's own steps
+#: of map_luts after its mapper.
+LUT_MAPPING = {
+    "synth_ecp5": ["techmap -map +/lattice/latches_map.v", "abc -lut 4 -dress", "clean"],
+    "synth_ice40": ["techmap -map +/ice40/latches_map.v", "abc -lut 4 -dress",
+                    "ice40_wrapcarry -unwrap", "techmap -map +/ice40/ff_map.v", "clean",
+                    "opt_lut -tech ice40"],
+}
+
+
 def yosys_script(flow_script: str, out_json: str = "parts.json") -> str:
     """The build's Yosys script with ``-noflatten`` on every ``synth_*`` pass and, in place
-    of writing the netlist, ``stat -json`` into ``out_json``."""
+    of writing the netlist, ``stat -json`` into ``out_json``. A ``synth_*`` pass that maps
+    its LUTs itself (no ``-run``) is split around :data:`LUT_MAPPING`."""
     lines = []
     for line in flow_script.splitlines():
         words = line.split()
-        if words and re.fullmatch(r"synth_\w+", words[0]):
-            line = line.replace(words[0], f"{words[0]} -noflatten", 1)
-        elif words and words[0].startswith("write_"):
+        if not words or words[0].startswith("write_"):
+            if words:
+                continue
+            lines.append(line)
+            continue
+        if re.fullmatch(r"synth_\w+", words[0]):
+            synth = f"{words[0]} -noflatten {' '.join(words[1:])}".rstrip()
+            if "-run" in words:
+                lines.append(synth)
+            elif words[0] in LUT_MAPPING:
+                lines += [f"{synth} -run :map_luts", *LUT_MAPPING[words[0]],
+                          f"{synth} -run map_cells:"]
+            else:
+                raise AreaError(f"the build's Yosys script runs {words[0]}; known: "
+                                f"{', '.join(LUT_MAPPING)}")
             continue
         lines.append(line)
     if not any(l.split()[:1] and re.fullmatch(r"synth_\w+", l.split()[0]) for l in lines):

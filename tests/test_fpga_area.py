@@ -7,7 +7,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import Elaboratable, Module, Signal
 
 from fpga import __main__ as fpga_cli
-from fpga.area import AreaError, Part, part_cells, parts, yosys_script
+from fpga.area import LUT_MAPPING, AreaError, Part, part_cells, parts, yosys_script
 from fpga.build import tool_environment
 
 FLOW = """# Automatically generated
@@ -28,6 +28,15 @@ def test_script_keeps_the_hierarchy_and_writes_the_statistics():
     assert "write_json top.json" not in lines and lines[-1] == "tee -q -o p.json stat -json"
     with pytest.raises(AreaError, match="no synth_"):
         yosys_script("read_rtlil top.il\nwrite_json top.json")
+
+
+def test_a_pass_that_maps_its_own_luts_is_split_around_classic_abc():
+    lines = yosys_script("read_rtlil top.il\nsynth_ice40 -dsp -top top\nwrite_json x").splitlines()
+    assert lines[1] == "synth_ice40 -noflatten -dsp -top top -run :map_luts"
+    assert lines[2:-2] == LUT_MAPPING["synth_ice40"] and "abc -lut 4 -dress" in lines
+    assert lines[-2] == "synth_ice40 -noflatten -dsp -top top -run map_cells:"
+    with pytest.raises(AreaError, match="synth_xilinx; known: synth_ecp5, synth_ice40"):
+        yosys_script("synth_xilinx -top top")
 
 
 def test_parts_sum_their_submodules():
