@@ -117,7 +117,7 @@ class CimEngine(wiring.Component):
         m.submodules.memories = memories = MemoryBusPort(
             p, banks=ep.weight_banks, weights_in_block_ram=self._weights_in_block_ram)
         m.submodules.flips = flips = FlipBanks(ep)
-        m.submodules.sequencer = sequencer = Sequencer(p)
+        m.submodules.sequencer = sequencer = Sequencer(p, run_end_ahead=bool(p.pipeline))
         m.submodules.lanes = lanes = LaneDatapath(p)
         m.submodules.planes = planes = PlaneSelect(p)
         m.submodules.program = program = ProgramMemory(ep)
@@ -173,6 +173,7 @@ class CimEngine(wiring.Component):
             sequencer.acc_saturated.eq(lanes.acc_saturated), sequencer.any_flag.eq(lanes.any_flag),
             # engine sequencer
             engine.run_done.eq(sequencer.command_done), engine.macro_busy.eq(sequencer.busy),
+            *([engine.run_ends_next.eq(sequencer.run_ends_next)] if p.pipeline else []),
             engine.group_store.eq(sequencer.store[0]), engine.group.eq(sequencer.group),
             engine.bus_bank.eq(front.bank), engine.program_classes.eq(program.classes),
             program.layer.eq(engine.upcoming_layer),

@@ -90,6 +90,10 @@ class EngineSequencer(wiring.Component):
         What the macro's sequencer acts on: ``macro_access``, or the issued RUN.
     run_done : In(1)
         The macro's sequencer completes a command (the RUN's last write-back cycle).
+    run_ends_next : In(1)
+        With a pipeline (L = 1..3): ``run_done`` comes in the next cycle (the macro
+        sequencer's ``run_end_ahead`` port), so that the bank choice of the next RUN
+        starts from a register rather than from the RUN's end.
     macro_busy : In(1)
         The macro's sequencer is busy.
     group_store : In(1), group : In(max(1, ceil(log2 G)))
@@ -163,6 +167,7 @@ class EngineSequencer(wiring.Component):
             "macro_access": In(access_layout(p)),
             "command_access": Out(access_layout(p)),
             "run_done": In(1),
+            **({"run_ends_next": In(1)} if p.pipeline else {}),
             "macro_busy": In(1),
             "group_store": In(1),
             "group": In(group_bits),
@@ -327,9 +332,15 @@ class EngineSequencer(wiring.Component):
         with m.If(next_layer):
             m.d.sync += [r.layer.eq(self.upcoming_layer),
                          *(r.entry[name].eq(r.ahead[name]) for name in r.entry)]
-        # A RUN issued with the bank ``upcoming`` (every issue but the image start's).
+        # A RUN issued with the bank ``upcoming`` (every issue but the image start's). With
+        # a pipeline the RUN's end comes registered from the cycle before: the bank's
+        # multiplexer, which drives every weight memory's address, starts at registers.
+        run_done = self.run_done
+        if self._ep.macro.pipeline:
+            run_done = Signal(name="run_done_registered")
+            m.d.sync += run_done.eq(self.run_ends_next)
         r.bank_ahead = Signal(name="engine_bank_ahead")
-        m.d.comb += r.bank_ahead.eq(in_phase[EnginePhase.RUN] & self.run_done & ~r.at_last_row
+        m.d.comb += r.bank_ahead.eq(in_phase[EnginePhase.RUN] & run_done & ~r.at_last_row
                                     | in_phase[EnginePhase.CAPTURE]
                                     | in_phase[EnginePhase.SCAN] & r.scan_end & ~r.at_last_col)
 

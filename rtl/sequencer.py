@@ -64,6 +64,9 @@ class Sequencer(wiring.Component):
     Parameters
     ----------
     p : MacroParams
+    run_end_ahead : bool
+        Pipelined sequencers only: also ``run_ends_next`` (the network engine's bank
+        choice, which must not wait for ``command_done``).
 
     Members
     -------
@@ -118,11 +121,18 @@ class Sequencer(wiring.Component):
     command_done, set_acc_sat, set_cal_range : Out(1)
         STATUS events: the command completes, an accumulator saturated, a calibrated
         column is out of range.
+    run_ends_next : Out(1)
+        With ``run_end_ahead``: a RUN's ``command_done`` comes in the next cycle (its last
+        DRAIN cycle before the last group's write-back), from registers only.
     """
 
-    def __init__(self, p):
+    def __init__(self, p, *, run_end_ahead=False):
         self._p = p
         self._timing = timing = PipelineTiming.of(p.pipeline)
+        if run_end_ahead and not timing.pipelined:
+            raise ValueError(f"run_end_ahead needs a pipelined sequencer (pipeline 1..4), "
+                             f"not pipeline {p.pipeline}")
+        self._run_end_ahead = bool(run_end_ahead)
         P, G = p.cols_per_cycle, p.groups
         members = {
             "access": In(access_layout(p)),
@@ -154,6 +164,8 @@ class Sequencer(wiring.Component):
         }
         if timing.pipelined:
             members["margin_capture"] = Out(P)
+        if run_end_ahead:
+            members["run_ends_next"] = Out(1)
         if timing.copy_trees:
             members.update(early=In(access_layout(p)),
                            plane_select=Out(p.input_bits), margin_capture_late=Out(P))
@@ -320,6 +332,11 @@ class Sequencer(wiring.Component):
                 m.d.comb += r.calibrated.eq(1)
                 m.d.sync += r.phase.eq(Phase.WRITE)
         m.d.comb += self.calibrated.eq(r.calibrated)
+        if self._run_end_ahead:
+            # The last DRAIN cycle goes to WRITE, which ends the command after the last
+            # group (``_next_group``); the group changes only in WRITE.
+            m.d.comb += self.run_ends_next.eq(in_phase[Phase.DRAIN] & ~drain_left.any()
+                                              & r.cmd_run & r.last_group)
 
     def _steps(self, m, r):
         """The shift-accumulator takes a plane's readout L cycles after the plane cycle;

@@ -551,6 +551,13 @@ class SequencerHarness(Elaboratable):
                      seq.macro_access.eq(AnySeq(len(seq.macro_access.as_value())))]
         for name in ("run_done", "macro_busy", "group_store", "group", "bus_bank"):
             m.d.comb += getattr(seq, name).eq(AnySeq(len(getattr(seq, name))))
+        if ep.macro.pipeline:
+            # The macro sequencer's contract (tests/test_sequencer.py): a RUN's end is
+            # announced the cycle before.
+            announced = Signal()
+            m.d.comb += seq.run_ends_next.eq(AnySeq(1))
+            m.d.sync += announced.eq(seq.run_ends_next)
+            m.d.comb += Assume(seq.run_done == announced)
         m.d.comb += [getattr(seq, n).eq(getattr(program, n)) for n in entry_fields(ep)]
         m.d.comb += [program.layer.eq(seq.upcoming_layer),
                      seq.program_classes.eq(program.classes)]

@@ -129,6 +129,10 @@ class SequencerBench:
             assert bool(got) == (k in high.get(name, ())), f"{where}: {name} = {got:#x}"
         done_cycle = sched is not None and k == sched["last"]
         assert ctx.get(dut.command_done) == done_cycle, f"{where}: command_done"
+        if hasattr(dut, "run_ends_next"):
+            run_ends = (sched is not None and k + 1 == sched["last"]
+                        and self.cmd_word & 7 == Op.RUN)
+            assert ctx.get(dut.run_ends_next) == run_ends, f"{where}: run_ends_next"
         start = k in high.get("calibration_start", ())
         assert ctx.get(dut.calibration_start) == start, f"{where}: calibration_start"
         if start:
@@ -170,8 +174,8 @@ class SequencerBench:
                 assert ctx.get(dut.plane_next) == ahead, f"cycle {k}: plane_next"
 
 
-def simulate(p, rng, scenario):
-    run_bench(Sequencer, SequencerBench, p, rng, scenario)
+def simulate(p, rng, scenario, component=Sequencer):
+    run_bench(component, SequencerBench, p, rng, scenario)
 
 
 def commands(p):
@@ -201,6 +205,31 @@ def test_every_command_cycle_by_cycle(key, pipeline, rng):
         assert bench.seen["plane_cycles"] > 0
 
     simulate(p, rng, scenario)
+
+
+@pytest.mark.parametrize("pipeline", [1, 2, 3])
+def test_run_end_ahead_announces_each_runs_end(pipeline, rng):
+    """``run_end_ahead`` (the network engine's): ``run_ends_next`` in exactly the cycle
+    before each RUN's ``command_done``, never for CALIBRATE or CLEAR; every other port
+    as without it."""
+    p = MacroParams(**PARAMS["2x6-P3-B3-K4"], pipeline=pipeline)
+    cmds = commands(p) * 2
+    order = rng.permutation(len(cmds))
+
+    async def scenario(bench):
+        assert hasattr(bench.dut, "run_ends_next")
+        await bench.idle(3)
+        for i in order:
+            await bench.command_and_wait(cmds[i])
+            await bench.idle(int(rng.choice([0, 0, 2])))
+
+    simulate(p, rng, scenario, lambda p: Sequencer(p, run_end_ahead=True))
+
+
+def test_run_end_ahead_needs_a_pipeline():
+    with pytest.raises(ValueError, match="run_end_ahead needs a pipelined sequencer "
+                                         r"\(pipeline 1..4\), not pipeline 0"):
+        Sequencer(MacroParams(2, 4), run_end_ahead=True)
 
 
 def test_schedule_lengths_are_the_contract_cycles():
