@@ -47,7 +47,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models import cmdline  # noqa: E402
-from models.bnn import BNN, blas_in_use  # noqa: E402
+from models.blas_env import blas_in_use  # noqa: E402
+from models.bnn import BNN  # noqa: E402
 from models.chip import ChipConfig  # noqa: E402
 from models.chip_readout import ChipReadout  # noqa: E402
 from models.datasets import load_dataset  # noqa: E402

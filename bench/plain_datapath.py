@@ -526,8 +526,7 @@ def build_engine(board: str, model, *, rows, cols, cols_per_cycle, input_bits, p
     e = EngineParams.for_model(model, macro)
     return build(board, rows, cols, cols_per_cycle=cols_per_cycle, input_bits=input_bits,
                  pipeline=pipeline, nonideal=nonideal, out_dir=out_dir, freq_mhz=freq_mhz,
-                 seed=seed,
-                 tmg_ripup=tmg_ripup, status=status,
+                 seed=seed, tmg_ripup=tmg_ripup, status=status,
                  engine=dict(weight_banks=e.weight_banks, layers=e.layers,
                              image_slots=e.image_slots, max_width=e.max_width))
 

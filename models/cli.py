@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from . import cmdline
-from .bnn import DEFAULT_RECIPES, RECIPES, TrainConfig, accuracy, blas_in_use, recipe
+from .blas_env import blas_in_use
+from .bnn import DEFAULT_RECIPES, RECIPES, TrainConfig, accuracy, recipe
 from .chip import ChipConfig
 from .cmdline import UsageError, integer, number, number_list, one_line, shown
 from .datasets import DEFAULT_MNIST_DIR, NORMALISATIONS, Dataset, load_dataset, mnist_split

@@ -62,7 +62,7 @@ def test_train_writes_model_and_prints_seed(trained):
     assert doc["training"]["seed"] == 3 and doc["training"]["epochs"] == 2
     # The BLAS kernel the training's products ran in: the tests set the command's
     # (tests/conftest.py), so this process has it too.
-    from models.bnn import blas_in_use
+    from models.blas_env import blas_in_use
     assert doc["training"]["blas"] == blas_in_use() and blas_in_use()["kernel"]
     assert doc["training"]["numpy"] == np.__version__
     assert doc["preprocessing"]["source"] == "sklearn-digits"

@@ -257,7 +257,7 @@ def test_bench_stages_account_for_the_reads(readout, capsys):
     again afterwards, the JSON line complete."""
     from bench import model_speed
     from models import fused_readout
-    from models.bnn import blas_in_use
+    from models.blas_env import blas_in_use
     if readout == "fused" and not fused_readout.available():
         pytest.skip("numba is not installed")
     assert model_speed.main(["--chips", "2", "--chunk", "2", "--n-images", "30", "--quick",
