@@ -472,8 +472,16 @@ def rram_column_current(x, conductance, *, read_noise: float = 0.0, rng=None) ->
     ``x`` are input voltages (read pulses) in units of the nominal read voltage, ``G``
     conductances in LRS units, so a current of 1 is one LRS cell at unit input. The
     per-read noise has standard deviation ``read_noise`` in those units.
+
+    The sums are taken in float64 and rounded once: a float32 product's rounding depends
+    on the BLAS kernel's blocking of the rows (OpenBLAS's Haswell kernel gives other
+    currents to the images of a smaller call), while in float64 the products of integer
+    inputs and float32 conductances sum exactly, so a current does not depend on which
+    images share its call (``tests/test_devices.py``, under several kernels).
     """
-    current = np.matmul(np.asarray(x, dtype=np.float32), np.asarray(conductance, dtype=np.float32))
+    current = np.matmul(np.asarray(x, dtype=np.float32).astype(np.float64),
+                        np.asarray(conductance, dtype=np.float32).astype(np.float64))
+    current = current.astype(np.float32)
     if read_noise > 0:
         _check_noise(None, rng, read_noise)
         current += np.float32(read_noise) * rng.standard_normal(current.shape, dtype=np.float32)

@@ -6,6 +6,10 @@ the discharge curve's closed form), never from the code under test.
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +22,7 @@ from models.devices import (
 from models.dfp import slice_weights
 
 R, C, K = 40, 12, 8
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _signed(w):
@@ -387,6 +392,50 @@ def test_rram_stack_equals_loop_and_per_chip_inputs(rng):
         assert np.allclose(out[i], rram_mac(x, q, chips[i]), rtol=1e-5, atol=1e-3)
         assert np.allclose(per[i], rram_mac(xs[i], qs[i], chips[i]), rtol=1e-5, atol=1e-3)
     assert np.allclose(out, rram_mac(x, q, chips, max_elements=1), rtol=1e-5, atol=1e-3)
+
+
+# The images a call holds at once (max_elements) must not change a result under any BLAS
+# kernel: OpenBLAS blocks a float32 product's rows by the kernel's tile, and rounds the
+# images of a smaller call otherwise under some kernels (Haswell's). The suite itself runs
+# the recorded kernel (models/blas_env.py), so each kernel gets a process of its own.
+_KERNEL_FLAGS = {"Prescott": {"pni"}, "Sandybridge": {"avx"}, "Haswell": {"avx2", "fma"},
+                 "SkylakeX": {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}}
+_CHUNKS_SCRIPT = """
+import sys
+import numpy as np
+from models.chip import ChipConfig, sample_chips
+from models.devices import rram_mac, sram_mac
+from models.sampler import ReadNoise
+rng = np.random.default_rng(int(sys.argv[1]))
+x = rng.integers(0, 32, (50, 32))
+q = 2 * rng.integers(0, 2, (32, 8)) - 1
+for cfg in (ChipConfig(technology="rram", read_noise=0.2, cell_sigma=0.1),
+            ChipConfig.typical("rram", weight_bits=4, cell_bits=2)):
+    chips = sample_chips(cfg, [2, 3], 32, 8)
+    w = q if cfg.weight_bits == 1 else rng.integers(-7, 8, (32, 8))
+    for xs in (x, rng.random((50, 32))):
+        key = lambda: ReadNoise([2, 3]).at((0, 0, 0)) if cfg.read_noise else None
+        whole = rram_mac(xs, w, chips, noise=key())
+        for elements in (64, 8 * 24 * 7):
+            print("rram", int(np.sum(whole != rram_mac(xs, w, chips, noise=key(), max_elements=elements))))
+chips = sample_chips(ChipConfig.typical("sram", read_noise=0.5), [4, 9, 1], 32, 24, 8)
+w = rng.integers(0, 2, (32, 24))
+whole = sram_mac(x, w, chips, 5, noise=ReadNoise(chips.seed).at((0, 0, 0)))
+part = sram_mac(x, w, chips, 5, noise=ReadNoise(chips.seed).at((0, 0, 0)), max_elements=3 * 24 * 7)
+print("sram", int(np.sum(whole != part)))
+"""
+
+
+@pytest.mark.parametrize("kernel", sorted(_KERNEL_FLAGS))
+def test_device_results_do_not_depend_on_chunks_under_any_blas_kernel(seed, kernel):
+    from models.blas_env import cpu_flags
+    if not _KERNEL_FLAGS[kernel] <= cpu_flags():
+        pytest.skip(f"this CPU does not run OpenBLAS's {kernel} kernel")
+    env = dict(os.environ, OPENBLAS_CORETYPE=kernel, OPENBLAS_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", _CHUNKS_SCRIPT, str(seed)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=True)
+    counts = [line.split() for line in done.stdout.splitlines()]
+    assert len(counts) == 9 and all(n == "0" for _, n in counts), done.stdout
 
 
 def test_rram_read_noise(rng):
