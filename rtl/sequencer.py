@@ -181,7 +181,7 @@ class Sequencer(wiring.Component):
         self._phases(m, r)
         self._steps(m, r)
         self._stores(m, r.in_phase, r.cmd_write, r.command_early, r.cmd_run, r.run_lanes,
-                     r.group, r.last_group, r.drain_left)
+                     r.group, r.last_group, r.drain_left, r.run_last_drain)
         with m.If(r.in_phase[Phase.WRITE]):
             self._next_group(m, r, Phase.READ)
         with m.Elif(r.in_phase[Phase.CLEAR]):
@@ -228,6 +228,9 @@ class Sequencer(wiring.Component):
         r.cmd_calibrate = Signal(name="cmd_calibrate")
         # Accepted commands have opcode 1, 2 or 3.
         m.d.comb += [r.cmd_run.eq(r.cmd[0] & ~r.cmd[1]), r.cmd_calibrate.eq(~r.cmd[0] & r.cmd[1])]
+        # A RUN's last DRAIN cycle, the one before its group's write-back (pipelined only).
+        r.run_last_drain = (r.in_phase[Phase.DRAIN] & ~r.drain_left.any() & r.cmd_run
+                            if L else None)
         r.group_hit = onehot(m, r.group, G, "group_hit")
         r.last_group = eq_const(r.group, G - 1)
         m.d.comb += [self.busy.eq(r.busy), self.cmd.eq(r.cmd), self.cycles.eq(r.cycles),
@@ -281,8 +284,7 @@ class Sequencer(wiring.Component):
             m.d.comb += self.calibrating.eq(replicated(m, eq_const(cmd_data[:3], 2), P,
                                                        "cmd_calibrate", **cmd_lanes))
             self._plane_select(m, r.command_early, early.data, r.cmd,
-                               r.in_phase[Phase.DRAIN] & ~r.drain_left.any() & r.cmd_run
-                               & ~r.last_group)
+                               r.run_last_drain & ~r.last_group)
         else:
             m.d.comb += self.calibrating.eq(r.cmd_calibrate.replicate(P))
 
@@ -335,8 +337,7 @@ class Sequencer(wiring.Component):
         if self._run_end_ahead:
             # The last DRAIN cycle goes to WRITE, which ends the command after the last
             # group (``_next_group``); the group changes only in WRITE.
-            m.d.comb += self.run_ends_next.eq(in_phase[Phase.DRAIN] & ~drain_left.any()
-                                              & r.cmd_run & r.last_group)
+            m.d.comb += self.run_ends_next.eq(r.run_last_drain & r.last_group)
 
     def _steps(self, m, r):
         """The shift-accumulator takes a plane's readout L cycles after the plane cycle;
@@ -418,7 +419,7 @@ class Sequencer(wiring.Component):
         m.d.comb += self.plane_select.eq(select)
 
     def _stores(self, m, in_phase, cmd_write, command_early, cmd_run, run_lanes, group,
-                last_group, drain_left):
+                last_group, drain_left, run_last_drain):
         """ACC/OUT store lanes, what they store, and the COMP store of CALIBRATE."""
         p, timing = self._p, self._timing
         P, G = p.cols_per_cycle, p.groups
@@ -448,8 +449,8 @@ class Sequencer(wiring.Component):
             store_lanes = replicated(m, store_ahead, P, "acc_store", tree=True)
         else:
             store_next = Signal(name="store_next")
-            m.d.comb += store_next.eq((in_phase[Phase.DRAIN] & ~drain_left.any() & cmd_run)
-                                      | cmd_clear | (in_phase[Phase.CLEAR] & ~last_group))
+            m.d.comb += store_next.eq(run_last_drain | cmd_clear
+                                      | (in_phase[Phase.CLEAR] & ~last_group))
             store_lanes = replicated(m, store_next, P, "acc_store")
         # The search's results are stored a cycle after the verification read (in the
         # write-back cycle, the group unchanged), from the datapath's register and
