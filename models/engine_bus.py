@@ -28,6 +28,7 @@ import numpy as np
 
 from .engine import EngineModel, EngineParams, LayerProgram, NetworkProgram
 from .engine_params import PROGRAM_WORDS, EngineCSR, EngineRegion, EngineStatus, ProgramWord
+from .energy import EventCounts
 from .macro import MacroModel, pack_bits
 from .params import BUS_DATA_BITS, CSR, EngineErrCode, Op, Cmd, Region, Status
 
@@ -37,6 +38,8 @@ _WORD_MASK = (1 << BUS_DATA_BITS) - 1
 _BANKED = (Region.WEIGHT, Region.THRESH, Region.FLIP)
 #: Engine CSRs whose value changes while the engine runs (the rest are constants).
 _LIVE_CSRS = (CSR.STATUS, EngineCSR.CLASSIFY, EngineCSR.RESULTS, EngineCSR.ENGINE_CYCLES)
+# The macro's state a CLASSIFY changes, kept from its start for a STOP (_keep_images).
+_BATCH_STATE = ("acc", "out", "input_planes", "status", "cycles", "weights", "thresh", "flip")
 _WRITE_EVENTS = {Region.WEIGHT: "weight_writes", Region.THRESH: "threshold_writes",
                  Region.FLIP: "threshold_writes"}
 
@@ -282,11 +285,33 @@ class EngineBusModel:
             self._macro_addr(Region.CSR, CSR.STATUS), data))
 
     def _stop(self, t: int) -> None:
-        """STOP: the image in progress completes, no later one starts."""
+        """STOP: the image in progress completes, no later one starts; the macro's state
+        is then that of the images done (:meth:`_keep_images`)."""
         done = self._done(t)
-        if done < self._images:
-            self._images = done + 1
+        if done + 1 < self._images:
+            self._keep_images(done + 1)
             self._busy_until = self._start + 1 + self._images * self._image_cycles
+
+    def _keep_images(self, count: int) -> None:
+        """The macro as the batch's first ``count`` images leave it: ACC, OUT, INPUT,
+        STATUS.acc_sat and the event counts (the batch was computed whole when it
+        started). The images run again from the state before the batch; the events of
+        the images dropped come off the counts, so that the bus's own events since the
+        CLASSIFY stay."""
+        m, eng = self.macro, self.engine
+        events = m.events.as_dict()
+        for image in eng.image_events[count:]:
+            for name, n in image.as_dict().items():
+                events[name] -= n
+        status = m.status
+        for name, value in self._before_batch.items():
+            setattr(m, name, value.copy() if isinstance(value, np.ndarray) else value)
+        self.results[:count] = eng.run(count)
+        sat = 1 << Status.ACC_SAT
+        m.status = status & ~sat | m.status & sat
+        m.events = EventCounts(events)
+        self._acc, self._scores = eng.acc.copy(), eng.scores.copy()
+        self._images = count
 
     def _write_bank(self, addr: int, number: int, f: dict, data: int) -> None:
         p, m, k = self.params.macro, self.macro, f["bank"]
@@ -365,6 +390,9 @@ class EngineBusModel:
         bits = self.image_planes[:count, :planes].astype(np.int64)
         eng.images[:count] = (bits << np.arange(planes)[None, :, None]).sum(axis=1)
         eng.loaded = count
+        m = self.macro
+        self._before_batch = {name: getattr(m, name).copy() if isinstance(getattr(m, name), np.ndarray)
+                              else getattr(m, name) for name in _BATCH_STATE}
         self.results[:count] = eng.run(count)
         self._acc, self._scores = eng.acc.copy(), eng.scores.copy()
         self.classify_count = count
