@@ -371,7 +371,9 @@ def _train_overrides(args) -> tuple[dict, dict]:
     return config, inputs
 
 
-def cmd_train(args) -> int:
+def _check_train_options(args) -> str:
+    """The option combinations of ``train`` (UsageError on the first one not allowed);
+    returns the recipe's name."""
     if (args.images is None) != (args.labels is None):
         raise UsageError("give both IDX files or neither", "--images/--labels")
     if args.images is not None and args.dataset != "mnist":
@@ -388,11 +390,16 @@ def cmd_train(args) -> int:
         _refuse(_given(args, "noise_epochs", "chips_per_step"), "needs --noise-aware")
     if args.chip_in_loop is None:
         _refuse(_given(args, "chip_epochs"), "needs --chip-in-loop SEED")
-    on_chip = args.chip_in_loop is not None or args.noise_aware
-    if not on_chip:
+    if args.chip_in_loop is None and not args.noise_aware:
         _refuse(_given(args, "sram_offset_sigma", "sram_cell_sigma", "read_noise", "rram_sigma",
                        "on_off_ratio", "backend", "comp_rows", "calibrate", "trim"),
                 "a chip option of train needs --chip-in-loop SEED or --noise-aware")
+    return name
+
+
+def cmd_train(args) -> int:
+    name = _check_train_options(args)
+    on_chip = args.chip_in_loop is not None or args.noise_aware
     config_overrides, input_overrides = _train_overrides(args)
     try:
         _, train_config = recipe(name, seed=args.seed, dva_sigma=args.dva,
@@ -609,37 +616,15 @@ def cmd_sweep(args) -> int:
     from . import experiments as E
 
     experiments = ("offset", "rram") if args.experiment == "all" else (args.experiment,)
-    if args.experiment == "energy" and args.comp_rows is not None:
-        raise UsageError("the energy experiment sweeps compensation rows; give them as "
-                         "--comp-rows-list LIST", "--comp-rows")
-    for dest, users in USED_BY.items():
-        if not set(users) & set(experiments):
-            _refuse(_given(args, dest), f"used by the {' and '.join(users)} experiment"
-                                        f"{'s' if len(users) > 1 else ''} only; not allowed "
-                                        f"with --experiment {args.experiment}")
+    _check_sweep_options(args, experiments)
     if args.experiment == "energy":
         return _sweep_energy(args)
-    if "noise" in experiments and args.models is None:
-        raise UsageError("the noise experiment compares trained models; give --models "
-                         "LABEL=MODEL,...", "--models")
-    if args.model is not None:
-        _refuse(_given(args, "epochs", "rows", "cols"),
-                "trains and maps the recipe's model; not allowed with --model (already "
-                "trained and mapped)")
     files = ["sweep.csv"] + [f"{exp}.png" for exp in experiments]
     outdir = cmdline.check_output_folder(args.out, OUT, files=files)
     from .cluster import runner_from_args, running
     runner = runner_from_args(args)
     comp_rows = args.comp_rows or 8
-    setup = None
-    if "rram" in experiments:
-        setup = E.RramSetup(weight_bits=args.weight_bits or 8, cell_bits=args.cell_bits or 2,
-                            on_off_ratio=args.on_off_ratio if args.on_off_ratio is not None else 10.0)
-        try:
-            setup.config(0.0)
-        except ValueError as exc:
-            msg = one_line(exc)
-            raise UsageError(msg, "--" + msg.split()[0].replace("_", "-")) from None
+    setup = _rram_setup(args) if "rram" in experiments else None
     net = load_model(args.model) if args.model is not None else None
     noise_nets = {label: load_model(path, "--models") for label, path in args.models or ()}
     for option, model in [("--model", net)] + [("--models", n) for n in noise_nets.values()]:
@@ -718,6 +703,50 @@ def cmd_sweep(args) -> int:
                      "reads: training methods")
         outputs[f"{exp}.png"] = E.png_bytes(rows, exp, title)
     written = cmdline.write_files(outdir, outputs)
+    _print_sweep(rows, notes)
+    print(f"{len(rows)} rows in {seconds:.1f} s on {runner.where}; wrote "
+          + " ".join(str(p) for p in written))
+    return 0
+
+
+def _check_sweep_options(args, experiments) -> None:
+    """The sweep's option combinations (UsageError on the first one not allowed)."""
+    if args.experiment == "energy" and args.comp_rows is not None:
+        raise UsageError("the energy experiment sweeps compensation rows; give them as "
+                         "--comp-rows-list LIST", "--comp-rows")
+    for dest, users in USED_BY.items():
+        if not set(users) & set(experiments):
+            _refuse(_given(args, dest), f"used by the {' and '.join(users)} experiment"
+                                        f"{'s' if len(users) > 1 else ''} only; not allowed "
+                                        f"with --experiment {args.experiment}")
+    if args.experiment == "energy":
+        return
+    if "noise" in experiments and args.models is None:
+        raise UsageError("the noise experiment compares trained models; give --models "
+                         "LABEL=MODEL,...", "--models")
+    if args.model is not None:
+        _refuse(_given(args, "epochs", "rows", "cols"),
+                "trains and maps the recipe's model; not allowed with --model (already "
+                "trained and mapped)")
+
+
+def _rram_setup(args):
+    """The ReRAM experiment's encoding from the options, checked (a UsageError naming
+    the option at fault)."""
+    from . import experiments as E
+    setup = E.RramSetup(weight_bits=args.weight_bits or 8, cell_bits=args.cell_bits or 2,
+                        on_off_ratio=args.on_off_ratio if args.on_off_ratio is not None else 10.0)
+    try:
+        setup.config(0.0)
+    except ValueError as exc:
+        msg = one_line(exc)
+        raise UsageError(msg, "--" + msg.split()[0].replace("_", "-")) from None
+    return setup
+
+
+def _print_sweep(rows, notes) -> None:
+    """The sweep's summary table, and the ReRAM experiment's float accuracies."""
+    from . import experiments as E
     print(f"{'experiment':10} {'method':16} {'sigma':>6} {'chips':>5} {'mean %':>7} {'std %':>6} {'min %':>6}")
     for s in E.summarize(rows):
         print(f"{s['experiment']:10} {s['method']:16} {s['sigma']:6.3g} {s['n']:5d} "
@@ -727,9 +756,6 @@ def cmd_sweep(args) -> int:
         print("rram: float accuracy " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in
                                                    info["float_accuracy"].items())
               + "; fractional lengths " + ", ".join(f"{k} {v}" for k, v in info["fracs"].items()))
-    print(f"{len(rows)} rows in {seconds:.1f} s on {runner.where}; wrote "
-          + " ".join(str(p) for p in written))
-    return 0
 
 
 def _sweep_energy(args) -> int:
