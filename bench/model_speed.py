@@ -258,8 +258,10 @@ def build_parser():
                          "block of --chunk chips)")
     ap.add_argument("--readout", choices=("fused", "numpy"), default="fused",
                     help="noisy readouts in one compiled pass (numba), or the numpy pass")
-    ap.add_argument("--n-compare-images", type=cmdline.integer("n-compare-images", 1), default=500,
-                    metavar="N", help="images of that comparison")
+    ap.add_argument("--n-compare-images", type=cmdline.integer("n-compare-images", 1),
+                    default=None, metavar="N",
+                    help="images of that comparison, at most --n-images (default 500, or "
+                         "--n-images when fewer)")
     return ap
 
 
@@ -270,6 +272,7 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
+    _check_comparison(args)
     from models import fused_readout, montecarlo
     if args.readout == "fused" and not fused_readout.available():
         raise cmdline.UsageError("readout fused needs numba, which is not installed; "
@@ -279,6 +282,22 @@ def _main(argv) -> int:
         return _run(args)
     finally:
         montecarlo.use_fused = before
+
+
+def _check_comparison(args) -> None:
+    """The comparison's sizes within the run's (UsageError), and its image count."""
+    if args.compare_chips > args.chips:
+        raise cmdline.UsageError(f"compare-chips must be at most the --chips {args.chips}, "
+                                 f"not {args.compare_chips}", "--compare-chips")
+    if args.n_compare_images is None:
+        args.n_compare_images = min(500, args.n_images)
+    elif not args.compare_chips:
+        raise cmdline.UsageError("sizes the comparison; not allowed with --compare-chips 0",
+                                 "--n-compare-images")
+    elif args.n_compare_images > args.n_images:
+        raise cmdline.UsageError(f"n-compare-images must be at most the --n-images "
+                                 f"{args.n_images}, not {args.n_compare_images}",
+                                 "--n-compare-images")
 
 
 def _run(args) -> int:
@@ -326,7 +345,7 @@ def _run(args) -> int:
         floor = floor_seconds(net, args.chips, args.chunk, len(x), per_chip_weights(cfg, backend),
                               block)
         acc = float(np.mean(pred == y[None]))
-        n_cmp = min(args.compare_chips, args.chips)
+        n_cmp = args.compare_chips
         if n_cmp:
             xc = x[:args.n_compare_images]
             differ = compare(net, xc, cfg, backend, cal, trim, n_cmp)
@@ -339,7 +358,7 @@ def _run(args) -> int:
                              sample_seconds=round(ts, 4), inference_seconds=round(ti, 4),
                              wall_seconds=round(wall, 4),
                              mean_accuracy=round(acc, 5), differing_predictions=differ,
-                             compared_predictions=n_cmp * min(len(x), args.n_compare_images))
+                             compared_predictions=n_cmp * args.n_compare_images)
         print(f"| {name} | {ts:.2f} | {ti:.2f} | {total:.2f} | {floor:.3f} | {total / floor:.2f} | "
               f"{args.chips * len(x) / total:,.0f} | {100 * acc:.1f} % | {cmp_text} |", flush=True)
     staged = None

@@ -626,7 +626,8 @@ def _main(argv) -> int:
                                 pipeline=args.cuts if args.engine_pipeline is None
                                 else args.engine_pipeline, **engine_kwargs)
         except ValueError as exc:
-            raise cmdline.UsageError(cmdline.one_line(exc), "--engine-nonideal") from None
+            message = cmdline.one_line(exc)
+            raise cmdline.UsageError(message, _macro_option(message, args)) from None
         net = load_model(args.engine, "--engine")
         try:
             EngineParams.for_model(net, macro)
@@ -634,8 +635,10 @@ def _main(argv) -> int:
             raise cmdline.UsageError(f"{args.engine}: {cmdline.one_line(exc)}", "--engine") from None
     dp = PlainDatapath(args.rows, args.cols, cols_per_cycle=cols_per_cycle,
                        input_bits=args.input_bits, cuts=args.cuts, storage=args.storage)
-    out = Path(args.out) if args.out is not None else default_out_dir(args.board, dp)
-    cmdline.check_output_folder(out, "-o/--out", files=["report.json"])
+    # The option's own text: Path("") would be the current folder.
+    out = cmdline.check_output_folder(args.out if args.out is not None
+                                      else default_out_dir(args.board, dp), "-o/--out",
+                                      files=["report.json"])
     status = cmdline.StatusLine(PROG, quiet=args.quiet)
     try:
         report = build_plain(args.board, dp, out_dir=out, freq_mhz=args.freq,
@@ -673,6 +676,18 @@ def _main(argv) -> int:
     print(json.dumps(dict(s, engine=e, engine_logic_ratio=None if ratio is None
                           else round(ratio, 3))))
     return 0 if s["met"] and e["met"] else 1
+
+
+def _macro_option(message: str, args) -> str:
+    """The option behind a MacroParams error of the engine's macro (its message starts
+    with the parameter's name)."""
+    name = message.split()[0] if message else ""
+    if name == "pipeline":
+        return "--cuts" if args.engine_pipeline is None else "--engine-pipeline"
+    if name == "nonideal":
+        return "--engine-nonideal/--engine-ideal"
+    return {"rows": "--rows", "cols": "--cols", "cols_per_cycle": "--cols-per-cycle",
+            "input_bits": "--input-bits", "readout_bits": "--input-bits"}.get(name, "--engine")
 
 
 def main(argv=None) -> int:

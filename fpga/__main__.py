@@ -51,7 +51,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 from gen.cli import ALLOWED, engine_from_args, macro_int_type, nonideal_type, params_from_args
 from models import cmdline
@@ -87,10 +86,11 @@ def build_parser() -> cmdline.CommandParser:
     ap = cmdline.CommandParser(
         name=PROG, prog="python -m fpga",
         description="Build the macro for an FPGA board, run a network on it, list the "
-                    "flip-flops that miss the clock (docs/FPGA.md).",
+                    "flip-flops that miss the clock, count the cells of a build's parts "
+                    "(docs/FPGA.md).",
         epilog="Bad input exits with status 2 and one line on stderr; nothing is written.")
     sub = ap.add_subparsers(dest="command", required=True,
-                            metavar="{build,run,sweep,endpoints}")
+                            metavar="{build,run,sweep,endpoints,area}")
 
     _add_build_parser(sub, BOARDS)
     _add_run_parser(sub)
@@ -210,7 +210,8 @@ def _add_run_parser(sub) -> None:
                    default=None, metavar="N",
                    help="with --port model --engine: image slots of the dry-run engine, "
                         f"1..{MAX_IMAGE_SLOTS} (default 256)")
-    g.add_argument("--chips", type=cmdline.index_range(), default=None, metavar="START:STOP",
+    g.add_argument("--chips", type=cmdline.index_range("chips", max_items=cmdline.MAX_CHIPS), default=None,
+                   metavar="START:STOP",
                    help="chip Monte Carlo: for each chip seed in START..STOP-1 write the "
                         "sampled SRAM chip's registers, calibrate (and --trim), classify, "
                         "and check every class against the golden model on the same chip")
@@ -245,7 +246,7 @@ def _add_area_parser(sub) -> None:
                     "its submodules, then a JSON line (docs/FPGA.md). Yosys's counts before "
                     "placement: they differ from the build's totals. Exit status 0, or 2: bad "
                     "input.")
-    a.add_argument("build_dir", metavar="DIR",
+    a.add_argument("build_dir", metavar="DIR", type=cmdline.non_empty("DIR"),
                    help="the output folder of python -m fpga build or bench.plain_datapath "
                         "(report.json and work/top.ys, work/top.il)")
     a.add_argument("--depth", type=integer("depth", 0, 64), default=4, metavar="N",
@@ -381,10 +382,10 @@ def cmd_build(args) -> int:
     except ValueError as exc:
         raise UsageError(one_line(exc), "--freq") from None
     _check_timeout(args.baud, args.bridge_timeout)
-    out = Path(args.out) if args.out is not None else default_out_dir(args.board, target)
-    cmdline.check_output_folder(out, OUT, files=[bitstream_name(args.board, target,
-                                                                args.chip_seed),
-                                                 "report.json"])
+    # The option's own text: Path("") would be the current folder.
+    files = [bitstream_name(args.board, target, args.chip_seed), "report.json"]
+    out = cmdline.check_output_folder(args.out if args.out is not None
+                                      else default_out_dir(args.board, target), OUT, files=files)
     if (out / "work").exists() and not (out / "work").is_dir():
         raise UsageError(f"{str(out / 'work')!r} is a file; the tools need it as their folder", OUT)
     status = cmdline.StatusLine(PROG, quiet=args.quiet)
@@ -485,7 +486,8 @@ async def _run(args, net, x, labels, port) -> int:
         from .engine_run import run_engine
         return await run_engine(args, net, x, labels, transport)
     engine_only = [o for o, given in (("--chips", args.chips is not None),
-                                      ("--benchmark", args.benchmark)) if given]
+                                      ("--benchmark", args.benchmark),
+                                      ("--freq", args.freq is not None)) if given]
     if engine_only:
         raise UsageError(f"needs a board with a network engine; the one at {args.port!r} "
                          f"carries a bare macro", engine_only[0])
@@ -539,11 +541,9 @@ def cmd_run(args) -> int:
     from host.serial_transport import SerialLinkError
 
     net, x, labels, port, note = _prepare_run(args)
-    if note:
-        print(note)
     try:
         with sigterm_as_ctrl_c():
-            return asyncio.run(_run(args, net, x, labels, port))
+            status = asyncio.run(_run(args, net, x, labels, port))
     except (SerialLinkError, ProtocolError) as exc:
         raise UsageError(one_line(exc), "--port") from None
     except OSError as exc:
@@ -557,6 +557,10 @@ def cmd_run(args) -> int:
         raise UsageError(one_line(exc), "--model") from None
     except MacroError as exc:
         raise UsageError(f"the macro reported an error: {one_line(exc)}") from None
+    # After the run: a port that fails leaves one line and nothing on stdout.
+    if note:
+        print(note)
+    return status
 
 
 # --- sweep ---------------------------------------------------------------------------------

@@ -156,7 +156,12 @@ def parts(build_dir, *, env=None, status=None) -> tuple[str, list[Part]]:
         if not (work / needed).is_file():
             raise AreaError(f"{build_dir} holds no {work.name}/{needed}: pass the folder of "
                             f"a python -m fpga build or bench.plain_datapath")
-    script = yosys_script((work / "top.ys").read_text(), "parts.json")
+    try:
+        flow_script = (work / "top.ys").read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AreaError(f"cannot read the build's Yosys script {work / 'top.ys'}: "
+                        f"{exc}") from None
+    script = yosys_script(flow_script, "parts.json")
     # In a folder of its own: the build's folder stays as the build left it.
     with tempfile.TemporaryDirectory(prefix="fpga-area-") as tmp:
         tmp = Path(tmp)

@@ -108,7 +108,13 @@ def macro_int_type(field: str):
 
 def nonideal_type(text: str) -> frozenset:
     """argparse type of ``--nonideal``: names, or ``none`` (MacroParams checks the names)."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = [n.strip() for n in text.split(",")]
+    if "" in names:
+        raise argparse.ArgumentTypeError(
+            f"a comma-separated list of non-ideality names (or none), not {text!r}")
+    if len(set(names)) < len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise argparse.ArgumentTypeError(f"{twice!r} is named twice in {text!r}")
     if names == ["none"]:
         return frozenset()
     # Unknown names are left to MacroParams, which words the error like every other one.

@@ -182,8 +182,12 @@ class SerialTransport(Transport):
             import serial
             # A write that cannot drain (a stuck adapter) fails after write_timeout
             # rather than blocking: 10 s is ten times the longest frame at 9600 baud.
-            port = serial.serial_for_url(port, baudrate=baudrate or DEFAULT_BAUD, timeout=0,
-                                         write_timeout=10.0)
+            try:
+                port = serial.serial_for_url(port, baudrate=baudrate or DEFAULT_BAUD, timeout=0,
+                                             write_timeout=10.0)
+            except ValueError as exc:
+                # An URL pyserial does not know ("foo://..."): the port is at fault.
+                raise SerialLinkError(f"{port}: {' '.join(str(exc).split())}") from None
         for method in ("write", "read", "reset_input_buffer"):
             if not callable(getattr(port, method, None)):
                 raise TypeError(f"port must have a {method}() method (a pyserial port), not {port!r}")

@@ -240,16 +240,38 @@ def _data_for_training(args, inputs: dict) -> Dataset:
                                              files=[str(args.images), str(args.labels)]))
 
 
-def _recorded_data(net, name: str) -> Dataset:
+def _recorded_data(net, name: str, option: str = "--model") -> Dataset:
     """The validation split of data set ``name`` preprocessed as ``net`` records it (the
-    digits split seed; MNIST's train/val ranges, deskew, normalisation and contrast)."""
+    digits split seed; MNIST's train/val ranges, deskew, normalisation and contrast);
+    ``option`` gave the model (named in the error of a split it cannot record)."""
     pre = net.meta.get("preprocessing") or {}
     if name == "digits":
         return _load_data("digits", seed=(pre.get("split") or {}).get("seed", 0))
     train, val = pre.get("train") or [0, 6000], pre.get("val")
-    return _load_data("mnist", n_train=train[1], n_val=None if val is None else val[1] - val[0],
-                      normalisation=pre.get("normalisation", "minmax"),
-                      deskew_images=bool(pre.get("deskew")), contrast=pre.get("contrast", 1.0))
+    _check_recorded_split(train, val, option)
+    try:
+        return _load_data("mnist", n_train=train[1],
+                          n_val=None if val is None else val[1] - val[0],
+                          normalisation=pre.get("normalisation", "minmax"),
+                          deskew_images=bool(pre.get("deskew")),
+                          contrast=pre.get("contrast", 1.0))
+    except UsageError as exc:
+        if exc.option not in ("--n-train", "--n-val"):
+            raise
+        raise UsageError(f"the model records training images {list(train)} and validation "
+                         f"images {list(val or [])}: {exc.message}", option) from None
+
+
+def _check_recorded_split(train, val, option: str) -> None:
+    """A model's recorded MNIST split is the one training makes: train ``[0, n)``, then
+    val ``[n, n + v)``; another pair is a damaged file."""
+    if train[0] != 0 or not 0 < train[1]:
+        raise UsageError(f"the model records training images {list(train)}; training uses "
+                         f"[0, N) with N >= 1", option)
+    if val is not None and not train[1] == val[0] < val[1]:
+        raise UsageError(f"the model records validation images {list(val)} after training "
+                         f"images {list(train)}; validation starts where training ends, "
+                         f"[{train[1]}, M) with M > {train[1]}", option)
 
 
 def _dataset_of(net, option: str) -> str:
@@ -289,7 +311,7 @@ def _add_cluster_options(p):
     from .cluster import add_cluster_options
     g = add_cluster_options(p, title="where the chips run (default: this process)",
                             workers_help="start a local Dask cluster of N worker processes")
-    g.add_argument("--chunk", type=integer("chunk", 1, 100000), default=None, metavar="K",
+    g.add_argument("--chunk", type=integer("chunk", 1, cmdline.MAX_CHIPS), default=None, metavar="K",
                    help=f"chips per block, the unit of work (default {DEFAULT_CHUNK}); the "
                         f"results do not depend on it")
 
@@ -579,6 +601,8 @@ def cmd_eval(args) -> int:
     accs = correct / len(y)
     if args.csv is not None:
         rows = "".join(f"{s},{int(k)},{len(y)},{k / len(y):.6f}\n" for s, k in zip(seeds, correct))
+        # Its folder passed check_output_file as one that can be created.
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         cmdline.atomic_write(args.csv, "chip_seed,correct,images,accuracy\n" + rows)
     what = f"{backend} model, {cfg.technology}" + (", calibrated" if args.calibrate else "")
     if args.trim:
@@ -647,7 +671,8 @@ def cmd_sweep(args) -> int:
                                                   "train", "val", "split")}, sort_keys=True)
         if key not in loaded:
             loaded[key] = (_load_data(args.dataset, seed=0) if model is None
-                           else _recorded_data(model, args.dataset))
+                           else _recorded_data(model, args.dataset,
+                                               "--model" if model is net else "--models"))
         return loaded[key]
 
     # Loaded before anything is printed: a missing data file is one line on its own.
@@ -866,6 +891,9 @@ def _energy_images(args, net):
             raise UsageError(f"the {name} images give {x.shape[1]} inputs, the model takes "
                              f"{net.layers[0].inputs}", "--dataset")
     if args.count is not None:
+        if args.count > len(x):
+            raise UsageError(f"{args.count} images asked for, the images given are "
+                             f"{len(x)} (at most {len(x)})", "--count")
         x = x[:args.count]
     return x
 
@@ -1089,7 +1117,7 @@ def _add_eval(sub) -> None:
                    help="use images START..STOP-1 only (e.g. 6000:8000)")
     e.add_argument("--dataset", choices=DATASETS, default=None,
                    help="instead of --images/--labels: the validation split the model records")
-    e.add_argument("--chips", type=integer("chips", 1, 100000), default=None, metavar="N",
+    e.add_argument("--chips", type=integer("chips", 1, cmdline.MAX_CHIPS), default=None, metavar="N",
                    help="evaluate N chip instances, seeds S..S+N-1 (default 1)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--energy", metavar="PRESET", default=None,
@@ -1097,7 +1125,8 @@ def _add_eval(sub) -> None:
                         "jssc17, jetcas19, valavi18, or a preset file; docs/ENERGY.md)")
     e.add_argument("--csv", default=None, metavar="FILE",
                    help="also write the accuracy of every chip to FILE (chip_seed, correct, "
-                        "images, accuracy; written whole or not at all)")
+                        "images, accuracy; written whole or not at all; its folder created "
+                        "if missing)")
     _add_chip_options(e, seed_help="chip instance seed S (default 0)")
     _add_cluster_options(e)
     e.set_defaults(func=cmd_eval)
@@ -1116,7 +1145,7 @@ def _add_sweep(sub) -> None:
                         "chips and energy per image for every K of --comp-rows-list; all: "
                         "offset and rram")
     s.add_argument("--dataset", choices=DATASETS, default="digits", help="digits or mnist")
-    s.add_argument("--chips", type=integer("chips", 1, 100000), default=20, metavar="N",
+    s.add_argument("--chips", type=integer("chips", 1, cmdline.MAX_CHIPS), default=20, metavar="N",
                    help="chip instances per point")
     s.add_argument("--seed", type=integer("seed", 0, 2**32 - 1), default=0, metavar="S",
                    help="training seed")

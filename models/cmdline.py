@@ -68,7 +68,7 @@ __all__ = [
     "integer", "number", "number_list", "value_list", "index_range", "choice_list", "file_name",
     "non_empty", "check_input_file", "check_output_folder", "check_output_file",
     "atomic_write", "staged_outputs", "write_files", "append_lines", "finished_lines",
-    "progress_wanted", "progress_bar", "StatusLine",
+    "progress_wanted", "progress_bar", "StatusLine", "MAX_CHIPS",
 ]
 
 #: Longest value quoted in an error message; longer ones are cut with "...".
@@ -205,8 +205,25 @@ class CommandParser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         self._seen_options = {}
-        self._arg_strings = list(sys.argv[1:] if args is None else args)
+        args = self._join_dash_values(list(sys.argv[1:] if args is None else args))
+        self._arg_strings = args
         return super().parse_known_args(args, namespace)
+
+    def _join_dash_values(self, args: list) -> list:
+        """``--range -5:10`` as ``--range=-5:10``: argparse takes a value that starts
+        with a dash for an option (and says the option lacks its argument); the range's
+        own check then names the value."""
+        joined, i = [], 0
+        while i < len(args):
+            action = self._option_string_actions.get(args[i])
+            if (action is not None and getattr(action.type, "takes_dash_values", False)
+                    and i + 1 < len(args) and _DASH_VALUE.match(args[i + 1])):
+                joined.append(f"{args[i]}={args[i + 1]}")
+                i += 2
+            else:
+                joined.append(args[i])
+                i += 1
+        return joined
 
     def parse_args(self, args=None, namespace=None):
         namespace, extras = self.parse_known_args(args, namespace)
@@ -498,21 +515,31 @@ def value_list(name: str, one, *, allowed: str, none: str | None = None,
     return parse
 
 
-def index_range(name: str = "range"):
+# A value that starts with a dash and a digit: a negative number or range.
+_DASH_VALUE = re.compile(r"-\d")
+
+#: Most chip instances one command runs (``--chips``, ``--chunk``).
+MAX_CHIPS = 100_000
+
+
+def index_range(name: str = "range", *, max_items: int | None = None):
     """Type of ``START:STOP``: integers with ``0 <= START < STOP``, the items
-    ``START .. STOP-1`` (Python's slice). Returns ``(start, stop)``; whether STOP fits
-    the data is for the command to check once it knows the data."""
-    allowed = "START:STOP with integers 0 <= START < STOP"
+    ``START .. STOP-1`` (Python's slice), at most ``max_items`` of them when given.
+    Returns ``(start, stop)``; whether STOP fits the data is for the command to check
+    once it knows the data."""
+    allowed = "START:STOP with integers 0 <= START < STOP" + (
+        "" if max_items is None else f" and at most {max_items} items")
 
     def parse(text: str) -> tuple:
         parts = text.split(":")
         if len(parts) != 2 or not all(_INTEGER.fullmatch(p.strip()) for p in parts):
             raise argparse.ArgumentTypeError(f"{name} must be {allowed}, not {shown(text)}")
         start, stop = int(parts[0]), int(parts[1])
-        if not 0 <= start < stop:
+        if not 0 <= start < stop or max_items is not None and stop - start > max_items:
             raise argparse.ArgumentTypeError(f"{name} must be {allowed}, not {shown(text)}")
         return _parsed((start, stop), text)
     parse.__name__ = name
+    parse.takes_dash_values = True          # CommandParser._join_dash_values
     return parse
 
 

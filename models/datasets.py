@@ -82,8 +82,9 @@ def load_idx(path, *, ndim: int | None = None) -> np.ndarray:
     Parameters
     ----------
     path : str or Path
-    ndim : int or None
-        Required number of dimensions (3 for images, 1 for labels); None accepts any.
+    ndim : int, tuple of int, or None
+        Required number of dimensions (3 for images, 1 for labels), or the numbers
+        allowed; None accepts any.
 
     Returns
     -------
@@ -110,8 +111,11 @@ def load_idx(path, *, ndim: int | None = None) -> np.ndarray:
                          f"(known: {', '.join(f'0x{c:02x}' for c in IDX_DTYPES)})")
     if dims == 0:
         raise ValueError(f"{path}: IDX header declares 0 dimensions")
-    if ndim is not None and dims != ndim:
-        raise ValueError(f"{path}: has {dims} dimension(s), expected {ndim}")
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if allowed is not None and dims not in allowed:
+        raise ValueError(f"{path}: the header declares {dims} dimension(s) (the last byte of "
+                         f"the magic {data[:4].hex(' ')}), expected "
+                         f"{' or '.join(str(n) for n in allowed)} dimensions")
     header = 4 + 4 * dims
     if len(data) < header:
         raise ValueError(f"{path}: truncated IDX header ({len(data)} bytes, "
@@ -170,6 +174,9 @@ def load_mnist(directory=None, *, files=MNIST_FILES) -> tuple[np.ndarray, np.nda
         raise ValueError(f"{img_path}: images must be unsigned bytes (type 0x08), not {images.dtype}")
     if labels.dtype != np.uint8:
         raise ValueError(f"{lab_path}: labels must be unsigned bytes (type 0x08), not {labels.dtype}")
+    if 0 in images.shape[1:]:
+        raise ValueError(f"{img_path}: images of {images.shape[1]}x{images.shape[2]} pixels; "
+                         f"an image has at least 1x1")
     if len(images) != len(labels):
         raise ValueError(f"{lab_path}: {len(labels)} labels but {img_path.name} has "
                          f"{len(images)} images")

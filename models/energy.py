@@ -571,6 +571,9 @@ def load_preset(name_or_path) -> Preset:
     if text_name in PRESETS:
         path = resources.files("models").joinpath("presets", f"{text_name}.json")
         where = f"preset {text_name}"
+    elif not text_name.strip():
+        raise PresetError(f"a preset name ({', '.join(PRESETS)}) or a preset file, not "
+                          f"{text_name!r}")
     else:
         path = Path(text_name)
         where = str(path)

@@ -590,12 +590,15 @@ def load_folded(path) -> FoldedNet:
         weights = arrays[names["weights"]].astype(np.uint8)
         thresh = flip = None
         if not last:
-            thresh = arrays[names["thresh"]].astype(np.int64)
-            flip = arrays[names["flip"]].astype(np.uint8)
-            real = thresh.reshape(-1)[:ld["outputs"]]
-            if real.min() < ld["acc_min"] or real.max() > ld["acc_max"] + 1:
+            # The range is checked on the stored values (as Python integers): a cast to
+            # int64 first would wrap large unsigned ones into it.
+            stored = arrays[names["thresh"]]
+            real = stored.reshape(-1)[:ld["outputs"]]
+            if int(real.min()) < ld["acc_min"] or int(real.max()) > ld["acc_max"] + 1:
                 fail(f"array {names['thresh']} leaves the range "
                      f"[{ld['acc_min']}, {ld['acc_max'] + 1}]", npath)
+            thresh = stored.astype(np.int64)
+            flip = arrays[names["flip"]].astype(np.uint8)
         layers.append(FoldedLayer(ld["inputs"], ld["outputs"], ld["planes"], ld["input_encoding"],
                                   not last, weights, thresh, flip, ld["acc_min"], ld["acc_max"]))
     net = FoldedNet(rows, cols, input_bits, layers,

@@ -67,15 +67,14 @@ def load_model(text, option: str = "--model"):
 def _load_idx(path, option: str, ndims: tuple, what: str) -> np.ndarray:
     path = check_input_file(path, option, what="IDX file")
     try:
-        array = load_idx(path)
+        array = load_idx(path, ndim=ndims)
     except ValueError as exc:
         raise UsageError(one_line(exc), option) from None
-    if array.ndim not in ndims:
-        want = " or ".join(str(n) for n in ndims)
-        raise UsageError(f"{path}: {what} must have {want} dimensions, not {array.ndim} "
-                         f"(shape {array.shape})", option)
     if len(array) == 0:
         raise UsageError(f"{path} holds 0 {what}; give a file with at least one", option)
+    if 0 in array.shape[1:]:
+        raise UsageError(f"{path} holds {what} of shape {array.shape[1:]}; each needs at "
+                         f"least one value", option)
     if not np.issubdtype(array.dtype, np.integer):
         raise UsageError(f"{path}: {what} must be integers (IDX type 0x08, 0x09, 0x0B or "
                          f"0x0C), not {array.dtype}", option)

@@ -124,6 +124,8 @@ def data(tmp_path_factory):
     save_idx(d / "zero.idx", np.zeros((0, 8, 8), np.uint8))
     save_idx(d / "zerolab.idx", np.zeros(0, np.uint8))
     save_idx(d / "zero28.idx", np.zeros((0, 28, 28), np.uint8))
+    save_idx(d / "img0x0.idx", np.zeros((40, 0, 0), np.uint8))
+    save_idx(d / "img4d.idx", np.zeros((40, 8, 8, 1), np.uint8))
     (d / "garbage.idx").write_bytes(b"not an idx file at all")
     cut = gzip.compress(b"\0\0\x08\x03" + rng.integers(0, 256, 5000).astype(np.uint8).tobytes())
     (d / "cut.idx.gz").write_bytes(cut[:len(cut) // 2])
@@ -141,6 +143,20 @@ def data(tmp_path_factory):
         (d / f"{name}.npz").write_bytes(blob)
     for name, edit in JSON_DAMAGE.items():
         _edit_json(d / "digits", d / name, edit)
+    # MNIST models whose recorded split training cannot have made.
+    for name, train, val in (("split-gap", [0, 6000], [7000, 8000]),
+                             ("split-reversed", [0, 6000], [8000, 6000]),
+                             ("split-train", [100, 6000], [6000, 8000]),
+                             ("split-long", [0, 6000], [6000, 90000])):
+        _edit_json(d / "mnist", d / name, lambda doc, t=train, v=val: doc["preprocessing"].update(
+            train=t, val=v))
+    # Thresholds stored as uint64 far above the range (an int64 cast would wrap them).
+    with np.load(d / "digits.npz") as z:
+        arrays = dict(z)
+    name = next(k for k in arrays if "thresh" in k)
+    arrays[name] = np.full(arrays[name].shape, 2**64 - 3, np.uint64)
+    _edit_json(d / "digits", d / "thresh-u64", lambda doc: None)
+    np.savez(d / "thresh-u64.npz", **arrays)
     (d / "report-no-timing.json").write_text(json.dumps({"fmax": {}}))
     (d / "report-bad-delay.json").write_text(json.dumps(
         {"detailed_net_timings": [{"endpoints": [{"cell": "a", "port": "D", "delay": "x"}]}]}))
@@ -151,11 +167,13 @@ def data(tmp_path_factory):
     for name, family, files in (
             ("area-family", "xilinx", {}), ("area-no-script", "ecp5", {}),
             ("area-bad-il", "ecp5", {"top.ys": "read_rtlil top.il\nsynth_ecp5 -top top\n",
-                                     "top.il": "not rtlil\n"})):
+                                     "top.il": "not rtlil\n"}),
+            ("area-script-bytes", "ecp5", {"top.ys": b"\xff\xfe read_rtlil", "top.il": "x\n"})):
         (d / name / "work").mkdir(parents=True)
         (d / name / "report.json").write_text(json.dumps({"family": family}))
         for file, text in files.items():
-            (d / name / "work" / file).write_text(text)
+            target = d / name / "work" / file
+            target.write_bytes(text) if isinstance(text, bytes) else target.write_text(text)
     return d
 
 
@@ -596,6 +614,23 @@ MODELS = [
     ("energy-report-other", ["energy", "--preset", "jssc17", "--fpga-report", "D/digits.json"],
      ["--fpga-report", "format must be 'cim-fpga-report'"]),
     ("eval-energy-unknown", E + ["--dataset", "digits", "--energy", "nosuch"], ["--energy", "nosuch"]),
+    ("train-idx-0-pixels", TM + ["--images", "D/img0x0.idx", "--labels", "D/dlab.idx.gz"],
+     ["--images", "img0x0.idx", "(0, 0)"]),
+    ("eval-idx-4-dimensions", E + ["--images", "D/img4d.idx", "--labels", "D/dlab.idx.gz"],
+     ["--images", "declares 4 dimension(s)", "expected 2 or 3"]),
+    ("eval-range-negative", ED + ["--range", "-5:10"], ["--range", "'-5:10'", "0 <= START"]),
+    ("eval-thresholds-u64", ["eval", "--model", "D/thresh-u64", "--dataset", "digits"],
+     ["--model", "leaves the range"]),
+    ("eval-split-gap", ["eval", "--model", "D/split-gap", "--dataset", "mnist"],
+     ["--model", "[7000, 8000]", "validation starts where training ends"]),
+    ("eval-split-reversed", ["eval", "--model", "D/split-reversed", "--dataset", "mnist"],
+     ["--model", "[8000, 6000]"]),
+    ("energy-split-train", ["energy", "--preset", "jssc17", "--model", "D/split-train"],
+     ["--model", "[100, 6000]", "[0, N)"]),
+    ("energy-count-beyond", ["energy", "--preset", "jssc17", "--model", "D/digits", "--count",
+                             "100000"], ["--count", "100000", "at most 359"]),
+    ("energy-preset-empty", ["energy", "--preset", ""], ["--preset", "''", "jssc17"]),
+    ("eval-energy-empty", E + ["--dataset", "digits", "--energy", ""], ["--energy", "''"]),
     ("unknown-command", ["fit"], ["'fit'", "train", "eval", "sweep", "energy"]),
     ("no-command", [], ["required", "train"]),
 ]
@@ -763,7 +798,15 @@ FPGA = [
     ("area-no-script", ["area", "D/area-no-script"], ["DIR", "work/top.ys"]),
     ("area-bad-il", ["area", "D/area-bad-il"], ["DIR", "Yosys failed", "top.il"]),
     ("area-depth", ["area", "D/area-empty", "--depth", "-1"], ["--depth", "not -1"]),
+    ("area-script-not-text", ["area", "D/area-script-bytes"], ["DIR", "top.ys", "utf-8"]),
+    ("area-dir-empty", ["area", ""], ["DIR", "non-empty", "''"]),
+    ("build-out-empty", B + ["-o", ""], ["-o/--out", "empty"]),
+    ("run-freq-on-a-macro", R + ["--freq", "24"], ["--freq", "bare macro"]),
+    ("run-engine-chips-too-many", R + ["--engine", "--chips", "0:100000001"],
+     ["--chips", "at most 100000 items", "'0:100000001'"]),
+    ("run-port-unknown-url", _r(port="foo://bar"), ["--port", "foo://bar"]),
     ("unknown-command", ["deploy"], ["'deploy'", "build", "run", "endpoints", "area"]),
+    ("no-command", [], ["required", "area"]),
 ]
 
 
@@ -791,6 +834,9 @@ GEN = [
      _folder("cim_macro.v")),
     ("name-empty", G + ["--name", ""], ["--name", "''"]),
     ("nonideal-upper", G + ["--nonideal", "NONE"], ["--nonideal", "'NONE'"]),
+    ("nonideal-empty", G + ["--nonideal", ""], ["--nonideal", "comma-separated", "''"]),
+    ("nonideal-comma", G + ["--nonideal", "offset,"], ["--nonideal", "'offset,'"]),
+    ("nonideal-twice", G + ["--nonideal", "offset,offset"], ["--nonideal", "'offset' is named twice"]),
     ("cols-per-cycle-0", G + ["--cols-per-cycle", "0"], ["--cols-per-cycle", "not 0"]),
     ("readout-negative", G + ["--readout-bits", "-1"], ["--readout-bits", "not -1"]),
     ("unknown-option", G + ["--speed", "3"], ["--speed"]),
@@ -838,6 +884,16 @@ BENCH = [
     ("bench.model_speed", ["--n-compare-images", "0"], ["--n-compare-images", "not 0"]),
     ("bench.model_speed", ["--model", "D/cutnpz"], ["--model", "cutnpz.npz"]),
     ("bench.model_speed", ["--readout", "c"], ["--readout", "'c'", "'fused', 'numpy'"]),
+    ("bench.model_speed", ["--chips", "2", "--compare-chips", "5"],
+     ["--compare-chips", "--chips 2", "not 5"]),
+    ("bench.model_speed", ["--n-images", "20", "--n-compare-images", "50"],
+     ["--n-compare-images", "--n-images 20", "not 50"]),
+    ("bench.model_speed", ["--compare-chips", "0", "--n-compare-images", "10"],
+     ["--n-compare-images", "--compare-chips 0"]),
+    ("bench.plain_datapath", ["--board", "icebreaker", "--rows", "40", "--cols", "96",
+                              "--engine", "D/digits"], ["argument --rows", "not 40"]),
+    ("bench.plain_datapath", ["--board", "icebreaker", "--rows", "4", "--cols", "4", "-o", ""],
+     ["-o/--out", "empty"]),
     ("bench.rtl_speed", ["--n-images", "0"], ["--n-images", "not 0"]),
     ("bench.rtl_speed", ["--icarus-images", "3"], ["--icarus-images", "--n-icarus-images"]),
     ("bench.rtl_speed", ["--output", "x.json"], ["--output", "-o/--out"]),
@@ -874,6 +930,8 @@ MNIST_PRESENT = all((DEFAULT_MNIST_DIR / f).exists() for f in MNIST_FILES)
     ("bench.model_speed", ["--n-images", "99999"], ["--n-images", "2000", "99999"]),
     ("bench.model_speed", ["--model", "D/digits"], ["--model", "64 inputs"]),
     ("models", ["train", "--dataset", "mnist", "--n-train", "9000"], ["--n-train", "9000"]),
+    ("models", ["eval", "--model", "D/split-long", "--dataset", "mnist"],
+     ["--model", "[6000, 90000]", "n_val"]),
 ])
 def test_bad_input_with_the_mnist_subset(command, argv, words, data, tmp_path, capsys, monkeypatch):
     run_case(command, argv, words, data, tmp_path, capsys, monkeypatch)

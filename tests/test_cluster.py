@@ -58,10 +58,11 @@ def test_eval_and_sweep_csvs_do_not_depend_on_workers_or_blocks(digits_model, tm
     """eval: this process against a local cluster of 2 (--workers 2); sweep: this process
     against a running cluster (--scheduler)."""
     ev = ["eval", "--model", digits_model, "--dataset", "digits", "--chips", "9", *CHIP, "--quiet"]
-    assert "ran on this process" in _models([*ev, "--csv", tmp_path / "serial.csv"], capsys)
+    # The CSV's folder is created (it does not exist yet).
+    assert "ran on this process" in _models([*ev, "--csv", tmp_path / "new" / "serial.csv"], capsys)
     two = _models([*ev, "--csv", tmp_path / "two.csv", "--workers", "2", "--chunk", "2"], capsys)
     assert "local Dask cluster of 2 worker processes" in two
-    a, b = (tmp_path / "serial.csv").read_bytes(), (tmp_path / "two.csv").read_bytes()
+    a, b = (tmp_path / "new" / "serial.csv").read_bytes(), (tmp_path / "two.csv").read_bytes()
     assert a == b and len(a.splitlines()) == 10
     sw = ["sweep", "--dataset", "digits", "--model", digits_model, "--experiment", "offset",
           "--chips", "5", "--offset-sigmas", "0,4", "--quiet"]

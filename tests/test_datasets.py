@@ -100,7 +100,7 @@ def test_idx_zero_dims(tmp_path):
 def test_idx_wrong_dims(tmp_path):
     p = tmp_path / "labels"
     p.write_bytes(idx_bytes(np.zeros((3, 2, 2), np.uint8)))
-    with pytest.raises(ValueError, match=r"has 3 dimension\(s\), expected 1") as info:
+    with pytest.raises(ValueError, match=r"declares 3 dimension\(s\) .*, expected 1 dimensions") as info:
         load_idx(p, ndim=1)
     assert str(p) in str(info.value)
 
@@ -162,8 +162,14 @@ def test_mnist_count_mismatch(tmp_path):
 
 def test_mnist_swapped_files(tmp_path):
     names = write_pair(tmp_path, np.zeros((5, 28, 28), np.uint8), np.zeros(5, np.uint8))
-    with pytest.raises(ValueError, match=r"lab.gz: has 1 dimension\(s\), expected 3"):
+    with pytest.raises(ValueError, match=r"lab.gz: the header declares 1 dimension\(s\) .*, expected 3 dimensions"):
         load_mnist(tmp_path, files=names[::-1])
+
+
+def test_mnist_images_without_pixels(tmp_path):
+    names = write_pair(tmp_path, np.zeros((3, 0, 28), np.uint8), np.zeros(3, np.uint8))
+    with pytest.raises(ValueError, match=r"images of 0x28 pixels; an image has at least 1x1"):
+        load_mnist(tmp_path, files=names)
 
 
 def test_mnist_bad_label_value(tmp_path):
