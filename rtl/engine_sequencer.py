@@ -215,7 +215,7 @@ class EngineSequencer(wiring.Component):
                           col_tile=r.col_tile, bank=r.bank, slot=r.slot, count=r.count,
                           entry=r.entry, ahead=r.ahead, upcoming=r.upcoming,
                           last_row=r.at_last_row, last_col=r.at_last_col, scan=r.scan,
-                          scan_end=r.scan_end, issued=r.issued)
+                          scan_end=r.scan_end, issued=r.issued, bank_ahead=r.bank_ahead)
         self._issue(m, r)
         m.d.comb += [
             self.bank.eq(Mux(r.busy, Mux(r.bank_ahead, r.upcoming, r.bank),
@@ -332,17 +332,30 @@ class EngineSequencer(wiring.Component):
         with m.If(next_layer):
             m.d.sync += [r.layer.eq(self.upcoming_layer),
                          *(r.entry[name].eq(r.ahead[name]) for name in r.entry)]
-        # A RUN issued with the bank ``upcoming`` (every issue but the image start's). With
-        # a pipeline the RUN's end comes registered from the cycle before: the bank's
-        # multiplexer, which drives every weight memory's address, starts at registers.
-        run_done = self.run_done
-        if self._ep.macro.pipeline:
-            run_done = Signal(name="run_done_registered")
-            m.d.sync += run_done.eq(self.run_ends_next)
+        # A RUN issued with the bank ``upcoming`` (every issue but the image start's): in a
+        # RUN's end (not its row tile's last), in a capture, in a scan's last cycle (not
+        # the last column tile's).
         r.bank_ahead = Signal(name="engine_bank_ahead")
-        m.d.comb += r.bank_ahead.eq(in_phase[EnginePhase.RUN] & run_done & ~r.at_last_row
-                                    | in_phase[EnginePhase.CAPTURE]
-                                    | in_phase[EnginePhase.SCAN] & r.scan_end & ~r.at_last_col)
+        if not self._ep.macro.pipeline:
+            m.d.comb += r.bank_ahead.eq(in_phase[EnginePhase.RUN] & self.run_done & ~r.at_last_row
+                                        | in_phase[EnginePhase.CAPTURE]
+                                        | in_phase[EnginePhase.SCAN] & r.scan_end & ~r.at_last_col)
+            return
+        # With a pipeline the same decision is a register, made a cycle ahead from the
+        # macro sequencer's announcement of the RUN's end (``run_ends_next``) and the
+        # transitions into a capture or a scan's last cycle: the bank's multiplexer,
+        # which drives the address of every weight memory across the die, has a register
+        # for its select.
+        run_done = Signal(name="run_done_registered")
+        m.d.sync += run_done.eq(self.run_ends_next)
+        tile_done = in_phase[EnginePhase.RUN] & run_done & r.at_last_row
+        scan_ends_next = (in_phase[EnginePhase.SCAN] & ~r.scan_end
+                          & ((r.scan + 1)[:len(r.scan)] == r.live)
+                          | tile_done & ~r.entry["binary"] & ~r.live.any())
+        m.d.sync += r.bank_ahead.eq(
+            in_phase[EnginePhase.RUN] & self.run_ends_next & ~r.at_last_row
+            | tile_done & r.entry["binary"]
+            | scan_ends_next & ~r.at_last_col)
 
     def _run_next(self, m, r, *, tile_same_column):
         """Issue the next RUN: the next row tile, or the first of a column tile."""

@@ -52,7 +52,12 @@ class MemoryBusPort(wiring.Component):
         accesses a memory region, and a write's own read answer is unused, so the word
         read in the cycle after a write is never used. (THRESH's banks are left to the
         tools: with them in block RAM too, the router did not converge on the fully
-        parallel 32x96 engine on the ECP5-85F; docs/ENGINE.md section 10.)
+        parallel 32x96 engine on the ECP5-85F; docs/ENGINE.md section 10.) With one
+        column group (P = C) the lanes take WEIGHT's word from a register after the block
+        RAM: its address, the bank, is presented a cycle before a RUN's first plane
+        cycle needs the word, so the block RAM's clock-to-output and its route across the
+        die end at that register instead of in every lane's popcount. Bus reads take
+        the block RAM's word as before.
 
     Members
     -------
@@ -188,8 +193,12 @@ class MemoryBusPort(wiring.Component):
                              (Region.OFFSET, "offset"), (Region.GAIN, "gain")):
             if hasattr(self, name):
                 outputs[number] = getattr(self, name)
+        registered = self._weights_in_block_ram and G == 1
         for number, mem in {**row_mems, **lane_mems}.items():
-            m.d.comb += outputs[number].eq(mem.read_data)
+            if number == Region.WEIGHT and registered:
+                m.d.sync += outputs[number].eq(mem.read_data)
+            else:
+                m.d.comb += outputs[number].eq(mem.read_data)
         m.d.comb += self.acc.eq(acc_mem.read_data)
 
         # Read ports: the bus's address while idle, the group's while busy.

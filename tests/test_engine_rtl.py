@@ -215,15 +215,18 @@ def test_every_error_of_the_bus_model_table(name, kind, access, code, rng):
 
 # --- classifying: the clock, STOP, random networks ------------------------------------------
 
-@pytest.mark.parametrize("pipeline", [0, 2])
-def test_results_image_by_image_stop_and_a_run_through_cmd(pipeline, rng):
+@pytest.mark.parametrize("pipeline, board", [(0, False), (2, False), (3, True)])
+def test_results_image_by_image_stop_and_a_run_through_cmd(pipeline, board, rng):
     """The model's clock test on the RTL: STATUS and RESULTS polled every access while a
     CLASSIFY runs, STOP at a random cycle, a STOP when idle; then a RUN through CMD with
     bank 0, polled until done; every word of the map read back in between. The map of
-    tests/test_engine_bus.py's engine, at L = 0 and L = 2 (bus latency 3)."""
+    tests/test_engine_bus.py's engine, at L = 0 and L = 2 (bus latency 3); and fully
+    parallel at L = 3 as the board tops build it (the weight banks in block RAM, the
+    lanes' weights registered after it)."""
     csr = bus_tests.csr
     ep = dataclasses.replace(bus_tests.PARAMS, macro=dataclasses.replace(
-        bus_tests.MACRO, pipeline=pipeline, counters=True))
+        bus_tests.MACRO, pipeline=pipeline, counters=True,
+        cols_per_cycle=bus_tests.MACRO.cols if board else bus_tests.MACRO.cols_per_cycle))
     net = random_net(rng, bus_tests.FIT, 5, bus_tests.MACRO.rows, bus_tests.MACRO.cols)
     per = E.build_program(net, ep.macro).image_cycles()
 
@@ -251,11 +254,15 @@ def test_results_image_by_image_stop_and_a_run_through_cmd(pipeline, rng):
         await tr.write(csr("CLASSIFY"), 2)
         await tr.idle(2 * per)
         await read_everything(tr, ep)
+        # The bank address stays where a bus access left it until the CMD write acts:
+        # the last bank first, so that the RUN's switch to bank 0 is seen in time.
+        await tr.read(int(EngineRegisterMap(ep).addr("WEIGHT", bank=ep.weight_banks - 1, group=0,
+                                                      slot=0, chunk=0)))
         await tr.write(csr("CMD"), Op.RUN | 3 << 8)
         while model.busy():
             await tr.read(csr("STATUS"))
         await read_everything(tr, ep)
-    run_engine(ep, body)
+    run_engine(ep, body, board=board)
 
 
 MACROS = {
@@ -553,6 +560,9 @@ class SequencerHarness(Elaboratable):
             m.d.comb += seq.run_ends_next.eq(AnySeq(1))
             m.d.sync += announced.eq(seq.run_ends_next)
             m.d.comb += Assume(seq.run_done == announced)
+            # A RUN takes at least four cycles (read, a plane, a drain, the write-back):
+            # no announcement right after another or right after the RUN's issue.
+            m.d.comb += Assume(~(seq.run_ends_next & (announced | seq.state["issued"])))
         m.d.comb += [getattr(seq, n).eq(getattr(program, n)) for n in entry_fields(ep)]
         m.d.comb += [program.layer.eq(seq.upcoming_layer),
                      seq.program_classes.eq(program.classes)]
@@ -623,6 +633,12 @@ class SequencerHarness(Elaboratable):
                                                             following_first,
                                                             state["bank"] + 1)[:bank_bits]),
                        ~settled | (phase != P.SCAN) | (state["scan_end"] == (state["scan"] == live))]
+        # The issue of a RUN with the upcoming bank (registered a cycle ahead with a
+        # pipeline): a RUN's end but its row tile's last, a capture, a scan's last cycle but
+        # the last column tile's.
+        invariants.append(state["bank_ahead"] == (
+            (phase == P.RUN) & seq.run_done & ~state["last_row"] | (phase == P.CAPTURE)
+            | (phase == P.SCAN) & state["scan_end"] & ~state["last_col"]))
         # The bank presented in a cycle is the next cycle's (but in the result write).
         presented, presented_busy = Signal(bank_bits), Signal()
         m.d.sync += [presented.eq(seq.bank), presented_busy.eq(busy & (phase != P.RESULT))]
