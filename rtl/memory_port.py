@@ -53,7 +53,8 @@ class MemoryBusPort(wiring.Component):
         read in the cycle after a write is never used. (THRESH's banks are left to the
         tools: with them in block RAM too, the router did not converge on the fully
         parallel 32x96 engine on the ECP5-85F; docs/ENGINE.md section 10.) With one
-        column group (P = C) the lanes take WEIGHT's word from a register after the block
+        column group (P = C) and a pipeline (the FPGA-clock builds, L = 1..3) the lanes
+        take WEIGHT's word from a register after the block
         RAM: its address, the bank, is presented a cycle before a RUN's first plane
         cycle needs the word, so the block RAM's clock-to-output and its route across the
         die end at that register instead of in every lane's popcount. Bus reads take
@@ -193,7 +194,7 @@ class MemoryBusPort(wiring.Component):
                              (Region.OFFSET, "offset"), (Region.GAIN, "gain")):
             if hasattr(self, name):
                 outputs[number] = getattr(self, name)
-        registered = self._weights_in_block_ram and G == 1
+        registered = self._weights_in_block_ram and G == 1 and timing.pipelined
         for number, mem in {**row_mems, **lane_mems}.items():
             if number == Region.WEIGHT and registered:
                 m.d.sync += outputs[number].eq(mem.read_data)
