@@ -54,11 +54,11 @@ class MemoryBusPort(wiring.Component):
         tools: with them in block RAM too, the router did not converge on the fully
         parallel 32x96 engine on the ECP5-85F; docs/ENGINE.md section 10.) With one
         column group (P = C) and a pipeline (the FPGA-clock builds, L = 1..3) the lanes
-        take WEIGHT's word from a register after the block
-        RAM: its address, the bank, is presented a cycle before a RUN's first plane
-        cycle needs the word, so the block RAM's clock-to-output and its route across the
+        take WEIGHT's word from a register after the block RAM: the bank, its address,
+        is presented two cycles before a RUN's first plane cycle (one for the read, one
+        for the register), so the block RAM's clock-to-output and its route across the
         die end at that register instead of in every lane's popcount. Bus reads take
-        the block RAM's word as before.
+        the block RAM's word.
 
     Members
     -------
