@@ -22,6 +22,7 @@ Only numpy and the other golden models.
 
 from __future__ import annotations
 
+import copy
 import operator
 
 import numpy as np
@@ -304,8 +305,8 @@ class EngineBusModel:
             for name, n in image.as_dict().items():
                 events[name] -= n
         status = m.status
-        for name, value in self._before_batch.items():
-            setattr(m, name, value.copy() if isinstance(value, np.ndarray) else value)
+        for name, value in self._before_batch.items():    # used once: no copy
+            setattr(m, name, value)
         self.results[:count] = eng.run(count)
         sat = 1 << Status.ACC_SAT
         m.status = status & ~sat | m.status & sat
@@ -390,9 +391,7 @@ class EngineBusModel:
         bits = self.image_planes[:count, :planes].astype(np.int64)
         eng.images[:count] = (bits << np.arange(planes)[None, :, None]).sum(axis=1)
         eng.loaded = count
-        m = self.macro
-        self._before_batch = {name: getattr(m, name).copy() if isinstance(getattr(m, name), np.ndarray)
-                              else getattr(m, name) for name in _BATCH_STATE}
+        self._before_batch = {name: copy.copy(getattr(self.macro, name)) for name in _BATCH_STATE}
         self.results[:count] = eng.run(count)
         self._acc, self._scores = eng.acc.copy(), eng.scores.copy()
         self.classify_count = count
